@@ -1,0 +1,151 @@
+"""The complaint form: validation (what the resident's answer means), the dynamic
+questions (location choices, the summary) and filing the ticket."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Text
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.common import latest_turn, log, safe
+from bot import runtime
+from bot.conversation import AUX_SLOTS, FORM_SLOTS, NO_VALUE, ComplaintForm, next_slot, summary_variables
+from bot.domain.model import CATEGORIES, ComplaintDraft
+from bot.locations import Resolution
+from bot.services.tickets import SHANGHAI, file_complaint
+
+REQUESTED_SLOT = "requested_slot"
+
+
+def _form() -> ComplaintForm:
+    return ComplaintForm(runtime.resolver())
+
+
+def _slots(tracker: Tracker) -> Dict[str, Any]:
+    return {name: tracker.get_slot(name) for name in FORM_SLOTS + AUX_SLOTS}
+
+
+class ValidateComplaintForm(FormValidationAction):
+    def name(self) -> Text:
+        return "validate_complaint_form"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+        slots = _slots(tracker)
+        requested = tracker.get_slot(REQUESTED_SLOT)
+        step = _form().step(slots, requested, latest_turn(tracker))
+        if step.reject:
+            return []  # not an answer: the rules handle it, then the form asks again
+        for key, variables in step.responses:
+            dispatcher.utter_message(response=key, **variables)
+        slots.update(step.slots)
+        events = [SlotSet(k, v) for k, v in step.slots.items()]
+        events.append(SlotSet(REQUESTED_SLOT, next_slot(slots)))
+        return events
+
+
+class ActionAskLocation(Action):
+    def name(self) -> Text:
+        return "action_ask_location"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+        status = tracker.get_slot("location_status")
+        mentions = tracker.get_slot("location_mentions") or []
+        mention = " ".join(m.get("text", "") for m in mentions) or "这个地点"
+        resolver = runtime.resolver()
+        if status == "ambiguous":
+            buttons = []
+            for code in tracker.get_slot("location_candidates") or []:
+                place = resolver.g.get(code)
+                if place is None:
+                    continue
+                buttons.append({"title": resolver.choice_label(place),
+                                "payload": f'/inform{{"{place.level}":"{place.code}"}}'})
+            buttons.append({"title": "都不是 / 不清楚", "payload": "/deny"})
+            dispatcher.utter_message(response="utter_ask_location_choose", mention=mention, buttons=buttons)
+        elif status in ("partial", "unresolved") and mentions:
+            dispatcher.utter_message(response="utter_ask_location_more", mention=mention)
+        else:
+            dispatcher.utter_message(response="utter_ask_location_where")
+        return []
+
+
+class ActionAskConfirm(Action):
+    def name(self) -> Text:
+        return "action_ask_confirm"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+        dispatcher.utter_message(response="utter_complaint_summary", **summary_variables(_slots(tracker)))
+        return []
+
+
+def _reset_events() -> List[EventType]:
+    return [SlotSet(name, None) for name in FORM_SLOTS + AUX_SLOTS if name != "category"] + [SlotSet("category", None)]
+
+
+class ActionSubmitComplaint(Action):
+    def name(self) -> Text:
+        return "action_submit_complaint"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+        slots = _slots(tracker)
+        if slots.get("confirm") is not True or slots.get("category") not in CATEGORIES:
+            dispatcher.utter_message(response="utter_complaint_cancelled")
+            return _reset_events() + [SlotSet("submit_failed", False)]
+
+        resolution = Resolution(
+            status=slots.get("location_status") or "none",
+            district_code=slots.get("district_code"),
+            street_code=slots.get("street_code"),
+            community_code=slots.get("community_code"),
+            mention_text=slots.get("location") or "",
+        )
+        route = runtime.router().route(slots["category"], resolution, slots.get("description") or "")
+        phone = slots.get("phone")
+        photo = slots.get("photo")
+        draft = ComplaintDraft(
+            sender_id=tracker.sender_id,
+            channel=tracker.get_latest_input_channel() or "rest",
+            category=slots["category"],
+            description=slots.get("description") or "",
+            location_text=slots.get("location") or "",
+            photo=photo if photo and photo != NO_VALUE else None,
+            phone=phone if phone and phone != NO_VALUE else None,
+            confidential=bool(slots.get("confidential")),
+            # one key per form run: a retried submission returns the same ticket
+            idempotency_key=f"{tracker.sender_id}:{slots.get('draft_id')}",
+        )
+
+        def work():
+            return file_complaint(runtime.uow(), draft, route, datetime.now(timezone.utc))
+
+        try:
+            result = await runtime.run_store(work)
+        except (asyncio.TimeoutError, Exception) as exc:  # the resident must hear it failed
+            log.error("filing failed for %s: %s", safe(tracker.sender_id), type(exc).__name__)
+            dispatcher.utter_message(response="utter_submit_failed")
+            return [SlotSet("submit_failed", True)]
+
+        catalogue = runtime.catalogue()
+        if result.replay:
+            dispatcher.utter_message(response="utter_complaint_replay", number=result.number)
+        elif result.merged:
+            dispatcher.utter_message(response="utter_complaint_merged", number=result.number,
+                                     count=result.report_count)
+        else:
+            co = [catalogue.unit_name(u) for u in route.co]
+            deadline = result.deadline_at.astimezone(SHANGHAI).strftime("%m月%d日 %H:%M")
+            dispatcher.utter_message(
+                response="utter_complaint_filed",
+                number=result.number,
+                lead=catalogue.unit_name(result.lead_queue),
+                co_line=f"协办/属地：{'、'.join(co)}\n" if co else "",
+                dispatch_label=route.dispatch_class.label,
+                deadline=deadline,
+            )
+        log.info("ticket %s filed (merged=%s replay=%s) for %s", result.number, result.merged, result.replay,
+                 safe(tracker.sender_id))
+        return _reset_events() + [SlotSet("submit_failed", False), SlotSet("ticket_number", result.number)]
+

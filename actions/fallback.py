@@ -1,0 +1,61 @@
+"""When the assistant is unsure: offer the two likeliest categories as buttons (the text
+is kept as the complaint's description), or ask plainly; unreadable input gets a
+specific, polite request for text."""
+from __future__ import annotations
+
+from typing import Dict, List, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.common import intent_ranking, latest_turn
+from bot.domain.model import CATEGORIES
+from bot.locations import mentions_from_entities
+from bot.text import input_issue
+
+UNSURE_FLOOR = 0.08  # a category this unlikely is not worth offering
+
+
+def top_categories(ranking: List[Dict], n: int = 2) -> List[str]:
+    out = []
+    for r in ranking:
+        if r.get("name") in CATEGORIES and float(r.get("confidence") or 0) >= UNSURE_FLOOR:
+            out.append(r["name"])
+        if len(out) == n:
+            break
+    return out
+
+
+class ActionClarify(Action):
+    def name(self) -> Text:
+        return "action_clarify"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+        turn = latest_turn(tracker)
+        issue = input_issue(turn.text)
+        if issue:
+            dispatcher.utter_message(response=f"utter_input_{issue}")
+            return []
+        ranking = [r for r in intent_ranking(tracker) if r.get("name") != "nlu_fallback"]
+        cats = top_categories(ranking)
+        if ranking and ranking[0].get("name") in CATEGORIES and cats:
+            buttons = [{"title": CATEGORIES[c], "payload": f"/{c}"} for c in cats]
+            buttons.append({"title": "都不是（其他问题）", "payload": "/other"})
+            dispatcher.utter_message(response="utter_clarify_category", buttons=buttons)
+            places = [m.__dict__ for m in mentions_from_entities(turn.entities)]
+            return [SlotSet("pending_description", turn.text), SlotSet("location_mentions", places or None)]
+        dispatcher.utter_message(response="utter_clarify")
+        return []
+
+
+class ActionUnclearInput(Action):
+    """Inside the form: a turn that is no answer. The form asks its question again."""
+
+    def name(self) -> Text:
+        return "action_unclear_input"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+        issue = input_issue(latest_turn(tracker).text)
+        dispatcher.utter_message(response=f"utter_input_{issue}" if issue else "utter_answer_not_text")
+        return []

@@ -1,0 +1,61 @@
+"""ask_status: a resident sees their own tickets only (by sender id or ticket number)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Dict, List, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.common import log, safe
+from bot import runtime
+from bot.domain.model import parse_ticket_number
+from bot.services.tickets import SHANGHAI, TicketStatus, ticket_status, tickets_for_sender
+
+
+def _fmt(dt) -> str:
+    return dt.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
+def status_variables(s: TicketStatus) -> Dict[str, str]:
+    return {
+        "number": s.number,
+        "category_name": s.category_name,
+        "state": s.state.value,
+        "lead": s.lead_queue_name or runtime.catalogue().unit_name(s.lead_queue),
+        "created": _fmt(s.created_at),
+        "deadline": _fmt(s.deadline_at),
+        "last_event": f"{s.last_event_kind}（{_fmt(s.last_event_at)}）",
+    }
+
+
+class ActionTicketStatus(Action):
+    def name(self) -> Text:
+        return "action_ticket_status"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+        text = (tracker.latest_message or {}).get("text") or ""
+        number = parse_ticket_number(text)
+        sender = tracker.sender_id
+        try:
+            if number:
+                found = await runtime.run_store(ticket_status, runtime.uow(), number, sender)
+                found = [found] if found else []
+            else:
+                found = await runtime.run_store(tickets_for_sender, runtime.uow(), sender, 3)
+        except (asyncio.TimeoutError, Exception) as exc:
+            log.error("status lookup failed for %s: %s", safe(sender), type(exc).__name__)
+            dispatcher.utter_message(response="utter_status_unavailable")
+            return []
+        if not found:
+            if number:
+                dispatcher.utter_message(response="utter_status_not_found", number=number)
+            else:
+                dispatcher.utter_message(response="utter_status_none")
+            return []
+        if len(found) > 1:
+            dispatcher.utter_message(response="utter_status_list_header")
+        for s in found:
+            dispatcher.utter_message(response="utter_status_one", **status_variables(s))
+        return []

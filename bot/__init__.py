@@ -1,0 +1,1 @@
+"""青城诉求 — citizen grievance assistant for Hohhot."""

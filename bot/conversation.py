@@ -1,0 +1,318 @@
+"""What the complaint form does with each resident turn: pure logic, no Rasa imports.
+
+`form_step` takes the form's slots, the slot being asked and the parsed turn, and says
+which slots change, what to tell the resident (response keys + variables), or that the
+turn is not an answer at all (`reject`: the rules handle it, then the form resumes).
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from bot.domain.model import CATEGORIES
+from bot.locations import (
+    AMBIGUOUS,
+    NONE,
+    RESOLVED,
+    LocationResolver,
+    Mention,
+    building_text,
+)
+from bot.text import find_phone, input_issue, valid_phone
+
+FORM_SLOTS = ("category", "location", "description", "photo", "phone", "confidential", "confirm")
+LOCATION_SLOTS = (
+    "location_status", "location_candidates", "location_mentions", "location_asked",
+    "district_code", "street_code", "community_code",
+)
+AUX_SLOTS = LOCATION_SLOTS + ("draft_id", "pending_description")
+NO_VALUE = "none"  # a skipped optional answer (photo, phone): asked, declined
+
+INTERRUPTIONS = {"emergency", "ask_status", "consult", "human_handoff"}
+CHITCHAT = {"greet", "goodbye", "praise", "out_of_scope"}
+MIN_DESCRIPTION_CHARS = 4
+MAX_CHOICES = 8
+
+_CANCEL = re.compile(r"取消|撤销|撤回|不投诉了|不反映了|不举报了|不报了|不提交|不用提交|不弄了")
+_SKIP = re.compile(r"^\s*(跳过|没有|没|无|不用|不需要|不要|不留|算了|不了|不方便|pass|skip|no)\W*$|不留|不用留|没照片|没有照片|不拍|没拍|不清楚|不知道|不确定", re.I)
+_URL = re.compile(r"https?://[^\s<>\"']+", re.I)
+_CONFIDENTIAL_YES = re.compile(r"(?<!不)(?<!不用)(?<!不需要)保密|匿名|别透露|不要透露|不公开")
+_CONFIDENTIAL_NO = re.compile(r"不用保密|不需要保密|不保密|无所谓|可以公开|公开")
+
+
+@dataclass
+class Turn:
+    """The resident's latest message as the NLU understood it."""
+
+    text: str
+    intent: Optional[str] = None
+    confidence: float = 0.0
+    entities: Sequence[Mapping[str, Any]] = ()
+    from_button: bool = False
+
+    def entity(self, name: str) -> Optional[str]:
+        for e in self.entities:
+            if e.get("entity") == name and e.get("value") not in (None, ""):
+                return str(e["value"])
+        return None
+
+
+@dataclass
+class FormStep:
+    slots: Dict[str, Any] = field(default_factory=dict)
+    responses: List[Tuple[str, Dict[str, Any]]] = field(default_factory=list)
+    reject: bool = False
+
+    def say(self, key: str, **variables: Any) -> "FormStep":
+        self.responses.append((key, variables))
+        return self
+
+
+def required_slots(slots: Mapping[str, Any]) -> List[str]:
+    """What the form needs, in order: 保密 only matters once a phone was given."""
+    need = ["category", "location", "description", "photo", "phone"]
+    phone = slots.get("phone")
+    if phone and phone != NO_VALUE:
+        need.append("confidential")
+    need.append("confirm")
+    return need
+
+
+def next_slot(slots: Mapping[str, Any]) -> Optional[str]:
+    for name in required_slots(slots):
+        if slots.get(name) is None:
+            return name
+    return None
+
+
+def _meaningful_chars(text: str, minus: Sequence[str] = ()) -> int:
+    for m in minus:
+        text = text.replace(m, "")
+    return len(re.findall(r"[0-9A-Za-z\u4e00-\u9fff]", text))
+
+
+class ComplaintForm:
+    def __init__(self, resolver: LocationResolver, new_id: Callable[[], str] = lambda: uuid.uuid4().hex):
+        self.resolver = resolver
+        self.new_id = new_id
+
+    # --- entry ---------------------------------------------------------
+    def step(self, slots: Mapping[str, Any], requested: Optional[str], turn: Turn) -> FormStep:
+        if requested is None:
+            return self.start(slots, turn)
+        if self._is_interruption(requested, turn):
+            return FormStep(reject=True)
+        if requested != "confirm" and _CANCEL.search(turn.text or ""):
+            return self.cancel()
+        handler = getattr(self, f"answer_{requested}", None)
+        if handler is None:
+            return FormStep(slots={requested: None})
+        return handler(dict(slots), turn)
+
+    def _is_interruption(self, requested: str, turn: Turn) -> bool:
+        if turn.from_button:
+            return False
+        if input_issue(turn.text) is not None:
+            return True  # nothing to read: the rules say so, then the form asks again
+        if turn.intent in INTERRUPTIONS and turn.confidence >= 0.5:
+            # a phone number or a place is still an answer, whatever the classifier says
+            if requested == "phone" and find_phone(turn.text):
+                return False
+            return not (requested == "location" and self._mentions(turn))
+        if turn.intent in CHITCHAT and turn.confidence >= 0.7 and _meaningful_chars(turn.text) <= 6:
+            return True
+        return False
+
+    def cancel(self) -> FormStep:
+        step = FormStep(slots={name: None for name in FORM_SLOTS + AUX_SLOTS})
+        step.slots["confirm"] = False  # ends the form; the submit action says it was cancelled
+        step.slots["category"] = "cancelled"
+        return step
+
+    # --- activation: take everything the first message already says ----------
+    def start(self, slots: Mapping[str, Any], turn: Turn) -> FormStep:
+        step = FormStep(slots={"draft_id": self.new_id(), "confirm": None})
+        category = turn.intent if turn.intent in CATEGORIES else slots.get("category")
+        step.slots["category"] = category
+        if turn.from_button:
+            text = slots.get("pending_description") or ""
+        else:
+            text = turn.text or ""
+        step.slots["pending_description"] = None
+        if turn.from_button:  # the places of the text the buttons were offered for
+            mentions = [Mention(**m) for m in (slots.get("location_mentions") or [])]
+        else:
+            mentions = self._mentions(turn)
+        if mentions:
+            self._take_location(step, slots, mentions, turn.text or "", first=True)
+        mention_texts = [m.text for m in mentions]
+        if _meaningful_chars(text, mention_texts) >= MIN_DESCRIPTION_CHARS:
+            step.slots["description"] = text
+        else:
+            step.slots["description"] = None
+            step.slots["pending_description"] = text or None
+        phone = find_phone(text)
+        if phone and valid_phone(phone):
+            step.slots["phone"] = phone
+        url = turn.entity("photo") or (_URL.search(text).group(0) if _URL.search(text) else None)
+        if url:
+            step.slots["photo"] = url
+        return step
+
+    # --- answers ---------------------------------------------------------
+    def answer_category(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+        if turn.intent in CATEGORIES:
+            return FormStep(slots={"category": turn.intent})
+        return FormStep(slots={"category": None})
+
+    def answer_location(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+        step = FormStep()
+        mentions = self._mentions(turn)
+        text = turn.text or ""
+        asked = int(slots.get("location_asked") or 0)
+        if mentions:
+            previous = [Mention(**m) for m in (slots.get("location_mentions") or [])]
+            # the new answer alone first (a button's code, a fuller name), then with
+            # what was said before (新城区 + 锦绣社区 across two turns)
+            alone = self.resolver.resolve(mentions)
+            together = mentions if alone.status == RESOLVED and alone.street_code else previous + mentions
+            self._take_location(step, slots, together, text, first=False)
+            return step
+        if turn.intent == "deny" or _SKIP.search(text):
+            # 不清楚: keep what we have, however imprecise; the dispatch centre routes it
+            return self._accept_partial(slots, step)
+        if asked >= 1 and _meaningful_chars(text) >= 2:
+            # a second free-text answer is kept as typed (a compound the gazetteer lacks)
+            step.slots.update(location=text.strip(), location_status="unresolved", location_asked=asked + 1)
+            return step
+        step.slots.update(location=None, location_asked=asked + 1)
+        return step
+
+    def _accept_partial(self, slots: Dict[str, Any], step: FormStep) -> FormStep:
+        previous = [Mention(**m) for m in (slots.get("location_mentions") or [])]
+        label = " ".join(m.text for m in previous) or "未提供具体地点"
+        step.slots.update(location=label, location_status=slots.get("location_status") or "unresolved",
+                          location_candidates=None)
+        if slots.get("location_status") == AMBIGUOUS:
+            step.slots["location_status"] = "unresolved"
+        return step
+
+    def _take_location(self, step: FormStep, slots: Mapping[str, Any], mentions: List[Mention], text: str,
+                       first: bool) -> None:
+        res = self.resolver.resolve(mentions)
+        stored = [m.__dict__ for m in mentions]
+        asked = int(slots.get("location_asked") or 0)
+        step.slots["location_mentions"] = stored
+        building = building_text(text)
+        if res.status == RESOLVED and res.street_code:
+            label = self.resolver.label(res) + (f" {building}" if building else "")
+            place_names = [m.text for m in mentions if m.level == "place"]
+            if place_names and res.place is not None and res.place.level != "place":
+                label += " " + " ".join(place_names)
+            step.slots.update(location=label, location_status=RESOLVED, location_candidates=None,
+                              district_code=res.district_code, street_code=res.street_code,
+                              community_code=res.community_code)
+            return
+        if res.status == AMBIGUOUS:
+            step.slots.update(location=None, location_status=AMBIGUOUS,
+                              location_candidates=[c.code for c in res.candidates[:MAX_CHOICES]],
+                              location_asked=asked + 1)
+            return
+        # district only, a mapped place without a street, or an unknown compound/road:
+        # ask once for the street or community, then accept what we have.
+        partial = res.status == RESOLVED
+        step.slots.update(district_code=res.district_code if partial else None, street_code=None,
+                          community_code=None, location_candidates=None,
+                          location_status="partial" if partial else "unresolved")
+        label = (self.resolver.label(res) if partial else res.mention_text) or text.strip()
+        if building:
+            label += f" {building}"
+        if asked >= 1 and not first:
+            step.slots["location"] = label
+        else:
+            step.slots.update(location=None, location_asked=asked + 1)
+
+    def _mentions(self, turn: Turn) -> List[Mention]:
+        out = []
+        for e in turn.entities:
+            if e.get("entity") not in ("district", "street", "community", "place"):
+                continue
+            m = Mention.from_entity(e)
+            if m is not None:
+                out.append(m)
+        return out
+
+    def answer_description(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+        text = (turn.text or "").strip()
+        pending = slots.get("pending_description") or ""
+        if turn.intent == "deny" or _SKIP.search(text) or turn.from_button:
+            return FormStep(slots={"description": pending or "（未补充描述）", "pending_description": None})
+        combined = f"{pending}；{text}" if pending else text
+        return FormStep(slots={"description": combined, "pending_description": None})
+
+    def answer_photo(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+        url = turn.entity("photo")
+        text = turn.text or ""
+        if not url:
+            m = _URL.search(text)
+            url = m.group(0) if m else None
+        if url:
+            return FormStep(slots={"photo": url})
+        if turn.intent == "deny" or _SKIP.search(text):
+            return FormStep(slots={"photo": NO_VALUE})
+        if turn.intent == "affirm":
+            return FormStep(slots={"photo": None}).say("utter_photo_send_now")
+        # The resident moved on: a phone number or more details instead of a photo.
+        step = FormStep(slots={"photo": NO_VALUE})
+        phone = find_phone(text)
+        if phone and valid_phone(phone):
+            step.slots["phone"] = phone
+        elif _meaningful_chars(text) >= 6:
+            step.slots["description"] = f"{slots.get('description') or ''}；补充：{text.strip()}".lstrip("；")
+        else:
+            step.slots["photo"] = None
+            step.say("utter_photo_not_received")
+        return step
+
+    def answer_phone(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+        text = turn.text or ""
+        phone = find_phone(text)
+        if phone and valid_phone(phone):
+            return FormStep(slots={"phone": phone})
+        if turn.intent == "deny" or _SKIP.search(text):
+            return FormStep(slots={"phone": NO_VALUE, "confidential": None})
+        return FormStep(slots={"phone": None}).say("utter_phone_invalid")
+
+    def answer_confidential(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+        text = turn.text or ""
+        if _CONFIDENTIAL_NO.search(text) or turn.intent == "deny":
+            return FormStep(slots={"confidential": False})
+        if _CONFIDENTIAL_YES.search(text) or turn.intent == "affirm":
+            return FormStep(slots={"confidential": True})
+        return FormStep(slots={"confidential": None})
+
+    def answer_confirm(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+        text = turn.text or ""
+        if turn.intent == "deny" or _CANCEL.search(text):
+            return self.cancel()
+        if turn.intent == "affirm" or re.search(r"确认|提交|没问题|对的|是的", text):
+            return FormStep(slots={"confirm": True})
+        return FormStep(slots={"confirm": None}).say("utter_confirm_again")
+
+
+def summary_variables(slots: Mapping[str, Any], category_names: Mapping[str, str] = CATEGORIES) -> Dict[str, str]:
+    from bot.text import mask_phone, shorten
+
+    phone = slots.get("phone")
+    has_phone = bool(phone) and phone != NO_VALUE
+    photo = slots.get("photo")
+    return {
+        "category_name": category_names.get(slots.get("category") or "", "未分类"),
+        "location": slots.get("location") or "未提供",
+        "description": shorten(slots.get("description") or "", 120),
+        "photo": "已上传" if photo and photo != NO_VALUE else "无",
+        "phone": mask_phone(phone) if has_phone else "未留",
+        "confidential": ("保密：是" if slots.get("confidential") else "保密：否") if has_phone else "",
+    }

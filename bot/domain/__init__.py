@@ -1,0 +1,1 @@
+"""Pure domain model: no framework imports."""

@@ -1,0 +1,332 @@
+"""Tickets and their life cycle, following the 12345 hotline cycle.
+
+受理 → 派单 → 签收 → 办理 → 办结 → 回访, with 退单/改派 back to dispatch,
+重办 to reopen, and 延期/并单 recorded without a state change.
+Standard library only: this module must stay framework-free.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+CATEGORIES: dict[str, str] = {
+    "dog": "文明养犬",
+    "illegal_ads": "小广告/乱张贴乱涂写",
+    "drainage": "排水与污水",
+    "sanitation": "环境卫生/垃圾",
+    "heating": "供热",
+    "water_supply": "供水",
+    "street_order": "市容秩序",
+    "noise": "噪声扰民",
+    "roads_lighting": "市政设施",
+    "property": "物业与小区",
+    "market": "市场监管",
+    "other": "其他",
+}
+
+# Work queues are departments, street offices or the dispatch centre.
+QUEUE_KINDS = ("department", "street", "dispatch")
+
+# The queue of the 12345 dispatch centre: tickets routed here wait for a human dispatcher.
+DISPATCH_CENTER = "dispatch_center"
+
+
+class DispatchClass(str, Enum):
+    URGENT = "urgent"
+    UTILITIES = "utilities"
+    NORMAL = "normal"
+
+    @property
+    def label(self) -> str:
+        return _DISPATCH_LABELS[self]
+
+    @property
+    def limit(self) -> timedelta:
+        return _DISPATCH_LIMITS[self]
+
+
+_DISPATCH_LABELS = {
+    DispatchClass.URGENT: "紧急",
+    DispatchClass.UTILITIES: "公用事业",
+    DispatchClass.NORMAL: "一般",
+}
+_DISPATCH_LIMITS = {
+    DispatchClass.URGENT: timedelta(hours=1),
+    DispatchClass.UTILITIES: timedelta(hours=2),
+    DispatchClass.NORMAL: timedelta(hours=24),
+}
+
+
+class TicketState(str, Enum):
+    RECEIVED = "受理"
+    DISPATCHED = "派单"
+    ACCEPTED = "签收"
+    IN_PROGRESS = "办理"
+    RETURNED = "退单"
+    RESOLVED = "办结"
+    CLOSED = "回访"
+
+    @property
+    def is_open(self) -> bool:
+        return self in OPEN_STATES
+
+
+OPEN_STATES = frozenset(TicketState) - {TicketState.RESOLVED, TicketState.CLOSED}
+
+# Event kinds (stored as the Chinese word).
+RECEIVE, DISPATCH, ACCEPT, WORK, RETURN, REDISPATCH = "受理", "派单", "签收", "办理", "退单", "改派"
+EXTEND, RESOLVE, FOLLOW_UP, REOPEN, MERGE = "延期", "办结", "回访", "重办", "并单"
+EVENT_KINDS: dict[str, str] = {  # kind → English name, for messages and logs
+    RECEIVE: "receive",
+    DISPATCH: "dispatch",
+    ACCEPT: "accept",
+    WORK: "start work",
+    RETURN: "return",
+    REDISPATCH: "re-dispatch",
+    EXTEND: "request extension",
+    RESOLVE: "resolve",
+    FOLLOW_UP: "close after follow-up",
+    REOPEN: "reopen",
+    MERGE: "merge report",
+}
+
+_S = TicketState
+# kind → (states it may be applied in, resulting state; None keeps the state).
+# 受理 is absent: it is only ever the first event, written by Ticket.new.
+TRANSITIONS: dict[str, tuple[frozenset[TicketState], TicketState | None]] = {
+    DISPATCH: (frozenset({_S.RECEIVED}), _S.DISPATCHED),
+    ACCEPT: (frozenset({_S.DISPATCHED}), _S.ACCEPTED),
+    WORK: (frozenset({_S.ACCEPTED}), _S.IN_PROGRESS),
+    RETURN: (frozenset({_S.ACCEPTED, _S.IN_PROGRESS}), _S.RETURNED),
+    REDISPATCH: (frozenset({_S.RETURNED}), _S.DISPATCHED),
+    RESOLVE: (frozenset({_S.ACCEPTED, _S.IN_PROGRESS}), _S.RESOLVED),
+    FOLLOW_UP: (frozenset({_S.RESOLVED}), _S.CLOSED),
+    REOPEN: (frozenset({_S.RESOLVED, _S.CLOSED}), _S.DISPATCHED),
+    EXTEND: (frozenset({_S.ACCEPTED, _S.IN_PROGRESS}), None),
+    MERGE: (OPEN_STATES, None),
+}
+REASON_REQUIRED = frozenset({RETURN, RESOLVE})
+
+
+class InvalidTransition(Exception):
+    """An event that the ticket's current state does not allow."""
+
+
+def deadline_for(dispatch_class: DispatchClass, start: datetime) -> datetime:
+    # The one place deadlines are computed (to become working-day aware later).
+    return start + DispatchClass(dispatch_class).limit
+
+
+def _require_aware(at: datetime) -> None:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("timestamps must be timezone-aware")
+
+
+@dataclass(frozen=True)
+class Route:
+    lead: str
+    co: tuple[str, ...]
+    district_code: str | None
+    street_code: str | None
+    community_code: str | None
+    dispatch_class: DispatchClass
+    reason: str
+
+    @property
+    def is_manual(self) -> bool:
+        return self.lead == DISPATCH_CENTER
+
+
+@dataclass
+class ComplaintDraft:
+    sender_id: str
+    channel: str
+    category: str
+    description: str
+    location_text: str
+    photo: str | None
+    phone: str | None
+    confidential: bool
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """One resident submission; a merged repeat complaint is another report on the same ticket."""
+
+    sender_id: str
+    channel: str
+    description: str
+    location_text: str
+    photo: str | None
+    phone: str | None
+    confidential: bool
+    idempotency_key: str
+    created_at: datetime
+    ticket_id: int | None = None
+    id: int | None = None
+
+    @classmethod
+    def from_draft(cls, draft: ComplaintDraft, at: datetime) -> Report:
+        return cls(
+            sender_id=draft.sender_id,
+            channel=draft.channel,
+            description=draft.description,
+            location_text=draft.location_text,
+            photo=draft.photo,
+            phone=draft.phone,
+            confidential=draft.confidential,
+            idempotency_key=draft.idempotency_key,
+            created_at=at,
+        )
+
+
+@dataclass(frozen=True)
+class TicketEvent:
+    kind: str
+    from_state: TicketState | None
+    to_state: TicketState | None
+    actor: str
+    reason: str
+    data: dict[str, Any]
+    at: datetime
+
+
+@dataclass(kw_only=True)
+class Ticket:
+    id: int | None = None
+    number: str
+    category: str
+    description: str
+    location_text: str
+    district_code: str | None
+    street_code: str | None
+    community_code: str | None
+    lead_queue: str
+    co_queues: tuple[str, ...]
+    dispatch_class: DispatchClass
+    state: TicketState
+    created_at: datetime
+    deadline_at: datetime
+    updated_at: datetime
+    report_count: int = 1
+    events: list[TicketEvent] = field(default_factory=list)
+    # Storage bookkeeping: optimistic-lock version (0 = never saved) and how many
+    # of `events` are already persisted (the rest are new).
+    version: int = 0
+    saved_event_count: int = 0
+
+    @classmethod
+    def new(cls, number: str, draft: ComplaintDraft, route: Route, now: datetime) -> Ticket:
+        _require_aware(now)
+        ticket = cls(
+            number=number,
+            category=draft.category,
+            description=draft.description,
+            location_text=draft.location_text,
+            district_code=route.district_code,
+            street_code=route.street_code,
+            community_code=route.community_code,
+            lead_queue=route.lead,
+            co_queues=tuple(route.co),
+            dispatch_class=DispatchClass(route.dispatch_class),
+            state=TicketState.RECEIVED,
+            created_at=now,
+            deadline_at=deadline_for(route.dispatch_class, now),
+            updated_at=now,
+        )
+        ticket.events.append(
+            TicketEvent(
+                kind=RECEIVE,
+                from_state=None,
+                to_state=TicketState.RECEIVED,
+                actor=f"resident:{draft.sender_id}",
+                reason=route.reason if route.is_manual else "",
+                data={"channel": draft.channel},
+                at=now,
+            )
+        )
+        if not route.is_manual:
+            ticket.apply(DISPATCH, "system:router", route.reason, now, lead=route.lead, co=list(route.co))
+        return ticket
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    @property
+    def new_events(self) -> list[TicketEvent]:
+        return self.events[self.saved_event_count :]
+
+    def apply(self, kind: str, actor: str, reason: str, at: datetime, **data: Any) -> TicketEvent:
+        """Validate and record one event; `data` must be JSON-serialisable."""
+        _require_aware(at)
+        if kind not in TRANSITIONS:
+            raise InvalidTransition(
+                f"不能直接执行「{kind}」 / {EVENT_KINDS.get(kind, kind)!r} cannot be applied to a ticket"
+            )
+        allowed, to_state = TRANSITIONS[kind]
+        english = EVENT_KINDS[kind]
+        if self.state not in allowed:
+            raise InvalidTransition(
+                f"工单 {self.number} 当前为「{self.state.value}」，不能{kind} / "
+                f"cannot {english} ticket {self.number} in state {self.state.name}"
+            )
+        if kind in REASON_REQUIRED and not reason.strip():
+            raise InvalidTransition(f"{kind}必须填写原因或结果 / {english} requires a reason")
+        if kind in (DISPATCH, REDISPATCH, REOPEN):
+            self._set_queues(kind, data)
+        if kind == MERGE:
+            self.report_count += 1
+        if kind == REOPEN:
+            # A reopened ticket starts a new handling period.
+            self.deadline_at = deadline_for(self.dispatch_class, at)
+
+        # to_state None marks an event that leaves the state unchanged (延期, 并单).
+        event = TicketEvent(kind, self.state, to_state, actor, reason, dict(data), at)
+        if to_state is not None:
+            self.state = to_state
+        self.updated_at = at
+        self.events.append(event)
+        return event
+
+    def _set_queues(self, kind: str, data: dict[str, Any]) -> None:
+        lead = data.get("lead")
+        if lead is None and kind == REDISPATCH:
+            raise InvalidTransition("改派必须指定新的承办单位 / re-dispatch requires a new lead queue")
+        if lead is None and self.lead_queue == DISPATCH_CENTER:
+            raise InvalidTransition("派单必须指定承办单位 / dispatch from the dispatch centre requires a lead queue")
+        if lead == DISPATCH_CENTER:
+            raise InvalidTransition(f"{kind}不能派给派单中心 / cannot {EVENT_KINDS[kind]} to the dispatch centre")
+        if lead is not None:
+            self.lead_queue = str(lead)
+        if "co" in data:
+            self.co_queues = tuple(data["co"])
+
+
+def format_ticket_number(day: date, seq: int) -> str:
+    if not 1 <= seq <= 99999:
+        raise ValueError(f"ticket sequence out of range: {seq}")
+    return f"QC-{day:%y%m%d}-{seq:04d}"
+
+
+_NUMBER_RE = re.compile(r"(?<![A-Za-z0-9])QC[\s\-_—–]*(\d{6})[\s\-_—–]*(\d{4,5})(?!\d)", re.IGNORECASE)
+
+
+def parse_ticket_number(text: str) -> str | None:
+    """Find a ticket number in what a resident typed and return it in canonical form."""
+    # NFKC folds full-width letters, digits and dashes typed on Chinese keyboards.
+    match = _NUMBER_RE.search(unicodedata.normalize("NFKC", text or ""))
+    if not match:
+        return None
+    ymd, seq = match.groups()
+    try:
+        day = date(2000 + int(ymd[:2]), int(ymd[2:4]), int(ymd[4:]))
+        return format_ticket_number(day, int(seq))
+    except ValueError:
+        return None

@@ -1,0 +1,66 @@
+"""Policy questions (consult): answered from data/knowledge/consult.yml, which admins edit.
+
+A topic is chosen only when the question shares enough keywords with it; otherwise the
+answer is the knowledge base's fallback, which points to the 12345 hotline rather than
+inventing a rule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import yaml
+
+from bot.gazetteer import DATA_DIR
+from bot.text import normalise
+
+KNOWLEDGE_PATH = DATA_DIR / "knowledge" / "consult.yml"
+
+
+@dataclass(frozen=True)
+class Topic:
+    id: str
+    title: str
+    keywords: Sequence[str]
+    answer: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    topic_id: Optional[str]
+    text: str
+
+
+class KnowledgeBase:
+    def __init__(self, topics: List[Topic], fallback: str):
+        self.topics = topics
+        self.fallback = fallback
+
+    @classmethod
+    def load(cls, path: Path = KNOWLEDGE_PATH) -> "KnowledgeBase":
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        topics = [
+            Topic(str(t["id"]), str(t.get("title", t["id"])), tuple(str(k) for k in t.get("keywords") or ()),
+                  str(t["answer"]).strip())
+            for t in raw.get("topics") or []
+        ]
+        return cls(topics, str(raw.get("fallback") or "请拨打 12345 市民服务热线咨询。"))
+
+    def answer(self, question: str) -> Answer:
+        """Best topic by matched keyword length (longer keywords are more specific)."""
+        q = normalise(question or "").lower()
+        best, best_score = None, 0
+        for topic in self.topics:
+            score = sum(len(k) for k in topic.keywords if k and k.lower() in q)
+            if score > best_score:
+                best, best_score = topic, score
+        if best is None or best_score < 2:
+            return Answer(None, self.fallback)
+        return Answer(best.id, best.answer)
+
+
+@lru_cache(maxsize=1)
+def default_knowledge() -> KnowledgeBase:
+    return KnowledgeBase.load()

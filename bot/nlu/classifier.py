@@ -1,0 +1,164 @@
+"""Intent classifier: TF-IDF over character 1–4-grams and jieba word 1–2-grams of the
+normalised text with place names masked, and a multinomial logistic regression.
+
+On our held-out split this generalises better than DIET for short Chinese complaints,
+trains in seconds on two cores and answers in well under a millisecond. The model is
+stored as plain arrays and JSON (no pickle): a model archive cannot run code on load.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Text
+
+import numpy as np
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.classifiers.classifier import IntentClassifier
+from rasa.nlu.constants import TOKENS_NAMES
+from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from bot.nlu.tokenizer import LOCATION_SPANS
+from bot.text import MAX_NLU_CHARS, normalise
+
+MASK_CHAR = "＃"
+
+
+def masked_text(text: str, spans: Sequence[Sequence[int]] = ()) -> str:
+    """Normalised, lower-cased text with each place name replaced by one mask character."""
+    text = normalise(text or "")[:MAX_NLU_CHARS]
+    for start, end in sorted(spans or (), key=lambda s: -s[0]):
+        if end <= len(text):
+            text = text[:start] + MASK_CHAR + text[end:]
+    return text.lower()
+
+
+def message_words(message: Message) -> List[str]:
+    return [t.text.lower() for t in (message.get(TOKENS_NAMES[TEXT]) or [])]
+
+
+class _Features:
+    """Two TF-IDF vectorisers (chars of the masked text, jieba words) side by side."""
+
+    def __init__(self, char_range=(1, 4), word_range=(1, 2)):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.chars = TfidfVectorizer(analyzer="char", ngram_range=tuple(char_range), sublinear_tf=True, lowercase=False)
+        self.words = TfidfVectorizer(analyzer=lambda ws: _ngrams(ws, tuple(word_range)), sublinear_tf=True, lowercase=False)
+        self.word_range = tuple(word_range)
+
+    def fit_transform(self, texts: List[str], words: List[List[str]]):
+        from scipy.sparse import hstack
+
+        return hstack([self.chars.fit_transform(texts), self.words.fit_transform(words)]).tocsr()
+
+    def transform(self, texts: List[str], words: List[List[str]]):
+        from scipy.sparse import hstack
+
+        return hstack([self.chars.transform(texts), self.words.transform(words)]).tocsr()
+
+    # plain-data persistence
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "char_range": list(self.chars.ngram_range),
+            "word_range": list(self.word_range),
+            "char_vocab": {k: int(v) for k, v in self.chars.vocabulary_.items()},
+            "word_vocab": {k: int(v) for k, v in self.words.vocabulary_.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], char_idf: np.ndarray, word_idf: np.ndarray) -> "_Features":
+        f = cls(d["char_range"], d["word_range"])
+        for vec, vocab, idf in ((f.chars, d["char_vocab"], char_idf), (f.words, d["word_vocab"], word_idf)):
+            vec.vocabulary_ = vocab
+            vec.idf_ = idf
+        return f
+
+
+def _ngrams(words: Sequence[str], ngram_range) -> List[str]:
+    lo, hi = ngram_range
+    out = []
+    for n in range(lo, hi + 1):
+        out += [" ".join(words[i: i + n]) for i in range(len(words) - n + 1)]
+    return out
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
+class CharNgramIntentClassifier(GraphComponent, IntentClassifier):
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {"char_ngram_range": [1, 4], "word_ngram_range": [1, 2], "C": 30.0, "max_iter": 3000,
+                "ranking_length": 10}
+
+    def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+                 features: Optional[_Features] = None, coef: Optional[np.ndarray] = None,
+                 intercept: Optional[np.ndarray] = None, classes: Optional[List[str]] = None) -> None:
+        self._config = config
+        self._storage = model_storage
+        self._resource = resource
+        self.features, self.coef, self.intercept, self.classes = features, coef, intercept, classes
+
+    @classmethod
+    def create(cls, config, model_storage, resource, execution_context: ExecutionContext) -> "CharNgramIntentClassifier":
+        return cls(config, model_storage, resource)
+
+    def train(self, training_data: TrainingData) -> Resource:
+        from sklearn.linear_model import LogisticRegression
+
+        examples = [m for m in training_data.intent_examples if m.get(TEXT)]
+        texts = [masked_text(m.get(TEXT), m.get(LOCATION_SPANS)) for m in examples]
+        words = [message_words(m) for m in examples]
+        labels = [m.get(INTENT) for m in examples]
+        self.features = _Features(self._config["char_ngram_range"], self._config["word_ngram_range"])
+        x = self.features.fit_transform(texts, words)
+        clf = LogisticRegression(C=self._config["C"], max_iter=self._config["max_iter"])
+        clf.fit(x, labels)
+        self.coef, self.intercept, self.classes = clf.coef_, clf.intercept_, [str(c) for c in clf.classes_]
+        self._persist()
+        return self._resource
+
+    def _persist(self) -> None:
+        with self._storage.write_to(self._resource) as folder:
+            folder = Path(folder)
+            meta = {"classes": self.classes, **self.features.to_dict()}
+            (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+            np.savez(folder / "weights.npz", coef=self.coef, intercept=self.intercept,
+                     char_idf=self.features.chars.idf_, word_idf=self.features.words.idf_)
+
+    @classmethod
+    def load(cls, config, model_storage, resource, execution_context, **kwargs: Any) -> "CharNgramIntentClassifier":
+        try:
+            with model_storage.read_from(resource) as folder:
+                folder = Path(folder)
+                meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+                with np.load(folder / "weights.npz", allow_pickle=False) as w:
+                    arrays = {k: w[k] for k in w.files}
+        except ValueError:  # nothing trained (no intents)
+            return cls(config, model_storage, resource)
+        features = _Features.from_dict(meta, arrays["char_idf"], arrays["word_idf"])
+        return cls(config, model_storage, resource, features, arrays["coef"], arrays["intercept"], meta["classes"])
+
+    def predict_proba(self, messages: List[Message]) -> np.ndarray:
+        texts = [masked_text(m.get(TEXT), m.get(LOCATION_SPANS)) for m in messages]
+        x = self.features.transform(texts, [message_words(m) for m in messages])
+        scores = x @ self.coef.T + self.intercept
+        scores -= scores.max(axis=1, keepdims=True)
+        p = np.exp(scores)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        if self.coef is None:
+            return messages
+        todo = [m for m in messages if m.get(TEXT)]
+        if not todo:
+            return messages
+        for message, probs in zip(todo, self.predict_proba(todo)):
+            order = np.argsort(-probs)[: self._config["ranking_length"]]
+            ranking = [{"name": self.classes[i], "confidence": float(probs[i])} for i in order]
+            message.set(INTENT, ranking[0], add_to_output=True)
+            message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
+        return messages

@@ -1,0 +1,171 @@
+"""Location extractor: a blank spaCy `zh` pipeline (jieba segmenter) with an EntityRuler
+built from the gazetteer and the place mapping table, wrapped as a Rasa graph component.
+
+Entities: {"entity": district|street|community|place, "value": <alias>, ...}. The alias
+list is stored in the model, so a trained model extracts the same names wherever it runs;
+`bot.locations.LocationResolver` turns aliases into codes against the current data.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Text
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.extractors.extractor import EntityExtractorMixin
+from rasa.shared.nlu.constants import ENTITIES, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from bot.dictionaries import PLACE_FREQ
+from bot.gazetteer import GAZETTEER_DIR, PLACES_CSV, Gazetteer
+from bot.nlu.tokenizer import LOCATION_SPANS
+from bot.text import MAX_NLU_CHARS, normalise
+
+logger = logging.getLogger(__name__)
+
+# Compounds, roads and landmarks the gazetteer does not know: kept as free text (level
+# "place", no code) so the ticket carries the address and a dispatcher can route it.
+_PLACE_SUFFIX = r"(?:小区|花园|家园|佳园|嘉园|公寓|大厦|广场|新村|市场|公园|商场|学校|小学|中学|医院|大街|大道|路|街|巷)"
+_UNKNOWN_PLACE = re.compile(
+    r"([\u4e00-\u9fa5A-Za-z0-9]{2,10}?" + _PLACE_SUFFIX + r"(?:小区|[东西南北]区|[一二三四五六七八九]期)?)"
+)
+_LEADING_NOISE = re.compile(
+    r"^(?:[和与跟及])?(?:.*?(?:我们|咱们|你们|他们|我家|我住|住在|就在|位于|地址|地点|家住|是在|在|到|从|去|的|了|是|这个|那个|这|那|这边|那边|附近|对面|旁边|门口|楼下|楼上|小区里))*"
+)
+_GENERIC = {"小区", "马路", "街道", "道路", "公路", "马路上", "这条路", "那条路", "我们小区", "本小区", "学校", "医院", "市场", "公园", "广场"}
+
+
+def _gaps(text: str, taken: List[range]):
+    pos = 0
+    for r in sorted(taken, key=lambda r: r.start):
+        if r.start > pos:
+            yield pos, text[pos: r.start]
+        pos = max(pos, r.stop)
+    if pos < len(text):
+        yield pos, text[pos:]
+
+
+def unknown_places(text: str, taken: List[range], boundaries: set) -> List[Dict[str, Any]]:
+    """Place-like names in the stretches of text no gazetteer name covers, snapped to
+    token boundaries (so 路灯 never yields a road and 和平小区 keeps its 和)."""
+    out = []
+    for offset, gap in _gaps(text, taken):
+        out.extend(_unknown_places_in(gap, offset, boundaries))
+    return out
+
+
+def _unknown_places_in(text: str, offset: int, boundaries: set) -> List[Dict[str, Any]]:
+    out = []
+    for m in _UNKNOWN_PLACE.finditer(text):
+        start, end = m.span(1)
+        if end + offset not in boundaries:
+            continue
+        cut = _LEADING_NOISE.match(m.group(1))
+        if cut:
+            start += cut.end()
+        while start > 0 and start + offset not in boundaries:
+            start -= 1
+        name = text[start:end]
+        if len(name) < 3 or name in _GENERIC or re.fullmatch(r"[\d号楼栋单元]+" + _PLACE_SUFFIX, name):
+            continue
+        out.append({"entity": "place", "value": name, "start": start + offset, "end": end + offset})
+    return out
+
+
+def build_aliases(gazetteer: Gazetteer) -> Dict[str, str]:
+    """alias → level (a name shared by levels was already narrowed to the higher one)."""
+    return {alias: cands[0].level for alias, cands in sorted(gazetteer.aliases.items()) if cands}
+
+
+class LocationMatcher:
+    """spaCy blank zh + jieba + EntityRuler over the alias list. Usable without Rasa."""
+
+    def __init__(self, aliases: Dict[str, str]):
+        import jieba
+        import spacy
+
+        from bot.dictionaries import load_into_jieba
+
+        load_into_jieba()  # domain words too: 路灯 must not become the end of a road name
+        for alias in aliases:
+            jieba.add_word(alias, PLACE_FREQ, "ns")  # one token per name, in or out of context
+        self.aliases = aliases
+        self.nlp = spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "jieba"}}})
+        ruler = self.nlp.add_pipe("entity_ruler", config={"phrase_matcher_attr": "ORTH", "validate": False})
+        patterns = [{"label": level, "pattern": alias, "id": alias} for alias, level in aliases.items()]
+        with self.nlp.select_pipes(enable=[]):
+            ruler.add_patterns(patterns)
+
+    def extract(self, text: str) -> List[Dict[str, Any]]:
+        clean = normalise(text or "")[:MAX_NLU_CHARS]
+        if not clean.strip():
+            return []
+        doc = self.nlp(clean)
+        ents = [
+            {"entity": e.label_, "value": e.ent_id_ or e.text, "start": e.start_char, "end": e.end_char}
+            for e in doc.ents
+        ]
+        boundaries = {t.idx for t in doc} | {len(clean)}
+        ents += unknown_places(clean, [range(e["start"], e["end"]) for e in ents], boundaries)
+        for e in ents:
+            e["text"] = (text or "")[e["start"]: e["end"]]
+            e["confidence_entity"] = 1.0
+        return sorted(ents, key=lambda e: e["start"])
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR, is_trainable=True)
+class GazetteerEntityExtractor(GraphComponent, EntityExtractorMixin):
+    ALIASES_FILE = "aliases.json"
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {"gazetteer_dir": str(GAZETTEER_DIR), "places_csv": str(PLACES_CSV)}
+
+    def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+                 aliases: Optional[Dict[str, str]] = None) -> None:
+        self._config = config
+        self._storage = model_storage
+        self._resource = resource
+        self._matcher = LocationMatcher(aliases) if aliases else None
+
+    @classmethod
+    def create(cls, config, model_storage, resource, execution_context: ExecutionContext) -> "GazetteerEntityExtractor":
+        return cls(config, model_storage, resource)
+
+    def train(self, training_data: TrainingData) -> Resource:
+        g = Gazetteer.load(Path(self._config["gazetteer_dir"]), Path(self._config["places_csv"]))
+        aliases = build_aliases(g)
+        with self._storage.write_to(self._resource) as folder:
+            (Path(folder) / self.ALIASES_FILE).write_text(json.dumps(aliases, ensure_ascii=False), encoding="utf-8")
+        self._matcher = LocationMatcher(aliases)
+        return self._resource
+
+    @classmethod
+    def load(cls, config, model_storage, resource, execution_context, **kwargs: Any) -> "GazetteerEntityExtractor":
+        with model_storage.read_from(resource) as folder:
+            aliases = json.loads((Path(folder) / cls.ALIASES_FILE).read_text(encoding="utf-8"))
+        return cls(config, model_storage, resource, aliases)
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        # Only mark where places are (for the tokenizer's mask); annotated entities stay.
+        if self._matcher is not None:
+            for message in training_data.training_examples:
+                if message.get(TEXT):
+                    found = self._matcher.extract(message.get(TEXT))
+                    message.set(LOCATION_SPANS, [(e["start"], e["end"]) for e in found])
+        return training_data
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        if self._matcher is None:
+            return messages
+        for message in messages:
+            found = self.add_extractor_name(self._matcher.extract(message.get(TEXT) or ""))
+            message.set(LOCATION_SPANS, [(e["start"], e["end"]) for e in found])
+            message.set(ENTITIES, message.get(ENTITIES, []) + found, add_to_output=True)
+        return messages

@@ -1,0 +1,96 @@
+"""`python -m bot serve`: start the action server and the Rasa server, wait until both
+answer, print where to talk to the assistant, and stop both on Ctrl-C."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import List, Optional
+
+from bot.gazetteer import REPO_ROOT
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status < 500:
+                    return True
+        except Exception:
+            time.sleep(0.5)
+    return False
+
+
+def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, log_dir: Path = REPO_ROOT / "var",
+                api_token: Optional[str] = None, env: Optional[dict] = None) -> List[subprocess.Popen]:
+    """Start both servers (used by `serve` and by the end-to-end tests)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **(env or {}), "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT)}
+    rasa = str(VENV_BIN / "rasa")
+    endpoints = log_dir / f"endpoints-{rasa_port}.yml"
+    endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n', encoding="utf-8")
+    actions_cmd = [rasa, "run", "actions", "--port", str(actions_port), "--actions", "actions"]
+    rasa_cmd = [rasa, "run", "-i", "127.0.0.1", "--port", str(rasa_port), "--credentials", "credentials.yml",
+                "--endpoints", str(endpoints), "--model", model or "models", "--cors", "*"]
+    if api_token:
+        rasa_cmd += ["--enable-api", "--auth-token", api_token]
+    procs = []
+    for name, cmd in (("actions", actions_cmd), ("rasa", rasa_cmd)):
+        log = open(log_dir / f"{name}-{rasa_port}.log", "ab")
+        procs.append(subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+    ok = _wait_http(f"http://127.0.0.1:{actions_port}/health", 90, procs[0]) and _wait_http(
+        f"http://127.0.0.1:{rasa_port}/", 180, procs[1])
+    if not ok:
+        stop_stack(procs)
+        raise RuntimeError(f"servers did not start; see {log_dir}/actions-{rasa_port}.log and rasa-{rasa_port}.log")
+    return procs
+
+
+def stop_stack(procs: List[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def serve(rasa_port: int, actions_port: int) -> int:
+    from bot.storage.engine import default_url
+
+    print("starting the action server and the Rasa server (first start takes ~30 s)…", flush=True)
+    procs = start_stack(rasa_port, actions_port)
+    url = f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook"
+    print(f"""
+青城诉求 is running.
+  Talk to it (REST):  curl -s {url} -H 'Content-Type: application/json' \\
+                        -d '{{"sender": "resident-1", "message": "楼下有人遛狗不牵绳"}}'
+  Terminal chat:      make shell   (in another terminal: .venv/bin/rasa shell --endpoints endpoints.yml)
+  Ticket store:       {default_url()}
+  Logs:               var/actions-{rasa_port}.log, var/rasa-{rasa_port}.log
+Press Ctrl-C to stop.""", flush=True)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    try:
+        while not stop and all(p.poll() is None for p in procs):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_stack(procs)
+    return 0

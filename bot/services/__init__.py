@@ -1,0 +1,1 @@
+"""Service layer: use cases that take a unit of work."""

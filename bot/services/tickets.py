@@ -1,0 +1,208 @@
+"""Ticket use cases: filing a complaint, status look-ups, start-up configuration sync."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from bot.domain.model import (
+    CATEGORIES,
+    MERGE,
+    QUEUE_KINDS,
+    ComplaintDraft,
+    DispatchClass,
+    Report,
+    Route,
+    Ticket,
+    TicketState,
+    parse_ticket_number,
+)
+from bot.storage.repository import DuplicateReport, StaleTicket
+from bot.storage.uow import AbstractUnitOfWork
+
+MERGE_WINDOW = timedelta(days=7)
+MERGE_REASON = "同一社区7日内同类诉求"
+# China has had no daylight saving since 1991: a fixed offset avoids needing tzdata.
+SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
+MAX_ATTEMPTS = 3
+
+
+class IdempotencyConflict(Exception):
+    """An idempotency key already used by a different sender."""
+
+
+@dataclass(frozen=True)
+class FilingResult:
+    number: str
+    ticket_id: int
+    merged: bool  # attached to an existing open ticket (并单)
+    replay: bool  # idempotency key seen before: nothing new was written
+    state: TicketState
+    lead_queue: str
+    deadline_at: datetime
+    report_count: int = 1  # residents who reported this ticket's problem
+
+
+@dataclass(frozen=True)
+class TicketStatus:
+    number: str
+    category: str
+    category_name: str
+    state: TicketState
+    lead_queue: str
+    lead_queue_name: str | None
+    deadline_at: datetime
+    created_at: datetime
+    last_event_kind: str
+    last_event_at: datetime
+
+
+def shanghai_day(now: datetime) -> date:
+    return now.astimezone(SHANGHAI).date()
+
+
+def file_complaint(uow: AbstractUnitOfWork, draft: ComplaintDraft, route: Route, now: datetime) -> FilingResult:
+    """File a resident's complaint exactly once: new ticket, merge (并单) or replay."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with uow:
+                result = _file_once(uow, draft, route, now)
+                uow.commit()
+                return result
+        except DuplicateReport:
+            # A concurrent submission with the same key won the race; ours was rolled back.
+            with uow:
+                result = _replay(uow, draft)
+            if result is not None:
+                return result
+            raise
+        except StaleTicket:
+            # A concurrent merge touched the same ticket: start over with fresh data.
+            if attempt == MAX_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _file_once(uow: AbstractUnitOfWork, draft: ComplaintDraft, route: Route, now: datetime) -> FilingResult:
+    replay = _replay(uow, draft)
+    if replay is not None:
+        return replay
+
+    report = Report.from_draft(draft, now)
+    if route.community_code:
+        ticket = uow.tickets.find_open_duplicate(draft.category, route.community_code, now - MERGE_WINDOW)
+        if ticket is not None:
+            assert ticket.id is not None
+            uow.tickets.add_report(ticket.id, report)
+            ticket.apply(
+                MERGE,
+                f"resident:{draft.sender_id}",
+                MERGE_REASON,
+                now,
+                idempotency_key=draft.idempotency_key,
+                channel=draft.channel,
+            )
+            uow.tickets.save_events(ticket)
+            return _result(ticket, merged=True, replay=False)
+
+    ticket = Ticket.new(uow.tickets.next_number(shanghai_day(now)), draft, route, now)
+    uow.tickets.add(ticket, report)
+    return _result(ticket, merged=False, replay=False)
+
+
+def _replay(uow: AbstractUnitOfWork, draft: ComplaintDraft) -> FilingResult | None:
+    report = uow.tickets.report_by_idempotency_key(draft.idempotency_key)
+    if report is None:
+        return None
+    if report.sender_id != draft.sender_id:
+        # Never hand one resident's ticket to another.
+        raise IdempotencyConflict(f"idempotency key {draft.idempotency_key!r} belongs to another sender")
+    assert report.ticket_id is not None
+    ticket = uow.tickets.get(report.ticket_id)
+    assert ticket is not None
+    merged = any(e.kind == MERGE and e.data.get("idempotency_key") == draft.idempotency_key for e in ticket.events)
+    return _result(ticket, merged=merged, replay=True)
+
+
+def _result(ticket: Ticket, *, merged: bool, replay: bool) -> FilingResult:
+    assert ticket.id is not None
+    return FilingResult(
+        number=ticket.number,
+        ticket_id=ticket.id,
+        merged=merged,
+        replay=replay,
+        state=ticket.state,
+        lead_queue=ticket.lead_queue,
+        deadline_at=ticket.deadline_at,
+        report_count=ticket.report_count,
+    )
+
+
+def tickets_for_sender(uow: AbstractUnitOfWork, sender_id: str, limit: int = 5) -> list[TicketStatus]:
+    with uow:
+        return [_status(uow, t) for t in uow.tickets.tickets_for_sender(sender_id, limit)]
+
+
+def ticket_status(uow: AbstractUnitOfWork, number: str, sender_id: str) -> TicketStatus | None:
+    """Status of a ticket, only for a sender who reported on it (others get None, as for unknown numbers)."""
+    canonical = parse_ticket_number(number)
+    if canonical is None:
+        return None
+    with uow:
+        ticket = uow.tickets.get_by_number(canonical)
+        if ticket is None or ticket.id is None or not uow.tickets.sender_has_report(ticket.id, sender_id):
+            return None
+        return _status(uow, ticket)
+
+
+def _status(uow: AbstractUnitOfWork, ticket: Ticket) -> TicketStatus:
+    last = ticket.events[-1]
+    return TicketStatus(
+        number=ticket.number,
+        category=ticket.category,
+        category_name=CATEGORIES.get(ticket.category, ticket.category),
+        state=ticket.state,
+        lead_queue=ticket.lead_queue,
+        lead_queue_name=uow.tickets.queue_name(ticket.lead_queue),
+        deadline_at=ticket.deadline_at,
+        created_at=ticket.created_at,
+        last_event_kind=last.kind,
+        last_event_at=last.at,
+    )
+
+
+def sync_queues(uow: AbstractUnitOfWork, queues: Iterable[Mapping[str, Any]]) -> int:
+    """Upsert queues given as {"code", "name", "kind"}; returns how many were written."""
+    count = 0
+    with uow:
+        for queue in queues:
+            if queue["kind"] not in QUEUE_KINDS:
+                raise ValueError(f"queue {queue['code']!r}: kind must be one of {QUEUE_KINDS}")
+            uow.tickets.upsert_queue(str(queue["code"]), str(queue["name"]), str(queue["kind"]))
+            count += 1
+        uow.commit()
+    return count
+
+
+def sync_routing_rules(
+    uow: AbstractUnitOfWork, rules: Iterable[Mapping[str, Any]], now: datetime | None = None
+) -> int:
+    """Upsert rules given as {"category", "lead", "co" (optional list), "dispatch_class"}."""
+    now = now or datetime.now(timezone.utc)
+    count = 0
+    with uow:
+        for rule in rules:
+            if rule["category"] not in CATEGORIES:
+                raise ValueError(f"unknown category {rule['category']!r}")
+            uow.tickets.upsert_routing_rule(
+                category=rule["category"],
+                lead=str(rule["lead"]),
+                co=[str(c) for c in rule.get("co") or ()],
+                dispatch_class=DispatchClass(rule["dispatch_class"]),
+                updated_at=now,
+            )
+            count += 1
+        uow.commit()
+    return count

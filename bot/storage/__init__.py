@@ -1,0 +1,1 @@
+"""SQLAlchemy Core storage: schema, engine, ticket repository and unit of work."""

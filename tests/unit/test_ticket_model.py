@@ -1,0 +1,281 @@
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from bot.domain.model import (
+    CATEGORIES,
+    DISPATCH_CENTER,
+    ComplaintDraft,
+    DispatchClass,
+    InvalidTransition,
+    Route,
+    Ticket,
+    TicketEvent,
+    TicketState,
+    TRANSITIONS,
+    deadline_for,
+    format_ticket_number,
+    parse_ticket_number,
+)
+
+S = TicketState
+NOW = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
+LATER = NOW + timedelta(minutes=30)
+
+
+def draft(**overrides: object) -> ComplaintDraft:
+    values: dict = dict(
+        sender_id="u1",
+        channel="wechat",
+        category="sanitation",
+        description="小区门口垃圾三天没人清运",
+        location_text="新城区公主府社区",
+        photo=None,
+        phone=None,
+        confidential=False,
+        idempotency_key="k1",
+    )
+    values.update(overrides)
+    return ComplaintDraft(**values)
+
+
+def route(lead: str = "city_mgmt", cls: DispatchClass = DispatchClass.NORMAL) -> Route:
+    return Route(
+        lead=lead,
+        co=("street_150102001",),
+        district_code="150102",
+        street_code="150102001",
+        community_code="150102001001",
+        dispatch_class=cls,
+        reason="环境卫生归城管",
+    )
+
+
+def ticket_in(state: TicketState) -> Ticket:
+    """A dispatched ticket driven into `state` through legal moves."""
+    t = Ticket.new("QC-261124-0001", draft(), route(), NOW)
+    path = {
+        S.RECEIVED: [],
+        S.DISPATCHED: [],
+        S.ACCEPTED: ["签收"],
+        S.IN_PROGRESS: ["签收", "办理"],
+        S.RETURNED: ["签收", "退单"],
+        S.RESOLVED: ["签收", "办结"],
+        S.CLOSED: ["签收", "办结", "回访"],
+    }[state]
+    if state is S.RECEIVED:
+        t = Ticket.new("QC-261124-0001", draft(), route(DISPATCH_CENTER), NOW)
+    for kind in path:
+        t.apply(kind, "worker:1", "原因", NOW)
+    assert t.state is state
+    return t
+
+
+def test_categories_in_order() -> None:
+    assert list(CATEGORIES)[:3] == ["dog", "illegal_ads", "drainage"]
+    assert list(CATEGORIES)[-1] == "other"
+    assert len(CATEGORIES) == 12
+    assert CATEGORIES["heating"] == "供热"
+
+
+def test_dispatch_classes() -> None:
+    assert [(c.value, c.label, c.limit) for c in DispatchClass] == [
+        ("urgent", "紧急", timedelta(hours=1)),
+        ("utilities", "公用事业", timedelta(hours=2)),
+        ("normal", "一般", timedelta(hours=24)),
+    ]
+    assert DispatchClass("urgent") is DispatchClass.URGENT
+
+
+def test_states_are_chinese_and_open_states() -> None:
+    assert S("受理") is S.RECEIVED
+    assert {s for s in S if s.is_open} == {S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED}
+
+
+def test_new_ticket_is_received_then_dispatched() -> None:
+    t = Ticket.new("QC-261124-0001", draft(), route(), NOW)
+    assert t.id is None
+    assert t.state is S.DISPATCHED
+    assert (t.lead_queue, t.co_queues) == ("city_mgmt", ("street_150102001",))
+    assert (t.district_code, t.street_code, t.community_code) == ("150102", "150102001", "150102001001")
+    assert t.deadline_at == NOW + timedelta(hours=24)
+    assert t.created_at == t.updated_at == NOW
+    assert t.report_count == 1
+    assert t.events == [
+        TicketEvent("受理", None, S.RECEIVED, "resident:u1", "", {"channel": "wechat"}, NOW),
+        TicketEvent(
+            "派单",
+            S.RECEIVED,
+            S.DISPATCHED,
+            "system:router",
+            "环境卫生归城管",
+            {"lead": "city_mgmt", "co": ["street_150102001"]},
+            NOW,
+        ),
+    ]
+    assert t.new_events == t.events
+
+
+def test_manual_dispatch_route_stays_received() -> None:
+    t = Ticket.new("QC-261124-0001", draft(), route(DISPATCH_CENTER), NOW)
+    assert t.state is S.RECEIVED
+    assert t.lead_queue == DISPATCH_CENTER
+    assert [e.kind for e in t.events] == ["受理"]
+    assert t.events[0].reason == "环境卫生归城管"
+
+
+def test_new_refuses_naive_time() -> None:
+    with pytest.raises(ValueError):
+        Ticket.new("QC-261124-0001", draft(), route(), NOW.replace(tzinfo=None))
+
+
+@pytest.mark.parametrize("cls", list(DispatchClass))
+def test_deadline_per_class(cls: DispatchClass) -> None:
+    t = Ticket.new("QC-261124-0001", draft(), route(cls=cls), NOW)
+    assert t.deadline_at == NOW + cls.limit == deadline_for(cls, NOW)
+
+
+LEGAL = [
+    (S.RECEIVED, "派单", {"lead": "water_co"}, S.DISPATCHED),
+    (S.DISPATCHED, "签收", {}, S.ACCEPTED),
+    (S.ACCEPTED, "办理", {}, S.IN_PROGRESS),
+    (S.ACCEPTED, "退单", {}, S.RETURNED),
+    (S.IN_PROGRESS, "退单", {}, S.RETURNED),
+    (S.RETURNED, "改派", {"lead": "water_co"}, S.DISPATCHED),
+    (S.ACCEPTED, "办结", {}, S.RESOLVED),
+    (S.IN_PROGRESS, "办结", {}, S.RESOLVED),
+    (S.RESOLVED, "回访", {"satisfied": True}, S.CLOSED),
+    (S.RESOLVED, "重办", {}, S.DISPATCHED),
+    (S.CLOSED, "重办", {}, S.DISPATCHED),
+    (S.ACCEPTED, "延期", {"days": 3}, S.ACCEPTED),
+    (S.IN_PROGRESS, "延期", {"days": 3}, S.IN_PROGRESS),
+] + [(s, "并单", {}, s) for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)]
+
+
+@pytest.mark.parametrize(("start", "kind", "data", "end"), LEGAL, ids=[f"{s.value}-{k}" for s, k, _, _ in LEGAL])
+def test_legal_transition(start: TicketState, kind: str, data: dict, end: TicketState) -> None:
+    t = ticket_in(start)
+    before = len(t.events)
+    event = t.apply(kind, "worker:7", "说明", LATER, **data)
+    assert t.state is end
+    assert t.updated_at == LATER
+    assert t.events[before:] == [event]
+    changes_state = TRANSITIONS[kind][1] is not None
+    assert event == TicketEvent(kind, start, end if changes_state else None, "worker:7", "说明", data, LATER)
+
+
+def test_every_legal_move_is_covered() -> None:
+    covered = {(s, k) for s, k, _, _ in LEGAL}
+    assert covered == {(s, k) for k, (allowed, _) in TRANSITIONS.items() for s in allowed}
+
+
+ILLEGAL = [(s, k) for k, (allowed, _) in TRANSITIONS.items() for s in S if s not in allowed]
+
+
+@pytest.mark.parametrize(("start", "kind"), ILLEGAL, ids=[f"{s.value}-{k}" for s, k in ILLEGAL])
+def test_illegal_transition_raises(start: TicketState, kind: str) -> None:
+    t = ticket_in(start)
+    before = (t.state, list(t.events), t.report_count)
+    with pytest.raises(InvalidTransition, match=r"不能.* / cannot"):
+        t.apply(kind, "worker:7", "说明", LATER, lead="water_co")
+    assert (t.state, t.events, t.report_count) == before
+
+
+@pytest.mark.parametrize("kind", ["受理", "删除"])
+def test_unknown_or_creation_kind_cannot_be_applied(kind: str) -> None:
+    with pytest.raises(InvalidTransition):
+        ticket_in(S.DISPATCHED).apply(kind, "worker:7", "", LATER)
+
+
+@pytest.mark.parametrize(("start", "kind"), [(S.ACCEPTED, "退单"), (S.IN_PROGRESS, "办结")])
+def test_reason_required(start: TicketState, kind: str) -> None:
+    t = ticket_in(start)
+    with pytest.raises(InvalidTransition, match="requires a reason"):
+        t.apply(kind, "worker:7", "  ", LATER)
+    assert t.state is start
+
+
+def test_redispatch_changes_lead_and_requires_it() -> None:
+    t = ticket_in(S.RETURNED)
+    with pytest.raises(InvalidTransition, match="requires a new lead"):
+        t.apply("改派", "dispatcher:1", "", LATER)
+    t.apply("改派", "dispatcher:1", "非本单位职责", LATER, lead="water_co", co=[])
+    assert (t.state, t.lead_queue, t.co_queues) == (S.DISPATCHED, "water_co", ())
+
+
+def test_manual_dispatch_needs_a_real_lead() -> None:
+    t = ticket_in(S.RECEIVED)
+    with pytest.raises(InvalidTransition):
+        t.apply("派单", "dispatcher:1", "", LATER)
+    with pytest.raises(InvalidTransition):
+        t.apply("派单", "dispatcher:1", "", LATER, lead=DISPATCH_CENTER)
+    t.apply("派单", "dispatcher:1", "人工派单", LATER, lead="water_co")
+    assert (t.state, t.lead_queue) == (S.DISPATCHED, "water_co")
+
+
+def test_reopen_restarts_the_deadline() -> None:
+    t = ticket_in(S.CLOSED)
+    reopened = NOW + timedelta(days=3)
+    t.apply("重办", "resident:u1", "问题未解决", reopened)
+    assert t.state is S.DISPATCHED
+    assert t.lead_queue == "city_mgmt"
+    assert t.deadline_at == reopened + timedelta(hours=24)
+
+
+def test_extension_keeps_state_and_deadline() -> None:
+    t = ticket_in(S.IN_PROGRESS)
+    deadline = t.deadline_at
+    t.apply("延期", "worker:7", "需协调供热公司", LATER, days=2)
+    assert (t.state, t.deadline_at) == (S.IN_PROGRESS, deadline)
+
+
+def test_merge_counts_reports() -> None:
+    t = ticket_in(S.DISPATCHED)
+    t.apply("并单", "resident:u2", "同一社区7日内同类诉求", LATER)
+    t.apply("并单", "resident:u3", "同一社区7日内同类诉求", LATER)
+    assert t.report_count == 3
+    assert t.state is S.DISPATCHED
+    assert [e.kind for e in t.events] == ["受理", "派单", "并单", "并单"]
+
+
+def test_apply_refuses_naive_time() -> None:
+    with pytest.raises(ValueError):
+        ticket_in(S.DISPATCHED).apply("签收", "worker:7", "", LATER.replace(tzinfo=None))
+
+
+def test_format_ticket_number() -> None:
+    assert format_ticket_number(date(2026, 11, 24), 3) == "QC-261124-0003"
+    assert format_ticket_number(date(2027, 1, 5), 1234) == "QC-270105-1234"
+    with pytest.raises(ValueError):
+        format_ticket_number(date(2026, 11, 24), 0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "QC-261124-0003",
+        "qc2611240003",
+        "QC 261124 0003",
+        "Qc-261124 0003",
+        "ＱＣ－２６１１２４－０００３",
+        "我的单号是QC-261124-0003，请帮查一下",
+        " qc_261124_0003 ",
+    ],
+)
+def test_parse_ticket_number(text: str) -> None:
+    assert parse_ticket_number(text) == "QC-261124-0003"
+
+
+@pytest.mark.parametrize(
+    "text", ["", "261124-0003", "QC-261124-003", "QC-261324-0003", "QC-261124-0000", "ABCQC-261124-0003", "QC-26112-40003"]
+)
+def test_parse_ticket_number_rejects(text: str) -> None:
+    assert parse_ticket_number(text) is None
+
+
+def test_format_parse_round_trip() -> None:
+    for seq in (1, 42, 9999):
+        number = format_ticket_number(date(2026, 2, 28), seq)
+        assert parse_ticket_number(number) == number
