@@ -42,7 +42,7 @@ class ValidateComplaintForm(FormValidationAction):
             dispatcher.utter_message(response=key, **variables)
         slots.update(step.slots)
         events = [SlotSet(k, v) for k, v in step.slots.items()]
-        events.append(SlotSet(REQUESTED_SLOT, next_slot(slots)))
+        events.append(SlotSet(REQUESTED_SLOT, None if step.done else next_slot(slots)))
         return events
 
 

@@ -38,8 +38,9 @@ MAX_CHOICES = 8
 _CANCEL = re.compile(r"取消|撤销|撤回|不投诉了|不反映了|不举报了|不报了|不提交|不用提交|不弄了")
 _SKIP = re.compile(r"^\s*(跳过|没有|没|无|不用|不需要|不要|不留|算了|不了|不方便|pass|skip|no)\W*$|不留|不用留|没照片|没有照片|不拍|没拍|不清楚|不知道|不确定", re.I)
 _URL = re.compile(r"https?://[^\s<>\"']+", re.I)
-_CONFIDENTIAL_YES = re.compile(r"(?<!不)(?<!不用)(?<!不需要)保密|匿名|别透露|不要透露|不公开")
-_CONFIDENTIAL_NO = re.compile(r"不用保密|不需要保密|不保密|无所谓|可以公开|公开")
+_CONFIDENTIAL_YES = re.compile(r"(?<!不)(?<!不用)(?<!不需要)(?<!不要)保密|匿名|别透露|不要透露|不公开|不要公开|别公开")
+# 公开 alone means "may be disclosed", but not in 不公开/不要公开/别公开 (which ask for 保密)
+_CONFIDENTIAL_NO = re.compile(r"不用保密|不需要保密|不要保密|不保密|无所谓|(?<!不)(?<!不要)(?<!别)公开")
 
 
 @dataclass
@@ -64,6 +65,7 @@ class FormStep:
     slots: Dict[str, Any] = field(default_factory=dict)
     responses: List[Tuple[str, Dict[str, Any]]] = field(default_factory=list)
     reject: bool = False
+    done: bool = False  # end the form now (cancelled), whatever is still missing
 
     def say(self, key: str, **variables: Any) -> "FormStep":
         self.responses.append((key, variables))
@@ -126,7 +128,7 @@ class ComplaintForm:
         return False
 
     def cancel(self) -> FormStep:
-        step = FormStep(slots={name: None for name in FORM_SLOTS + AUX_SLOTS})
+        step = FormStep(slots={name: None for name in FORM_SLOTS + AUX_SLOTS}, done=True)
         step.slots["confirm"] = False  # ends the form; the submit action says it was cancelled
         step.slots["category"] = "cancelled"
         return step
@@ -202,10 +204,15 @@ class ComplaintForm:
     def _take_location(self, step: FormStep, slots: Mapping[str, Any], mentions: List[Mention], text: str,
                        first: bool) -> None:
         res = self.resolver.resolve(mentions)
-        stored = [m.__dict__ for m in mentions]
+        building = building_text(text)
+        stored = [m.__dict__ for m in mentions if m.level != "building"]
+        if building:  # kept with the names, so an imprecise answer still carries it
+            stored.append(Mention(building, "building", building).__dict__)
+        elif any(m.level == "building" for m in mentions):
+            building = next(m.text for m in mentions if m.level == "building")
+            stored.append(Mention(building, "building", building).__dict__)
         asked = int(slots.get("location_asked") or 0)
         step.slots["location_mentions"] = stored
-        building = building_text(text)
         if res.status == RESOLVED and res.street_code:
             label = self.resolver.label(res) + (f" {building}" if building else "")
             place_names = [m.text for m in mentions if m.level == "place"]
@@ -226,7 +233,8 @@ class ComplaintForm:
         step.slots.update(district_code=res.district_code if partial else None, street_code=None,
                           community_code=None, location_candidates=None,
                           location_status="partial" if partial else "unresolved")
-        label = (self.resolver.label(res) if partial else res.mention_text) or text.strip()
+        names = " ".join(m.text for m in mentions if m.level != "building")
+        label = (self.resolver.label(res) if partial else names) or text.strip()
         if building:
             label += f" {building}"
         if asked >= 1 and not first:
@@ -287,10 +295,13 @@ class ComplaintForm:
 
     def answer_confidential(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
         text = turn.text or ""
-        if _CONFIDENTIAL_NO.search(text) or turn.intent == "deny":
+        # the resident's words first: 不要透露我的电话 may well be classified as deny
+        if _CONFIDENTIAL_NO.search(text):
             return FormStep(slots={"confidential": False})
-        if _CONFIDENTIAL_YES.search(text) or turn.intent == "affirm":
+        if _CONFIDENTIAL_YES.search(text):
             return FormStep(slots={"confidential": True})
+        if turn.intent in ("deny", "affirm"):
+            return FormStep(slots={"confidential": turn.intent == "affirm"})
         return FormStep(slots={"confidential": None})
 
     def answer_confirm(self, slots: Dict[str, Any], turn: Turn) -> FormStep:

@@ -71,8 +71,9 @@ def stop_stack(procs: List[subprocess.Popen]) -> None:
 
 
 def serve(rasa_port: int, actions_port: int) -> int:
-    from bot.storage.engine import default_url
+    from bot.storage.engine import default_url, init_db, make_engine
 
+    init_db(make_engine())  # the store exists before the first resident writes
     print("starting the action server and the Rasa server (first start takes ~30 s)…", flush=True)
     procs = start_stack(rasa_port, actions_port)
     url = f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook"

@@ -41,7 +41,7 @@ def input_issue(text: Optional[str]) -> Optional[str]:
     """
     if text is None or not normalise(text).strip():
         return "empty"
-    if not _CJK_OR_ALNUM.search(text):
+    if not _CJK_OR_ALNUM.search(normalise(text)):  # full-width ＡＢＣ１２３ count too
         return "no_text"
     return None
 

@@ -94,7 +94,11 @@ class LocationMatcher:
 
         load_into_jieba()  # domain words too: 路灯 must not become the end of a road name
         for alias in aliases:
-            jieba.add_word(alias, PLACE_FREQ, "ns")  # one token per name, in or out of context
+            # one token per name, in or out of context. Names gazetteer.txt already loaded
+            # are not added again: jieba.add_word adds to the dictionary total each time, and
+            # an inflated total flips splits (路灯不亮 → 路/灯不亮, a road ending in 路).
+            if jieba.dt.FREQ.get(alias, 0) < PLACE_FREQ:
+                jieba.add_word(alias, PLACE_FREQ, "ns")
         self.aliases = aliases
         self.nlp = spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "jieba"}}})
         ruler = self.nlp.add_pipe("entity_ruler", config={"phrase_matcher_attr": "ORTH", "validate": False})

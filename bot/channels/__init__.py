@@ -1,0 +1,1 @@
+"""Input/output channels (configured in credentials.yml)."""

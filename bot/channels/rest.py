@@ -1,0 +1,80 @@
+"""REST channel: Rasa's, with the checks a public endpoint needs.
+
+POST /webhooks/rest/webhook {"sender": "...", "message": "..."} → [bot messages].
+- a missing or malformed sender is refused (Rasa would file it under a shared "default"
+  conversation, mixing residents);
+- a missing message or a non-JSON body gets a 400 with a clear error;
+- an empty or whitespace-only message still reaches the assistant (which asks for text)
+  instead of being silently dropped;
+- an oversized message gets a 413 and nothing is processed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any, Awaitable, Callable, Dict, Optional, Text
+
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from rasa.core.channels.rest import RestInput as RasaRestInput
+from sanic import Blueprint, response
+from sanic.request import Request
+
+from bot.text import mask_personal_data
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 20000
+# Rasa strips whitespace and then drops the turn; a zero-width space survives and our
+# NLU guard reads it as "empty", so the resident hears why nothing happened.
+EMPTY_MESSAGE = "\u200b"
+_SENDER = re.compile(r"^[\w\-:.@]{1,128}$")
+
+
+def error(status: int, code: str, message: str):
+    return response.json({"error": code, "message": message}, status=status)
+
+
+class RestInput(RasaRestInput):
+    @classmethod
+    def name(cls) -> Text:
+        return "rest"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        bp = Blueprint("qingcheng_rest_webhook", __name__)
+
+        @bp.route("/", methods=["GET"])
+        async def health(_: Request):
+            return response.json({"status": "ok"})
+
+        @bp.route("/webhook", methods=["POST"])
+        async def receive(request: Request):
+            try:
+                body = request.json
+            except Exception:
+                body = None
+            if not isinstance(body, dict):
+                return error(400, "bad_json", "请求体必须是 JSON 对象 / body must be a JSON object")
+            sender = body.get("sender")
+            if not isinstance(sender, str) or not _SENDER.match(sender):
+                return error(400, "bad_sender", "sender 必填：1-128 位字母、数字或 - _ : . @")
+            message = body.get("message")
+            if not isinstance(message, str):
+                return error(400, "bad_message", "message 必填，且必须是字符串")
+            if len(message) > MAX_MESSAGE_CHARS:
+                return error(413, "message_too_long", f"内容过长（超过 {MAX_MESSAGE_CHARS} 字），请分几次发送")
+            text = message if message.strip() else EMPTY_MESSAGE
+            metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
+            collector = CollectingOutputChannel()
+            try:
+                await on_new_message(
+                    UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
+                )
+            except asyncio.CancelledError:
+                log.error("message from %s timed out", mask_personal_data(sender))
+            except Exception:
+                log.exception("message from %s failed", mask_personal_data(sender))
+                return error(503, "unavailable", "系统暂时繁忙，您的消息没有处理成功，请稍后重发。")
+            return response.json(collector.messages)
+
+        return bp

@@ -1,0 +1,59 @@
+"""A resident talking to the live assistant over HTTP (aiohttp), and what it answered."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+import aiohttp
+
+from bot.storage.engine import make_engine
+
+TOKEN = "e2e-" + uuid.uuid4().hex
+
+
+@dataclass
+class Stack:
+    rasa_url: str
+    db_url: str
+
+    def engine(self):
+        return make_engine(self.db_url)
+
+
+class Chat:
+    """One resident talking to the assistant; records what the bot answered per turn."""
+
+    def __init__(self, stack: Stack, sender: Optional[str] = None):
+        self.stack = stack
+        self.sender = sender or "e2e-" + uuid.uuid4().hex[:12]
+        self._seen = 0
+
+    async def _post(self, message: str) -> List[Dict[str, Any]]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
+            async with s.post(f"{self.stack.rasa_url}/webhooks/rest/webhook",
+                              json={"sender": self.sender, "message": message}) as r:
+                assert r.status == 200, await r.text()
+                return await r.json()
+
+    async def _events(self) -> List[Dict[str, Any]]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
+            async with s.get(f"{self.stack.rasa_url}/conversations/{self.sender}/tracker",
+                             params={"token": TOKEN, "include_events": "ALL"}) as r:
+                assert r.status == 200, await r.text()
+                return (await r.json())["events"]
+
+    def say(self, message: str) -> Dict[str, Any]:
+        """Send a message; returns {"messages": REST output, "keys": response keys, "bot": bot events}."""
+        async def go():
+            out = await self._post(message)
+            events = await self._events()
+            return out, events
+
+        out, events = asyncio.run(go())
+        new = events[self._seen:]
+        self._seen = len(events)
+        bot = [e for e in new if e.get("event") == "bot"]
+        keys = [(e.get("metadata") or {}).get("utter_action") for e in bot]
+        return {"messages": out, "keys": keys, "bot": bot, "events": new}

@@ -1,0 +1,31 @@
+"""End-to-end: the real Rasa server + action server over HTTP, on a fresh SQLite store."""
+from __future__ import annotations
+
+import socket
+import pytest
+
+from bot.explain import latest_model
+from bot.serve import start_stack, stop_stack
+from bot.storage.engine import init_db, make_engine
+
+from tests.e2e.chat import TOKEN, Stack
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Stack:
+    tmp = tmp_path_factory.mktemp("e2e")
+    db_url = f"sqlite:///{tmp / 'tickets.db'}"
+    init_db(make_engine(db_url))
+    rasa_port, actions_port = _free_port(), _free_port()
+    procs = start_stack(rasa_port, actions_port, model=str(latest_model()), log_dir=tmp, api_token=TOKEN,
+                        env={"QC_DATABASE_URL": db_url})
+    try:
+        yield Stack(f"http://127.0.0.1:{rasa_port}", db_url)
+    finally:
+        stop_stack(procs)

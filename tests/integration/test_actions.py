@@ -1,0 +1,659 @@
+"""Custom actions on recorded trackers, against a real ticket store.
+
+In the style of RasaHQ's financial-demo: every test loads a tracker that the Rasa server
+really sent to the action server (tests/data/trackers/*.json, recorded with
+`rasa run --enable-api` + `rasa run actions` behind a recording proxy, model
+models/20261124-222505-district-tee.tar.gz), runs the action with a CollectingDispatcher
+and the domain, and asserts the EXACT events returned and the response keys (with their
+variables) dispatched — never rendered text. Filing tickets goes through the real
+SQLAlchemy store: a temporary SQLite file and a PostgreSQL schema (the `pg_url` fixture).
+
+The trackers were recorded on 2026-11-24 at 22:29 UTC (06:29 on the 25th in Hohhot):
+the filing tests freeze the clock of actions/complaint.py at that moment, so ticket
+numbers and deadlines are those the recorded conversation produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+import actions.complaint as complaint_module
+from actions.complaint import (
+    ActionAskConfirm,
+    ActionAskLocation,
+    ActionSubmitComplaint,
+    ValidateComplaintForm,
+)
+from actions.consult import ActionConsult
+from actions.fallback import ActionClarify
+from actions.status import ActionTicketStatus
+from bot import runtime
+from bot.conversation import ComplaintForm
+from bot.domain.model import CATEGORIES
+from bot.storage.engine import init_db, make_engine
+from bot.storage.tables import metadata, ticket_events, ticket_reports, tickets
+
+REPO = Path(__file__).resolve().parents[2]
+TRACKERS = REPO / "tests" / "data" / "trackers"
+CATALOGUE = yaml.safe_load((REPO / "data" / "routing" / "catalogue.yml").read_text(encoding="utf-8"))
+
+# When confirm_submit.json was recorded (its latest_event_time): 06:29 on 25 Nov in Hohhot.
+RECORDED_AT = datetime(2026, 11, 24, 22, 29, 52, tzinfo=timezone.utc)
+TICKET = "QC-261125-0001"
+TICKET_RE = re.compile(r"QC-\d{6}-\d{4}")
+# The draft id the recorded form run got (uuid4().hex); validation tests reuse it.
+DRAFT_ID = "e78aa6910544412b986a4412fb851926"
+
+RESIDENT_A = "resident-7f3a91"  # filed the dog complaint, then asked about it by number
+RESIDENT_C = "resident-c90e5d"  # the same complaint a few seconds later (merged)
+RESIDENT_E = "resident-e3071a"  # filed nothing; asked by number and without one
+
+ACTIVATION_TEXT = "新城区公主府社区楼下有人遛狗不牵绳"
+LOCATION_LABEL = "新城区 海拉尔东路街道 公主府社区居委会"
+MENTIONS_A = [
+    {"text": "新城区", "level": "district", "value": "新城区", "start": 0, "end": 3},
+    {"text": "公主府社区", "level": "community", "value": "公主府社区", "start": 3, "end": 8},
+]
+JINXIU_CANDIDATES = ["150102007003", "150105006034"]  # 锦绣社区 in 新城区 and in 赛罕区
+
+# What a filed (or replayed, or merged) complaint leaves behind: the form slots cleared,
+# category last, then the outcome. Spelled out so any change in the reset shows up.
+RESET_EVENTS = [
+    SlotSet("location", None),
+    SlotSet("description", None),
+    SlotSet("photo", None),
+    SlotSet("phone", None),
+    SlotSet("confidential", None),
+    SlotSet("confirm", None),
+    SlotSet("location_status", None),
+    SlotSet("location_candidates", None),
+    SlotSet("location_mentions", None),
+    SlotSet("location_asked", None),
+    SlotSet("district_code", None),
+    SlotSet("street_code", None),
+    SlotSet("community_code", None),
+    SlotSet("draft_id", None),
+    SlotSet("pending_description", None),
+    SlotSet("category", None),
+]
+
+# Keys CollectingDispatcher puts in every message; everything else is a response variable.
+MESSAGE_KEYS = {"text", "buttons", "elements", "custom", "template", "response", "image", "attachment"}
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+# --- recorded trackers ------------------------------------------------------------
+
+
+def tracker_state(name: str) -> dict[str, Any]:
+    return json.loads((TRACKERS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def tracker(name: str) -> Tracker:
+    return Tracker.from_dict(tracker_state(name))
+
+
+def after(state: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The tracker state once Rasa has applied an action's events (as the server does)."""
+    new = copy.deepcopy(state)
+    for e in events:
+        if e["event"] == "slot":
+            new["slots"][e["name"]] = e["value"]
+    new["events"] = new["events"] + copy.deepcopy(events)
+    return new
+
+
+# --- running actions ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def domain() -> dict[str, Any]:
+    # rasa_sdk hands actions the domain as a plain dict
+    return yaml.safe_load((REPO / "domain.yml").read_text(encoding="utf-8"))
+
+
+def run(action: Action, tracker_: Tracker, domain: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    """Run an action as the action server would; returns (events, dispatched messages)."""
+    dispatcher = CollectingDispatcher()
+    events = asyncio.run(action.run(dispatcher, tracker_, domain))
+    check_against_domain(events, dispatcher.messages, domain)
+    return events, dispatcher.messages
+
+
+def check_against_domain(events: list[dict], messages: list[dict], domain: dict[str, Any]) -> None:
+    """Every slot set exists; every message is a domain response given all its variables."""
+    slots = set(domain["slots"]) | {"requested_slot"}
+    for e in events:
+        assert e["event"] == "slot", e
+        assert e["name"] in slots, f"slot {e['name']!r} is not in domain.yml"
+    for m in messages:
+        key = m["response"]
+        assert m["text"] is None, f"{key}: actions choose responses, wording lives in domain.yml"
+        assert key in domain["responses"], f"response {key!r} is not in domain.yml"
+        for variant in domain["responses"][key]:
+            missing = set(PLACEHOLDER.findall(variant.get("text", ""))) - set(m)
+            assert not missing, f"{key} needs variables {missing}"
+
+
+def said(messages: list[dict]) -> list[tuple[str, dict[str, Any]]]:
+    """(response key, its variables) per message: what the resident is told, not how."""
+    return [(m["response"], {k: v for k, v in m.items() if k not in MESSAGE_KEYS}) for m in messages]
+
+
+def payloads(message: dict) -> list[str]:
+    return [b["payload"] for b in message["buttons"]]
+
+
+# --- the ticket store -------------------------------------------------------------
+
+
+@dataclass
+class Store:
+    backend: str
+    url: str
+    engine: Engine
+
+    def rows(self, table) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(table).order_by(table.c.id))]
+
+    def count(self, table) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+@pytest.fixture(autouse=True)
+def no_default_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An action touching the store without the `db` fixture must not create var/qingcheng.db."""
+
+    def refuse(*_a: Any, **_k: Any) -> None:
+        pytest.fail("an action opened the default database; use the `db` fixture")
+
+    runtime.reset_engine(None)
+    monkeypatch.setattr(runtime, "make_engine", refuse)
+    yield
+    runtime.reset_engine(None)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh ticket store the actions write to (bot.runtime points at it)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'actions.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    engine = make_engine(url)
+    metadata.drop_all(engine)  # PostgreSQL: the schema lives for the session, tables per test
+    init_db(engine)
+    runtime.reset_engine(engine)
+    try:
+        yield Store(request.param, url, engine)
+    finally:
+        runtime.reset_engine(None)
+        engine.dispose()
+
+
+def read_only_engine(store: Store) -> Engine:
+    """The same database, but every connection refuses writes (as a full or read-only disk would)."""
+    engine = make_engine(store.url)
+
+    @event.listens_for(engine, "connect")
+    def _read_only(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        if store.backend == "sqlite":
+            cur.execute("PRAGMA query_only = ON")
+        else:
+            cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        cur.close()
+        if store.backend != "sqlite":
+            dbapi_conn.commit()  # psycopg2 opened a transaction for the SET
+
+    return engine
+
+
+class Clock:
+    """Freezes datetime.now() as actions/complaint.py sees it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = RECORDED_AT
+        clock = self
+
+        class FrozenDatetime(datetime):
+            @classmethod
+            def now(cls, tz=None):  # type: ignore[override]
+                return clock.now.astimezone(tz) if tz else clock.now.replace(tzinfo=None)
+
+        monkeypatch.setattr(complaint_module, "datetime", FrozenDatetime)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    return Clock(monkeypatch)
+
+
+@pytest.fixture
+def fixed_draft_id(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(complaint_module, "_form", lambda: ComplaintForm(runtime.resolver(), new_id=lambda: DRAFT_ID))
+    return DRAFT_ID
+
+
+def submit(name_or_state: str | dict, domain: dict) -> tuple[list[dict], list[dict]]:
+    state = tracker_state(name_or_state) if isinstance(name_or_state, str) else name_or_state
+    return run(ActionSubmitComplaint(), Tracker.from_dict(state), domain)
+
+
+def filed_events(number: str) -> list[dict]:
+    return RESET_EVENTS + [SlotSet("submit_failed", False), SlotSet("ticket_number", number)]
+
+
+# --- the complaint form ------------------------------------------------------------
+
+
+def test_recorded_activation_is_a_dog_complaint_with_gazetteer_entities() -> None:
+    state = tracker_state("form_activation_dog")
+    msg = state["latest_message"]
+    assert (state["sender_id"], msg["text"], msg["intent"]["name"]) == (RESIDENT_A, ACTIVATION_TEXT, "dog")
+    assert [(e["entity"], e["value"], e["extractor"]) for e in msg["entities"]] == [
+        ("district", "新城区", "GazetteerEntityExtractor"),
+        ("community", "公主府社区", "GazetteerEntityExtractor"),
+    ]
+    assert state["active_loop"]["name"] == "complaint_form"
+    assert state["slots"]["requested_slot"] is None
+    assert set(state["slots"]) >= set(yaml.safe_load((REPO / "domain.yml").read_text(encoding="utf-8"))["slots"])
+
+
+def test_activation_takes_category_location_and_description_from_the_first_message(
+    domain: dict, fixed_draft_id: str
+) -> None:
+    events, messages = run(ValidateComplaintForm(), tracker("form_activation_dog"), domain)
+
+    assert events == [
+        SlotSet("draft_id", fixed_draft_id),
+        SlotSet("confirm", None),
+        SlotSet("category", "dog"),
+        SlotSet("pending_description", None),
+        SlotSet("location_mentions", MENTIONS_A),
+        SlotSet("location", LOCATION_LABEL),
+        SlotSet("location_status", "resolved"),
+        SlotSet("location_candidates", None),
+        SlotSet("district_code", "150102"),
+        SlotSet("street_code", "150102001"),
+        SlotSet("community_code", "150102001001"),
+        SlotSet("description", ACTIVATION_TEXT),
+        SlotSet("requested_slot", "photo"),  # category, location, description: already answered
+    ]
+    assert messages == []
+
+
+def test_an_ambiguous_community_is_not_guessed_and_the_resident_chooses(domain: dict) -> None:
+    state = tracker_state("location_answer_ambiguous")
+    assert state["latest_message"]["text"] == "锦绣社区"
+    assert state["slots"]["requested_slot"] == "location"
+
+    events, messages = run(ValidateComplaintForm(), Tracker.from_dict(state), domain)
+
+    assert events == [
+        SlotSet("location_mentions", [{"text": "锦绣社区", "level": "community", "value": "锦绣社区", "start": 0, "end": 4}]),
+        SlotSet("location", None),
+        SlotSet("location_status", "ambiguous"),
+        SlotSet("location_candidates", JINXIU_CANDIDATES),
+        SlotSet("location_asked", 1),
+        SlotSet("requested_slot", "location"),  # asked again, now with choices
+    ]
+    assert messages == []
+
+    # The form then asks for the location again: the tracker Rasa sends is this one.
+    asked = after(state, events)
+    recorded = tracker_state("ask_location_ambiguous")
+    assert asked["slots"] == recorded["slots"]
+    for state_ in (asked, recorded):
+        events, messages = run(ActionAskLocation(), Tracker.from_dict(state_), domain)
+        assert events == []
+        assert said(messages) == [("utter_ask_location_choose", {"mention": "锦绣社区"})]
+        assert payloads(messages[0]) == [f'/inform{{"community":"{code}"}}' for code in JINXIU_CANDIDATES] + ["/deny"]
+
+
+def test_ask_location_without_a_mention_asks_where(domain: dict) -> None:
+    state = tracker_state("ask_location_ambiguous")
+    state["slots"].update(location_status=None, location_candidates=None, location_mentions=None)
+    events, messages = run(ActionAskLocation(), Tracker.from_dict(state), domain)
+    assert (events, said(messages)) == ([], [("utter_ask_location_where", {})])
+    assert payloads(messages[0]) == []
+
+
+def test_confirm_answer_ends_the_form(domain: dict) -> None:
+    events, messages = run(ValidateComplaintForm(), tracker("form_confirm_answer"), domain)
+    assert events == [SlotSet("confirm", True), SlotSet("requested_slot", None)]
+    assert messages == []
+
+
+def test_summary_masks_the_phone(domain: dict) -> None:
+    events, messages = run(ActionAskConfirm(), tracker("ask_confirm_with_phone"), domain)
+    assert events == []
+    assert said(messages) == [
+        (
+            "utter_complaint_summary",
+            {
+                "category_name": "文明养犬",
+                "location": LOCATION_LABEL,
+                "description": ACTIVATION_TEXT,
+                "photo": "无",
+                "phone": "138****5678",
+                "confidential": "保密：是",
+            },
+        )
+    ]
+    assert "13812345678" not in json.dumps(messages, ensure_ascii=False)
+
+
+# --- filing ------------------------------------------------------------------------
+
+
+def test_confirmed_complaint_lands_in_the_store(db: Store, domain: dict, clock: Clock) -> None:
+    state = tracker_state("confirm_submit")
+    assert state["slots"]["confirm"] is True and state["active_loop"] == {}
+
+    events, messages = submit(state, domain)
+
+    dog = CATALOGUE["categories"]["dog"]
+    assert said(messages) == [
+        (
+            "utter_complaint_filed",
+            {
+                "number": TICKET,
+                "lead": CATALOGUE["departments"][dog["lead"]],
+                "co_line": "协办/属地：市城市管理综合执法局、海拉尔东路街道\n",
+                "dispatch_label": "一般",
+                "deadline": "11月26日 06:29",
+            },
+        )
+    ]
+    assert TICKET_RE.fullmatch(messages[0]["number"])
+    assert events == filed_events(TICKET)
+
+    [ticket] = db.rows(tickets)
+    assert ticket["number"] == TICKET
+    assert ticket["category"] == "dog"
+    assert (ticket["district_code"], ticket["street_code"], ticket["community_code"]) == (
+        "150102", "150102001", "150102001001",
+    )
+    assert ticket["lead_queue"] == dog["lead"] == "police_dog"
+    assert list(ticket["co_queues"]) == [*dog["co"], "street:150102001"]
+    assert ticket["dispatch_class"] == dog["dispatch_class"]
+    assert ticket["state"] == "派单"
+    assert ticket["report_count"] == 1
+    assert ticket["description"] == ACTIVATION_TEXT
+    assert ticket["location_text"] == LOCATION_LABEL
+    assert ticket["created_at"] == RECORDED_AT
+    assert ticket["deadline_at"] == RECORDED_AT + timedelta(hours=24)
+
+    [report] = db.rows(ticket_reports)
+    assert report["ticket_id"] == ticket["id"]
+    assert report["sender_id"] == RESIDENT_A
+    assert report["channel"] == "rest"
+    assert report["phone"] == "13812345678"
+    assert report["photo"] is None  # skipped ("none") is not a photo
+    assert report["confidential"] is True
+    assert report["idempotency_key"] == f"{RESIDENT_A}:{DRAFT_ID}"
+
+    assert [(e["kind"], e["to_state"]) for e in db.rows(ticket_events)] == [("受理", "受理"), ("派单", "派单")]
+
+
+def test_a_retried_submission_returns_the_same_ticket(db: Store, domain: dict, clock: Clock) -> None:
+    submit("confirm_submit", domain)
+    clock.now = RECORDED_AT + timedelta(seconds=30)  # the resident taps "确认提交" again
+
+    events, messages = submit("confirm_submit", domain)
+
+    assert said(messages) == [("utter_complaint_replay", {"number": TICKET})]
+    assert events == filed_events(TICKET)
+    assert db.count(tickets) == 1
+    assert db.count(ticket_reports) == 1
+    assert db.rows(tickets)[0]["report_count"] == 1
+
+
+def test_same_complaint_from_a_second_resident_is_merged(db: Store, domain: dict, clock: Clock) -> None:
+    submit("confirm_submit", domain)
+    second = tracker_state("confirm_submit_second_resident")
+    assert second["sender_id"] == RESIDENT_C
+    assert second["slots"]["community_code"] == "150102001001"
+    clock.now = RECORDED_AT + timedelta(seconds=8)
+
+    events, messages = submit(second, domain)
+
+    assert said(messages) == [("utter_complaint_merged", {"number": TICKET, "count": 2})]
+    assert events == filed_events(TICKET)
+    [ticket] = db.rows(tickets)
+    assert ticket["report_count"] == 2
+    assert ticket["state"] == "派单"
+    assert [(r["sender_id"], r["ticket_id"]) for r in db.rows(ticket_reports)] == [
+        (RESIDENT_A, ticket["id"]),
+        (RESIDENT_C, ticket["id"]),
+    ]
+    assert [e["kind"] for e in db.rows(ticket_events)] == ["受理", "派单", "并单"]
+
+
+def test_same_complaint_after_the_merge_window_is_a_new_ticket(db: Store, domain: dict, clock: Clock) -> None:
+    submit("confirm_submit", domain)
+    clock.now = RECORDED_AT + timedelta(days=8)
+
+    events, messages = submit("confirm_submit_second_resident", domain)
+
+    [(key, variables)] = said(messages)
+    assert (key, variables["number"]) == ("utter_complaint_filed", "QC-261203-0001")
+    assert events == filed_events("QC-261203-0001")
+    assert [(t["number"], t["report_count"]) for t in db.rows(tickets)] == [(TICKET, 1), ("QC-261203-0001", 1)]
+
+
+def _assert_failed_and_nothing_stored(db: Store, events: list[dict], messages: list[dict]) -> None:
+    assert said(messages) == [("utter_submit_failed", {})]
+    assert events == [SlotSet("submit_failed", True)]  # the answers stay for the retry
+    assert db.count(tickets) == 0
+    assert db.count(ticket_reports) == 0
+    assert db.count(ticket_events) == 0
+
+
+def test_a_database_that_refuses_writes_fails_loudly_and_keeps_the_answers(
+    db: Store, domain: dict, clock: Clock
+) -> None:
+    read_only = read_only_engine(db)
+    runtime.reset_engine(read_only)
+    try:
+        events, messages = submit("confirm_submit", domain)
+    finally:
+        runtime.reset_engine(db.engine)
+        read_only.dispose()
+    _assert_failed_and_nothing_stored(db, events, messages)
+
+    # The resident says "提交" again (rule: submit_failed + affirm) once the store is back.
+    retry = after(tracker_state("confirm_submit"), events)
+    events, messages = submit(retry, domain)
+    assert [k for k, _ in said(messages)] == ["utter_complaint_filed"]
+    assert events == filed_events(TICKET)
+    assert db.count(tickets) == 1
+
+
+def test_an_operational_error_from_the_store_fails_loudly(
+    db: Store, domain: dict, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_a: Any, **_k: Any) -> None:
+        raise OperationalError("INSERT INTO tickets ...", {}, Exception("disk I/O error"))
+
+    # actions/complaint.py imported the function itself: patch the name it calls
+    monkeypatch.setattr(complaint_module, "file_complaint", broken)
+    events, messages = submit("confirm_submit", domain)
+    _assert_failed_and_nothing_stored(db, events, messages)
+
+
+def test_a_filing_that_times_out_is_not_filed_twice_on_retry(
+    db: Store, domain: dict, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = complaint_module.file_complaint
+
+    def slow(*args: Any) -> Any:
+        time.sleep(0.5)  # the store answers after the action gave up
+        return real(*args)
+
+    monkeypatch.setattr(runtime, "STORE_TIMEOUT", 0.1)
+    monkeypatch.setattr(complaint_module, "file_complaint", slow)
+    events, messages = submit("confirm_submit", domain)  # asyncio.run waits for the worker thread
+    assert said(messages) == [("utter_submit_failed", {})]
+    assert events == [SlotSet("submit_failed", True)]
+    assert db.count(tickets) == 1  # it landed late
+
+    monkeypatch.setattr(complaint_module, "file_complaint", real)
+    events, messages = submit(after(tracker_state("confirm_submit"), events), domain)
+    assert said(messages) == [("utter_complaint_replay", {"number": TICKET})]
+    assert events == filed_events(TICKET)
+    assert (db.count(tickets), db.count(ticket_reports)) == (1, 1)
+
+
+def test_a_cancelled_form_files_nothing(db: Store, domain: dict) -> None:
+    state = tracker_state("confirm_submit")
+    state["slots"].update(confirm=False, category="cancelled")  # what ComplaintForm.cancel() leaves
+    events, messages = submit(state, domain)
+    assert said(messages) == [("utter_complaint_cancelled", {})]
+    assert events == RESET_EVENTS + [SlotSet("submit_failed", False)]
+    assert db.count(tickets) == 0
+
+
+# --- status ------------------------------------------------------------------------
+
+
+def test_status_of_own_ticket_by_number(db: Store, domain: dict, clock: Clock) -> None:
+    submit("confirm_submit", domain)
+    state = tracker_state("ask_status_own_number")
+    assert (state["sender_id"], state["latest_message"]["intent"]["name"]) == (RESIDENT_A, "ask_status")
+
+    events, messages = run(ActionTicketStatus(), Tracker.from_dict(state), domain)
+
+    assert events == []
+    assert said(messages) == [
+        (
+            "utter_status_one",
+            {
+                "number": TICKET,
+                "category_name": CATEGORIES["dog"],
+                "state": "派单",
+                "lead": "市公安局养犬管理",
+                "created": "2026-11-25 06:29",
+                "deadline": "2026-11-26 06:29",
+                "last_event": "派单（2026-11-25 06:29）",
+            },
+        )
+    ]
+
+
+def test_another_resident_asking_the_same_number_learns_nothing(db: Store, domain: dict, clock: Clock) -> None:
+    submit("confirm_submit", domain)
+    state = tracker_state("ask_status_other_sender_number")
+    assert state["sender_id"] == RESIDENT_E and TICKET in state["latest_message"]["text"]
+
+    events, messages = run(ActionTicketStatus(), Tracker.from_dict(state), domain)
+
+    assert events == []
+    assert said(messages) == [("utter_status_not_found", {"number": TICKET})]  # same as an unknown number
+
+
+def test_status_without_a_number_and_without_tickets(db: Store, domain: dict, clock: Clock) -> None:
+    submit("confirm_submit", domain)  # someone else's ticket exists
+    events, messages = run(ActionTicketStatus(), tracker("ask_status_no_number"), domain)
+    assert events == []
+    assert said(messages) == [("utter_status_none", {})]
+
+
+def test_status_without_a_number_lists_own_tickets(db: Store, domain: dict, clock: Clock) -> None:
+    submit("confirm_submit", domain)
+    state = tracker_state("ask_status_no_number")
+    state["sender_id"] = RESIDENT_A  # the same question from the resident who filed
+    events, messages = run(ActionTicketStatus(), Tracker.from_dict(state), domain)
+    assert events == []
+    assert [(k, v["number"]) for k, v in said(messages)] == [("utter_status_one", TICKET)]
+
+
+def test_status_when_the_store_is_down(domain: dict, tmp_path: Path) -> None:
+    broken = make_engine(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'qc.db'}")  # cannot be opened
+    runtime.reset_engine(broken)
+    try:
+        events, messages = run(ActionTicketStatus(), tracker("ask_status_own_number"), domain)
+    finally:
+        broken.dispose()
+    assert (events, said(messages)) == ([], [("utter_status_unavailable", {})])
+
+
+# --- unsure / unreadable input, questions ---------------------------------------------
+
+
+def test_unsure_category_offers_the_two_likeliest(domain: dict) -> None:
+    state = tracker_state("nlu_fallback_two_categories")
+    msg = state["latest_message"]
+    ranking = [r["name"] for r in msg["intent_ranking"] if r["name"] != "nlu_fallback"]
+    top1, top2 = ranking[:2]
+    assert (msg["intent"]["name"], top1, top2) == ("nlu_fallback", "noise", "property")
+
+    events, messages = run(ActionClarify(), Tracker.from_dict(state), domain)
+
+    assert said(messages) == [("utter_clarify_category", {})]
+    assert payloads(messages[0]) == [f"/{top1}", f"/{top2}", "/other"]
+    assert events == [
+        SlotSet("pending_description", "公主府社区楼下那个东西又坏了"),  # kept as the description
+        SlotSet("location_mentions", [{"text": "公主府社区", "level": "community", "value": "公主府社区", "start": 0, "end": 5}]),
+    ]
+
+
+def test_unsure_without_a_likely_category_asks_plainly(domain: dict) -> None:
+    state = tracker_state("nlu_fallback_two_categories")
+    state["latest_message"]["intent_ranking"] = [
+        {"name": "nlu_fallback", "confidence": 0.3},
+        {"name": "inform", "confidence": 0.2},
+        {"name": "noise", "confidence": 0.15},
+    ]
+    events, messages = run(ActionClarify(), Tracker.from_dict(state), domain)
+    assert (events, said(messages)) == ([], [("utter_clarify", {})])
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "response"),
+    [
+        ("nlu_fallback_empty", None, "utter_input_empty"),  # recorded: REST message "" arrived as "\u200b"
+        ("nlu_fallback_empty", "", "utter_input_empty"),
+        ("nlu_fallback_empty", "  \n ", "utter_input_empty"),
+        ("nlu_fallback_emoji", None, "utter_input_no_text"),  # recorded: "😀😀"
+        ("nlu_fallback_emoji", "👍", "utter_input_no_text"),
+    ],
+)
+def test_unreadable_input_gets_a_specific_request(domain: dict, name: str, text: str | None, response: str) -> None:
+    state = tracker_state(name)
+    if text is not None:
+        state["latest_message"]["text"] = text
+    events, messages = run(ActionClarify(), Tracker.from_dict(state), domain)
+    assert (events, said(messages)) == ([], [(response, {})])
+
+
+def test_consult_answers_from_the_knowledge_base(domain: dict) -> None:
+    state = tracker_state("consult_dog_licence")
+    assert state["latest_message"]["text"] == "狗证在哪办"
+    events, messages = run(ActionConsult(), Tracker.from_dict(state), domain)
+    assert events == []
+    [(key, variables)] = said(messages)
+    assert key == "utter_consult_answer"
+    assert variables["topic"] == "dog_registration"
+    assert variables["answer"].strip()

@@ -1,0 +1,179 @@
+"""bot/text.py: normalisation, unreadable input, phone numbers and masking."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.text import find_phone, input_issue, mask_personal_data, mask_phone, normalise, valid_phone
+
+# --- normalise ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("ＡＢＣ１２３！", "ABC123!"),
+        ("电话：１３８，好的？", "电话:138,好的?"),
+        ("ｈｔｔｐ：／／ｘ．ｃｎ", "http://x.cn"),
+        ("新城区\u3000公主府", "新城区 公主府"),  # ideographic space
+        ("a\u200bb\u200cc\u200dd\u2060e\ufefff", "a b c d e f"),  # zero-width characters
+        ("a\x00b\x07c\nd\te\rf", "a b c d e f"),  # control characters
+        ("a\u00a0b\u2028c", "a b c"),  # no-break space, line separator
+        ("新城区公主府社区。", "新城区公主府社区。"),  # Chinese text and 。 untouched
+        ("plain ascii 123", "plain ascii 123"),
+    ],
+)
+def test_normalise_maps_characters(raw: str, expected: str) -> None:
+    assert normalise(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["ＡＢＣ\u3000新城区\u200b１２３\x07！", "😀遛狗\ufeff", "", "\u3000\u3000"])
+def test_normalise_is_length_preserving(raw: str) -> None:
+    assert len(normalise(raw)) == len(raw)
+
+
+def test_normalise_keeps_offsets_of_names() -> None:
+    raw = "ＡＢＣ\u3000新城区公主府社区"
+    assert normalise(raw)[4:7] == raw[4:7] == "新城区"
+
+
+# --- input_issue ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [None, "", "   ", "\u3000\u3000", "\u200b\ufeff", "\x00\x07", "\n\t \r"])
+def test_input_issue_empty(text) -> None:
+    assert input_issue(text) == "empty"
+
+
+@pytest.mark.parametrize("text", ["😀", "😀😀👍", "？？？", "。。。", "!!!", "……", "😡！", "～～"])
+def test_input_issue_no_text(text: str) -> None:
+    assert input_issue(text) == "no_text"
+
+
+@pytest.mark.parametrize("text", ["你好", "楼下有人遛狗不牵绳", "ok", "12345", "😀 ok", "！狗！", "ＡＢＣ", "１３８１２３４５６７８"])
+def test_input_issue_readable(text: str) -> None:
+    assert input_issue(text) is None
+
+
+# --- find_phone / valid_phone --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("13812345678", "13812345678"),
+        ("我的电话13812345678谢谢", "13812345678"),
+        ("电话138 1234 5678", "13812345678"),
+        ("138-1234-5678", "13812345678"),
+        ("+86 13812345678", "13812345678"),
+        ("+86-138-1234-5678", "13812345678"),
+        ("+8613812345678", "13812345678"),
+        ("１３８１２３４５６７８", "13812345678"),  # full-width digits
+        ("座机0471-1234567", "0471-1234567"),
+        ("0471 1234567", "0471-1234567"),
+        ("04711234567", "0471-1234567"),
+        ("０４７１－６２３４５６７", "0471-6234567"),
+        ("010-12345678", "010-12345678"),
+    ],
+)
+def test_find_phone_finds(text: str, expected: str) -> None:
+    assert find_phone(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1381234567",  # 10 digits: too short
+        "138123456789",  # 12 digits: not a phone number
+        "123456789012",
+        "12812345678",  # no mobile network starts with 12
+        "0471-123456",  # local part too short
+        "12345",
+        "我家在3号楼2单元",
+        "没有电话",
+        "",
+        "身份证150102199001011234",
+    ],
+)
+def test_find_phone_rejects(text: str) -> None:
+    assert find_phone(text) is None
+
+
+def test_find_phone_takes_the_first_mobile() -> None:
+    assert find_phone("13812345678 或 13998765432") == "13812345678"
+
+
+@pytest.mark.parametrize("value", ["13812345678", "138-1234-5678", "138 1234 5678", "19912345678", "0471-1234567", "04711234567", "010-12345678"])
+def test_valid_phone_true(value: str) -> None:
+    assert valid_phone(value) is True
+
+
+@pytest.mark.parametrize("value", ["1381234567", "138123456789", "12812345678", "12345", "", "abc", "4711234567"])
+def test_valid_phone_false(value: str) -> None:
+    assert valid_phone(value) is False
+
+
+# --- masking --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("phone", "expected"),
+    [
+        ("13812345678", "138****5678"),
+        ("138-1234-5678", "138****5678"),
+        ("0471-1234567", "047****4567"),
+        ("12345", "*****"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_mask_phone(phone, expected: str) -> None:
+    assert mask_phone(phone) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("我的电话13812345678，请回电", "我的电话138****5678，请回电"),
+        ("电话 138 1234 5678", "电话 138****5678"),
+        ("+8613812345678", "138****5678"),
+        ("座机0471-1234567", "座机0471-****67"),
+        ("身份证150102199001011234", "身份证150***********1234"),
+        ("身份证号15010219900101123X。", "身份证号150***********123X。"),
+        ("身份证号15010219900101123x", "身份证号150***********123x"),
+        (
+            "王女士 13812345678 身份证150102199001011234 新城区公主府社区",
+            "王女士 138****5678 身份证150***********1234 新城区公主府社区",
+        ),
+    ],
+)
+def test_mask_personal_data(text: str, expected: str) -> None:
+    assert mask_personal_data(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "新城区公主府社区3号楼门口有人遛狗不牵绳",
+        "订单号123456789012345678901",  # 21 digits: neither a phone nor an ID number
+        "工单 QC-261124-0003 进度",
+        "12345热线",
+        "",
+    ],
+)
+def test_mask_personal_data_leaves_other_text_unchanged(text: str) -> None:
+    assert mask_personal_data(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我的电话13812345678，身份证号15010219900101123X",
+        "座机0471-1234567 手机 138-1234-5678",
+        "+86 13812345678",
+    ],
+)
+def test_mask_personal_data_is_idempotent(text: str) -> None:
+    once = mask_personal_data(text)
+    assert once != text
+    assert mask_personal_data(once) == once
