@@ -123,7 +123,13 @@ class ActionSubmitComplaint(Action):
 
         try:
             result = await runtime.run_store(work)
-        except (asyncio.TimeoutError, Exception) as exc:  # the resident must hear it failed
+        except asyncio.TimeoutError:
+            # The write may still land after we stopped waiting: say so honestly. A retry
+            # is safe (same idempotency key → the same ticket, never a second one).
+            log.error("filing timed out for %s", safe(tracker.sender_id))
+            dispatcher.utter_message(response="utter_submit_uncertain")
+            return [SlotSet("submit_failed", True)]
+        except Exception as exc:  # rolled back: nothing was filed, and the resident hears it
             log.error("filing failed for %s: %s", safe(tracker.sender_id), type(exc).__name__)
             dispatcher.utter_message(response="utter_submit_failed")
             return [SlotSet("submit_failed", True)]

@@ -1,0 +1,418 @@
+"""bot/conversation.py: the complaint form's turn logic, with the real gazetteer."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import pytest
+
+from bot.conversation import (
+    NO_VALUE,
+    ComplaintForm,
+    FormStep,
+    Turn,
+    next_slot,
+    required_slots,
+    summary_variables,
+)
+from bot.gazetteer import default_gazetteer
+from bot.locations import LocationResolver
+
+DRAFT = "draft-0001"
+BUTTON_JINXIU_SAIHAN = '/inform{"community":"150105006034"}'
+
+
+@pytest.fixture(scope="module")
+def form() -> ComplaintForm:
+    return ComplaintForm(LocationResolver(default_gazetteer()), new_id=lambda: DRAFT)
+
+
+def ent(level: str, name: str, text: str, value: Optional[str] = None) -> Dict[str, Any]:
+    """An entity as the NLU extractor produces it for `name` inside `text`."""
+    start = text.index(name)
+    return {"entity": level, "value": value or name, "text": name, "start": start, "end": start + len(name)}
+
+
+def turn(text: str, intent: Optional[str] = "inform", confidence: float = 0.9, *entities, from_button: bool = False) -> Turn:
+    return Turn(text, intent, confidence, list(entities), from_button)
+
+
+def filled(step: FormStep) -> Dict[str, Any]:
+    return {k: v for k, v in step.slots.items() if v is not None}
+
+
+BASE = {"category": "dog", "location": "新城区 海拉尔东路街道 公主府社区居委会", "description": "楼下有人遛狗不牵绳",
+        "draft_id": DRAFT}
+
+
+# --- activation -------------------------------------------------------------------
+
+
+def test_activation_takes_category_and_description_only(form: ComplaintForm) -> None:
+    step = form.step({}, None, turn("楼下有人遛狗不牵绳", "dog"))
+    assert filled(step) == {"category": "dog", "description": "楼下有人遛狗不牵绳", "draft_id": DRAFT}
+    assert step.slots["confirm"] is None and step.slots["pending_description"] is None
+    assert "location" not in step.slots and "phone" not in step.slots and "photo" not in step.slots
+    assert step.reject is False and step.responses == []
+    assert next_slot({**step.slots}) == "location"
+
+
+def test_activation_with_a_resolved_community(form: ComplaintForm) -> None:
+    text = "公主府社区楼下有人遛狗不牵绳"
+    step = form.step({}, None, turn(text, "dog", 0.9, ent("community", "公主府社区", text)))
+    assert step.slots["location"] == "新城区 海拉尔东路街道 公主府社区居委会"
+    assert step.slots["location_status"] == "resolved"
+    assert (step.slots["district_code"], step.slots["street_code"], step.slots["community_code"]) == (
+        "150102", "150102001", "150102001001")
+    assert step.slots["location_candidates"] is None
+    assert step.slots["description"] == text
+    assert step.slots["category"] == "dog"
+    assert next_slot(step.slots) == "photo"
+
+
+def test_activation_keeps_building_details_in_the_location(form: ComplaintForm) -> None:
+    text = "公主府社区3号楼门口有人遛狗不牵绳"
+    step = form.step({}, None, turn(text, "dog", 0.9, ent("community", "公主府社区", text)))
+    assert step.slots["location"] == "新城区 海拉尔东路街道 公主府社区居委会 3号楼"
+    assert step.slots["community_code"] == "150102001001"
+
+
+def test_activation_takes_a_phone_and_a_photo_link(form: ComplaintForm) -> None:
+    text = "楼下有人遛狗不牵绳 照片 https://img.example.cn/a.jpg 电话138 1234 5678"
+    step = form.step({}, None, turn(text, "dog"))
+    assert step.slots["phone"] == "13812345678"
+    assert step.slots["photo"] == "https://img.example.cn/a.jpg"
+
+
+def test_activation_by_a_non_category_intent_keeps_the_previous_category(form: ComplaintForm) -> None:
+    step = form.step({"category": "noise"}, None, turn("楼上每天半夜电钻响", "inform"))
+    assert step.slots["category"] == "noise"
+    step = form.step({}, None, turn("我要投诉一件事情", "complain"))
+    assert step.slots["category"] is None
+
+
+# --- the order of questions --------------------------------------------------------
+
+
+def test_next_slot_order() -> None:
+    slots: Dict[str, Any] = {}
+    order = []
+    answers = {"category": "dog", "location": "某地", "description": "遛狗不牵绳", "photo": NO_VALUE,
+               "phone": "13812345678", "confidential": False, "confirm": True}
+    while (name := next_slot(slots)) is not None:
+        order.append(name)
+        slots[name] = answers[name]
+    assert order == ["category", "location", "description", "photo", "phone", "confidential", "confirm"]
+
+
+def test_confidential_only_asked_when_a_phone_was_given() -> None:
+    base = {"category": "dog", "location": "某地", "description": "x", "photo": NO_VALUE}
+    assert required_slots({**base, "phone": NO_VALUE}) == [
+        "category", "location", "description", "photo", "phone", "confirm"]
+    assert next_slot({**base, "phone": NO_VALUE}) == "confirm"
+    assert next_slot({**base}) == "phone"
+    assert next_slot({**base, "phone": "13812345678"}) == "confidential"
+    assert next_slot({**base, "phone": "13812345678", "confidential": True}) == "confirm"
+    assert next_slot({**base, "phone": "13812345678", "confidential": True, "confirm": False}) is None
+
+
+# --- location ------------------------------------------------------------------------
+
+
+def test_ambiguous_community_then_button(form: ComplaintForm) -> None:
+    text = "锦绣社区有人遛狗不牵绳"
+    step = form.step({}, None, turn(text, "dog", 0.9, ent("community", "锦绣社区", text)))
+    assert step.slots["location"] is None
+    assert step.slots["location_status"] == "ambiguous"
+    assert step.slots["location_candidates"] == ["150102007003", "150105006034"]
+    assert step.slots["location_asked"] == 1
+    assert step.slots["description"] == text
+    slots = dict(step.slots)
+    assert next_slot(slots) == "location"
+
+    button = turn(BUTTON_JINXIU_SAIHAN, "inform", 1.0, {"entity": "community", "value": "150105006034"},
+                  from_button=True)
+    step = form.step(slots, "location", button)
+    assert step.reject is False
+    assert step.slots["location"] == "赛罕区 昭乌达南路街道 锦绣社区居委会"
+    assert step.slots["location_status"] == "resolved"
+    assert step.slots["location_candidates"] is None
+    assert (step.slots["district_code"], step.slots["street_code"], step.slots["community_code"]) == (
+        "150105", "150105006", "150105006034")
+
+
+def test_district_then_community_across_two_turns(form: ComplaintForm) -> None:
+    slots: Dict[str, Any] = {**BASE, "location": None}
+    step = form.step(slots, "location", turn("新城区", "inform", 0.9, ent("district", "新城区", "新城区")))
+    assert step.slots["location"] is None  # a district alone: ask once more
+    assert step.slots["location_status"] == "partial"
+    assert step.slots["district_code"] == "150102"
+    assert step.slots["street_code"] is None
+    assert step.slots["location_asked"] == 1
+    slots.update(step.slots)
+
+    step = form.step(slots, "location", turn("锦绣社区", "inform", 0.9, ent("community", "锦绣社区", "锦绣社区")))
+    assert step.slots["location"] == "新城区 迎新路街道 锦绣社区居委会"
+    assert step.slots["location_status"] == "resolved"
+    assert (step.slots["district_code"], step.slots["street_code"], step.slots["community_code"]) == (
+        "150102", "150102007", "150102007003")
+
+
+def test_a_district_is_accepted_on_the_second_ask(form: ComplaintForm) -> None:
+    slots = {**BASE, "location": None, "location_asked": 1}
+    step = form.step(slots, "location", turn("新城区", "inform", 0.9, ent("district", "新城区", "新城区")))
+    assert step.slots["location"] == "新城区"
+    assert step.slots["location_status"] == "partial"
+    assert step.slots["district_code"] == "150102"
+
+
+def test_location_answer_without_a_name_is_asked_again(form: ComplaintForm) -> None:
+    step = form.step({**BASE, "location": None}, "location", turn("就在那边", "inform"))
+    assert step.slots == {"location": None, "location_asked": 1}
+    step = form.step({**BASE, "location": None, "location_asked": 1}, "location", turn("幸福家园东门", "inform"))
+    assert step.slots["location"] == "幸福家园东门"
+    assert step.slots["location_status"] == "unresolved"
+
+
+def test_a_place_answers_the_location_even_if_classified_as_an_interruption(form: ComplaintForm) -> None:
+    text = "公主府社区"
+    step = form.step({**BASE, "location": None}, "location", turn(text, "emergency", 0.9, ent("community", text, text)))
+    assert step.reject is False
+    assert step.slots["community_code"] == "150102001001"
+
+
+# --- description --------------------------------------------------------------------
+
+
+def test_short_text_waits_for_more_description(form: ComplaintForm) -> None:
+    step = form.step({}, None, turn("小广告", "illegal_ads"))
+    assert step.slots["category"] == "illegal_ads"
+    assert step.slots["description"] is None
+    assert step.slots["pending_description"] == "小广告"
+    slots = {**step.slots, "location": "新城区"}
+    assert next_slot(slots) == "description"
+
+    step = form.step(slots, "description", turn("电线杆上贴满了", "inform"))
+    assert step.slots == {"description": "小广告；电线杆上贴满了", "pending_description": None}
+
+
+def test_place_names_do_not_count_as_description(form: ComplaintForm) -> None:
+    text = "公主府社区有狗"
+    step = form.step({}, None, turn(text, "dog", 0.9, ent("community", "公主府社区", text)))
+    assert step.slots["description"] is None
+    assert step.slots["pending_description"] == text
+    assert step.slots["community_code"] == "150102001001"
+
+
+def test_description_skipped_keeps_what_was_said(form: ComplaintForm) -> None:
+    slots = {**BASE, "description": None, "pending_description": "小广告"}
+    step = form.step(slots, "description", turn("跳过", "inform"))
+    assert step.slots == {"description": "小广告", "pending_description": None}
+    step = form.step({**BASE, "description": None}, "description", turn("不", "deny"))
+    assert step.slots == {"description": "（未补充描述）", "pending_description": None}
+
+
+# --- photo and phone -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["跳过", "没有", "没有照片", "不方便", "算了", "skip", "没拍"])
+def test_photo_skip_words(form: ComplaintForm, text: str) -> None:
+    step = form.step(BASE, "photo", turn(text, "inform"))
+    assert step.slots == {"photo": NO_VALUE}
+
+
+def test_photo_deny(form: ComplaintForm) -> None:
+    assert form.step(BASE, "photo", turn("不了吧谢谢你", "deny")).slots == {"photo": NO_VALUE}
+
+
+def test_photo_link(form: ComplaintForm) -> None:
+    step = form.step(BASE, "photo", turn("https://img.example.cn/p/1.jpg", "inform"))
+    assert step.slots == {"photo": "https://img.example.cn/p/1.jpg"}
+    step = form.step(BASE, "photo", turn("发了", "inform", 0.9, {"entity": "photo", "value": "/uploads/2.jpg"}))
+    assert step.slots == {"photo": "/uploads/2.jpg"}
+
+
+def test_photo_affirm_without_a_photo_asks_to_send_it(form: ComplaintForm) -> None:
+    step = form.step(BASE, "photo", turn("好的", "affirm"))
+    assert step.slots == {"photo": None}
+    assert step.responses == [("utter_photo_send_now", {})]
+
+
+def test_phone_given_while_asking_for_the_photo(form: ComplaintForm) -> None:
+    step = form.step(BASE, "photo", turn("我电话13812345678", "inform"))
+    assert step.slots == {"photo": NO_VALUE, "phone": "13812345678"}
+    assert next_slot({**BASE, **step.slots}) == "confidential"
+
+
+def test_more_details_while_asking_for_the_photo(form: ComplaintForm) -> None:
+    step = form.step(BASE, "photo", turn("狗每天晚上都在楼道里叫个不停", "inform"))
+    assert step.slots == {"photo": NO_VALUE, "description": "楼下有人遛狗不牵绳；补充：狗每天晚上都在楼道里叫个不停"}
+
+
+def test_unclear_photo_answer(form: ComplaintForm) -> None:
+    step = form.step(BASE, "photo", turn("嗯嗯", "inform", 0.3))
+    assert step.slots == {"photo": None}
+    assert step.responses == [("utter_photo_not_received", {})]
+
+
+@pytest.mark.parametrize(
+    ("text", "phone"),
+    [("13812345678", "13812345678"), ("138 1234 5678", "13812345678"), ("+86-138-1234-5678", "13812345678"),
+     ("我的电话是0471-1234567", "0471-1234567"), ("１３８１２３４５６７８", "13812345678")],
+)
+def test_phone_answers(form: ComplaintForm, text: str, phone: str) -> None:
+    step = form.step(BASE, "phone", turn(text, "inform"))
+    assert step.reject is False
+    assert step.slots == {"phone": phone}
+
+
+@pytest.mark.parametrize("text", ["跳过", "不留了", "不留", "不用留电话", "算了"])
+def test_phone_skip_words(form: ComplaintForm, text: str) -> None:
+    step = form.step(BASE, "phone", turn(text, "inform"))
+    assert step.slots == {"phone": NO_VALUE, "confidential": None}
+
+
+def test_phone_deny(form: ComplaintForm) -> None:
+    step = form.step(BASE, "phone", turn("不", "deny"))
+    assert step.slots == {"phone": NO_VALUE, "confidential": None}
+    assert next_slot({**BASE, "photo": NO_VALUE, **step.slots}) == "confirm"
+
+
+@pytest.mark.parametrize("text", ["12345", "1381234567", "138123456789", "电话是12812345678", "我的电话"])
+def test_invalid_phone(form: ComplaintForm, text: str) -> None:
+    step = form.step(BASE, "phone", turn(text, "inform"))
+    assert step.slots == {"phone": None}
+    assert step.responses == [("utter_phone_invalid", {})]
+
+
+# --- confidential and confirm -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "expected"),
+    [
+        ("保密", "inform", True),
+        ("帮我保密", "inform", True),
+        ("匿名", "inform", True),
+        ("不要公开我的信息", "inform", True),
+        ("别公开", "inform", True),
+        ("不要透露我的电话", "deny", True),  # the words decide, not the intent
+        ("不用保密", "inform", False),
+        ("不需要保密", "inform", False),
+        ("不要保密", "inform", False),
+        ("可以公开", "inform", False),
+        ("公开也没关系", "inform", False),
+        ("无所谓", "inform", False),
+        ("好", "affirm", True),
+        ("不", "deny", False),
+        ("嗯", "inform", None),
+    ],
+)
+def test_confidential(form: ComplaintForm, text: str, intent: str, expected) -> None:
+    step = form.step({**BASE, "phone": "13812345678"}, "confidential", turn(text, intent))
+    assert step.slots == {"confidential": expected}
+
+
+@pytest.mark.parametrize(("text", "intent"), [("好", "affirm"), ("确认提交", "inform"), ("没问题", "inform")])
+def test_confirm_yes(form: ComplaintForm, text: str, intent: str) -> None:
+    assert form.step(BASE, "confirm", turn(text, intent)).slots == {"confirm": True}
+
+
+def test_confirm_deny_cancels(form: ComplaintForm) -> None:
+    step = form.step({**BASE, "phone": "13812345678"}, "confirm", turn("不对", "deny"))
+    assert step.slots["confirm"] is False
+    assert step.slots["category"] == "cancelled"
+    assert step.slots["location"] is None and step.slots["phone"] is None and step.slots["draft_id"] is None
+
+
+def test_confirm_unclear_asks_again(form: ComplaintForm) -> None:
+    step = form.step(BASE, "confirm", turn("嗯？", "inform", 0.2))
+    assert step.slots == {"confirm": None}
+    assert step.responses == [("utter_confirm_again", {})]
+
+
+@pytest.mark.parametrize("requested", ["category", "location", "description", "photo", "phone", "confidential", "confirm"])
+@pytest.mark.parametrize("text", ["不投诉了", "算了取消吧", "撤销这个"])
+def test_cancel_words_at_any_step(form: ComplaintForm, requested: str, text: str) -> None:
+    step = form.step(BASE, requested, turn(text, "inform", 0.6))
+    assert step.reject is False
+    assert step.slots["confirm"] is False
+    assert step.slots["category"] == "cancelled"
+    assert all(step.slots[k] is None for k in ("location", "description", "photo", "phone", "confidential",
+                                               "district_code", "street_code", "community_code", "draft_id"))
+
+
+# --- interruptions --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("intent", ["emergency", "ask_status", "consult"])
+@pytest.mark.parametrize("requested", ["location", "description", "photo", "phone", "confirm"])
+def test_interruptions_are_rejected(form: ComplaintForm, intent: str, requested: str) -> None:
+    step = form.step(BASE, requested, turn("我想问一下别的事情怎么办", intent, 0.5))
+    assert step.reject is True
+    assert step.slots == {}
+
+
+def test_low_confidence_interruption_is_an_answer(form: ComplaintForm) -> None:
+    step = form.step(BASE, "photo", turn("养狗要办证吗这个怎么弄", "consult", 0.49))
+    assert step.reject is False
+    assert step.slots["photo"] == NO_VALUE
+
+
+@pytest.mark.parametrize("intent", ["emergency", "ask_status", "consult"])
+def test_a_phone_number_is_never_rejected_while_asking_the_phone(form: ComplaintForm, intent: str) -> None:
+    step = form.step(BASE, "phone", turn("13812345678", intent, 0.99))
+    assert step.reject is False
+    assert step.slots == {"phone": "13812345678"}
+
+
+def test_a_phone_number_while_asking_another_slot_can_be_an_interruption(form: ComplaintForm) -> None:
+    assert form.step(BASE, "photo", turn("13812345678", "ask_status", 0.9)).reject is True
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\u3000", "😀😀", "？？？"])
+def test_unreadable_text_is_rejected(form: ComplaintForm, text: str) -> None:
+    step = form.step(BASE, "photo", turn(text, "nlu_fallback", 1.0))
+    assert step.reject is True
+
+
+def test_a_button_is_never_rejected(form: ComplaintForm) -> None:
+    step = form.step(BASE, "confirm", turn("/affirm", "affirm", 0.3, from_button=True))
+    assert step.reject is False
+    assert step.slots == {"confirm": True}
+
+
+def test_short_chitchat_is_rejected_but_not_a_real_answer(form: ComplaintForm) -> None:
+    assert form.step(BASE, "photo", turn("你好", "greet", 0.9)).reject is True
+    step = form.step(BASE, "photo", turn("你好我电话13812345678", "greet", 0.9))
+    assert step.reject is False
+    assert step.slots["phone"] == "13812345678"
+
+
+# --- summary ------------------------------------------------------------------------------------
+
+
+def test_summary_variables_mask_the_phone() -> None:
+    slots = {**BASE, "photo": "https://img.example.cn/a.jpg", "phone": "13812342345", "confidential": True}
+    assert summary_variables(slots) == {
+        "category_name": "文明养犬",
+        "location": "新城区 海拉尔东路街道 公主府社区居委会",
+        "description": "楼下有人遛狗不牵绳",
+        "photo": "已上传",
+        "phone": "138****2345",
+        "confidential": "保密：是",
+    }
+
+
+def test_summary_variables_without_phone_or_photo() -> None:
+    slots = {"category": None, "location": None, "description": "x" * 200, "photo": NO_VALUE, "phone": NO_VALUE,
+             "confidential": True}
+    out = summary_variables(slots)
+    assert out == {
+        "category_name": "未分类",
+        "location": "未提供",
+        "description": "x" * 119 + "…",
+        "photo": "无",
+        "phone": "未留",
+        "confidential": "",
+    }

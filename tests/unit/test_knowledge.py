@@ -1,0 +1,83 @@
+"""bot/knowledge.py against data/knowledge/consult.yml."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.knowledge import KnowledgeBase, default_knowledge
+
+FALLBACK = "这个问题我还不能确定，请拨打 12345 市民服务热线咨询，或留下问题由工作人员答复。"
+
+
+@pytest.fixture(scope="module")
+def kb() -> KnowledgeBase:
+    return KnowledgeBase.load()
+
+
+def test_loads_topics_and_fallback(kb: KnowledgeBase) -> None:
+    ids = [t.id for t in kb.topics]
+    assert len(ids) == len(set(ids)) >= 14
+    assert {"dog_registration", "garbage_sorting", "heating_period", "hotline_12345"} <= set(ids)
+    assert kb.fallback == FALLBACK
+    assert default_knowledge() is default_knowledge()
+
+
+@pytest.mark.parametrize(
+    ("question", "topic"),
+    [
+        ("在呼和浩特养狗要办狗证吗？", "dog_registration"),
+        ("怎么办犬证", "dog_registration"),
+        ("垃圾分类怎么分", "garbage_sorting"),
+        ("废电池属于什么垃圾", "garbage_sorting"),
+        ("暖气什么时候来暖", "heating_period"),
+        ("小广告怎么处罚", "illegal_ads"),
+        ("怎么投诉", "complaint_howto"),
+        ("１２３４５热线是干什么的", "hotline_12345"),  # full-width digits are normalised
+    ],
+)
+def test_question_picks_topic(kb: KnowledgeBase, question: str, topic: str) -> None:
+    answer = kb.answer(question)
+    assert answer.topic_id == topic
+    assert answer.text == next(t.answer for t in kb.topics if t.id == topic)
+
+
+@pytest.mark.parametrize("question", ["今天天气怎么样", "你们几点下班", "", None, "ＡＢＣ", "哦"])
+def test_unrelated_question_gets_the_fallback(kb: KnowledgeBase, question) -> None:
+    answer = kb.answer(question)
+    assert answer.topic_id is None
+    assert answer.text == FALLBACK
+    assert "12345" in answer.text
+
+
+def test_every_answer_points_to_12345_or_emergency_numbers(kb: KnowledgeBase) -> None:
+    # the rule for consult.yml: never invent details, point to the hotline instead
+    for topic in kb.topics:
+        assert re.search(r"12345|110|119|120", topic.answer), topic.id
+        assert topic.answer.strip() == topic.answer and topic.answer
+        assert topic.keywords, topic.id
+
+
+def test_a_single_one_character_match_is_not_enough(tmp_path: Path) -> None:
+    path = tmp_path / "consult.yml"
+    path.write_text(
+        "fallback: 请拨打 12345。\n"
+        "topics:\n"
+        "  - {id: a, keywords: [狗], answer: 狗的事}\n"
+        "  - {id: b, keywords: [狗证, 办证], answer: 办证的事}\n",
+        encoding="utf-8",
+    )
+    kb = KnowledgeBase.load(path)
+    assert kb.answer("我家的狗").topic_id is None  # score 1 < 2
+    assert kb.answer("狗证怎么办证").topic_id == "b"
+    assert kb.answer("狗证怎么办证").text == "办证的事"
+    assert kb.answer("狗狗狗").text == "请拨打 12345。"
+
+
+def test_default_fallback_when_the_file_has_none(tmp_path: Path) -> None:
+    path = tmp_path / "consult.yml"
+    path.write_text("topics: []\n", encoding="utf-8")
+    kb = KnowledgeBase.load(path)
+    assert kb.answer("养狗").text == "请拨打 12345 市民服务热线咨询。"

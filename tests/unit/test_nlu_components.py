@@ -1,0 +1,168 @@
+"""NLU building blocks without a Rasa server: the location matcher (spaCy + jieba +
+EntityRuler), the masking jieba tokenizer and the classifier's masked text."""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import pytest
+
+from bot.gazetteer import Gazetteer
+from bot.nlu.classifier import MASK_CHAR, masked_text
+from bot.nlu.locations import LocationMatcher, build_aliases, unknown_places
+from bot.nlu.tokenizer import LOCATION_TOKEN, jieba_tokens
+
+SENTENCE = "新城区公主府社区阳光花园小区3号楼门口有人遛狗不牵绳"
+
+
+@pytest.fixture(scope="module")
+def aliases() -> dict:
+    return build_aliases(Gazetteer.load())
+
+
+@pytest.fixture(scope="module")
+def matcher(aliases: dict) -> LocationMatcher:
+    return LocationMatcher(aliases)
+
+
+def spans(ents) -> List[Tuple[str, str, int, int]]:
+    return [(e["entity"], e["value"], e["start"], e["end"]) for e in ents]
+
+
+# --- build_aliases ------------------------------------------------------------------
+
+
+def test_build_aliases_levels(aliases: dict) -> None:
+    assert aliases["新城区"] == "district"
+    assert aliases["土左旗"] == "district"
+    assert aliases["乌兰察布东大街街道"] == "street"
+    assert aliases["中山西路"] == "street"  # also a community's bare name: the higher level wins
+    assert aliases["公主府社区"] == "community"
+    assert aliases["公主府"] == "community"
+    assert aliases["锦绣社区"] == "community"
+    assert aliases["大召寺"] == "place"
+    assert "大召" not in aliases
+
+
+# --- LocationMatcher ----------------------------------------------------------------
+
+
+def test_extracts_district_community_and_unknown_place(matcher: LocationMatcher) -> None:
+    ents = matcher.extract(SENTENCE)
+    assert spans(ents) == [
+        ("district", "新城区", 0, 3),
+        ("community", "公主府社区", 3, 8),
+        ("place", "阳光花园小区", 8, 14),
+    ]
+    assert [e["text"] for e in ents] == ["新城区", "公主府社区", "阳光花园小区"]
+    assert all(e["confidence_entity"] == 1.0 for e in ents)
+
+
+def test_extracts_street_and_village(matcher: LocationMatcher) -> None:
+    assert spans(matcher.extract("赛罕区乌兰察布东大街街道有人乱贴小广告")) == [
+        ("district", "赛罕区", 0, 3), ("street", "乌兰察布东大街街道", 3, 12)]
+    assert spans(matcher.extract("土左旗杨家堡村的路灯不亮")) == [
+        ("district", "土左旗", 0, 3), ("community", "杨家堡村", 3, 7)]
+    assert spans(matcher.extract("大召寺门口摆摊的太多")) == [("place", "大召寺", 0, 3)]
+
+
+def test_value_is_the_alias_and_text_is_as_typed(matcher: LocationMatcher) -> None:
+    ents = matcher.extract("公主府社区居委会门口有狗屎")
+    assert spans(ents) == [("community", "公主府社区居委会", 0, 8)]
+
+
+def test_full_width_text_has_the_offsets_of_the_text_as_typed(matcher: LocationMatcher) -> None:
+    full = "ＡＢＣ\u3000新城区公主府社区阳光花园小区３号楼门口有人遛狗不牵绳"
+    half = "ABC 新城区公主府社区阳光花园小区3号楼门口有人遛狗不牵绳"
+    assert len(full) == len(half)
+    full_ents, half_ents = matcher.extract(full), matcher.extract(half)
+    assert spans(full_ents) == spans(half_ents) == [
+        ("district", "新城区", 4, 7),
+        ("community", "公主府社区", 7, 12),
+        ("place", "阳光花园小区", 12, 18),
+    ]
+    assert [full[e["start"]:e["end"]] for e in full_ents] == [e["text"] for e in full_ents]
+    assert spans(matcher.extract("３号楼，新城区")) == [("district", "新城区", 4, 7)]
+
+
+@pytest.mark.parametrize("text", ["我们小区门口有人乱扔垃圾", "小区里的路灯坏了", "马路上全是垃圾", "", "   ", "😀"])
+def test_generic_words_are_not_places(matcher: LocationMatcher, text: str) -> None:
+    assert matcher.extract(text) == []
+
+
+def test_road_lamp_never_ends_a_road_name(matcher: LocationMatcher) -> None:
+    ents = matcher.extract("新华大街和锡林南路交叉口路灯不亮")
+    assert spans(ents) == [("place", "新华大街", 0, 4), ("place", "锡林南路", 5, 9)]
+
+
+def test_building_a_second_matcher_does_not_change_segmentation(aliases: dict, matcher: LocationMatcher) -> None:
+    # jieba is global: re-adding every name would inflate its frequency total and flip splits
+    LocationMatcher(aliases)
+    assert spans(matcher.extract("新华大街和锡林南路交叉口路灯不亮")) == [
+        ("place", "新华大街", 0, 4), ("place", "锡林南路", 5, 9)]
+
+
+def test_unknown_places_snap_to_token_boundaries() -> None:
+    text = "和平小区门口"
+    # 和平小区 ends on a boundary and keeps its 和
+    assert unknown_places(text, [], {0, 2, 4, 6}) == [{"entity": "place", "value": "和平小区", "start": 0, "end": 4}]
+    # no boundary after 小区: not a place
+    assert unknown_places(text, [], {0, 2, 6}) == []
+    # names the gazetteer already covers are left alone
+    assert unknown_places(text, [range(0, 4)], {0, 2, 4, 6}) == []
+
+
+# --- tokenizer -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dictionaries() -> None:
+    from bot.dictionaries import load_into_jieba
+
+    load_into_jieba()
+
+
+def tokens(text: str, masked=()) -> List[Tuple[str, int, int]]:
+    return [(t.text, t.start, t.end) for t in jieba_tokens(text, masked)]
+
+
+def test_jieba_tokens_mask_places_as_one_token(dictionaries) -> None:
+    toks = tokens(SENTENCE, [(0, 3), (3, 8), (8, 14)])
+    assert toks[:3] == [(LOCATION_TOKEN, 0, 3), (LOCATION_TOKEN, 3, 8), (LOCATION_TOKEN, 8, 14)]
+    assert LOCATION_TOKEN == "<loc>"
+    rest = toks[3:]
+    assert rest[0][1] == 14 and rest[-1][2] == len(SENTENCE)
+    assert "".join(t for t, _s, _e in rest) == SENTENCE[14:]
+    assert all(SENTENCE[s:e] == t for t, s, e in rest)
+
+
+def test_jieba_tokens_drop_whitespace_and_keep_offsets(dictionaries) -> None:
+    text = "我家 楼下\u3000有人"
+    assert tokens(text) == [("我家", 0, 2), ("楼下", 3, 5), ("有人", 6, 8)]
+    assert tokens("   ") == []
+    assert tokens("") == []
+
+
+def test_jieba_tokens_normalise_full_width(dictionaries) -> None:
+    assert tokens("ＡＢＣ遛狗") == tokens("ABC遛狗")
+    assert [t for t, _s, _e in tokens("遛狗不牵绳")] == ["遛狗", "不牵绳"]
+
+
+def test_jieba_tokens_place_names_are_single_tokens(dictionaries) -> None:
+    assert tokens("公主府社区有狗") == [("公主府社区", 0, 5), ("有", 5, 6), ("狗", 6, 7)]
+
+
+def test_jieba_tokens_ignore_overlapping_and_out_of_range_masks(dictionaries) -> None:
+    assert tokens("公主府社区有狗", [(0, 5), (2, 4), (20, 25)]) == [(LOCATION_TOKEN, 0, 5), ("有", 5, 6), ("狗", 6, 7)]
+
+
+# --- classifier text ------------------------------------------------------------------------
+
+
+def test_masked_text() -> None:
+    assert masked_text("新城区公主府社区ＡＢＣ有狗", [(0, 3), (3, 8)]) == MASK_CHAR * 2 + "abc有狗"
+    assert masked_text("ABC遛狗") == "abc遛狗"
+    assert masked_text("") == ""
+    assert masked_text(None) == ""
+    assert masked_text("ab", [(0, 5)]) == "ab"  # a span beyond the text is ignored
+    assert masked_text("我在\u3000公主府社区", [(3, 8)]) == "我在 " + MASK_CHAR
