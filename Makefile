@@ -3,7 +3,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # Rasa 3.6 runs on Python 3.8–3.10 only.
-PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls -1 $$HOME/.pyenv/versions/3.10.*/bin/python3.10 2>/dev/null | tail -n 1)
+# (pyenv's shim answers `command -v` even when 3.10 is not the active version: try each.)
+PYTHON310 ?= $(shell for p in $$(ls -1 $$HOME/.pyenv/versions/3.10.*/bin/python3.10 2>/dev/null | sort -r) \
+                 /usr/local/bin/python3.10 /usr/bin/python3.10 $$(command -v python3.10 2>/dev/null); do \
+               [ -x "$$p" ] && "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null \
+                 && { echo "$$p"; break; }; done)
 VENV := .venv
 PY := $(VENV)/bin/python
 RASA := $(VENV)/bin/rasa

@@ -63,6 +63,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def init_db(engine: Engine) -> None:
     """Create tables and triggers; safe to run on every start."""
+    import bot.storage.all_tables  # noqa: F401  (registers every feature's tables)
+
     with engine.begin() as conn:
         metadata.create_all(conn)
         for statement in TRIGGER_DDL.get(engine.dialect.name, ()):
