@@ -56,7 +56,8 @@ def _community_aliases(name: str) -> List[str]:
         if name.endswith(suffix):
             bare = name[: -len(suffix)]
             if suffix.startswith("村"):
-                out.append(bare + "村")
+                if len(bare) >= 2:  # 镇村民委员会 would give 镇村, an ordinary word
+                    out.append(bare + "村")
             else:
                 if not bare.endswith("社区"):
                     out.append(bare + "社区")

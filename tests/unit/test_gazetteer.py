@@ -100,6 +100,9 @@ def test_ambiguous_names_keep_every_candidate(g: Gazetteer) -> None:
 def test_two_character_bare_names_are_not_aliases(g: Gazetteer) -> None:
     # 锦绣社区 → bare 锦绣 is an ordinary word
     assert g.candidates("锦绣") == []
+    # 镇村民委员会 (托县, two of them) → 镇村 would match any "…镇村…"
+    assert "镇村" not in g.aliases
+    assert codes(g, "镇村民委员会") == [("150122101200", "community"), ("150122102200", "community")]
 
 
 def test_places_csv_rows_and_aliases(g: Gazetteer) -> None:

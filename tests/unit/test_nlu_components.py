@@ -64,6 +64,8 @@ def test_extracts_street_and_village(matcher: LocationMatcher) -> None:
     assert spans(matcher.extract("土左旗杨家堡村的路灯不亮")) == [
         ("district", "土左旗", 0, 3), ("community", "杨家堡村", 3, 7)]
     assert spans(matcher.extract("大召寺门口摆摊的太多")) == [("place", "大召寺", 0, 3)]
+    # 沙尔沁 (a village) and 镇村 must not split the town's name
+    assert spans(matcher.extract("沙尔沁镇村边上的养猪场")) == [("street", "沙尔沁镇", 0, 4)]
 
 
 def test_value_is_the_alias_and_text_is_as_typed(matcher: LocationMatcher) -> None:

@@ -1,0 +1,34 @@
+"""aiohttp application factory for our web server (console + chat widget).
+
+Routes and middlewares are set up here, in one place; resources are opened and closed
+with cleanup_ctx; shared objects live under typed AppKeys (see bot.web.keys).
+Each feature contributes a `setup_<feature>(app)` called below.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from aiohttp import web
+
+from bot.web.keys import SETTINGS, Settings
+
+
+async def health(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def init_app(settings: Optional[Settings] = None) -> web.Application:
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app[SETTINGS] = settings or Settings.from_env()
+    app.router.add_get("/health", health)
+    # features register themselves here (one line each)
+    return app
+
+
+def main() -> None:  # python -m bot.web.app
+    settings = Settings.from_env()
+    web.run_app(init_app(settings), host=settings.host, port=settings.port)
+
+
+if __name__ == "__main__":
+    main()
