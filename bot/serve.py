@@ -71,9 +71,10 @@ def stop_stack(procs: List[subprocess.Popen]) -> None:
 
 
 def serve(rasa_port: int, actions_port: int) -> int:
-    from bot.storage.engine import default_url, init_db, make_engine
+    from bot.runtime import prepare_store
+    from bot.storage.engine import default_url, make_engine
 
-    init_db(make_engine())  # the store exists before the first resident writes
+    prepare_store(make_engine())  # schema, queues and routing rules before the first resident writes
     print("starting the action server and the Rasa server (first start takes ~30 s)…", flush=True)
     procs = start_stack(rasa_port, actions_port)
     url = f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook"

@@ -6,7 +6,8 @@ import pytest
 
 from bot.explain import latest_model
 from bot.serve import start_stack, stop_stack
-from bot.storage.engine import init_db, make_engine
+from bot.runtime import prepare_store
+from bot.storage.engine import make_engine
 
 from tests.e2e.chat import TOKEN, Stack
 
@@ -21,7 +22,7 @@ def _free_port() -> int:
 def stack(tmp_path_factory) -> Stack:
     tmp = tmp_path_factory.mktemp("e2e")
     db_url = f"sqlite:///{tmp / 'tickets.db'}"
-    init_db(make_engine(db_url))
+    prepare_store(make_engine(db_url))
     rasa_port, actions_port = _free_port(), _free_port()
     procs = start_stack(rasa_port, actions_port, model=str(latest_model()), log_dir=tmp, api_token=TOKEN,
                         env={"QC_DATABASE_URL": db_url})
