@@ -18,7 +18,7 @@ export PYTHONPATH := $(CURDIR)
 RASA_PORT ?= 5005
 ACTIONS_PORT ?= 5055
 
-.PHONY: help install dict train run shell actions test test-fast validate clean lock
+.PHONY: help install dict train run shell actions test test-fast validate clean lock widget bench console-assets browser-deps
 
 help:
 	@echo "make run    set up (venv, install, train if needed) and start the assistant"
@@ -54,7 +54,44 @@ train: models/.trained
 validate: install
 	$(RASA) data validate --fail-on-warnings --quiet
 
-run: train
+# The chat widget's browser files (widget/dist/, served at /widget/): npm ci from the
+# lock file (only when it changed), then copy our sources + socket.io-client's bundle.
+widget/node_modules/.package-lock.json: widget/package.json widget/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 18+ (builds the web widget)"; exit 1; }
+	cd widget && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+widget/dist/BUILD.json: widget/node_modules/.package-lock.json widget/build.mjs $(wildcard widget/src/*)
+	node widget/build.mjs
+
+widget: widget/dist/BUILD.json
+
+# The work console's chart library: ECharts from the npm registry (pinned by the lock
+# file), served from /console/static/vendor/ — never a CDN at run time.
+CONSOLE_ASSETS := bot/console/assets
+$(CONSOLE_ASSETS)/node_modules/.package-lock.json: $(CONSOLE_ASSETS)/package.json $(CONSOLE_ASSETS)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 18+ (builds the console's charts)"; exit 1; }
+	cd $(CONSOLE_ASSETS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+bot/console/static/vendor/echarts.min.js: $(CONSOLE_ASSETS)/node_modules/.package-lock.json
+	mkdir -p $(@D)
+	cp $(CONSOLE_ASSETS)/node_modules/echarts/dist/echarts.min.js $@
+	cp $(CONSOLE_ASSETS)/node_modules/echarts/LICENSE $(@D)/echarts.LICENSE
+
+console-assets: bot/console/static/vendor/echarts.min.js
+
+# Headless Chromium (Debian's package, not a Playwright download) + CJK fonts for the
+# browser test (tests/e2e/test_console_browser.py); does nothing when both are there.
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then \
+	  echo "chromium and Noto CJK fonts are installed"; \
+	else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y chromium fonts-noto-cjk || { $$SUDO apt-get update && $$SUDO apt-get install -y chromium fonts-noto-cjk; }; \
+	fi
+
+run: train widget console-assets
 	@$(PY) -m bot serve --rasa-port $(RASA_PORT) --actions-port $(ACTIONS_PORT)
 
 actions: install
@@ -64,8 +101,13 @@ shell: train
 	@$(RASA) run actions --port $(ACTIONS_PORT) --actions actions > var/actions.log 2>&1 & pid=$$!; \
 	  trap "kill $$pid" EXIT; sleep 5; $(RASA) shell --endpoints endpoints.yml
 
-test: train
+test: train widget console-assets
 	bash scripts/test.sh
+
+# Understanding, routing and speed against the alternatives → bench/results/ (report.md,
+# PNGs); prints the table at the end. Reports, never fails for being slow (~20 min).
+bench: train
+	$(PY) -m bench
 
 clean:
 	rm -rf models/*.tar.gz models/.trained var/*.db .pytest_cache

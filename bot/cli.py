@@ -3,6 +3,7 @@
   parse "文本" | parse --jsonl FILE   why a message goes where it goes (one JSON per line)
   dict                               regenerate data/dictionaries/gazetteer.txt
   serve                              start the assistant (what `make run` does)
+  console seed|adduser|passwd|apikey the work console's accounts and Open311 keys
 """
 from __future__ import annotations
 
@@ -70,6 +71,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args.rasa_port, args.actions_port)
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from bot.console.cli import main as console_main
+
+    return console_main(args.rest)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bot", description="青城诉求 tools")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -84,5 +91,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     sv.add_argument("--rasa-port", type=int, default=5005)
     sv.add_argument("--actions-port", type=int, default=5055)
     sv.set_defaults(func=cmd_serve)
+    co = sub.add_parser("console", add_help=False, help="work console: seed | adduser | passwd | apikey")
+    co.add_argument("rest", nargs=argparse.REMAINDER)
+    co.set_defaults(func=cmd_console)
     args = ap.parse_args(argv)
     return args.func(args)

@@ -1,5 +1,6 @@
-"""`python -m bot serve`: start the action server and the Rasa server, wait until both
-answer, print where to talk to the assistant, and stop both on Ctrl-C."""
+"""`python -m bot serve`: start the action server, the Rasa server and our web server
+(work console, Open311, widget), wait until they answer, print where to talk to the
+assistant and the console's demo accounts, and stop them all on Ctrl-C."""
 from __future__ import annotations
 
 import os
@@ -70,13 +71,44 @@ def stop_stack(procs: List[subprocess.Popen]) -> None:
             os.killpg(p.pid, signal.SIGKILL)
 
 
+def start_web(rasa_port: int, web_port: int, api_token: Optional[str], log_dir: Path = REPO_ROOT / "var",
+              env: Optional[dict] = None) -> subprocess.Popen:
+    """The third process: our aiohttp server (work console, Open311, chat widget)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(REPO_ROOT), "QC_WEB_PORT": str(web_port),
+           "QC_RASA_URL": f"http://127.0.0.1:{rasa_port}", "QC_RASA_TOKEN": api_token or ""}
+    log = open(log_dir / f"web-{web_port}.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "bot.web.app"], cwd=REPO_ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    if not _wait_http(f"http://127.0.0.1:{web_port}/health", 60, proc):
+        stop_stack([proc])
+        raise RuntimeError(f"web server did not start; see {log_dir}/web-{web_port}.log")
+    return proc
+
+
 def serve(rasa_port: int, actions_port: int) -> int:
     from bot.runtime import prepare_store
     from bot.storage.engine import default_url, make_engine
 
     prepare_store(make_engine())  # schema, queues and routing rules before the first resident writes
     print("starting the action server and the Rasa server (first start takes ~30 s)…", flush=True)
-    procs = start_stack(rasa_port, actions_port)
+    # The console pushes ticket news to residents through Rasa's HTTP API (local only, token).
+    import secrets
+
+    from bot.console.services import seed_demo_accounts
+    from bot.console.uow import ConsoleUnitOfWork
+    from bot.console.web import print_demo_accounts
+    from datetime import datetime, timezone
+
+    token = os.environ.get("QC_RASA_TOKEN") or secrets.token_urlsafe(24)
+    web_port = int(os.environ.get("QC_WEB_PORT", "8080"))
+    print_demo_accounts(seed_demo_accounts(ConsoleUnitOfWork(make_engine()), datetime.now(timezone.utc)))
+    procs = start_stack(rasa_port, actions_port, api_token=token)
+    try:
+        procs.append(start_web(rasa_port, web_port, token))
+    except RuntimeError:
+        stop_stack(procs)
+        raise
     url = f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook"
     print(f"""
 青城诉求 is running.
@@ -84,7 +116,9 @@ def serve(rasa_port: int, actions_port: int) -> int:
                         -d '{{"sender": "resident-1", "message": "楼下有人遛狗不牵绳"}}'
   Terminal chat:      make shell   (in another terminal: .venv/bin/rasa shell --endpoints endpoints.yml)
   Ticket store:       {default_url()}
-  Logs:               var/actions-{rasa_port}.log, var/rasa-{rasa_port}.log
+  Work console:       http://127.0.0.1:{web_port}/console/  (demo accounts above; README "Work console")
+  Open311 API:        http://127.0.0.1:{web_port}/open311/v2/services.json
+  Logs:               var/actions-{rasa_port}.log, var/rasa-{rasa_port}.log, var/web-{web_port}.log
 Press Ctrl-C to stop.""", flush=True)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))

@@ -2,7 +2,8 @@
 
 受理 → 派单 → 签收 → 办理 → 办结 → 回访, with 退单/改派 back to dispatch,
 重办 to reopen, and 延期/并单 recorded without a state change.
-Standard library only: this module must stay framework-free.
+Standard library only (plus the `chinese_calendar` data library behind bot.domain.workcal):
+this module must stay framework-free.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any
+
+from bot.domain.workcal import WorkCalendar, add_working_time
 
 CATEGORIES: dict[str, str] = {
     "dog": "文明养犬",
@@ -49,6 +52,17 @@ class DispatchClass(str, Enum):
     def limit(self) -> timedelta:
         return _DISPATCH_LIMITS[self]
 
+    @property
+    def working_days(self) -> bool:
+        """True when `limit` runs on working days only (一般); urgent classes are clock hours."""
+        return self is DispatchClass.NORMAL
+
+    @property
+    def limit_label(self) -> str:
+        if self.working_days:
+            return f"{int(self.limit / timedelta(hours=24))}个工作日"
+        return f"{int(self.limit.total_seconds() // 3600)}小时"
+
 
 _DISPATCH_LABELS = {
     DispatchClass.URGENT: "紧急",
@@ -81,6 +95,11 @@ OPEN_STATES = frozenset(TicketState) - {TicketState.RESOLVED, TicketState.CLOSED
 # Event kinds (stored as the Chinese word).
 RECEIVE, DISPATCH, ACCEPT, WORK, RETURN, REDISPATCH = "受理", "派单", "签收", "办理", "退单", "改派"
 EXTEND, RESOLVE, FOLLOW_UP, REOPEN, MERGE = "延期", "办结", "回访", "重办", "并单"
+# Console moves: the dispatcher refuses a return (驳回, back to the worker) or grants an
+# extension (批准延期); escalation rules flag overdue tickets (督办) and tickets returned
+# RETURN_ESCALATION times (提级, the dispatcher must re-dispatch them).
+REJECT_RETURN, APPROVE_EXTENSION, SUPERVISE, ESCALATE = "驳回", "批准延期", "督办", "提级"
+RETURN_ESCALATION = 3
 EVENT_KINDS: dict[str, str] = {  # kind → English name, for messages and logs
     RECEIVE: "receive",
     DISPATCH: "dispatch",
@@ -93,6 +112,10 @@ EVENT_KINDS: dict[str, str] = {  # kind → English name, for messages and logs
     FOLLOW_UP: "close after follow-up",
     REOPEN: "reopen",
     MERGE: "merge report",
+    REJECT_RETURN: "reject the return",
+    APPROVE_EXTENSION: "approve an extension",
+    SUPERVISE: "flag as overdue",
+    ESCALATE: "escalate",
 }
 
 _S = TicketState
@@ -101,7 +124,8 @@ _S = TicketState
 TRANSITIONS: dict[str, tuple[frozenset[TicketState], TicketState | None]] = {
     DISPATCH: (frozenset({_S.RECEIVED}), _S.DISPATCHED),
     ACCEPT: (frozenset({_S.DISPATCHED}), _S.ACCEPTED),
-    WORK: (frozenset({_S.ACCEPTED}), _S.IN_PROGRESS),
+    # 办理 starts the work and records each later progress note.
+    WORK: (frozenset({_S.ACCEPTED, _S.IN_PROGRESS}), _S.IN_PROGRESS),
     RETURN: (frozenset({_S.ACCEPTED, _S.IN_PROGRESS}), _S.RETURNED),
     REDISPATCH: (frozenset({_S.RETURNED}), _S.DISPATCHED),
     RESOLVE: (frozenset({_S.ACCEPTED, _S.IN_PROGRESS}), _S.RESOLVED),
@@ -109,17 +133,36 @@ TRANSITIONS: dict[str, tuple[frozenset[TicketState], TicketState | None]] = {
     REOPEN: (frozenset({_S.RESOLVED, _S.CLOSED}), _S.DISPATCHED),
     EXTEND: (frozenset({_S.ACCEPTED, _S.IN_PROGRESS}), None),
     MERGE: (OPEN_STATES, None),
+    # 驳回 goes back to the state the ticket was returned from (签收 or 办理); 签收 is nominal.
+    REJECT_RETURN: (frozenset({_S.RETURNED}), _S.ACCEPTED),
+    APPROVE_EXTENSION: (frozenset({_S.ACCEPTED, _S.IN_PROGRESS}), None),
+    SUPERVISE: (OPEN_STATES, None),
+    ESCALATE: (frozenset({_S.RETURNED}), None),
 }
-REASON_REQUIRED = frozenset({RETURN, RESOLVE})
+REASON_REQUIRED = frozenset({RETURN, RESOLVE, EXTEND, REJECT_RETURN})
 
 
 class InvalidTransition(Exception):
     """An event that the ticket's current state does not allow."""
 
 
-def deadline_for(dispatch_class: DispatchClass, start: datetime) -> datetime:
-    # The one place deadlines are computed (to become working-day aware later).
-    return start + DispatchClass(dispatch_class).limit
+def deadline_for(dispatch_class: DispatchClass, start: datetime, calendar: WorkCalendar | None = None) -> datetime:
+    """The one place deadlines are computed.
+
+    一般 (24 h) means one working day on the Chinese calendar (holidays and 调休 make-up
+    days included, see bot.domain.workcal); 紧急 1 h and 公用事业 2 h are clock hours.
+    """
+    cls = DispatchClass(dispatch_class)
+    if cls.working_days:
+        return add_working_time(start, cls.limit, calendar)
+    return start + cls.limit
+
+
+def extend_deadline(deadline: datetime, days: int, calendar: WorkCalendar | None = None) -> datetime:
+    """A granted extension of `days` working days."""
+    if not 1 <= int(days) <= 30:
+        raise InvalidTransition("延期天数须在1到30个工作日之间 / an extension is 1 to 30 working days")
+    return add_working_time(deadline, timedelta(days=int(days)), calendar)
 
 
 def _require_aware(at: datetime) -> None:
@@ -286,6 +329,12 @@ class Ticket:
         if kind == REOPEN:
             # A reopened ticket starts a new handling period.
             self.deadline_at = deadline_for(self.dispatch_class, at)
+        if kind == APPROVE_EXTENSION:
+            self.deadline_at = extend_deadline(self.deadline_at, int(data.get("days") or 0))
+        if kind == REJECT_RETURN:
+            returned = [e for e in self.events if e.kind == RETURN]
+            if returned and returned[-1].from_state is not None:
+                to_state = returned[-1].from_state
 
         # to_state None marks an event that leaves the state unchanged (延期, 并单).
         event = TicketEvent(kind, self.state, to_state, actor, reason, dict(data), at)
@@ -294,6 +343,38 @@ class Ticket:
         self.updated_at = at
         self.events.append(event)
         return event
+
+    @property
+    def return_count(self) -> int:
+        """退单 since the ticket was last (re)opened by a resident."""
+        count = 0
+        for e in self.events:
+            if e.kind == RETURN:
+                count += 1
+            elif e.kind == REOPEN:
+                count = 0
+        return count
+
+    @property
+    def escalated(self) -> bool:
+        """提级 since the last dispatch: only the dispatcher may move the ticket on."""
+        for e in reversed(self.events):
+            if e.kind == ESCALATE:
+                return True
+            if e.kind in (DISPATCH, REDISPATCH, REOPEN):
+                return False
+        return False
+
+    def needs_escalation(self) -> bool:
+        return self.state is TicketState.RETURNED and self.return_count >= RETURN_ESCALATION and not self.escalated
+
+    def is_overdue(self, now: datetime) -> bool:
+        return self.is_open and self.deadline_at < now
+
+    def supervised_for_current_deadline(self) -> bool:
+        """A 督办 flag was already raised for the current deadline."""
+        stamp = self.deadline_at.isoformat()
+        return any(e.kind == SUPERVISE and e.data.get("deadline") == stamp for e in self.events)
 
     def _set_queues(self, kind: str, data: dict[str, Any]) -> None:
         lead = data.get("lead")

@@ -61,11 +61,56 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Tables whose schema Alembic owns (bot/storage/migrations/versions). A feature's new
+# tables are created by create_all until it adds a migration and lists them here.
+MIGRATED_TABLES = frozenset(
+    {
+        # 0001 ticket store
+        "queues", "routing_rules", "tickets", "ticket_reports", "ticket_events", "ticket_counters",
+        # 0002 work console
+        "users", "user_queues", "sessions", "outbox", "attachments", "api_keys", "feed_cursors",
+    }
+)
+# Databases made by create_all before Alembic: the newest revision whose tables are all there.
+_BASELINES = (("0002_console", ("users", "outbox", "feed_cursors")), ("0001_ticket_store", ("tickets",)))
+
+
+def alembic_config(connection: Connection | None = None) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
 def init_db(engine: Engine) -> None:
-    """Create tables and triggers; safe to run on every start."""
+    """Bring the schema to the newest migration (`alembic upgrade head`), then triggers;
+    safe to run on every start and from several processes."""
     import bot.storage.all_tables  # noqa: F401  (registers every feature's tables)
+    from alembic import command
+    from sqlalchemy import inspect
 
     with engine.begin() as conn:
-        metadata.create_all(conn)
+        if conn.dialect.name == "postgresql":
+            # One migrator at a time (the web server and the action server start together);
+            # SQLite's BEGIN IMMEDIATE already serialises.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242013)")
+        tables = set(inspect(conn).get_table_names())
+        if "alembic_version" in tables and "tickets" not in tables:
+            # Tables dropped behind Alembic's back (tests drop_all): start over.
+            conn.exec_driver_sql("DROP TABLE alembic_version")
+            tables.discard("alembic_version")
+        config = alembic_config(conn)
+        if "alembic_version" not in tables:
+            for revision, needed in _BASELINES:
+                if all(t in tables for t in needed):
+                    command.stamp(config, revision)  # made by create_all before migrations existed
+                    break
+        command.upgrade(config, "head")
+        # Tables of features without a migration yet (see MIGRATED_TABLES).
+        metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t.name not in MIGRATED_TABLES])
         for statement in TRIGGER_DDL.get(engine.dialect.name, ()):
             conn.exec_driver_sql(statement)

@@ -11,6 +11,8 @@ from typing import Optional
 from aiohttp import web
 
 from bot.web.keys import SETTINGS, Settings
+from bot.console.web import setup_console
+from bot.web.widget import setup_widget
 
 
 async def health(_: web.Request) -> web.Response:
@@ -22,6 +24,8 @@ def init_app(settings: Optional[Settings] = None) -> web.Application:
     app[SETTINGS] = settings or Settings.from_env()
     app.router.add_get("/health", health)
     # features register themselves here (one line each)
+    setup_widget(app)  # chat widget: /widget/ (bot/web/widget.py)
+    setup_console(app)  # work console: /console/, Open311: /open311/v2/ (bot/console/)
     return app
 
 

@@ -141,6 +141,7 @@ LEGAL = [
     (S.RECEIVED, "派单", {"lead": "water_co"}, S.DISPATCHED),
     (S.DISPATCHED, "签收", {}, S.ACCEPTED),
     (S.ACCEPTED, "办理", {}, S.IN_PROGRESS),
+    (S.IN_PROGRESS, "办理", {}, S.IN_PROGRESS),
     (S.ACCEPTED, "退单", {}, S.RETURNED),
     (S.IN_PROGRESS, "退单", {}, S.RETURNED),
     (S.RETURNED, "改派", {"lead": "water_co"}, S.DISPATCHED),
@@ -151,7 +152,11 @@ LEGAL = [
     (S.CLOSED, "重办", {}, S.DISPATCHED),
     (S.ACCEPTED, "延期", {"days": 3}, S.ACCEPTED),
     (S.IN_PROGRESS, "延期", {"days": 3}, S.IN_PROGRESS),
-] + [(s, "并单", {}, s) for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)]
+    (S.ACCEPTED, "批准延期", {"days": 3}, S.ACCEPTED),
+    (S.IN_PROGRESS, "批准延期", {"days": 3}, S.IN_PROGRESS),
+    (S.RETURNED, "驳回", {}, S.ACCEPTED),
+    (S.RETURNED, "提级", {"returns": 3}, S.RETURNED),
+] + [(s, k, {}, s) for k in ("并单", "督办") for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)]
 
 
 @pytest.mark.parametrize(("start", "kind", "data", "end"), LEGAL, ids=[f"{s.value}-{k}" for s, k, _, _ in LEGAL])
@@ -217,11 +222,71 @@ def test_manual_dispatch_needs_a_real_lead() -> None:
 
 def test_reopen_restarts_the_deadline() -> None:
     t = ticket_in(S.CLOSED)
-    reopened = NOW + timedelta(days=3)
+    reopened = NOW + timedelta(days=1)  # Wednesday 10:00 in Hohhot
     t.apply("重办", "resident:u1", "问题未解决", reopened)
     assert t.state is S.DISPATCHED
     assert t.lead_queue == "city_mgmt"
     assert t.deadline_at == reopened + timedelta(hours=24)
+
+
+def test_reopen_on_friday_is_due_monday() -> None:
+    t = ticket_in(S.CLOSED)
+    friday = NOW + timedelta(days=3)  # Friday 2026-11-27 10:00 in Hohhot
+    t.apply("重办", "resident:u1", "问题未解决", friday)
+    assert t.deadline_at == friday + timedelta(days=3)  # Monday 10:00
+
+
+def test_work_notes_keep_the_ticket_in_progress() -> None:
+    t = ticket_in(S.IN_PROGRESS)
+    t.apply("办理", "worker:7", "已联系物业", LATER)
+    t.apply("办理", "worker:7", "已清理", LATER)
+    assert t.state is S.IN_PROGRESS
+    assert [e.kind for e in t.events][-3:] == ["办理", "办理", "办理"]
+
+
+def test_rejected_return_goes_back_to_the_state_it_came_from() -> None:
+    t = ticket_in(S.IN_PROGRESS)
+    t.apply("退单", "worker:7", "不属于本街道", LATER)
+    event = t.apply("驳回", "dispatcher:1", "属于本街道管辖", LATER)
+    assert t.state is S.IN_PROGRESS
+    assert (event.from_state, event.to_state) == (S.RETURNED, S.IN_PROGRESS)
+
+
+def test_approved_extension_moves_the_deadline_by_working_days() -> None:
+    t = ticket_in(S.IN_PROGRESS)  # due Wednesday 2026-11-25 10:00 Hohhot
+    t.apply("延期", "worker:7", "需协调供热公司", LATER, days=2)
+    t.apply("批准延期", "dispatcher:1", "同意", LATER, days=2)
+    assert t.deadline_at == NOW + timedelta(days=3)  # Friday 10:00
+    with pytest.raises(InvalidTransition):
+        t.apply("批准延期", "dispatcher:1", "同意", LATER, days=0)
+
+
+def test_third_return_needs_escalation() -> None:
+    t = ticket_in(S.DISPATCHED)
+    for i in range(3):
+        assert not t.needs_escalation()
+        if i:
+            t.apply("改派", "dispatcher:1", "改派", LATER, lead="water_co")
+        t.apply("签收", "worker:7", "", LATER)
+        t.apply("退单", "worker:7", "非本单位职责", LATER)
+    assert t.return_count == 3 and t.needs_escalation()
+    t.apply("提级", "system:escalation", "退单3次", LATER, returns=3)
+    assert t.escalated and not t.needs_escalation()
+    t.apply("改派", "dispatcher:1", "改派", LATER, lead="city_mgmt")
+    assert not t.escalated
+
+
+def test_overdue_and_supervision_flag() -> None:
+    t = ticket_in(S.ACCEPTED)
+    assert not t.is_overdue(NOW) and t.is_overdue(t.deadline_at + timedelta(seconds=1))
+    assert not t.supervised_for_current_deadline()
+    t.apply("督办", "system:escalation", "超期", LATER, deadline=t.deadline_at.isoformat())
+    assert t.supervised_for_current_deadline()
+
+
+def test_extension_request_needs_a_reason() -> None:
+    with pytest.raises(InvalidTransition, match="requires a reason"):
+        ticket_in(S.IN_PROGRESS).apply("延期", "worker:7", " ", LATER, days=2)
 
 
 def test_extension_keeps_state_and_deadline() -> None:

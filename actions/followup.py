@@ -1,0 +1,100 @@
+"""Ticket news pushed by the work console, and the resident's 回访 answer.
+
+The console's outbox calls the Rasa server's trigger_intent with EXTERNAL_ticket_update
+(entities ticket_number + ticket_event: accepted | resolved | reopened, and result);
+action_ticket_update tells the resident. After 办结 it asks whether the problem is
+solved and how satisfied they are (buttons → followup_* intents); action_followup
+records the answer as a ticket event: solved → 回访 (closed), not solved → 重办.
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.common import log, safe
+from actions.status import status_variables
+from bot import runtime
+from bot.console.services import record_follow_up
+from bot.domain.model import TicketState, parse_ticket_number
+from bot.services.tickets import ticket_status, tickets_for_sender
+
+# intent → (solved, satisfaction)
+FOLLOW_UP_INTENTS = {
+    "followup_satisfied": (True, "满意"),
+    "followup_basic": (True, "基本满意"),
+    "followup_unsatisfied": (True, "不满意"),
+    "followup_unsolved": (False, None),
+}
+RESPONSES = {"accepted": "utter_ticket_accepted", "resolved": "utter_ticket_resolved", "reopened": "utter_ticket_reopened"}
+
+
+def _entity(tracker: Tracker, name: str) -> Optional[str]:
+    for e in (tracker.latest_message or {}).get("entities") or []:
+        if e.get("entity") == name and e.get("value") not in (None, ""):
+            return str(e["value"])
+    return None
+
+
+class ActionTicketUpdate(Action):
+    def name(self) -> Text:
+        return "action_ticket_update"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+        number = parse_ticket_number(_entity(tracker, "ticket_number") or "")
+        event = _entity(tracker, "ticket_event")
+        if number is None or event not in RESPONSES:
+            log.warning("ticket update without a ticket number or a known event: %s", event)
+            return []
+        try:
+            status = await runtime.run_store(ticket_status, runtime.uow(), number, tracker.sender_id)
+        except (asyncio.TimeoutError, Exception) as exc:
+            log.error("ticket update lookup failed for %s: %s", safe(tracker.sender_id), type(exc).__name__)
+            status = None
+        values: Dict[str, Any] = {"ticket_number": number, "result": _entity(tracker, "result") or "已办理完毕", "lead": "承办单位", "deadline": ""}
+        if status is not None:
+            v = status_variables(status)
+            values.update(lead=v["lead"], deadline=v["deadline"])
+        dispatcher.utter_message(response=RESPONSES[event], **values)
+        return []
+
+
+class ActionFollowUp(Action):
+    def name(self) -> Text:
+        return "action_followup"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+        intent = ((tracker.latest_message or {}).get("intent") or {}).get("name")
+        solved, satisfaction = FOLLOW_UP_INTENTS.get(intent, (True, None))
+        try:
+            # The ticket asked about: the resident's most recently resolved one (办结, not yet 回访).
+            mine = await runtime.run_store(tickets_for_sender, runtime.uow(), tracker.sender_id, 20)
+        except (asyncio.TimeoutError, Exception) as exc:
+            log.error("follow-up lookup for %s failed: %s", safe(tracker.sender_id), type(exc).__name__)
+            dispatcher.utter_message(response="utter_followup_failed")
+            return []
+        resolved = sorted((t for t in mine if t.state is TicketState.RESOLVED), key=lambda t: t.last_event_at)
+        if not resolved:
+            dispatcher.utter_message(response="utter_followup_none")
+            return []
+        number = resolved[-1].number
+        try:
+            result = await runtime.run_store(
+                record_follow_up, runtime.uow(), number, tracker.sender_id, solved, satisfaction,
+                datetime.now(timezone.utc),
+            )
+        except (asyncio.TimeoutError, Exception) as exc:
+            log.error("follow-up for %s failed: %s", safe(tracker.sender_id), type(exc).__name__)
+            dispatcher.utter_message(response="utter_followup_failed")
+            return []
+        if result.status == "closed":
+            dispatcher.utter_message(response="utter_followup_thanks", ticket_number=number)
+        elif result.status == "reopened":
+            dispatcher.utter_message(response="utter_followup_reopened", ticket_number=number)
+        else:
+            dispatcher.utter_message(response="utter_followup_none")
+        return []

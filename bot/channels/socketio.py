@@ -1,0 +1,116 @@
+"""Socket.IO channel for the web widget: Rasa's, with the fixes a public endpoint needs.
+
+Configured in credentials.yml as `bot.channels.socketio.SocketIOInput` (channel name
+"socketio", the same events and options as Rasa's `socketio:` entry). Differences:
+
+- session persistence works: Rasa 3.6 calls python-socketio 5's `enter_room` coroutine
+  without awaiting it (RasaHQ/rasa#13027), so a persistent session never joins its room
+  and the bot's answers reach nobody; here it is awaited;
+- a session id must look like one the widget makes (32 lowercase hex digits); anything
+  else gets a fresh random one, so a client cannot pick another channel's sender id
+  (e.g. a REST sender "resident-1") and read that conversation;
+- messages are checked like the REST channel's: not a string → ignored, longer than
+  MAX_MESSAGE_CHARS → the resident is told, empty → reaches the assistant (which asks
+  for text) instead of being dropped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any, Awaitable, Callable, Dict, Optional, Text
+
+import rasa.core.channels.channel
+from rasa.core.channels.channel import UserMessage
+from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput as RasaSocketIOInput, SocketIOOutput
+from sanic import Blueprint, response
+from sanic.request import Request
+from socketio import AsyncServer
+
+from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS
+from bot.text import mask_personal_data
+
+log = logging.getLogger(__name__)
+
+SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+TOO_LONG = f"内容过长（超过 {MAX_MESSAGE_CHARS} 字），请分几次发送。"
+
+
+def session_id_for(data: Any) -> str:
+    """The client's session id when it is one of ours, else a new random one."""
+    sid = data.get("session_id") if isinstance(data, dict) else None
+    if isinstance(sid, str) and SESSION_ID.match(sid):
+        return sid
+    return uuid.uuid4().hex
+
+
+class SocketIOInput(RasaSocketIOInput):
+    @classmethod
+    def name(cls) -> Text:
+        return "socketio"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        # cors_allowed_origins=[]: engine.io leaves CORS to Sanic (`rasa run --cors`), as Rasa does.
+        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=[])
+        bp = SocketBlueprint(sio, self.socketio_path, "qingcheng_socketio_webhook", __name__)
+        self.sio = sio
+        namespace = self.namespace
+
+        @bp.route("/", methods=["GET"])
+        async def health(_: Request):
+            return response.json({"status": "ok"})
+
+        @sio.on("connect", namespace=namespace)
+        async def connect(sid: Text, environ: Dict, auth: Optional[Dict]) -> bool:
+            if not self.jwt_key:
+                return True
+            token = auth.get("token") if isinstance(auth, dict) else None
+            payload = None
+            if token:
+                payload = rasa.core.channels.channel.decode_bearer_token(token, self.jwt_key, self.jwt_algorithm)
+            return bool(payload)
+
+        @sio.on("session_request", namespace=namespace)
+        async def session_request(sid: Text, data: Any) -> None:
+            session_id = session_id_for(data)
+            if self.session_persistence:
+                await sio.enter_room(sid, session_id, namespace=namespace)
+            await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
+
+        @sio.on(self.user_message_evt, namespace=namespace)
+        async def handle_message(sid: Text, data: Any) -> None:
+            if not isinstance(data, dict):
+                return
+            if self.session_persistence:
+                session_id = data.get("session_id")
+                if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
+                    log.warning("socket.io message without a valid session id ignored")
+                    return
+                sender_id = session_id
+            else:
+                sender_id = sid
+            output = SocketIOOutput(sio, self.bot_message_evt)
+            message = data.get("message")
+            if not isinstance(message, str):
+                return
+            if len(message) > MAX_MESSAGE_CHARS:
+                await output.send_text_message(sender_id, TOO_LONG)
+                return
+            text = message if message.strip() else EMPTY_MESSAGE
+            metadata = data.get(self.metadata_key) or {}
+            if isinstance(metadata, str):
+                try:
+                    metadata = json.loads(metadata)
+                except ValueError:
+                    metadata = {}
+            if not isinstance(metadata, dict):
+                metadata = {}
+            try:
+                await on_new_message(UserMessage(text, output, sender_id, input_channel=self.name(),
+                                                 metadata=metadata))
+            except Exception:
+                log.exception("socket.io message from %s failed", mask_personal_data(sender_id))
+                await output.send_text_message(sender_id, "系统暂时繁忙，您的消息没有处理成功，请稍后重发。")
+
+        return bp

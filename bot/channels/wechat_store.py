@@ -1,0 +1,287 @@
+"""What the WeChat channel keeps in the database, so it holds across workers and restarts.
+
+  wechat_inbound    one row per received message (unique msg_key: MsgId, or sender +
+                    CreateTime + event for events): WeChat's retries and concurrent
+                    duplicates find the row and are never processed twice; the row also
+                    says how the message was answered (and the passive reply, so a retry
+                    gets the same answer) and feeds the per-sender rate limit
+  wechat_nonces     (timestamp, nonce) of every signed request seen in the last minutes,
+                    with a hash of its body: a replayed signature with another body is refused
+  wechat_residents  per openid: the last time the resident wrote (the 48-hour window for
+                    customer-service messages), the buttons last offered (as numbers), the
+                    community of the QR code they subscribed through
+  wechat_tokens     the access_token, shared by all workers; a lease (compare-and-set on
+                    lease_until) lets exactly one of them refresh it
+
+All methods are synchronous (SQLAlchemy Core, short transactions); the channel calls them
+in a worker thread.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Dict, List, Optional
+
+from sqlalchemy import JSON, Column, Index, Integer, String, Table, Text, UniqueConstraint, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from bot.storage.tables import UtcDateTime, metadata
+
+# JSON whose Python None is SQL NULL (so "no buttons" can be tested with IS NULL)
+NullableJson = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+wechat_inbound = Table(
+    "wechat_inbound",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("msg_key", String(160), nullable=False, unique=True),
+    Column("openid", String(64), nullable=False),
+    Column("msg_type", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reply", Text),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "openid", "received_at"),
+    Index(None, "received_at"),
+)
+
+wechat_nonces = Table(
+    "wechat_nonces",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("timestamp", String(16), nullable=False),
+    Column("nonce", String(64), nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
+    UniqueConstraint("timestamp", "nonce"),
+    Index(None, "seen_at"),
+)
+
+wechat_residents = Table(
+    "wechat_residents",
+    metadata,
+    Column("openid", String(64), primary_key=True),
+    Column("last_inbound_at", UtcDateTime),
+    Column("buttons", NullableJson),
+    Column("scene_community", String(16)),
+    Column("scene_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+wechat_tokens = Table(
+    "wechat_tokens",
+    metadata,
+    Column("appid", String(64), primary_key=True),
+    Column("access_token", Text),
+    Column("expires_at", UtcDateTime),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UtcDateTime),
+    Column("refreshes", Integer, nullable=False, default=0),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+TABLES = [wechat_inbound, wechat_nonces, wechat_residents, wechat_tokens]
+
+# wechat_inbound.status
+PROCESSING = "processing"
+PASSIVE = "passive"  # answered in the HTTP response; `reply` holds the text
+ASYNC = "async"  # answered "success"; the answer goes out through the customer-service API
+SENT = "sent"  # the async answer was delivered
+SEND_FAILED = "send_failed"
+LIMITED = "limited"  # over the per-sender rate limit: not processed
+IGNORED = "ignored"  # nothing to answer (e.g. unsubscribe)
+FAILED = "failed"  # the bot failed; the resident was asked to resend
+FINAL = {PASSIVE, ASYNC, SENT, SEND_FAILED, LIMITED, IGNORED, FAILED}
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+KEEP: Any = object()  # finish(): leave the resident's buttons as they are
+
+# admit() outcomes
+NEW, DUPLICATE, REPLAY = "new", "duplicate", "replay"
+
+
+@dataclass
+class Admission:
+    outcome: str  # NEW | DUPLICATE | REPLAY
+    row: Optional[Dict[str, Any]] = None  # DUPLICATE: the first copy's row
+    recent: int = 0  # NEW: this sender's messages within the rate window, this one included
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+class WeChatStore:
+    def __init__(self, engine: Engine, clock: Callable[[], float]):
+        self.engine = engine
+        self.clock = clock
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        return utc(self.clock())
+
+    # --- schema ---------------------------------------------------------------
+    def ensure_tables(self) -> None:
+        """Create the channel's tables if missing (init_db also does; this covers a
+        server started without it). Two workers racing here is harmless."""
+        if self._ready:
+            return
+        with self._lock:
+            if self._ready:
+                return
+            for attempt in range(3):
+                try:
+                    with self.engine.begin() as conn:
+                        metadata.create_all(conn, tables=TABLES, checkfirst=True)
+                    break
+                except (IntegrityError, OperationalError, ProgrammingError):
+                    if attempt == 2:
+                        raise  # another worker created them meanwhile: the retry sees them
+            self._ready = True
+
+    # --- admission: replay check, dedupe, resident, rate count: ONE transaction ------
+    def admit(self, timestamp: str, nonce: str, body_sha256: str, msg_key: str, openid: str, msg_type: str,
+              rate_window: float) -> Admission:
+        """Everything a new request needs, in one short transaction (one commit)."""
+        now = self.now()
+        with self.engine.begin() as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(wechat_nonces).values(
+                        timestamp=timestamp, nonce=nonce, body_sha256=body_sha256, seen_at=now))
+            except IntegrityError:
+                seen = conn.execute(select(wechat_nonces.c.body_sha256).where(
+                    wechat_nonces.c.timestamp == timestamp, wechat_nonces.c.nonce == nonce)).scalar()
+                if seen != body_sha256:
+                    return Admission(REPLAY)
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(wechat_inbound).values(
+                        msg_key=msg_key, openid=openid, msg_type=msg_type[:32], status=PROCESSING,
+                        received_at=now, updated_at=now))
+            except IntegrityError:
+                row = conn.execute(select(wechat_inbound).where(wechat_inbound.c.msg_key == msg_key)).mappings().first()
+                return Admission(DUPLICATE, dict(row) if row else {"msg_key": msg_key, "status": IGNORED})
+            self._upsert_resident_in(conn, openid, {"last_inbound_at": now}, now)
+            recent = conn.execute(
+                select(func.count()).select_from(wechat_inbound).where(
+                    wechat_inbound.c.openid == openid,
+                    wechat_inbound.c.received_at > now - timedelta(seconds=rate_window))).scalar()
+            return Admission(NEW, recent=int(recent or 0))
+
+    # --- the message rows ---------------------------------------------------------
+    def inbound(self, msg_key: str) -> Optional[Dict[str, Any]]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(wechat_inbound).where(wechat_inbound.c.msg_key == msg_key)).mappings().first()
+            return dict(row) if row else None
+
+    def finish(self, msg_key: str, status: str, reply: Optional[str] = None, openid: Optional[str] = None,
+               buttons: Any = KEEP) -> None:
+        """The message's outcome (and, in the same commit, the buttons just offered)."""
+        now = self.now()
+        with self.engine.begin() as conn:
+            values: Dict[str, Any] = {"status": status, "updated_at": now}
+            if reply is not None:
+                values["reply"] = reply
+            conn.execute(update(wechat_inbound).where(wechat_inbound.c.msg_key == msg_key).values(**values))
+            if buttons is not KEEP and openid:
+                self._buttons_in(conn, openid, buttons, now)
+
+    # --- housekeeping -------------------------------------------------------------
+    def prune(self, nonce_seconds: float, inbound_days: float, reply_hours: float) -> None:
+        now = self.now()
+        with self.engine.begin() as conn:
+            conn.execute(delete(wechat_nonces).where(wechat_nonces.c.seen_at < now - timedelta(seconds=nonce_seconds)))
+            conn.execute(delete(wechat_inbound).where(wechat_inbound.c.received_at < now - timedelta(days=inbound_days)))
+            conn.execute(update(wechat_inbound).where(
+                wechat_inbound.c.received_at < now - timedelta(hours=reply_hours),
+                wechat_inbound.c.reply.isnot(None)).values(reply=None))
+
+    # --- residents --------------------------------------------------------------
+    @staticmethod
+    def _upsert_resident_in(conn: Connection, openid: str, values: Dict[str, Any], now: datetime) -> None:
+        values = {**values, "updated_at": now}
+        where = wechat_residents.c.openid == openid
+        if conn.execute(update(wechat_residents).where(where).values(**values)).rowcount:
+            return
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(wechat_residents).values(openid=openid, **values))
+        except IntegrityError:  # inserted meanwhile by another request
+            conn.execute(update(wechat_residents).where(where).values(**values))
+
+    def _upsert_resident(self, openid: str, values: Dict[str, Any]) -> None:
+        now = self.now()
+        with self.engine.begin() as conn:
+            self._upsert_resident_in(conn, openid, values, now)
+
+    def _buttons_in(self, conn: Connection, openid: str, buttons: Optional[List[Dict[str, str]]],
+                    now: datetime) -> None:
+        where = wechat_residents.c.openid == openid
+        if buttons:
+            self._upsert_resident_in(conn, openid, {"buttons": buttons}, now)
+        else:  # nothing offered now: forget old buttons (writes nothing when there were none)
+            conn.execute(update(wechat_residents).where(where, wechat_residents.c.buttons.isnot(None))
+                         .values(buttons=None, updated_at=now))
+
+    def resident(self, openid: str) -> Optional[Dict[str, Any]]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(wechat_residents).where(wechat_residents.c.openid == openid)).mappings().first()
+            return dict(row) if row else None
+
+    def set_buttons(self, openid: str, buttons: Optional[List[Dict[str, str]]]) -> None:
+        with self.engine.begin() as conn:
+            self._buttons_in(conn, openid, buttons, self.now())
+
+    def set_scene(self, openid: str, community_code: str) -> None:
+        self._upsert_resident(openid, {"scene_community": community_code, "scene_at": self.now()})
+
+    # --- access token -------------------------------------------------------------
+    def token(self, appid: str) -> Optional[Dict[str, Any]]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(wechat_tokens).where(wechat_tokens.c.appid == appid)).mappings().first()
+            return dict(row) if row else None
+
+    def try_lease(self, appid: str, owner: str, lease_seconds: float, early_seconds: float) -> bool:
+        """Take the right to refresh the token: only when it is missing or due, and only
+        if nobody holds an unexpired lease (compare-and-set, one winner among workers)."""
+        now = self.now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(wechat_tokens).values(appid=appid, refreshes=0, updated_at=now))
+        except IntegrityError:
+            pass
+        due = now + timedelta(seconds=early_seconds)
+        with self.engine.begin() as conn:
+            won = conn.execute(
+                update(wechat_tokens)
+                .where(wechat_tokens.c.appid == appid)
+                .where((wechat_tokens.c.lease_until.is_(None)) | (wechat_tokens.c.lease_until < now))
+                .where((wechat_tokens.c.access_token.is_(None)) | (wechat_tokens.c.expires_at.is_(None))
+                       | (wechat_tokens.c.expires_at <= due))
+                .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
+            ).rowcount
+        return won == 1
+
+    def save_token(self, appid: str, owner: str, access_token: str, expires_at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(wechat_tokens).where(wechat_tokens.c.appid == appid).values(
+                access_token=access_token, expires_at=expires_at, lease_owner=None, lease_until=None,
+                refreshes=wechat_tokens.c.refreshes + 1, updated_at=self.now()))
+
+    def release_lease(self, appid: str, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(wechat_tokens).where(
+                wechat_tokens.c.appid == appid, wechat_tokens.c.lease_owner == owner).values(
+                lease_owner=None, lease_until=None, updated_at=self.now()))
+
+    def invalidate_token(self, appid: str, access_token: str) -> None:
+        """WeChat said this token is invalid: mark it due, unless someone already replaced it."""
+        with self.engine.begin() as conn:
+            conn.execute(update(wechat_tokens).where(
+                wechat_tokens.c.appid == appid, wechat_tokens.c.access_token == access_token).values(
+                expires_at=EPOCH, updated_at=self.now()))

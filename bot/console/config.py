@@ -1,0 +1,37 @@
+"""Console settings (environment) and its application key."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.console.uploads import upload_dir
+
+
+def _flag(name: str, default: str = "0") -> bool:
+    return os.environ.get(name, default).strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    cookie_secure: bool = False  # QC_COOKIE_SECURE=1 behind HTTPS
+    session_hours: float = 8.0  # QC_SESSION_HOURS
+    upload_dir: Path = field(default_factory=upload_dir)  # QC_UPLOAD_DIR (default var/uploads)
+    rasa_token: str | None = None  # QC_RASA_TOKEN: the Rasa server's --auth-token
+    notifier: bool = True  # QC_NOTIFIER=0: no background worker (tests drive it by hand)
+    notifier_interval: float = 2.0  # QC_NOTIFIER_INTERVAL seconds
+    sweep_every: float = 60.0  # seconds between overdue sweeps
+    seed_demo: bool = False  # create missing demo accounts at start (python -m bot serve does)
+
+    @classmethod
+    def from_env(cls) -> ConsoleConfig:
+        return cls(
+            cookie_secure=_flag("QC_COOKIE_SECURE"),
+            session_hours=float(os.environ.get("QC_SESSION_HOURS", "8")),
+            upload_dir=upload_dir(),
+            rasa_token=os.environ.get("QC_RASA_TOKEN") or None,
+            notifier=_flag("QC_NOTIFIER", "1"),
+            notifier_interval=float(os.environ.get("QC_NOTIFIER_INTERVAL", "2")),
+            seed_demo=_flag("QC_SEED_DEMO"),
+        )

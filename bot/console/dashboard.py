@@ -1,0 +1,76 @@
+"""Dashboard and CSV export pages (GET /console/dashboard, /console/export/…)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.console import stats
+from bot.console.repository import TicketFilter
+from bot.console.services import Principal
+from bot.console.web import CONSOLE, PREFIX, STATIC, now_utc, principal_of, render
+
+
+def dashboard_scope(p: Principal) -> TicketFilter:
+    # The dispatch centre and admins watch the whole city; others their own queues.
+    if p.role in ("admin", "dispatcher"):
+        return TicketFilter(all_tickets=True)
+    return TicketFilter(queues=tuple(sorted(p.queues)))
+
+
+async def dashboard_page(request: web.Request) -> web.Response:
+    p = principal_of(request)
+    console = request.app[CONSOLE]
+    weights = stats.parse_weights(request.query)
+    board = await console.run(stats.dashboard, dashboard_scope(p), request.query.get("month"), weights, now_utc())
+    chart_data = {
+        "perDay": board.per_day,
+        "perStreet": {"names": [n for n, _ in board.per_street], "counts": [c for _, c in board.per_street]},
+        "openVsOverdue": {
+            "names": [n for n, _, _ in board.open_vs_overdue],
+            "open": [o for _, o, _ in board.open_vs_overdue],
+            "overdue": [d for _, _, d in board.open_vs_overdue],
+        },
+    }
+    return await render(
+        request,
+        "dashboard.html",
+        board=board,
+        chart_data=chart_data,
+        rate_names=stats.RATE_NAMES,
+        echarts=(STATIC / "vendor" / "echarts.min.js").is_file(),
+        title="看板",
+    )
+
+
+async def export_index(request: web.Request) -> web.Response:
+    _admin_only(request)
+    return await render(request, "export.html", tables=stats.exportable_tables(), title="导出")
+
+
+async def export_table(request: web.Request) -> web.StreamResponse:
+    _admin_only(request)
+    name = request.match_info["table"]
+    console = request.app[CONSOLE]
+    try:
+        body = await console.run(stats.export_csv, name)
+    except KeyError:
+        raise web.HTTPNotFound() from None
+    stamp = now_utc().strftime("%Y%m%d")
+    return web.Response(
+        body=body,
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{name}-{stamp}.csv"',
+        },
+    )
+
+
+def _admin_only(request: web.Request) -> None:
+    if principal_of(request).role != "admin":
+        raise web.HTTPNotFound()
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get(f"{PREFIX}/dashboard", dashboard_page)
+    app.router.add_get(f"{PREFIX}/export", export_index)
+    app.router.add_get(f"{PREFIX}/export/{{table}}.csv", export_table)

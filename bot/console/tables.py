@@ -1,0 +1,120 @@
+"""Tables of the work console (工作台): accounts, sessions, the notification outbox,
+after-photos, Open311 API keys and the event-feed cursor. Defined on the shared
+`bot.storage.tables.metadata` (registered in bot.storage.all_tables)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+
+from bot.storage.tables import Json, UtcDateTime, metadata
+
+ROLES = ("worker", "department", "dispatcher", "admin")
+OUTBOX_KINDS = ("resident", "worker")
+OUTBOX_STATUSES = ("pending", "sent", "failed")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(128), nullable=False),
+    Column("password_hash", String(255), nullable=False),  # argon2id, PHC string
+    Column("role", String(16), nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    # Worker notices newer than this are "unread" (the badge).
+    Column("notices_seen_at", UtcDateTime),
+    CheckConstraint(f"role IN ({_in(ROLES)})", name="role"),
+)
+
+user_queues = Table(
+    "user_queues",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    # A department code (police_dog), street:<code>, or dispatch_center. No FK to queues:
+    # queues are synced from configuration and may arrive later.
+    Column("queue_code", String(64), primary_key=True),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    # sha256 of the random cookie token: a database leak does not leak live sessions.
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # resident | worker
+    Column("channel", String(32), nullable=False),  # rasa | console
+    Column("recipient", String(255), nullable=False),  # sender id, or queue code
+    Column("ticket_id", Integer, ForeignKey("tickets.id")),
+    Column("event", String(32), nullable=False),  # accepted, resolved, reopened, new, returned, overdue, …
+    Column("payload", Json, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    CheckConstraint(f"kind IN ({_in(OUTBOX_KINDS)})", name="kind"),
+    CheckConstraint(f"status IN ({_in(OUTBOX_STATUSES)})", name="status"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "kind", "recipient", "created_at"),
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False, index=True),
+    # Random file name under var/uploads/ (outside the web root); served only through
+    # a permission-checked handler.
+    Column("stored_name", String(64), nullable=False, unique=True),
+    Column("content_type", String(32), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("uploaded_by", Integer, ForeignKey("users.id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    # sha256 of a 32-byte random key (high entropy: a fast hash is enough, and lookups stay O(1)).
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Which ticket events the notifier has already turned into notices (one row per feed).
+feed_cursors = Table(
+    "feed_cursors",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("last_event_id", Integer, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

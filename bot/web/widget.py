@@ -1,0 +1,232 @@
+"""The chat widget: its static files, photo upload and photo download.
+
+    GET  /widget/embed.js        the one script a government page includes
+    GET  /widget/                the chat page (the embed script shows it in an iframe)
+    GET  /widget/<file>          the page's scripts/styles, built into widget/dist/ by `make widget`
+    POST /widget/upload          a photo (multipart field "file"; ≤ 5 MiB; JPEG/PNG/WebP by magic bytes)
+    GET  /widget/photo/<id>      an uploaded photo, by the random id the upload returned
+
+The page talks to Rasa's Socket.IO channel directly (QC_WIDGET_SOCKET_URL; by default the
+host the browser used with Rasa's port from QC_RASA_URL). Uploads are stored outside any
+web root (var/uploads/, QC_UPLOAD_DIR) under a random name and are only served by id.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+from urllib.parse import urlsplit
+
+from aiohttp import BodyPartReader, web
+
+from bot.gazetteer import REPO_ROOT
+from bot.web.keys import SETTINGS
+
+log = logging.getLogger(__name__)
+
+MAX_PHOTO_BYTES = 5 * 1024 * 1024
+UPLOAD_HEADER = "X-QC-Widget"  # a custom header: a cross-site <form> cannot send it
+PHOTO_NAME = r"[0-9a-f]{32}\.(?:jpg|png|webp)"
+_PHOTO_NAME = re.compile(rf"^{PHOTO_NAME}$")
+_HOST = re.compile(r"^(?P<host>[A-Za-z0-9.\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?$")
+CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+# the files of widget/dist/ the server hands out (nothing else from that folder)
+STATIC = {
+    "embed.js": "application/javascript",
+    "widget.js": "application/javascript",
+    "widget.css": "text/css",
+    "vendor/socket.io.min.js": "application/javascript",
+}
+
+
+@dataclass(frozen=True)
+class WidgetConfig:
+    dist_dir: Path
+    upload_dir: Path
+    socket_url: str = ""  # empty: the browser's host with Rasa's port
+    public_url: str = ""  # empty: the origin the request came to (for photo links in tickets)
+    frame_ancestors: str = "*"  # pages allowed to embed the widget (CSP frame-ancestors)
+
+    @classmethod
+    def from_env(cls) -> "WidgetConfig":
+        return cls(
+            dist_dir=Path(os.environ.get("QC_WIDGET_DIST") or REPO_ROOT / "widget" / "dist"),
+            upload_dir=Path(os.environ.get("QC_UPLOAD_DIR") or REPO_ROOT / "var" / "uploads"),
+            socket_url=os.environ.get("QC_WIDGET_SOCKET_URL", "").rstrip("/"),
+            public_url=os.environ.get("QC_PUBLIC_URL", "").rstrip("/"),
+            frame_ancestors=os.environ.get("QC_WIDGET_FRAME_ANCESTORS", "*"),
+        )
+
+
+WIDGET = web.AppKey("widget", WidgetConfig)
+
+
+def sniff_image(head: bytes) -> Optional[str]:
+    """The file extension for JPEG/PNG/WebP magic bytes, else None (the client's type is ignored)."""
+    if head[:3] == b"\xff\xd8\xff":
+        return "jpg"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def photo_path(upload_dir: Path, name: str) -> Optional[Path]:
+    """The stored file for a photo id, or None when the id is not one we could have made."""
+    if not isinstance(name, str) or not _PHOTO_NAME.match(name):
+        return None
+    path = upload_dir / name
+    if path.resolve().parent != upload_dir.resolve():
+        return None
+    return path
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def _host_port(request: web.Request) -> Tuple[Optional[str], Optional[int]]:
+    """The host (and port) the browser used, from the Host header; (None, None) if malformed."""
+    m = _HOST.match(request.host or "")
+    if not m:
+        return None, None
+    return m.group("host"), int(m.group("port")) if m.group("port") else None
+
+
+def _origin(request: web.Request) -> str:
+    host, port = _host_port(request)
+    if host is None:
+        return request.app[SETTINGS].rasa_url.split("://")[0] + "://127.0.0.1"
+    default = {"http": 80, "https": 443}.get(request.scheme)
+    return f"{request.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def socket_url(request: web.Request) -> str:
+    cfg = request.app[WIDGET]
+    if cfg.socket_url:
+        return cfg.socket_url
+    rasa = urlsplit(request.app[SETTINGS].rasa_url)
+    host, _ = _host_port(request)
+    if host is None:
+        return f"{rasa.scheme}://{rasa.netloc}"
+    return f"{request.scheme}://{host}:{rasa.port or 5005}"
+
+
+def _security_headers(resp: web.StreamResponse) -> web.StreamResponse:
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
+
+
+async def page(request: web.Request) -> web.StreamResponse:
+    cfg = request.app[WIDGET]
+    index = cfg.dist_dir / "index.html"
+    if not index.is_file():
+        return _error(503, "widget_not_built", "widget not built: run `make widget`")
+    url = socket_url(request)
+    parts = urlsplit(url)
+    ws = ("wss" if parts.scheme == "https" else "ws") + f"://{parts.netloc}"
+    body = index.read_text(encoding="utf-8").replace("{{SOCKET_URL}}", html.escape(url, quote=True))
+    resp = web.Response(text=body, content_type="text/html", charset="utf-8")
+    resp.headers["Content-Security-Policy"] = (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+        f"connect-src 'self' {parts.scheme}://{parts.netloc} {ws}; base-uri 'none'; form-action 'none'; "
+        f"frame-ancestors {cfg.frame_ancestors}"
+    )
+    resp.headers["Cache-Control"] = "no-cache"
+    return _security_headers(resp)
+
+
+async def static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    ctype = STATIC.get(name)
+    if ctype is None:
+        raise web.HTTPNotFound()
+    path = request.app[WIDGET].dist_dir / name
+    if not path.is_file():
+        return _error(503, "widget_not_built", "widget not built: run `make widget`")
+    resp = web.FileResponse(path, headers={"Content-Type": ctype, "Cache-Control": "no-cache"})
+    if name == "embed.js":  # loaded by other sites' pages
+        resp.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return _security_headers(resp)
+
+
+async def upload(request: web.Request) -> web.Response:
+    cfg = request.app[WIDGET]
+    if request.headers.get(UPLOAD_HEADER) != "1":
+        return _error(403, "forbidden", "upload only from the widget")
+    if request.content_length is not None and request.content_length > MAX_PHOTO_BYTES + 64 * 1024:
+        return _error(413, "too_large", "照片不能超过 5 MB")
+    try:
+        reader = await request.multipart()
+    except Exception:
+        return _error(400, "bad_request", "请用表单字段 file 上传照片")
+    field = None
+    while True:
+        part = await reader.next()
+        if part is None:
+            break
+        if getattr(part, "name", None) == "file":
+            field = part
+            break
+        await part.release()
+    if not isinstance(field, BodyPartReader):
+        return _error(400, "no_file", "没有收到照片（表单字段 file）")
+    data = bytearray()
+    while True:
+        chunk = await field.read_chunk(64 * 1024)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_PHOTO_BYTES:
+            return _error(413, "too_large", "照片不能超过 5 MB")
+    if not data:
+        return _error(400, "empty", "照片是空的")
+    ext = sniff_image(bytes(data[:16]))
+    if ext is None:
+        return _error(415, "bad_type", "只能上传 JPEG、PNG 或 WebP 格式的照片")
+    name = f"{secrets.token_hex(16)}.{ext}"
+    cfg.upload_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = photo_path(cfg.upload_dir, name)
+    assert path is not None
+    tmp = path.with_name(f".{name}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+    base = cfg.public_url or _origin(request)
+    log.info("photo %s uploaded (%d bytes)", name, len(data))
+    return web.json_response({"id": name, "url": f"{base}/widget/photo/{name}"}, status=201)
+
+
+async def photo(request: web.Request) -> web.StreamResponse:
+    path = photo_path(request.app[WIDGET].upload_dir, request.match_info["name"])
+    if path is None or not path.is_file():
+        raise web.HTTPNotFound()
+    ext = path.suffix.lstrip(".")
+    resp = web.FileResponse(path, headers={
+        "Content-Type": CONTENT_TYPES[ext],
+        "Content-Disposition": "inline",
+        "Cache-Control": "private, max-age=86400",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    })
+    return _security_headers(resp)
+
+
+async def to_page(_: web.Request) -> web.Response:
+    raise web.HTTPFound("/widget/")
+
+
+def setup_widget(app: web.Application, config: Optional[WidgetConfig] = None) -> None:
+    app[WIDGET] = config or WidgetConfig.from_env()
+    app.router.add_get("/widget", to_page)
+    app.router.add_get("/widget/", page)
+    app.router.add_post("/widget/upload", upload)
+    app.router.add_get(rf"/widget/photo/{{name:{PHOTO_NAME}}}", photo)
+    app.router.add_get(r"/widget/{name:(?:vendor/)?[A-Za-z0-9_.\-]+}", static)

@@ -1,0 +1,127 @@
+"""The assistant's side of the console's notices: action_ticket_update (what the outbox
+triggers through EXTERNAL_ticket_update) and action_followup (回访 answers), on a real
+ticket store (SQLite file and PostgreSQL schema)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from actions.followup import ActionFollowUp, ActionTicketUpdate
+from bot import runtime
+from bot.console import services as svc
+from bot.console.uow import ConsoleUnitOfWork
+from bot.storage.engine import init_db, make_engine
+from bot.storage.tables import metadata, ticket_events, tickets
+from tests.console.helpers import file, make_users
+
+REPO = Path(__file__).resolve().parents[2]
+DOMAIN = yaml.safe_load((REPO / "domain.yml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'f.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    eng = make_engine(url)
+    import bot.storage.all_tables  # noqa: F401
+
+    metadata.drop_all(eng)
+    init_db(eng)
+    runtime.reset_engine(eng)
+    try:
+        yield eng
+    finally:
+        runtime.reset_engine(None)
+        eng.dispose()
+
+
+def tracker(sender: str, intent: str, entities: list[dict[str, Any]] = ()) -> Tracker:  # type: ignore[assignment]
+    return Tracker(
+        sender_id=sender,
+        slots={},
+        latest_message={"text": f"/{intent}", "intent": {"name": intent, "confidence": 1.0}, "entities": list(entities)},
+        events=[],
+        paused=False,
+        followup_action=None,
+        active_loop={},
+        latest_action_name=None,
+    )
+
+
+def run(action: Any, t: Tracker) -> tuple[list, list]:
+    dispatcher = CollectingDispatcher()
+    events = asyncio.run(action.run(dispatcher, t, DOMAIN))
+    for m in dispatcher.messages:
+        assert m["response"] in DOMAIN["responses"]
+    return events, dispatcher.messages
+
+
+def resolve(engine: Engine, ticket_id: int) -> None:
+    with ConsoleUnitOfWork(engine) as uow:
+        grid = svc.Principal.of(uow.console.get_user_by_username("grid"))
+    now = datetime.now(timezone.utc)
+    svc.perform(ConsoleUnitOfWork(engine), grid, ticket_id, "accept", {}, now)
+    svc.perform(ConsoleUnitOfWork(engine), grid, ticket_id, "resolve", {"result": "已约谈犬主"}, now)
+
+
+def test_ticket_news_is_told_with_the_right_response(engine: Engine) -> None:
+    make_users(engine, ("grid",))
+    filed = file(engine, "k1", sender="r1")
+    resolve(engine, filed.ticket_id)
+    entities = [
+        {"entity": "ticket_number", "value": filed.number},
+        {"entity": "ticket_event", "value": "resolved"},
+        {"entity": "result", "value": "已约谈犬主"},
+    ]
+    events, messages = run(ActionTicketUpdate(), tracker("r1", "EXTERNAL_ticket_update", entities))
+    assert events == []
+    [m] = messages
+    assert m["response"] == "utter_ticket_resolved"
+    assert (m["ticket_number"], m["result"]) == (filed.number, "已约谈犬主")
+    buttons = [b["payload"] for b in DOMAIN["responses"]["utter_ticket_resolved"][0]["buttons"]]
+    assert buttons == ["/followup_satisfied", "/followup_basic", "/followup_unsatisfied", "/followup_unsolved"]
+    _, accepted = run(ActionTicketUpdate(), tracker("r1", "EXTERNAL_ticket_update", [
+        {"entity": "ticket_number", "value": filed.number}, {"entity": "ticket_event", "value": "accepted"}]))
+    assert accepted[0]["response"] == "utter_ticket_accepted" and accepted[0]["lead"] == "市公安局养犬管理"
+    # Nonsense from outside says nothing.
+    assert run(ActionTicketUpdate(), tracker("r1", "EXTERNAL_ticket_update", []))[1] == []
+
+
+@pytest.mark.parametrize(
+    ("intent", "state", "response", "data"),
+    [
+        ("followup_basic", "回访", "utter_followup_thanks", {"solved": True, "satisfaction": "基本满意"}),
+        ("followup_unsolved", "派单", "utter_followup_reopened", {"solved": False, "satisfaction": "不满意"}),
+    ],
+)
+def test_the_answer_is_recorded_as_an_event(engine: Engine, intent: str, state: str, response: str, data: dict) -> None:
+    make_users(engine, ("grid",))
+    filed = file(engine, "k1", sender="r1")
+    resolve(engine, filed.ticket_id)
+    _, messages = run(ActionFollowUp(), tracker("r1", intent))
+    assert [(m["response"], m.get("ticket_number")) for m in messages] == [(response, filed.number)]
+    with engine.connect() as conn:
+        assert conn.execute(select(tickets.c.state)).scalar_one() == state
+        last = conn.execute(select(ticket_events).order_by(ticket_events.c.id.desc())).mappings().first()
+    assert (last["actor"], last["data"]) == ("resident:r1", data)
+    # Asked again: nothing left to rate.
+    assert run(ActionFollowUp(), tracker("r1", intent))[1][0]["response"] == "utter_followup_none"
+
+
+def test_someone_else_cannot_rate_a_ticket(engine: Engine) -> None:
+    make_users(engine, ("grid",))
+    filed = file(engine, "k1", sender="r1")
+    resolve(engine, filed.ticket_id)
+    assert run(ActionFollowUp(), tracker("intruder", "followup_unsolved"))[1][0]["response"] == "utter_followup_none"
+    with engine.connect() as conn:
+        assert conn.execute(select(tickets.c.state)).scalar_one() == "办结"

@@ -1,0 +1,94 @@
+"""Alembic owns the schema: init_db runs `upgrade head`; the migrated schema equals the
+SQLAlchemy tables; databases made by create_all before Alembic are adopted (stamped)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, insert, select
+from sqlalchemy.engine import Engine
+
+import bot.storage.all_tables  # noqa: F401
+from bot.storage.engine import MIGRATED_TABLES, alembic_config, init_db, make_engine
+from bot.storage.tables import TRIGGER_DDL, metadata, queues
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'm.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    eng = make_engine(url)
+    metadata.drop_all(eng)
+    with eng.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    yield eng
+    eng.dispose()
+
+
+def head() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def version(eng: Engine) -> str | None:
+    with eng.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def schema_diff(eng: Engine) -> list:
+    with eng.connect() as conn:
+        ctx = MigrationContext.configure(
+            conn,
+            opts={
+                "compare_type": True,
+                "include_object": lambda obj, name, type_, *_: type_ != "table" or name in MIGRATED_TABLES,
+            },
+        )
+        return compare_metadata(ctx, metadata)
+
+
+def test_init_db_upgrades_to_head_and_matches_the_tables(empty: Engine) -> None:
+    init_db(empty)
+    assert version(empty) == head() == "0002_console"
+    assert schema_diff(empty) == []
+    assert set(inspect(empty).get_table_names()) >= MIGRATED_TABLES
+    init_db(empty)  # idempotent
+    assert version(empty) == head()
+
+
+def test_every_ticket_and_console_table_is_migrated() -> None:
+    ours = {"queues", "routing_rules", "tickets", "ticket_reports", "ticket_events", "ticket_counters",
+            "users", "user_queues", "sessions", "outbox", "attachments", "api_keys", "feed_cursors"}
+    assert ours <= MIGRATED_TABLES <= set(metadata.tables)
+
+
+def test_a_database_made_before_alembic_is_adopted(empty: Engine) -> None:
+    # What init_db did before migrations existed: create_all of the ticket store + triggers.
+    ticket_tables = [metadata.tables[n] for n in ("queues", "routing_rules", "tickets", "ticket_reports",
+                                                   "ticket_events", "ticket_counters")]
+    with empty.begin() as conn:
+        metadata.create_all(conn, tables=ticket_tables)
+        for statement in TRIGGER_DDL.get(empty.dialect.name, ()):
+            conn.exec_driver_sql(statement)
+        conn.execute(insert(queues).values(code="police_dog", name="养犬", kind="department"))
+    init_db(empty)
+    assert version(empty) == head()
+    assert schema_diff(empty) == []
+    with empty.connect() as conn:
+        assert conn.execute(select(queues.c.code)).scalars().all() == ["police_dog"]  # data kept
+
+
+def test_downgrade_and_upgrade_again(empty: Engine) -> None:
+    init_db(empty)
+    with empty.begin() as conn:
+        command.downgrade(alembic_config(conn), "0001_ticket_store")
+    assert "users" not in inspect(empty).get_table_names()
+    with empty.begin() as conn:
+        command.downgrade(alembic_config(conn), "base")
+    assert "tickets" not in inspect(empty).get_table_names()
+    init_db(empty)
+    assert version(empty) == head() and schema_diff(empty) == []

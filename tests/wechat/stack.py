@@ -1,0 +1,62 @@
+"""The real Rasa server + action server with the WeChat channel enabled, configured the
+way an operator would: a credentials file with ${QC_WECHAT_*} and the secrets in the
+environment, the API base pointing at the stand-in. (bot.serve.start_stack always uses
+the repository's credentials.yml, so this starts the two processes itself.)"""
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from bot.gazetteer import REPO_ROOT
+from bot.serve import VENV_BIN, _wait_http, stop_stack
+
+CREDENTIALS = """\
+bot.channels.rest.RestInput:
+bot.channels.wechat.WeChatInput:
+  token: ${QC_WECHAT_TOKEN}
+  encoding_aes_key: ${QC_WECHAT_AES_KEY}
+  appid: ${QC_WECHAT_APPID}
+  secret: ${QC_WECHAT_SECRET}
+  mode: %(mode)s
+"""
+
+
+@dataclass
+class WeChatStack:
+    rasa_url: str
+    webhook: str
+    procs: List[subprocess.Popen]
+
+    def stop(self) -> None:
+        stop_stack(self.procs)
+
+
+def start_wechat_stack(tmp: Path, rasa_port: int, actions_port: int, model: str, env: Dict[str, str],
+                       mode: str = "safe", log_name: Optional[str] = None) -> WeChatStack:
+    tmp.mkdir(parents=True, exist_ok=True)
+    credentials = tmp / "credentials.yml"
+    credentials.write_text(CREDENTIALS % {"mode": mode}, encoding="utf-8")
+    endpoints = tmp / "endpoints.yml"
+    endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n', encoding="utf-8")
+    full_env = {**os.environ, **env, "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT)}
+    rasa = str(VENV_BIN / "rasa")
+    cmds = {
+        "actions": [rasa, "run", "actions", "--port", str(actions_port), "--actions", "actions"],
+        "rasa": [rasa, "run", "-i", "127.0.0.1", "--port", str(rasa_port), "--credentials", str(credentials),
+                 "--endpoints", str(endpoints), "--model", model],
+    }
+    procs = []
+    for name, cmd in cmds.items():
+        log = open(tmp / f"{log_name or 'wechat'}-{name}.log", "ab")
+        procs.append(subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+    ok = _wait_http(f"http://127.0.0.1:{actions_port}/health", 90, procs[0]) and \
+        _wait_http(f"http://127.0.0.1:{rasa_port}/", 180, procs[1])
+    if not ok:
+        stop_stack(procs)
+        raise RuntimeError(f"servers did not start; see {tmp}/*.log")
+    url = f"http://127.0.0.1:{rasa_port}"
+    return WeChatStack(url, f"{url}/webhooks/wechat/webhook", procs)
