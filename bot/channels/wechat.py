@@ -36,6 +36,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -111,6 +112,7 @@ class WeChatConfig:
     timestamp_window: int = 300
     max_image_bytes: int = 10 * 1024 * 1024
     bot_timeout: float = 120.0
+    processing_lease: float = 8.0  # < WeChat's retry spacing x2, so a retry can take over from a dead worker
     cs_window_hours: float = 48.0
     timeouts: Timeouts = field(default_factory=Timeouts)
 
@@ -155,6 +157,7 @@ class WeChatConfig:
             template_field=str(creds.get("template_field") or "content"),
             passive_budget=number("passive_budget", 4.0),
             rate_limit=int(number("rate_limit", 20)),
+            processing_lease=number("processing_lease", 8.0),
         )
         cfg.validate()
         return cfg
@@ -170,6 +173,8 @@ class WeChatConfig:
             MessageCrypto(self.encoding_aes_key, self.appid)  # raises on a malformed key
         if not 0 < self.passive_budget < 5:
             raise ValueError("passive_budget must be under WeChat's 5 seconds")
+        if self.processing_lease < 1:
+            raise ValueError("processing_lease must be at least 1 second")
 
 
 @dataclass
@@ -298,6 +303,8 @@ class WeChatGateway:
         self._init_lock = threading.Lock()
         self._tasks: Set[asyncio.Future] = set()
         self._last_prune = 0.0
+        # who holds a message's processing lease (wechat_inbound.lease_owner): this instance
+        self.owner = f"{socket.gethostname()[:48]}:{os.getpid()}:{secrets.token_hex(4)}"
 
     # --- resources (created on first use: starting Rasa touches neither DB nor network) ---
     @property
@@ -441,7 +448,10 @@ class WeChatGateway:
         if isinstance(inbound, HttpReply):
             return inbound
         admission = await self.db("admit", args["timestamp"], args["nonce"], hashlib.sha256(body).hexdigest(),
-                                  inbound.msg_key, inbound.openid, inbound.msg_type, self.config.rate_window)
+                                  inbound.msg_key, inbound.openid, inbound.msg_type, self.config.rate_window,
+                                  self.owner, self.config.processing_lease)
+        if admission.outcome == st.TAKEOVER:
+            log.warning("wechat: %s was left processing by a worker that stopped; taken over", inbound.msg_key)
         if admission.outcome == st.REPLAY:
             log.warning("wechat: replayed signature with another body refused (%s)", mask(inbound.openid))
             return _error(403, "replay")
@@ -454,6 +464,7 @@ class WeChatGateway:
             return self.passive(inbound, MSG_TOO_FAST)
 
         work = self._spawn(self._work(inbound, on_new_message))
+        self._spawn(self._keep_lease(inbound.msg_key, work))
         remaining = self.config.passive_budget - (time.monotonic() - started)
         done, _ = await asyncio.wait({work}, timeout=max(0.0, remaining))
         if work in done:
@@ -485,6 +496,20 @@ class WeChatGateway:
         work.add_done_callback(lambda t: self._spawn(late(t)))
         log.info("wechat: %s answered asynchronously", inbound.msg_key)
         return SUCCESS
+
+    async def _keep_lease(self, msg_key: str, work: asyncio.Future) -> None:
+        """Renew the processing lease while the bot works on the message: only a worker
+        that stopped (crash, kill, restart) lets it expire."""
+        every = self.config.processing_lease / 3
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=every)
+            if done:
+                return
+            try:
+                if not await self.db("renew", msg_key, self.owner, self.config.processing_lease):
+                    return  # answered meanwhile ("async" rows need no lease)
+            except Exception:  # the store hiccuped: try again at the next beat
+                log.exception("wechat: renewing the lease on %s failed", msg_key)
 
     async def _duplicate(self, inbound: Inbound, row: Dict[str, Any], started: float) -> HttpReply:
         """A retry (or a concurrent copy): never processed again; answered like the first."""
