@@ -3,4 +3,3 @@ this so all of them exist; a feature with its own tables adds one import line he
 from bot.storage import tables  # noqa: F401  tickets, reports, events, queues, routing rules
 from bot.console import tables as console_tables  # noqa: F401  users, sessions, outbox, attachments, api keys
 from bot.channels import wechat_store  # noqa: F401  WeChat dedupe, nonces, residents, access_token
-from bot.storage import pending_photos  # noqa: F401  a photo sent before the complaint it belongs to

@@ -66,7 +66,7 @@ def test_init_db_upgrades_to_head_and_matches_the_tables(empty: Engine) -> None:
 def test_every_ticket_and_console_table_is_migrated() -> None:
     ours = {"queues", "routing_rules", "tickets", "ticket_reports", "ticket_events", "ticket_counters",
             "users", "user_queues", "sessions", "outbox", "attachments", "api_keys", "feed_cursors",
-            "wechat_inbound", "wechat_nonces", "wechat_residents", "wechat_tokens", "pending_photos"}
+            "wechat_inbound", "wechat_nonces", "wechat_residents", "wechat_tokens"}
     assert ours <= MIGRATED_TABLES <= set(metadata.tables)
 
 
@@ -126,7 +126,7 @@ def test_downgrade_and_upgrade_again(empty: Engine) -> None:
         command.downgrade(alembic_config(conn), "0002_console")
     names = set(inspect(empty).get_table_names())
     assert "users" in names and not names & {"wechat_inbound", "wechat_nonces", "wechat_residents",
-                                              "wechat_tokens", "pending_photos"}
+                                              "wechat_tokens"}
     with empty.begin() as conn:
         command.downgrade(alembic_config(conn), "0001_ticket_store")
     assert "users" not in inspect(empty).get_table_names()

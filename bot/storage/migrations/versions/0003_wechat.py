@@ -1,5 +1,5 @@
-"""WeChat channel (dedupe with a processing lease, nonces, residents, the shared
-access_token) and photos kept until the complaint they belong to.
+"""WeChat channel: dedupe with a processing lease, nonces, residents, the shared
+access_token.
 
 Before this migration init_db made the WeChat tables with create_all: such a database
 is adopted — existing tables are kept (and wechat_inbound gains its lease columns),
@@ -24,17 +24,6 @@ def _existing() -> set:
 
 def upgrade() -> None:
     existing = _existing()
-    if 'pending_photos' not in existing:
-        op.create_table('pending_photos',
-        sa.Column('sender_id', sa.String(length=255), nullable=False),
-        sa.Column('photo', sa.Text(), nullable=False),
-        sa.Column('channel', sa.String(length=32), nullable=False),
-        sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint('sender_id', name=op.f('pk_pending_photos'))
-        )
-        with op.batch_alter_table('pending_photos', schema=None) as batch_op:
-            batch_op.create_index(batch_op.f('ix_pending_photos_received_at'), ['received_at'], unique=False)
-
     if 'wechat_inbound' not in existing:
         op.create_table('wechat_inbound',
         sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -115,6 +104,3 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_wechat_inbound_received_at'))
         batch_op.drop_index(batch_op.f('ix_wechat_inbound_openid_received_at'))
     op.drop_table('wechat_inbound')
-    with op.batch_alter_table('pending_photos', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_pending_photos_received_at'))
-    op.drop_table('pending_photos')
