@@ -52,6 +52,7 @@ from bot.channels.wechat_api import DEFAULT_API_BASE, OUT_OF_WINDOW, Timeouts, W
 from bot.channels.wechat_crypto import CryptoError, MessageCrypto, sha1_signature, signature_ok
 from bot.channels.wechat_xml import BadXml, encrypted_envelope, parse_message, text_reply
 from bot.gazetteer import REPO_ROOT
+from bot.media import SNIFF_BYTES, sniff_image
 from bot.text import normalise
 
 log = logging.getLogger(__name__)
@@ -271,17 +272,6 @@ def chunks(text: str, limit: int = MAX_REPLY_BYTES) -> List[str]:
     if current.strip():
         out.append(current)
     return [c.strip("\n") for c in out if c.strip()]
-
-
-def sniff_image(head: bytes) -> Optional[str]:
-    """File extension by magic bytes (JPEG, PNG, WebP — the types the widget serves)."""
-    if head[:3] == b"\xff\xd8\xff":
-        return "jpg"
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return None
 
 
 def payload(intent: str, entities: Optional[Dict[str, str]] = None) -> str:
@@ -610,7 +600,7 @@ class WeChatGateway:
         except WeChatApiError as exc:
             log.warning("wechat: image %s not downloaded: %s", inbound.msg_key, exc)
             return MSG_PHOTO_FAILED
-        ext = sniff_image(data[:16])
+        ext = sniff_image(data[:SNIFF_BYTES])
         if ext is None:
             log.warning("wechat: media %s is not a JPEG/PNG/WebP image (%d bytes)", inbound.msg_key, len(data))
             return MSG_PHOTO_FAILED

@@ -61,8 +61,8 @@ async def test_complaint_filed_through_wechat(wechat_stack):
         assert await wx.verify("20261125") == (200, "20261125")
         me = Resident(wx, standin, "oE2eResident000000000000001")
 
-        said = await me.send(event_msg(me.openid, "subscribe", "qrscene_150102001001"))
-        assert "什么问题" in said
+        said = await me.send(event_msg(me.openid, "subscribe", ""))  # no QR scene: the location is asked
+        assert "青城诉求助手" in said
         said = await me.send(text_msg(me.openid, "下水道堵了 污水都漫到路上了 臭得不行"))
         assert "在哪里" in said
         said = await me.send(location_msg(me.openid, 40.8415, 111.7498, "内蒙古自治区呼和浩特市新城区海拉尔东路街道公主府社区"))
@@ -93,5 +93,70 @@ async def test_complaint_filed_through_wechat(wechat_stack):
         assert m, row["photo"]
         assert (tmp / "uploads" / m.group(1)).read_bytes() == JPEG
         assert len(standin.token_calls) == 1
+    finally:
+        await standin.close()
+
+
+def ticket_rows(db_url, openid):
+    with make_engine(db_url).connect() as conn:
+        return conn.execute(select(tickets, ticket_reports.c.photo, ticket_reports.c.channel)
+                            .join(ticket_reports, ticket_reports.c.ticket_id == tickets.c.id)
+                            .where(ticket_reports.c.sender_id == openid)).mappings().all()
+
+
+@pytest.mark.asyncio
+async def test_the_qr_code_community_is_the_location_of_a_later_complaint(wechat_stack):
+    stack, db_url, standin_port, tmp = wechat_stack
+    standin = WeChatStandIn(APPID, SECRET)
+    await standin.start(port=standin_port)
+    try:
+        wx = WeChatServer(stack.webhook, TOKEN, APPID, AES_KEY)
+        me = Resident(wx, standin, "oE2eResidentScene0000000001")
+        said = await me.send(event_msg(me.openid, "subscribe", "qrscene_150102001001"))  # 公主府社区's QR code
+        assert "什么问题" in said
+        said = await me.send(text_msg(me.openid, "单元门贴满小广告"))
+        assert "照片" in said and "在哪里" not in said  # the location is not asked
+        said = await me.send(text_msg(me.openid, "1"))  # 跳过 the photo
+        assert "联系电话" in said
+        said = await me.send(text_msg(me.openid, "1"))  # 跳过 the phone
+        assert "请确认您的诉求" in said and "地点：新城区 海拉尔东路街道 公主府社区" in said, said
+        assert "扫描的社区二维码" in said
+        said = await me.send(text_msg(me.openid, "确认提交"))
+        assert "工单号 QC-" in said, said
+        [row] = ticket_rows(db_url, me.openid)
+        assert (row["category"], row["district_code"], row["street_code"], row["community_code"], row["channel"],
+                row["photo"], row["description"]) == \
+            ("illegal_ads", "150102", "150102001", "150102001001", "wechat", None, "单元门贴满小广告")
+        assert "street:150102001" in list(row["co_queues"])  # routed to that street
+    finally:
+        await standin.close()
+
+
+@pytest.mark.asyncio
+async def test_a_photo_sent_before_the_complaint_is_filed_with_it(wechat_stack):
+    stack, db_url, standin_port, tmp = wechat_stack
+    standin = WeChatStandIn(APPID, SECRET)
+    await standin.start(port=standin_port)
+    try:
+        wx = WeChatServer(stack.webhook, TOKEN, APPID, AES_KEY)
+        me = Resident(wx, standin, "oE2eResidentPhoto0000000001")
+        standin.add_media("MEDIA_e2e_first", JPEG)
+        said = await me.send(image_msg(me.openid, "MEDIA_e2e_first"))
+        assert "收到您的照片" in said
+        said = await me.send(text_msg(me.openid, "新城区公主府社区的路灯坏了好几天了"))
+        assert "联系电话" in said and "照片" not in said  # the photo is not asked again
+        said = await me.send(text_msg(me.openid, "1"))  # 跳过 the phone
+        assert "照片：已上传" in said and "描述问题之前发来的那张" in said, said
+        said = await me.send(text_msg(me.openid, "确认提交"))
+        assert "工单号 QC-" in said, said
+        [row] = ticket_rows(db_url, me.openid)
+        assert (row["category"], row["community_code"], row["channel"]) == \
+            ("roads_lighting", "150102001001", "wechat")
+        m = re.fullmatch(r"/widget/photo/([0-9a-f]{32}\.jpg)", row["photo"] or "")
+        assert m, row["photo"]
+        assert (tmp / "uploads" / m.group(1)).read_bytes() == JPEG
+        # used up: the next complaint asks for a photo again
+        said = await me.send(text_msg(me.openid, "新城区公主府社区楼下有人遛狗不牵绳"))
+        assert "照片" in said and "1. 跳过" in said
     finally:
         await standin.close()
