@@ -703,6 +703,10 @@ class WeChatGateway:
         self._spawn(prune())
 
 
+class WeChatDeliveryError(RuntimeError):
+    """WeChat did not take a message for the resident (window closed and no template, an API error)."""
+
+
 class WeChatOutput(OutputChannel):
     """Rasa's output channel for WeChat (e.g. /conversations/{id}/execute?output_channel=wechat)."""
 
@@ -714,13 +718,20 @@ class WeChatOutput(OutputChannel):
         return "wechat"
 
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
-        await self.gateway.send_to_resident(recipient_id, text)
+        self._check(await self.gateway.send_to_resident(recipient_id, text))
 
     async def send_text_with_buttons(self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]],
                                      **kwargs: Any) -> None:
         rendered, offered = render([{"text": text, "buttons": buttons}])
         await self.gateway.db("set_buttons", recipient_id, offered or None)
-        await self.gateway.send_to_resident(recipient_id, rendered)
+        self._check(await self.gateway.send_to_resident(recipient_id, rendered))
+
+    @staticmethod
+    def _check(result: SendResult) -> None:
+        # Raised, not logged: Rasa's trigger_intent then answers 500 and the console's
+        # notification outbox keeps the message and tries again later.
+        if not result.ok:
+            raise WeChatDeliveryError(f"not delivered via {result.via or 'wechat'}: {result.errcode} {result.errmsg}")
 
 
 class WeChatInput(InputChannel):
