@@ -9,7 +9,10 @@ Every request is checked before anything else: body ≤ 64 KiB (413), timestamp 
 entities or external references (400). Only then is the message recorded under its MsgId
 (events: sender + CreateTime + event) with a unique key: WeChat's retries and concurrent
 duplicates are answered from that row and never reach the bot twice, across workers and
-restarts. A sender over 20 messages a minute is told to slow down, nothing processed.
+restarts. The row is a lease while the bot works (renewed every few seconds): when the
+worker dies, the lease runs out and WeChat's next retry, on any instance, takes the
+message over — exactly one taker. A sender over 20 messages a minute is told to slow
+down, nothing processed.
 
 What reaches the bot:
   text          the text (a number or a button title answers the buttons last offered)
@@ -18,7 +21,9 @@ What reaches the bot:
                 var/uploads/ (outside any web root), passed as '/inform{"photo": "<ref>"}'
   voice         the Recognition text, if WeChat recognised any
   subscribe     '/inform{"community": "<code>"}' for EventKey qrscene_<code> (SCAN: <code>),
-                remembered for the resident (wechat_residents.scene_community); else /greet
+                remembered for the resident (wechat_residents.scene_community) and sent
+                with each later message as metadata scene_community: the complaint form
+                takes it as the location when the resident names none; else /greet
   other types   not processed; a polite "请发送文字" reply
 
 WeChat waits 5 seconds: when the bot answers within `passive_budget` (4 s) the answer

@@ -4,7 +4,9 @@
                     CreateTime + event for events): WeChat's retries and concurrent
                     duplicates find the row and are never processed twice; the row also
                     says how the message was answered (and the passive reply, so a retry
-                    gets the same answer) and feeds the per-sender rate limit
+                    gets the same answer) and feeds the per-sender rate limit; while
+                    "processing" it is leased to one worker (lease_owner/lease_until,
+                    renewed as it works), so a dead worker's message can be taken over
   wechat_nonces     (timestamp, nonce) of every signed request seen in the last minutes,
                     with a hash of its body: a replayed signature with another body is refused
   wechat_residents  per openid: the last time the resident wrote (the 48-hour window for
