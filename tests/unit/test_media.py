@@ -31,8 +31,12 @@ def test_everything_else_is_not_an_image(data: bytes) -> None:
     assert sniff_image(data[:SNIFF_BYTES]) is None
 
 
-def test_both_entry_points_use_this_check() -> None:
+def test_every_entry_point_uses_this_check() -> None:
     import bot.channels.wechat as wechat
     import bot.web.widget as widget
+    from bot.console import uploads
 
     assert wechat.sniff_image is sniff_image and widget.sniff_image is sniff_image
+    # the console's after-photos: the same check, answered as a Content-Type
+    assert [uploads.sniff_image(d[:SNIFF_BYTES]) for d in (JPEG, PNG, WEBP, b"GIF89a")] == \
+        ["image/jpeg", "image/png", "image/webp", None]
