@@ -351,7 +351,9 @@ class ComplaintForm:
         mentions = [] if turn.from_button else self._mentions(turn)
         if mentions and "location" in (slots.get("prefilled") or []):
             # "不是这里，是锦绣社区": the place the resident names replaces the prefilled one
-            step = FormStep(slots={"confirm": None, "location_asked": 0,
+            # (nothing of the QR-code community may survive: the codes decide the routing)
+            step = FormStep(slots={"confirm": None, "location_asked": 0, "location": None, "district_code": None,
+                                   "street_code": None, "community_code": None,
                                    "prefilled": [p for p in slots["prefilled"] if p != "location"] or None})
             self._take_location(step, {**slots, "location_asked": 0}, mentions, text, first=False)
             return step

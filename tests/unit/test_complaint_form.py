@@ -493,3 +493,19 @@ def test_a_kept_photo_starts_the_next_complaint(clocked: ComplaintForm) -> None:
 def test_an_expired_or_malformed_kept_photo_is_not_used(clocked: ComplaintForm, kept) -> None:
     step = clocked.step({"kept_photo": kept}, None, turn("单元门贴满小广告", "illegal_ads"))
     assert "photo" not in step.slots and step.slots.get("prefilled") is None
+
+
+def test_an_ambiguous_place_at_the_confirm_step_drops_the_qr_location_and_asks(form: ComplaintForm) -> None:
+    start = form.step({}, None, scene_turn("单元门贴满小广告"))
+    slots = {**start.slots, "photo": NO_VALUE, "phone": NO_VALUE}
+    text = "不是这个，是锦绣社区"
+    step = form.step(slots, "confirm", turn(text, "inform", 0.8, ent("community", "锦绣社区", text)))
+    slots.update(step.slots)
+    assert (slots["location"], slots["district_code"], slots["street_code"], slots["community_code"],
+            slots["location_status"]) == (None, None, None, None, "ambiguous")
+    assert next_slot(slots) == "location"
+    # 不清楚: what the resident said is kept, and nothing routes to the QR code's street
+    step = form.step(slots, "location", turn("不清楚", "deny"))
+    slots.update(step.slots)
+    assert (slots["location"], slots["street_code"], slots["community_code"], slots["location_status"]) == \
+        ("锦绣社区", None, None, "unresolved")
