@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from rasa_sdk import Tracker
 
@@ -23,7 +23,17 @@ def latest_turn(tracker: Tracker) -> Turn:
         entities=list(msg.get("entities") or []),
         # Button payloads ("/affirm", '/inform{"community": "…"}') skip the NLU.
         from_button=text.startswith("/"),
+        scene_community=scene_community(msg),
     )
+
+
+def scene_community(msg: Dict[str, Any]) -> Optional[str]:
+    """The community code of the QR code a WeChat resident followed us through (the
+    channel sends it with every message: bot/channels/wechat.py)."""
+    meta = msg.get("metadata") or {}
+    wechat = meta.get("wechat") if isinstance(meta, dict) else None
+    code = wechat.get("scene_community") if isinstance(wechat, dict) else None
+    return code if isinstance(code, str) and code.isdigit() and len(code) <= 16 else None
 
 
 def intent_ranking(tracker: Tracker) -> List[Dict[str, Any]]:

@@ -3,6 +3,7 @@ questions (location choices, the summary) and filing the ticket."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Text
 
@@ -12,7 +13,15 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import latest_turn, log, safe
 from bot import runtime
-from bot.conversation import AUX_SLOTS, FORM_SLOTS, NO_VALUE, ComplaintForm, next_slot, summary_variables
+from bot.conversation import (
+    AUX_SLOTS,
+    FORM_SLOTS,
+    KEPT_PHOTO_SLOT,
+    NO_VALUE,
+    ComplaintForm,
+    next_slot,
+    summary_variables,
+)
 from bot.domain.model import CATEGORIES, ComplaintDraft
 from bot.locations import Resolution
 from bot.services.tickets import SHANGHAI, file_complaint
@@ -25,7 +34,23 @@ def _form() -> ComplaintForm:
 
 
 def _slots(tracker: Tracker) -> Dict[str, Any]:
-    return {name: tracker.get_slot(name) for name in FORM_SLOTS + AUX_SLOTS}
+    return {name: tracker.get_slot(name) for name in FORM_SLOTS + AUX_SLOTS + (KEPT_PHOTO_SLOT,)}
+
+
+class ActionInformOutsideForm(Action):
+    """A place, a detail or a photo without a complaint yet. A photo is kept (the
+    resident's latest, for a day) and the next complaint starts with it."""
+
+    def name(self) -> Text:
+        return "action_inform_outside_form"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+        photo = latest_turn(tracker).entity("photo")
+        if photo:
+            dispatcher.utter_message(response="utter_photo_kept")
+            return [SlotSet(KEPT_PHOTO_SLOT, {"photo": photo[:512], "at": time.time()})]
+        dispatcher.utter_message(response="utter_ask_what_problem")
+        return []
 
 
 class ValidateComplaintForm(FormValidationAction):
@@ -153,5 +178,7 @@ class ActionSubmitComplaint(Action):
             )
         log.info("ticket %s filed (merged=%s replay=%s) for %s", result.number, result.merged, result.replay,
                  safe(tracker.sender_id))
-        return _reset_events() + [SlotSet("submit_failed", False), SlotSet("ticket_number", result.number)]
+        # the photo kept from before the complaint went into this ticket (or was replaced)
+        return _reset_events() + [SlotSet("submit_failed", False), SlotSet("ticket_number", result.number),
+                                  SlotSet(KEPT_PHOTO_SLOT, None)]
 

@@ -7,6 +7,7 @@ turn is not an answer at all (`reject`: the rules handle it, then the form resum
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -27,8 +28,13 @@ LOCATION_SLOTS = (
     "location_status", "location_candidates", "location_mentions", "location_asked",
     "district_code", "street_code", "community_code",
 )
-AUX_SLOTS = LOCATION_SLOTS + ("draft_id", "pending_description")
+AUX_SLOTS = LOCATION_SLOTS + ("draft_id", "pending_description", "prefilled")
 NO_VALUE = "none"  # a skipped optional answer (photo, phone): asked, declined
+# A photo sent before any complaint: kept with the conversation (slot kept_photo, one per
+# resident, {"photo": ref, "at": epoch seconds}) for this long, then the next complaint
+# starts with it; filing a ticket uses it up.
+KEPT_PHOTO_SLOT = "kept_photo"
+KEPT_PHOTO_SECONDS = 24 * 3600
 
 INTERRUPTIONS = {"emergency", "ask_status", "consult", "human_handoff"}
 CHITCHAT = {"greet", "goodbye", "praise", "out_of_scope"}
@@ -52,6 +58,9 @@ class Turn:
     confidence: float = 0.0
     entities: Sequence[Mapping[str, Any]] = ()
     from_button: bool = False
+    # the community of the QR code the resident followed the WeChat account through
+    # (channel metadata): the location of a complaint that names no place
+    scene_community: Optional[str] = None
 
     def entity(self, name: str) -> Optional[str]:
         for e in self.entities:
@@ -96,9 +105,11 @@ def _meaningful_chars(text: str, minus: Sequence[str] = ()) -> int:
 
 
 class ComplaintForm:
-    def __init__(self, resolver: LocationResolver, new_id: Callable[[], str] = lambda: uuid.uuid4().hex):
+    def __init__(self, resolver: LocationResolver, new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+                 clock: Callable[[], float] = time.time):
         self.resolver = resolver
         self.new_id = new_id
+        self.clock = clock
 
     # --- entry ---------------------------------------------------------
     def step(self, slots: Mapping[str, Any], requested: Optional[str], turn: Turn) -> FormStep:
@@ -147,8 +158,11 @@ class ComplaintForm:
             mentions = [Mention(**m) for m in (slots.get("location_mentions") or [])]
         else:
             mentions = self._mentions(turn)
+        prefilled: List[str] = []
         if mentions:
             self._take_location(step, slots, mentions, turn.text or "", first=True)
+        elif self._take_scene(step, slots, turn.scene_community):
+            prefilled.append("location")
         mention_texts = [m.text for m in mentions]
         if _meaningful_chars(text, mention_texts) >= MIN_DESCRIPTION_CHARS:
             step.slots["description"] = text
@@ -161,7 +175,35 @@ class ComplaintForm:
         url = turn.entity("photo") or (_URL.search(text).group(0) if _URL.search(text) else None)
         if url:
             step.slots["photo"] = url
+        elif self.kept_photo(slots):
+            step.slots["photo"] = self.kept_photo(slots)
+            prefilled.append("photo")
+        if prefilled:
+            step.slots["prefilled"] = prefilled
         return step
+
+    def kept_photo(self, slots: Mapping[str, Any]) -> Optional[str]:
+        """The photo the resident sent before this complaint, unless it expired."""
+        kept = slots.get(KEPT_PHOTO_SLOT)
+        if not isinstance(kept, Mapping) or not kept.get("photo"):
+            return None
+        try:
+            age = self.clock() - float(kept.get("at"))
+        except (TypeError, ValueError):
+            return None
+        return str(kept["photo"]) if 0 <= age <= KEPT_PHOTO_SECONDS else None
+
+    def _take_scene(self, step: FormStep, slots: Mapping[str, Any], code: Optional[str]) -> bool:
+        """The QR-code community as the location (only when it resolves to a street)."""
+        place = self.resolver.g.get(code) if code else None
+        if place is None or place.level != "community":
+            return False
+        self._take_location(step, slots, [Mention(place.name, "community", place.code)], "", first=True)
+        if step.slots.get("location_status") == RESOLVED and step.slots.get("street_code"):
+            return True
+        for name in LOCATION_SLOTS + ("location",):
+            step.slots.pop(name, None)
+        return False
 
     # --- answers ---------------------------------------------------------
     def answer_category(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
@@ -306,6 +348,15 @@ class ComplaintForm:
 
     def answer_confirm(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
         text = turn.text or ""
+        mentions = [] if turn.from_button else self._mentions(turn)
+        if mentions and "location" in (slots.get("prefilled") or []):
+            # "不是这里，是锦绣社区": the place the resident names replaces the prefilled one
+            # (nothing of the QR-code community may survive: the codes decide the routing)
+            step = FormStep(slots={"confirm": None, "location_asked": 0, "location": None, "district_code": None,
+                                   "street_code": None, "community_code": None,
+                                   "prefilled": [p for p in slots["prefilled"] if p != "location"] or None})
+            self._take_location(step, {**slots, "location_asked": 0}, mentions, text, first=False)
+            return step
         if turn.intent == "deny" or _CANCEL.search(text):
             return self.cancel()
         if turn.intent == "affirm" or re.search(r"确认|提交|没问题|对的|是的", text):
@@ -326,4 +377,16 @@ def summary_variables(slots: Mapping[str, Any], category_names: Mapping[str, str
         "photo": "已上传" if photo and photo != NO_VALUE else "无",
         "phone": mask_phone(phone) if has_phone else "未留",
         "confidential": ("保密：是" if slots.get("confidential") else "保密：否") if has_phone else "",
+        "prefill_note": prefill_note(slots),
     }
+
+
+def prefill_note(slots: Mapping[str, Any]) -> str:
+    """Tells the resident what we filled in without asking (and how to change it)."""
+    prefilled = slots.get("prefilled") or []
+    notes = []
+    if "location" in prefilled:
+        notes.append("地点按您关注公众号时扫描的社区二维码填写；不对的话，直接回复正确的街道或社区即可修改。")
+    if "photo" in prefilled and slots.get("photo") and slots.get("photo") != NO_VALUE:
+        notes.append("照片是您在描述问题之前发来的那张。")
+    return "".join(f"\n（{n}）" for n in notes)  # each on its own line after the summary

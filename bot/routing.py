@@ -124,9 +124,8 @@ class Router:
             if district:
                 where = f"仅知{self.g.name_of(district)}，街道未确定"
             reasons.append(f"{where}，转派单中心人工派单（建议主办 {self.catalogue.unit_name(rule.lead)}）")
-        limit = dclass.limit
-        hours = int(limit.total_seconds() // 3600)
-        reasons.append(f"时限 {dclass.label} {hours}小时" + (f"（关键词“{keyword}”）" if keyword else ""))
+        # the label says how the deadline runs (一般: working days, urgent classes: clock hours)
+        reasons.append(f"时限 {dclass.label} {dclass.limit_label}" + (f"（关键词“{keyword}”）" if keyword else ""))
         return Route(
             lead=lead,
             co=co,

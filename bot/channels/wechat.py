@@ -9,7 +9,10 @@ Every request is checked before anything else: body ≤ 64 KiB (413), timestamp 
 entities or external references (400). Only then is the message recorded under its MsgId
 (events: sender + CreateTime + event) with a unique key: WeChat's retries and concurrent
 duplicates are answered from that row and never reach the bot twice, across workers and
-restarts. A sender over 20 messages a minute is told to slow down, nothing processed.
+restarts. The row is a lease while the bot works (renewed every few seconds): when the
+worker dies, the lease runs out and WeChat's next retry, on any instance, takes the
+message over — exactly one taker. A sender over 20 messages a minute is told to slow
+down, nothing processed.
 
 What reaches the bot:
   text          the text (a number or a button title answers the buttons last offered)
@@ -18,7 +21,9 @@ What reaches the bot:
                 var/uploads/ (outside any web root), passed as '/inform{"photo": "<ref>"}'
   voice         the Recognition text, if WeChat recognised any
   subscribe     '/inform{"community": "<code>"}' for EventKey qrscene_<code> (SCAN: <code>),
-                remembered for the resident (wechat_residents.scene_community); else /greet
+                remembered for the resident (wechat_residents.scene_community) and sent
+                with each later message as metadata scene_community: the complaint form
+                takes it as the location when the resident names none; else /greet
   other types   not processed; a polite "请发送文字" reply
 
 WeChat waits 5 seconds: when the bot answers within `passive_budget` (4 s) the answer
@@ -36,6 +41,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,6 +57,7 @@ from bot.channels.wechat_api import DEFAULT_API_BASE, OUT_OF_WINDOW, Timeouts, W
 from bot.channels.wechat_crypto import CryptoError, MessageCrypto, sha1_signature, signature_ok
 from bot.channels.wechat_xml import BadXml, encrypted_envelope, parse_message, text_reply
 from bot.gazetteer import REPO_ROOT
+from bot.media import SNIFF_BYTES, sniff_image
 from bot.text import normalise
 
 log = logging.getLogger(__name__)
@@ -111,6 +118,7 @@ class WeChatConfig:
     timestamp_window: int = 300
     max_image_bytes: int = 10 * 1024 * 1024
     bot_timeout: float = 120.0
+    processing_lease: float = 8.0  # < WeChat's retry spacing x2, so a retry can take over from a dead worker
     cs_window_hours: float = 48.0
     timeouts: Timeouts = field(default_factory=Timeouts)
 
@@ -155,6 +163,7 @@ class WeChatConfig:
             template_field=str(creds.get("template_field") or "content"),
             passive_budget=number("passive_budget", 4.0),
             rate_limit=int(number("rate_limit", 20)),
+            processing_lease=number("processing_lease", 8.0),
         )
         cfg.validate()
         return cfg
@@ -170,6 +179,8 @@ class WeChatConfig:
             MessageCrypto(self.encoding_aes_key, self.appid)  # raises on a malformed key
         if not 0 < self.passive_budget < 5:
             raise ValueError("passive_budget must be under WeChat's 5 seconds")
+        if self.processing_lease < 1:
+            raise ValueError("processing_lease must be at least 1 second")
 
 
 @dataclass
@@ -268,17 +279,6 @@ def chunks(text: str, limit: int = MAX_REPLY_BYTES) -> List[str]:
     return [c.strip("\n") for c in out if c.strip()]
 
 
-def sniff_image(head: bytes) -> Optional[str]:
-    """File extension by magic bytes (JPEG, PNG, WebP — the types the widget serves)."""
-    if head[:3] == b"\xff\xd8\xff":
-        return "jpg"
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
 def payload(intent: str, entities: Optional[Dict[str, str]] = None) -> str:
     return f"/{intent}" + (json.dumps(entities, ensure_ascii=False) if entities else "")
 
@@ -298,6 +298,8 @@ class WeChatGateway:
         self._init_lock = threading.Lock()
         self._tasks: Set[asyncio.Future] = set()
         self._last_prune = 0.0
+        # who holds a message's processing lease (wechat_inbound.lease_owner): this instance
+        self.owner = f"{socket.gethostname()[:48]}:{os.getpid()}:{secrets.token_hex(4)}"
 
     # --- resources (created on first use: starting Rasa touches neither DB nor network) ---
     @property
@@ -441,7 +443,10 @@ class WeChatGateway:
         if isinstance(inbound, HttpReply):
             return inbound
         admission = await self.db("admit", args["timestamp"], args["nonce"], hashlib.sha256(body).hexdigest(),
-                                  inbound.msg_key, inbound.openid, inbound.msg_type, self.config.rate_window)
+                                  inbound.msg_key, inbound.openid, inbound.msg_type, self.config.rate_window,
+                                  self.owner, self.config.processing_lease)
+        if admission.outcome == st.TAKEOVER:
+            log.warning("wechat: %s was left processing by a worker that stopped; taken over", inbound.msg_key)
         if admission.outcome == st.REPLAY:
             log.warning("wechat: replayed signature with another body refused (%s)", mask(inbound.openid))
             return _error(403, "replay")
@@ -454,6 +459,7 @@ class WeChatGateway:
             return self.passive(inbound, MSG_TOO_FAST)
 
         work = self._spawn(self._work(inbound, on_new_message))
+        self._spawn(self._keep_lease(inbound.msg_key, work))
         remaining = self.config.passive_budget - (time.monotonic() - started)
         done, _ = await asyncio.wait({work}, timeout=max(0.0, remaining))
         if work in done:
@@ -485,6 +491,20 @@ class WeChatGateway:
         work.add_done_callback(lambda t: self._spawn(late(t)))
         log.info("wechat: %s answered asynchronously", inbound.msg_key)
         return SUCCESS
+
+    async def _keep_lease(self, msg_key: str, work: asyncio.Future) -> None:
+        """Renew the processing lease while the bot works on the message: only a worker
+        that stopped (crash, kill, restart) lets it expire."""
+        every = self.config.processing_lease / 3
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=every)
+            if done:
+                return
+            try:
+                if not await self.db("renew", msg_key, self.owner, self.config.processing_lease):
+                    return  # answered meanwhile ("async" rows need no lease)
+            except Exception:  # the store hiccuped: try again at the next beat
+                log.exception("wechat: renewing the lease on %s failed", msg_key)
 
     async def _duplicate(self, inbound: Inbound, row: Dict[str, Any], started: float) -> HttpReply:
         """A retry (or a concurrent copy): never processed again; answered like the first."""
@@ -585,7 +605,7 @@ class WeChatGateway:
         except WeChatApiError as exc:
             log.warning("wechat: image %s not downloaded: %s", inbound.msg_key, exc)
             return MSG_PHOTO_FAILED
-        ext = sniff_image(data[:16])
+        ext = sniff_image(data[:SNIFF_BYTES])
         if ext is None:
             log.warning("wechat: media %s is not a JPEG/PNG/WebP image (%d bytes)", inbound.msg_key, len(data))
             return MSG_PHOTO_FAILED
@@ -688,6 +708,10 @@ class WeChatGateway:
         self._spawn(prune())
 
 
+class WeChatDeliveryError(RuntimeError):
+    """WeChat did not take a message for the resident (window closed and no template, an API error)."""
+
+
 class WeChatOutput(OutputChannel):
     """Rasa's output channel for WeChat (e.g. /conversations/{id}/execute?output_channel=wechat)."""
 
@@ -699,13 +723,20 @@ class WeChatOutput(OutputChannel):
         return "wechat"
 
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
-        await self.gateway.send_to_resident(recipient_id, text)
+        self._check(await self.gateway.send_to_resident(recipient_id, text))
 
     async def send_text_with_buttons(self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]],
                                      **kwargs: Any) -> None:
         rendered, offered = render([{"text": text, "buttons": buttons}])
         await self.gateway.db("set_buttons", recipient_id, offered or None)
-        await self.gateway.send_to_resident(recipient_id, rendered)
+        self._check(await self.gateway.send_to_resident(recipient_id, rendered))
+
+    @staticmethod
+    def _check(result: SendResult) -> None:
+        # Raised, not logged: Rasa's trigger_intent then answers 500 and the console's
+        # notification outbox keeps the message and tries again later.
+        if not result.ok:
+            raise WeChatDeliveryError(f"not delivered via {result.via or 'wechat'}: {result.errcode} {result.errmsg}")
 
 
 class WeChatInput(InputChannel):

@@ -4,7 +4,9 @@
                     CreateTime + event for events): WeChat's retries and concurrent
                     duplicates find the row and are never processed twice; the row also
                     says how the message was answered (and the passive reply, so a retry
-                    gets the same answer) and feeds the per-sender rate limit
+                    gets the same answer) and feeds the per-sender rate limit; while
+                    "processing" it is leased to one worker (lease_owner/lease_until,
+                    renewed as it works), so a dead worker's message can be taken over
   wechat_nonces     (timestamp, nonce) of every signed request seen in the last minutes,
                     with a hash of its body: a replayed signature with another body is refused
   wechat_residents  per openid: the last time the resident wrote (the 48-hour window for
@@ -44,6 +46,11 @@ wechat_inbound = Table(
     Column("reply", Text),
     Column("received_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # status "processing" is a lease, renewed by the worker while it works: a worker that
+    # died leaves it to expire, and WeChat's next retry (any instance) takes the message over
+    Column("lease_owner", String(96)),
+    Column("lease_until", UtcDateTime),
+    Column("attempts", Integer, nullable=False, default=1),
     Index(None, "openid", "received_at"),
     Index(None, "received_at"),
 )
@@ -100,12 +107,12 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 KEEP: Any = object()  # finish(): leave the resident's buttons as they are
 
 # admit() outcomes
-NEW, DUPLICATE, REPLAY = "new", "duplicate", "replay"
+NEW, DUPLICATE, REPLAY, TAKEOVER = "new", "duplicate", "replay", "takeover"
 
 
 @dataclass
 class Admission:
-    outcome: str  # NEW | DUPLICATE | REPLAY
+    outcome: str  # NEW | DUPLICATE | REPLAY | TAKEOVER (a copy whose first worker's lease expired)
     row: Optional[Dict[str, Any]] = None  # DUPLICATE: the first copy's row
     recent: int = 0  # NEW: this sender's messages within the rate window, this one included
 
@@ -145,9 +152,11 @@ class WeChatStore:
 
     # --- admission: replay check, dedupe, resident, rate count: ONE transaction ------
     def admit(self, timestamp: str, nonce: str, body_sha256: str, msg_key: str, openid: str, msg_type: str,
-              rate_window: float) -> Admission:
-        """Everything a new request needs, in one short transaction (one commit)."""
+              rate_window: float, owner: str = "", lease_seconds: float = 10.0) -> Admission:
+        """Everything a new request needs, in one short transaction (one commit). A new
+        message is claimed for `owner` until now + lease_seconds (see renew)."""
         now = self.now()
+        lease_until = now + timedelta(seconds=lease_seconds)
         with self.engine.begin() as conn:
             try:
                 with conn.begin_nested():
@@ -162,8 +171,20 @@ class WeChatStore:
                 with conn.begin_nested():
                     conn.execute(insert(wechat_inbound).values(
                         msg_key=msg_key, openid=openid, msg_type=msg_type[:32], status=PROCESSING,
-                        received_at=now, updated_at=now))
+                        received_at=now, updated_at=now, lease_owner=owner or None, lease_until=lease_until,
+                        attempts=1))
             except IntegrityError:
+                # Still "processing" with an expired lease: its worker died (crash, restart).
+                # Compare-and-set, so of several copies arriving now exactly one takes it over.
+                taken = conn.execute(
+                    update(wechat_inbound)
+                    .where(wechat_inbound.c.msg_key == msg_key, wechat_inbound.c.status == PROCESSING,
+                           (wechat_inbound.c.lease_until.is_(None)) | (wechat_inbound.c.lease_until < now))
+                    .values(lease_owner=owner or None, lease_until=lease_until, updated_at=now,
+                            attempts=wechat_inbound.c.attempts + 1)).rowcount
+                if taken == 1:
+                    self._upsert_resident_in(conn, openid, {"last_inbound_at": now}, now)
+                    return Admission(TAKEOVER)
                 row = conn.execute(select(wechat_inbound).where(wechat_inbound.c.msg_key == msg_key)).mappings().first()
                 return Admission(DUPLICATE, dict(row) if row else {"msg_key": msg_key, "status": IGNORED})
             self._upsert_resident_in(conn, openid, {"last_inbound_at": now}, now)
@@ -178,6 +199,16 @@ class WeChatStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(wechat_inbound).where(wechat_inbound.c.msg_key == msg_key)).mappings().first()
             return dict(row) if row else None
+
+    def renew(self, msg_key: str, owner: str, lease_seconds: float) -> bool:
+        """Extend our claim on a message still being processed (False: not ours any more)."""
+        now = self.now()
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(wechat_inbound)
+                .where(wechat_inbound.c.msg_key == msg_key, wechat_inbound.c.status == PROCESSING,
+                       wechat_inbound.c.lease_owner == owner)
+                .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)).rowcount == 1
 
     def finish(self, msg_key: str, status: str, reply: Optional[str] = None, openid: Optional[str] = None,
                buttons: Any = KEEP) -> None:

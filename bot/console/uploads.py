@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot import media
 from bot.gazetteer import REPO_ROOT
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -23,14 +24,10 @@ class UploadRejected(ValueError):
 
 
 def sniff_image(head: bytes) -> str | None:
-    """The image type from the first bytes, or None; the browser's claim is ignored."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return None
+    """The image type from the first bytes, or None; the browser's claim is ignored
+    (the same check as the widget's and WeChat's photos: bot/media.py)."""
+    ext = media.sniff_image(head)
+    return media.CONTENT_TYPES[ext] if ext else None
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ def store_image(data: bytes, folder: Path | None = None) -> StoredFile:
         raise UploadRejected("照片是空文件 / the file is empty")
     if len(data) > MAX_UPLOAD_BYTES:
         raise UploadRejected("照片不能超过 5 MB / the photo must not exceed 5 MiB")
-    content_type = sniff_image(data[:16])
+    content_type = sniff_image(data[:media.SNIFF_BYTES])
     if content_type is None:
         raise UploadRejected("只接受 JPEG、PNG 或 WebP 图片 / only JPEG, PNG or WebP images are accepted")
     folder = folder or upload_dir()

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from aiohttp import BodyPartReader, web
 
 from bot.gazetteer import REPO_ROOT
+from bot.media import CONTENT_TYPES, SNIFF_BYTES, sniff_image
 from bot.web.keys import SETTINGS
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ UPLOAD_HEADER = "X-QC-Widget"  # a custom header: a cross-site <form> cannot sen
 PHOTO_NAME = r"[0-9a-f]{32}\.(?:jpg|png|webp)"
 _PHOTO_NAME = re.compile(rf"^{PHOTO_NAME}$")
 _HOST = re.compile(r"^(?P<host>[A-Za-z0-9.\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?$")
-CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 # the files of widget/dist/ the server hands out (nothing else from that folder)
 STATIC = {
     "embed.js": "application/javascript",
@@ -64,17 +64,6 @@ class WidgetConfig:
 
 
 WIDGET = web.AppKey("widget", WidgetConfig)
-
-
-def sniff_image(head: bytes) -> Optional[str]:
-    """The file extension for JPEG/PNG/WebP magic bytes, else None (the client's type is ignored)."""
-    if head[:3] == b"\xff\xd8\xff":
-        return "jpg"
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return None
 
 
 def photo_path(upload_dir: Path, name: str) -> Optional[Path]:
@@ -188,7 +177,7 @@ async def upload(request: web.Request) -> web.Response:
             return _error(413, "too_large", "照片不能超过 5 MB")
     if not data:
         return _error(400, "empty", "照片是空的")
-    ext = sniff_image(bytes(data[:16]))
+    ext = sniff_image(bytes(data[:SNIFF_BYTES]))
     if ext is None:
         return _error(415, "bad_type", "只能上传 JPEG、PNG 或 WebP 格式的照片")
     name = f"{secrets.token_hex(16)}.{ext}"

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
+
 import pytest
 
 from bot.explain import latest_model
@@ -30,3 +32,23 @@ def stack(tmp_path_factory) -> Stack:
         yield Stack(f"http://127.0.0.1:{rasa_port}", db_url)
     finally:
         stop_stack(procs)
+
+
+# Headless Chromium for the browser tests: Debian's package, driven by Playwright (no
+# browser download). One launch per test module.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (apt install chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

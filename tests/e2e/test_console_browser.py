@@ -29,11 +29,8 @@ from bot.console.uow import ConsoleUnitOfWork
 from bot.gazetteer import REPO_ROOT
 from bot.storage.tables import ticket_events, tickets
 from tests.e2e.chat import TOKEN, Chat, Stack
-from tests.e2e.conftest import _free_port
+from tests.e2e.conftest import CHROMIUM, _free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 PASSWORD = "grid-worker-password"
 TICKET = re.compile(r"QC-\d{6}-\d{4}")
@@ -112,16 +109,6 @@ def _demo_tickets(engine, now: datetime) -> None:
         svc.perform(ConsoleUnitOfWork(engine), admin, t.ticket_id, "accept", {}, now - timedelta(hours=4))
         svc.perform(ConsoleUnitOfWork(engine), admin, t.ticket_id, "resolve", {"result": "已清运"}, now - timedelta(hours=1))
         svc.record_follow_up(ConsoleUnitOfWork(engine), t.number, f"demo-done{i}", answer is not None, answer, now)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _screenshot(page, name: str, tmp_path: Path) -> None:

@@ -31,11 +31,8 @@ from sqlalchemy import select
 from bot.gazetteer import REPO_ROOT
 from bot.storage.tables import ticket_reports, tickets
 from tests.e2e.chat import Stack
-from tests.e2e.conftest import _free_port
+from tests.e2e.conftest import CHROMIUM, _free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 TICKET = re.compile(r"QC-\d{6}-\d{4}")
 SCREENSHOT = REPO_ROOT / "docs" / "screenshots" / "widget-phone.png"
 BOT_WAIT_MS = 30000
@@ -110,16 +107,6 @@ def host_page(web):
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 class Widget:

@@ -39,6 +39,7 @@ import actions.complaint as complaint_module
 from actions.complaint import (
     ActionAskConfirm,
     ActionAskLocation,
+    ActionInformOutsideForm,
     ActionSubmitComplaint,
     ValidateComplaintForm,
 )
@@ -92,6 +93,7 @@ RESET_EVENTS = [
     SlotSet("community_code", None),
     SlotSet("draft_id", None),
     SlotSet("pending_description", None),
+    SlotSet("prefilled", None),
     SlotSet("category", None),
 ]
 
@@ -261,7 +263,8 @@ def submit(name_or_state: str | dict, domain: dict) -> tuple[list[dict], list[di
 
 
 def filed_events(number: str) -> list[dict]:
-    return RESET_EVENTS + [SlotSet("submit_failed", False), SlotSet("ticket_number", number)]
+    return RESET_EVENTS + [SlotSet("submit_failed", False), SlotSet("ticket_number", number),
+                           SlotSet("kept_photo", None)]
 
 
 # --- the complaint form ------------------------------------------------------------
@@ -358,6 +361,7 @@ def test_summary_masks_the_phone(domain: dict) -> None:
                 "photo": "无",
                 "phone": "138****5678",
                 "confidential": "保密：是",
+                "prefill_note": "",
             },
         )
     ]
@@ -657,3 +661,49 @@ def test_consult_answers_from_the_knowledge_base(domain: dict) -> None:
     assert key == "utter_consult_answer"
     assert variables["topic"] == "dog_registration"
     assert variables["answer"].strip()
+
+
+# --- a photo before the complaint ------------------------------------------------------
+
+
+def hand_tracker(text: str, intent: str, entities: list[dict], slots: dict[str, Any],
+                 requested: str | None = None, metadata: dict | None = None) -> Tracker:
+    latest = {"text": text, "intent": {"name": intent, "confidence": 0.95}, "entities": entities,
+              "metadata": metadata or {}}
+    all_slots = {name: None for name in yaml.safe_load((REPO / "domain.yml").read_text(encoding="utf-8"))["slots"]}
+    all_slots.update(slots, requested_slot=requested)
+    return Tracker("oPhotoFirst0001", all_slots, latest, [], False, None,
+                   {"name": "complaint_form"} if requested else {}, "action_listen")
+
+
+def test_a_photo_before_the_complaint_is_kept_and_filed_with_it(db: Store, domain: dict) -> None:
+    ref = "/widget/photo/" + "c" * 32 + ".jpg"
+    before = time.time()
+    events, messages = run(ActionInformOutsideForm(), hand_tracker(
+        f'/inform{{"photo": "{ref}"}}', "inform", [{"entity": "photo", "value": ref}], {}), domain)
+    assert said(messages) == [("utter_photo_kept", {})]
+    [kept] = events
+    assert kept["name"] == "kept_photo" and kept["value"]["photo"] == ref
+    assert before <= kept["value"]["at"] <= time.time()
+    # a place or a detail without a photo: the usual question, nothing kept
+    events, messages = run(ActionInformOutsideForm(), hand_tracker("公主府社区", "inform", [], {}), domain)
+    assert (events, said(messages)) == ([], [("utter_ask_what_problem", {})])
+
+    # the complaint: QR-code community from the WeChat metadata, the kept photo
+    text = "单元门贴满小广告"
+    start, _ = run(ValidateComplaintForm(), hand_tracker(
+        text, "illegal_ads", [], {"kept_photo": kept["value"]},
+        metadata={"wechat": {"scene_community": "150102001001"}}), domain)
+    slots = {e["name"]: e["value"] for e in start}
+    assert (slots["photo"], slots["community_code"], slots["prefilled"], slots["requested_slot"]) == \
+        (ref, "150102001001", ["location", "photo"], "phone")
+    slots.update(phone="none", confirm=True, kept_photo=kept["value"])
+    slots.pop("requested_slot")
+    events, messages = run(ActionSubmitComplaint(), hand_tracker("确认提交", "affirm", [], slots), domain)
+    assert said(messages)[0][0] == "utter_complaint_filed"
+    assert events[-1] == SlotSet("kept_photo", None)
+    [report] = db.rows(ticket_reports)
+    [ticket] = db.rows(tickets)
+    assert (report["photo"], report["sender_id"], ticket["category"], ticket["street_code"],
+            ticket["community_code"], ticket["description"]) == \
+        (ref, "oPhotoFirst0001", "illegal_ads", "150102001", "150102001001", text)

@@ -11,12 +11,15 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, insert, select
+from datetime import datetime, timezone
+
+from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint, inspect, insert, select
 from sqlalchemy.engine import Engine
 
 import bot.storage.all_tables  # noqa: F401
 from bot.storage.engine import MIGRATED_TABLES, alembic_config, init_db, make_engine
-from bot.storage.tables import TRIGGER_DDL, metadata, queues
+from bot.channels.wechat_store import wechat_inbound, wechat_residents
+from bot.storage.tables import TRIGGER_DDL, UtcDateTime, metadata, queues
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -53,7 +56,7 @@ def schema_diff(eng: Engine) -> list:
 
 def test_init_db_upgrades_to_head_and_matches_the_tables(empty: Engine) -> None:
     init_db(empty)
-    assert version(empty) == head() == "0002_console"
+    assert version(empty) == head() == "0003_wechat"
     assert schema_diff(empty) == []
     assert set(inspect(empty).get_table_names()) >= MIGRATED_TABLES
     init_db(empty)  # idempotent
@@ -62,7 +65,8 @@ def test_init_db_upgrades_to_head_and_matches_the_tables(empty: Engine) -> None:
 
 def test_every_ticket_and_console_table_is_migrated() -> None:
     ours = {"queues", "routing_rules", "tickets", "ticket_reports", "ticket_events", "ticket_counters",
-            "users", "user_queues", "sessions", "outbox", "attachments", "api_keys", "feed_cursors"}
+            "users", "user_queues", "sessions", "outbox", "attachments", "api_keys", "feed_cursors",
+            "wechat_inbound", "wechat_nonces", "wechat_residents", "wechat_tokens"}
     assert ours <= MIGRATED_TABLES <= set(metadata.tables)
 
 
@@ -82,8 +86,47 @@ def test_a_database_made_before_alembic_is_adopted(empty: Engine) -> None:
         assert conn.execute(select(queues.c.code)).scalars().all() == ["police_dog"]  # data kept
 
 
+def test_wechat_tables_made_by_create_all_before_0003_are_adopted(empty: Engine) -> None:
+    """Before 0003, init_db made the WeChat tables with create_all (and wechat_inbound had
+    no lease columns): upgrading keeps their rows and adds the columns."""
+    old_inbound = Table(
+        "wechat_inbound", MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("msg_key", String(160), nullable=False),
+        Column("openid", String(64), nullable=False),
+        Column("msg_type", String(32), nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("reply", Text),
+        Column("received_at", UtcDateTime, nullable=False),
+        Column("updated_at", UtcDateTime, nullable=False),
+        Index("ix_wechat_inbound_openid_received_at", "openid", "received_at"),
+        Index("ix_wechat_inbound_received_at", "received_at"),
+        UniqueConstraint("msg_key", name="uq_wechat_inbound_msg_key"),
+    )
+    with empty.begin() as conn:
+        command.upgrade(alembic_config(conn), "0002_console")
+        old_inbound.create(conn)
+        metadata.create_all(conn, tables=[wechat_residents])
+        now = datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc)
+        conn.execute(insert(old_inbound).values(msg_key="msg:1", openid="oOld", msg_type="text", status="passive",
+                                                reply="好的", received_at=now, updated_at=now))
+        conn.execute(insert(wechat_residents).values(openid="oOld", scene_community="150102001001", updated_at=now))
+    init_db(empty)
+    assert version(empty) == head() and schema_diff(empty) == []
+    with empty.connect() as conn:
+        row = conn.execute(select(wechat_inbound)).mappings().one()
+        assert (row["msg_key"], row["status"], row["reply"], row["attempts"], row["lease_until"]) == \
+            ("msg:1", "passive", "好的", 1, None)
+        assert conn.execute(select(wechat_residents.c.scene_community)).scalars().all() == ["150102001001"]
+
+
 def test_downgrade_and_upgrade_again(empty: Engine) -> None:
     init_db(empty)
+    with empty.begin() as conn:
+        command.downgrade(alembic_config(conn), "0002_console")
+    names = set(inspect(empty).get_table_names())
+    assert "users" in names and not names & {"wechat_inbound", "wechat_nonces", "wechat_residents",
+                                              "wechat_tokens"}
     with empty.begin() as conn:
         command.downgrade(alembic_config(conn), "0001_ticket_store")
     assert "users" not in inspect(empty).get_table_names()

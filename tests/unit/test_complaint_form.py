@@ -401,6 +401,7 @@ def test_summary_variables_mask_the_phone() -> None:
         "photo": "已上传",
         "phone": "138****2345",
         "confidential": "保密：是",
+        "prefill_note": "",
     }
 
 
@@ -415,4 +416,96 @@ def test_summary_variables_without_phone_or_photo() -> None:
         "photo": "无",
         "phone": "未留",
         "confidential": "",
+        "prefill_note": "",
     }
+
+
+# --- prefilled: the QR-code community, a photo sent before the complaint ------------
+GONGZHUFU = "150102001001"  # 新城区 海拉尔东路街道 公主府社区
+NOW = 1_790_000_000.0
+
+
+@pytest.fixture(scope="module")
+def clocked() -> ComplaintForm:
+    return ComplaintForm(LocationResolver(default_gazetteer()), new_id=lambda: DRAFT, clock=lambda: NOW)
+
+
+def scene_turn(text: str, intent: str = "illegal_ads", *entities, scene: Optional[str] = GONGZHUFU) -> Turn:
+    return Turn(text, intent, 0.9, list(entities), False, scene_community=scene)
+
+
+def test_the_qr_code_community_fills_the_location(form: ComplaintForm) -> None:
+    step = form.step({}, None, scene_turn("单元门贴满小广告"))
+    assert {k: step.slots.get(k) for k in ("location_status", "district_code", "street_code", "community_code",
+                                             "prefilled", "description")} == {
+        "location_status": "resolved", "district_code": "150102", "street_code": "150102001",
+        "community_code": GONGZHUFU, "prefilled": ["location"], "description": "单元门贴满小广告"}
+    assert "公主府社区" in step.slots["location"]
+    assert next_slot(step.slots) == "photo"
+
+
+def test_a_place_the_resident_names_wins_over_the_qr_code(form: ComplaintForm) -> None:
+    text = "赛罕区锦绣社区单元门贴满小广告"
+    step = form.step({}, None, scene_turn(text, "illegal_ads", ent("district", "赛罕区", text),
+                                          ent("community", "锦绣社区", text)))
+    assert step.slots["community_code"] == "150105006034" and step.slots.get("prefilled") is None
+
+
+@pytest.mark.parametrize("scene", [None, "", "150102001", "999999999999", "abc"])
+def test_no_usable_qr_code_leaves_the_location_to_ask(form: ComplaintForm, scene) -> None:
+    step = form.step({}, None, scene_turn("单元门贴满小广告", scene=scene))
+    assert "location" not in step.slots and "street_code" not in step.slots and step.slots.get("prefilled") is None
+    assert next_slot(step.slots) == "location"
+
+
+def test_naming_another_place_at_the_confirm_step_replaces_the_qr_location(form: ComplaintForm) -> None:
+    start = form.step({}, None, scene_turn("单元门贴满小广告"))
+    slots = {**start.slots, "photo": NO_VALUE, "phone": NO_VALUE}
+    assert next_slot(slots) == "confirm"
+    assert "扫描的社区二维码" in summary_variables(slots)["prefill_note"]
+    text = "不对，是赛罕区锦绣社区"
+    step = form.step(slots, "confirm", turn(text, "deny", 0.8, ent("district", "赛罕区", text),
+                                            ent("community", "锦绣社区", text)))
+    slots.update(step.slots)
+    assert (slots["community_code"], slots["street_code"], slots["confirm"], slots["prefilled"]) == \
+        ("150105006034", "150105006", None, None)
+    assert next_slot(slots) == "confirm" and summary_variables(slots)["prefill_note"] == ""
+    # without a prefilled location a place at the confirm step is not an answer to anything new
+    assert form.step({**BASE, "photo": NO_VALUE, "phone": NO_VALUE}, "confirm",
+                     turn(text, "deny", 0.8, ent("community", "锦绣社区", text))).slots["category"] == "cancelled"
+
+
+def test_a_kept_photo_starts_the_next_complaint(clocked: ComplaintForm) -> None:
+    kept = {"photo": "/widget/photo/ab.jpg", "at": NOW - 3600}
+    step = clocked.step({"kept_photo": kept}, None, turn("单元门贴满小广告", "illegal_ads"))
+    assert step.slots["photo"] == "/widget/photo/ab.jpg" and step.slots["prefilled"] == ["photo"]
+    note = summary_variables({**step.slots, "kept_photo": kept})["prefill_note"]
+    assert note == "\n（照片是您在描述问题之前发来的那张。）"
+    # a photo in the complaint itself wins
+    text = "单元门贴满小广告 https://img.example.cn/b.jpg"
+    assert clocked.step({"kept_photo": kept}, None, turn(text, "illegal_ads")).slots["photo"] == \
+        "https://img.example.cn/b.jpg"
+
+
+@pytest.mark.parametrize("kept", [{"photo": "/widget/photo/ab.jpg", "at": NOW - 24 * 3600 - 1},
+                                  {"photo": "/widget/photo/ab.jpg", "at": NOW + 60}, {"photo": "", "at": NOW},
+                                  {"photo": "/widget/photo/ab.jpg"}, "/widget/photo/ab.jpg", None])
+def test_an_expired_or_malformed_kept_photo_is_not_used(clocked: ComplaintForm, kept) -> None:
+    step = clocked.step({"kept_photo": kept}, None, turn("单元门贴满小广告", "illegal_ads"))
+    assert "photo" not in step.slots and step.slots.get("prefilled") is None
+
+
+def test_an_ambiguous_place_at_the_confirm_step_drops_the_qr_location_and_asks(form: ComplaintForm) -> None:
+    start = form.step({}, None, scene_turn("单元门贴满小广告"))
+    slots = {**start.slots, "photo": NO_VALUE, "phone": NO_VALUE}
+    text = "不是这个，是锦绣社区"
+    step = form.step(slots, "confirm", turn(text, "inform", 0.8, ent("community", "锦绣社区", text)))
+    slots.update(step.slots)
+    assert (slots["location"], slots["district_code"], slots["street_code"], slots["community_code"],
+            slots["location_status"]) == (None, None, None, None, "ambiguous")
+    assert next_slot(slots) == "location"
+    # 不清楚: what the resident said is kept, and nothing routes to the QR code's street
+    step = form.step(slots, "location", turn("不清楚", "deny"))
+    slots.update(step.slots)
+    assert (slots["location"], slots["street_code"], slots["community_code"], slots["location_status"]) == \
+        ("锦绣社区", None, None, "unresolved")

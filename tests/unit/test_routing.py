@@ -98,7 +98,7 @@ def test_street_queue() -> None:
 
 def test_reason_names_the_units_in_chinese(router: Router, at_gongzhufu: Resolution) -> None:
     route = router.route("dog", at_gongzhufu, "楼下有人遛狗不牵绳")
-    assert route.reason == "类别 文明养犬；主办 市公安局养犬管理；属地 海拉尔东路街道（新城区）；时限 一般 24小时"
+    assert route.reason == "类别 文明养犬；主办 市公安局养犬管理；属地 海拉尔东路街道（新城区）；时限 一般 1个工作日"
 
 
 def test_unit_name(catalogue: RoutingCatalogue) -> None:
@@ -155,7 +155,7 @@ def test_without_a_street_the_dispatch_center_routes(router: Router, resolver: L
     assert route.street_code is None and route.community_code is None
     assert route.district_code == district
     assert route.dispatch_class is DispatchClass.NORMAL
-    assert route.reason == f"类别 文明养犬；{where}，转派单中心人工派单（建议主办 市公安局养犬管理）；时限 一般 24小时"
+    assert route.reason == f"类别 文明养犬；{where}，转派单中心人工派单（建议主办 市公安局养犬管理）；时限 一般 1个工作日"
     assert "派单中心" in route.reason
 
 

@@ -35,7 +35,8 @@ class WeChatStack:
 
 
 def start_wechat_stack(tmp: Path, rasa_port: int, actions_port: int, model: str, env: Dict[str, str],
-                       mode: str = "safe", log_name: Optional[str] = None) -> WeChatStack:
+                       mode: str = "safe", log_name: Optional[str] = None,
+                       api_token: Optional[str] = None) -> WeChatStack:
     tmp.mkdir(parents=True, exist_ok=True)
     credentials = tmp / "credentials.yml"
     credentials.write_text(CREDENTIALS % {"mode": mode}, encoding="utf-8")
@@ -46,7 +47,9 @@ def start_wechat_stack(tmp: Path, rasa_port: int, actions_port: int, model: str,
     cmds = {
         "actions": [rasa, "run", "actions", "--port", str(actions_port), "--actions", "actions"],
         "rasa": [rasa, "run", "-i", "127.0.0.1", "--port", str(rasa_port), "--credentials", str(credentials),
-                 "--endpoints", str(endpoints), "--model", model],
+                 "--endpoints", str(endpoints), "--model", model]
+        # the HTTP API the console's notification outbox calls (trigger_intent)
+        + (["--enable-api", "--auth-token", api_token] if api_token else []),
     }
     procs = []
     for name, cmd in cmds.items():
