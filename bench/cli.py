@@ -44,14 +44,15 @@ class Settings:
     warmup: int
     parse_texts: Optional[int]  # None: every split text
     time_our_training: bool
+    wechat_senders: int  # WeChat senders at once (the 5-second window)
 
 
 # The stock peer's DIET costs ~30 s an epoch on 2 cores with this data (about an hour for its
 # 100 epochs, during which one core is free): its model for the split and serving keeps the 100
 # epochs; the cross-validation folds train it with 20 on the other core, which ends about when
 # the 100-epoch model does. `--stock-cv-epochs 100` is the faithful CV, some five hours more.
-FULL = Settings("full", None, 5, None, None, 20, False, False, ((1, 20), (10, 4), (50, 2)), 2, None, True)
-QUICK = Settings("quick", 20, 2, 150, 2, 2, True, True, ((1, 1), (2, 1)), 1, 20, False)
+FULL = Settings("full", None, 5, None, None, 20, False, False, ((1, 20), (10, 4), (50, 2)), 2, None, True, 20)
+QUICK = Settings("quick", 20, 2, 150, 2, 2, True, True, ((1, 1), (2, 1)), 1, 20, False, 3)
 
 
 class Log:
@@ -287,6 +288,13 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
         results["served"][system] = {"runs": r.runs, "parse": r.parse, "rss_mb": r.rss_mb, "tickets": r.tickets,
                                      "startup_s": r.startup_s}
         latencies[system] = r.latencies
+    log(f"WeChat channel: {settings.wechat_senders} senders at once, signed and encrypted, against the stand-in …")
+    from bench import wechat
+
+    results["wechat"] = wechat.run(senders=settings.wechat_senders, model=str(our_model), work=work / "wechat")
+    w = results["wechat"]
+    log(f"  {w['within_5s']}/{w['messages']} answered within 5 s ({w['passive']} passive, {w['async']} async, "
+        f"{w['lost']} lost, {w['error']} errors)")
     for concurrency, _ in settings.levels:
         by_system = {s: latencies[s].get(concurrency, []) for s in latencies}
         results["plots"].append(latency_plot(concurrency, by_system, out / f"latency_n{concurrency}.png", LABELS).name)

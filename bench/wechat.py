@@ -115,6 +115,7 @@ def run(senders: int = 20, model: Optional[str] = None, work: Optional[Path] = N
     from tests.wechat.stack import start_wechat_stack
 
     work = work or Path(tempfile.mkdtemp(prefix="qc-bench-wechat-"))
+    work.mkdir(parents=True, exist_ok=True)
     db_url = f"sqlite:///{work / 'tickets.db'}"
     init_db(make_engine(db_url))
     standin_port = free_port()

@@ -43,7 +43,8 @@ def test_report_has_every_table_and_system(quick_run):
 
     out, stdout = quick_run
     report = (out / "report.md").read_text(encoding="utf-8")
-    for heading in ("## Targets", "## Understanding", "## Routing", "## Speed through the real servers"):
+    for heading in ("## Targets", "## Understanding", "## Routing", "## Speed through the real servers",
+                    "## WeChat: the 5-second window"):
         assert heading in report
     for head in ("| system | split intent acc |", "| system | residents at once |", "| system | right |"):
         assert head in report
@@ -66,3 +67,13 @@ def test_quick_run_served_without_errors_or_lost_tickets(quick_run):
         assert t["confirmed"] > 0 or system != "ours"
         assert (t["lost"], t["duplicates"], t["number_mismatch"], t["stored_without_confirmation"]) == (0, 0, 0, 0), t
         assert t["numbers_match"], t
+
+
+def test_quick_run_measured_the_wechat_window(quick_run):
+    out, stdout = quick_run
+    w = json.loads((out / "results.json").read_text(encoding="utf-8"))["wechat"]
+    assert (w["senders"], w["messages"]) == (3, 6)
+    assert w["passive"] + w["async"] + w["lost"] + w["error"] == 6
+    assert (w["lost"], w["error"]) == (0, 0), w
+    assert "## WeChat: the 5-second window" in (out / "report.md").read_text(encoding="utf-8")
+    assert "WeChat (5-second window)" in stdout
