@@ -1,0 +1,75 @@
+"""Security test fixtures: the whole web app (bot.web.app.init_app) in-process on a fresh
+SQLite database, the widget served from a temporary dist folder, the notifier off."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from bot.console.config import ConsoleConfig
+from bot.console.web import CONSOLE_CONFIG, CONSOLE_ENGINE
+from bot.storage.engine import init_db, make_engine
+from bot.web.app import init_app
+from bot.web.keys import Settings
+from bot.web.widget import STATIC, WIDGET, WidgetConfig
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at its production cost takes ~0.5 s here: tests use the smallest one."""
+    from argon2 import PasswordHasher
+
+    from bot.console import auth
+
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = make_engine(f"sqlite:///{tmp_path / 'security.db'}")
+    init_db(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def widget_config(tmp_path: Path) -> WidgetConfig:
+    dist = tmp_path / "dist"
+    (dist / "vendor").mkdir(parents=True)
+    (dist / "index.html").write_text("<html><body data-socket='{{SOCKET_URL}}'></body></html>", encoding="utf-8")
+    for name in STATIC:
+        (dist / name).write_text(f"/* {name} */", encoding="utf-8")
+    return WidgetConfig(dist_dir=dist, upload_dir=tmp_path / "widget-uploads")
+
+
+def make_app(engine: Engine, tmp_path: Path, widget_config: WidgetConfig):  # noqa: ANN201
+    app = init_app(Settings(database_url=str(engine.url), rasa_url="http://127.0.0.1:9"))
+    app[CONSOLE_ENGINE] = engine
+    app[CONSOLE_CONFIG] = ConsoleConfig(notifier=False, upload_dir=tmp_path / "uploads")
+    app[WIDGET] = widget_config
+    return app
+
+
+@pytest_asyncio.fixture
+async def client(engine: Engine, tmp_path: Path, widget_config: WidgetConfig) -> AsyncIterator[TestClient]:
+    async with TestClient(TestServer(make_app(engine, tmp_path, widget_config))) as c:
+        yield c
+
+
+def row_counts(engine: Engine) -> dict[str, int]:
+    """Rows in every table of the store (the exact before/after check of "no stored garbage")."""
+    import bot.storage.all_tables  # noqa: F401
+    from bot.storage.tables import metadata
+
+    with engine.connect() as conn:
+        return {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in metadata.sorted_tables
+            if engine.dialect.has_table(conn, t.name)
+        }
