@@ -3,7 +3,8 @@
     GET  /widget/embed.js        the one script a government page includes
     GET  /widget/                the chat page (the embed script shows it in an iframe)
     GET  /widget/<file>          the page's scripts/styles, built into widget/dist/ by `make widget`
-    POST /widget/upload          a photo (multipart field "file"; ≤ 5 MiB; JPEG/PNG/WebP by magic bytes)
+    POST /widget/upload          a photo (multipart field "file"; ≤ 5 MiB; JPEG/PNG/WebP by magic bytes;
+                                 ≤ QC_UPLOAD_RATE_LIMIT a minute per client address, default 10)
     GET  /widget/photo/<id>      an uploaded photo, by the random id the upload returned
 
 The page talks to Rasa's Socket.IO channel directly (QC_WIDGET_SOCKET_URL; by default the
@@ -26,6 +27,7 @@ from aiohttp import BodyPartReader, web
 
 from bot.gazetteer import REPO_ROOT
 from bot.media import CONTENT_TYPES, SNIFF_BYTES, sniff_image
+from bot.ratelimit import MSG_TOO_FAST, UPLOAD_LIMIT_ENV, RateLimiter
 from bot.web.keys import SETTINGS
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class WidgetConfig:
 
 
 WIDGET = web.AppKey("widget", WidgetConfig)
+UPLOAD_LIMITER = web.AppKey("widget_upload_limiter", RateLimiter)
 
 
 def photo_path(upload_dir: Path, name: str) -> Optional[Path]:
@@ -150,6 +153,9 @@ async def upload(request: web.Request) -> web.Response:
     cfg = request.app[WIDGET]
     if request.headers.get(UPLOAD_HEADER) != "1":
         return _error(403, "forbidden", "upload only from the widget")
+    if not await request.app[UPLOAD_LIMITER].hit(request.remote or "?"):
+        log.warning("widget: upload rate limit reached for a client, refused")
+        return _error(429, "too_many_uploads", MSG_TOO_FAST)
     if request.content_length is not None and request.content_length > MAX_PHOTO_BYTES + 64 * 1024:
         return _error(413, "too_large", "照片不能超过 5 MB")
     try:
@@ -214,6 +220,7 @@ async def to_page(_: web.Request) -> web.Response:
 
 def setup_widget(app: web.Application, config: Optional[WidgetConfig] = None) -> None:
     app[WIDGET] = config or WidgetConfig.from_env()
+    app[UPLOAD_LIMITER] = RateLimiter.from_env("upload", 10, env=UPLOAD_LIMIT_ENV)
     app.router.add_get("/widget", to_page)
     app.router.add_get("/widget/", page)
     app.router.add_post("/widget/upload", upload)

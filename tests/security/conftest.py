@@ -73,3 +73,23 @@ def row_counts(engine: Engine) -> dict[str, int]:
             for t in metadata.sorted_tables
             if engine.dialect.has_table(conn, t.name)
         }
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """Redis for the shared rate limits; fails loudly when unreachable (QC_SKIP_SERVICES=1 skips)."""
+    import os
+
+    import redis
+
+    from tests.conftest import SKIP_SERVICES_REASON, _skip_services
+
+    if _skip_services():
+        pytest.skip(SKIP_SERVICES_REASON)
+    url = os.environ.get("QC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"Redis unreachable at {url} ({type(exc).__name__}: {exc}). Start it, point "
+                    "QC_TEST_REDIS_URL elsewhere, or set QC_SKIP_SERVICES=1 to skip these tests.", pytrace=False)
+    return url
