@@ -24,7 +24,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.ratelimit import LIMIT_ENV, MSG_TOO_FAST, RateLimiter, env_int
-from bot.text import mask_personal_data
+from bot.text import clean_message, mask_personal_data
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class RestInput(RasaRestInput):
                 log.warning("rest: %s over %d messages in %gs, not processed", mask_personal_data(sender),
                             self.limiter.limit, self.limiter.window)
                 return error(429, "too_many_messages", MSG_TOO_FAST)
+            message = clean_message(message)  # NUL / lone surrogates: no store keeps them
             text = message if message.strip() else EMPTY_MESSAGE
             metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
             collector = CollectingOutputChannel()

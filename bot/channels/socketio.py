@@ -32,7 +32,7 @@ from socketio import AsyncServer
 
 from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS
 from bot.ratelimit import MSG_TOO_FAST, RateLimiter
-from bot.text import mask_personal_data
+from bot.text import clean_message, mask_personal_data
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ class SocketIOInput(RasaSocketIOInput):
                             self.limiter.limit, self.limiter.window)
                 await output.send_text_message(sender_id, MSG_TOO_FAST)
                 return
+            message = clean_message(message)  # NUL / lone surrogates: no store keeps them
             text = message if message.strip() else EMPTY_MESSAGE
             metadata = data.get(self.metadata_key) or {}
             if isinstance(metadata, str):

@@ -162,25 +162,30 @@ async def upload(request: web.Request) -> web.Response:
         reader = await request.multipart()
     except Exception:
         return _error(400, "bad_request", "请用表单字段 file 上传照片")
-    field = None
-    while True:
-        part = await reader.next()
-        if part is None:
-            break
-        if getattr(part, "name", None) == "file":
-            field = part
-            break
-        await part.release()
-    if not isinstance(field, BodyPartReader):
-        return _error(400, "no_file", "没有收到照片（表单字段 file）")
-    data = bytearray()
-    while True:
-        chunk = await field.read_chunk(64 * 1024)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > MAX_PHOTO_BYTES:
-            return _error(413, "too_large", "照片不能超过 5 MB")
+    try:
+        field = None
+        while True:
+            part = await reader.next()
+            if part is None:
+                break
+            if getattr(part, "name", None) == "file":
+                field = part
+                break
+            await part.release()
+        if not isinstance(field, BodyPartReader):
+            return _error(400, "no_file", "没有收到照片（表单字段 file）")
+        data = bytearray()
+        while True:
+            chunk = await field.read_chunk(64 * 1024)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > MAX_PHOTO_BYTES:
+                return _error(413, "too_large", "照片不能超过 5 MB")
+    except web.HTTPException:
+        raise
+    except Exception:  # a broken multipart body (no boundary, bad part headers, cut short…): the client's fault
+        return _error(400, "bad_request", "请用表单字段 file 上传照片")
     if not data:
         return _error(400, "empty", "照片是空的")
     ext = sniff_image(bytes(data[:SNIFF_BYTES]))

@@ -93,3 +93,53 @@ def redis_url() -> str:
         pytest.fail(f"Redis unreachable at {url} ({type(exc).__name__}: {exc}). Start it, point "
                     "QC_TEST_REDIS_URL elsewhere, or set QC_SKIP_SERVICES=1 to skip these tests.", pytrace=False)
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The store on SQLite and on PostgreSQL (NUL and encodings differ between them)."""
+    if request.param == "sqlite":
+        eng = make_engine(f"sqlite:///{tmp_path / 'fuzz.db'}")
+    else:
+        from tests.console.conftest import _reset
+
+        eng = make_engine(request.getfixturevalue("pg_url"))
+        _reset(eng)
+    init_db(eng)
+    yield eng
+    eng.dispose()
+
+
+# --- hostile values the fuzzers mix into what hypothesis generates ---------------------------
+
+NASTY_TEXT = [
+    "", " ", "\x00", "a\x00b", "\ud800", "x\udfffy", "\ufeff", "\u202e反转", "\u200b", "\r\n\r\n",
+    "\x1b[31m", "<script>alert(1)</script>", "'; DROP TABLE tickets; --", "%00", "../../etc/passwd",
+    "ＡＢＣ１２３　全角", "１３８１２３４５６７８", "𠮷𠮷", "🙂" * 50, "x" * 5000, "9" * 5000,
+    "1e309", "-1", "NaN", "inf", "0x10", "99999999999999999999999", "١٢", "\\u0000", "{{7*7}}", "${jndi:x}",
+]
+
+
+def hostile_text():  # noqa: ANN201 - a hypothesis strategy
+    from hypothesis import strategies as hs
+
+    any_char = hs.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=())
+    return hs.one_of(
+        hs.sampled_from(NASTY_TEXT),
+        hs.text(alphabet=any_char, max_size=40),
+        hs.integers(min_value=-(10**30), max_value=10**30).map(str),
+        hs.lists(hs.sampled_from(NASTY_TEXT), min_size=2, max_size=4).map("".join),
+    )
+
+
+def form_body(fields: dict[str, str]) -> bytes:
+    """application/x-www-form-urlencoded, lone surrogates included (as a broken client sends them)."""
+    from urllib.parse import quote
+
+    return "&".join(
+        f"{quote(k.encode('utf-8', 'surrogatepass'))}={quote(v.encode('utf-8', 'surrogatepass'))}"
+        for k, v in fields.items()
+    ).encode("ascii")
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
