@@ -1,0 +1,52 @@
+"""Phone and ID numbers never reach a log file, whatever the log level.
+
+Rasa logs every user message (and the slots) at DEBUG, as structlog JSON in which Chinese
+text is \\uXXXX-escaped; an operator may turn DEBUG on (`--debug`, LOG_LEVEL=DEBUG). So the
+mask sits in the log *record factory*: every record of every logger in the process (Rasa,
+rasa-sdk, sanic, ours) is formatted, its JSON escapes are turned back into the characters
+they stand for (an escape such as \\u8bc1 ends in a digit and would hide a number's edge),
+and bot.text.mask_personal_data masks mobiles, landlines and 18-digit ID numbers
+(138****5678) before any handler sees it. Installed when the `bot` package is imported,
+which every one of our processes does (Rasa loads our components and channels, the action
+server our actions, the web server our app).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from bot.text import mask_personal_data
+
+_ESCAPE = re.compile(r"\\u(?![dD][89a-fA-F])([0-9a-fA-F]{4})")  # not surrogate halves: emoji stay escaped
+_DIGITS = re.compile(r"\d{7}")
+_installed = False
+
+
+def mask_message(message: str) -> str:
+    if "\\u" in message:
+        message = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), message)
+    return mask_personal_data(message)
+
+
+def install() -> None:
+    """Wrap the log record factory (once per process)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave it to logging's own error report
+            return record
+        if _DIGITS.search(message):  # nothing to mask without a run of digits: keep the record as is
+            masked = mask_message(message)
+            if masked != message:
+                record.msg, record.args = masked, None
+        return record
+
+    logging.setLogRecordFactory(factory)
