@@ -53,6 +53,9 @@ class WidgetConfig:
     socket_url: str = ""  # empty: the browser's host with Rasa's port
     public_url: str = ""  # empty: the origin the request came to (for photo links in tickets)
     frame_ancestors: str = "*"  # pages allowed to embed the widget (CSP frame-ancestors)
+    # our reverse proxies' addresses (QC_TRUSTED_PROXIES, comma-separated): behind them the
+    # client is the last X-Forwarded-For hop that is not one of ours (for the upload limit)
+    trusted_proxies: Tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> "WidgetConfig":
@@ -62,6 +65,7 @@ class WidgetConfig:
             socket_url=os.environ.get("QC_WIDGET_SOCKET_URL", "").rstrip("/"),
             public_url=os.environ.get("QC_PUBLIC_URL", "").rstrip("/"),
             frame_ancestors=os.environ.get("QC_WIDGET_FRAME_ANCESTORS", "*"),
+            trusted_proxies=tuple(a.strip() for a in os.environ.get("QC_TRUSTED_PROXIES", "").split(",") if a.strip()),
         )
 
 
@@ -110,6 +114,20 @@ def socket_url(request: web.Request) -> str:
     return f"{request.scheme}://{host}:{rasa.port or 5005}"
 
 
+def client_address(request: web.Request) -> str:
+    """Who sent the request: the peer, or behind one of our proxies the last forwarded hop
+    that is not a proxy of ours (earlier hops are whatever the client chose to claim)."""
+    remote = request.remote or "?"
+    trusted = request.app[WIDGET].trusted_proxies
+    if remote not in trusted:
+        return remote
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop[:64]
+    return remote
+
+
 def _security_headers(resp: web.StreamResponse) -> web.StreamResponse:
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "no-referrer"
@@ -153,7 +171,7 @@ async def upload(request: web.Request) -> web.Response:
     cfg = request.app[WIDGET]
     if request.headers.get(UPLOAD_HEADER) != "1":
         return _error(403, "forbidden", "upload only from the widget")
-    if not await request.app[UPLOAD_LIMITER].hit(request.remote or "?"):
+    if not await request.app[UPLOAD_LIMITER].hit(client_address(request)):
         log.warning("widget: upload rate limit reached for a client, refused")
         return _error(429, "too_many_uploads", MSG_TOO_FAST)
     if request.content_length is not None and request.content_length > MAX_PHOTO_BYTES + 64 * 1024:

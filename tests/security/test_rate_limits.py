@@ -191,3 +191,28 @@ async def test_widget_upload_flood_refused_per_client(engine: Any, tmp_path: Pat
     assert statuses == [201] * 3 + [429] * 5
     stored = sorted(p.name for p in widget_config.upload_dir.iterdir())
     assert len(stored) == 3  # refused uploads stored nothing
+
+
+async def test_widget_upload_limit_behind_our_proxy_counts_each_client(engine: Any, tmp_path: Path,
+                                                                        widget_config: Any) -> None:
+    from dataclasses import replace
+
+    from bot.web.widget import WIDGET
+
+    async def uploads(trusted: tuple, forwarded: list) -> list:
+        app = make_app(engine, tmp_path, replace(widget_config, trusted_proxies=trusted))
+        app[UPLOAD_LIMITER] = RateLimiter(2, 60, f"up-{uuid.uuid4().hex}", redis_url="")
+        assert app[WIDGET].trusted_proxies == trusted
+        async with TestClient(TestServer(app)) as client:
+            out = []
+            for xff in forwarded:
+                r = await client.post("/widget/upload", data={"file": png_bytes()},
+                                      headers={UPLOAD_HEADER: "1", "X-Forwarded-For": xff})
+                out.append(r.status)
+            return out
+
+    # behind our proxy (127.0.0.1): each resident has their own limit; a forged first hop does not help
+    assert await uploads(("127.0.0.1",), ["1.1.1.1", "2.2.2.2", "1.1.1.1", "9.9.9.9, 1.1.1.1", "2.2.2.2"]) == \
+        [201, 201, 201, 429, 201]
+    # not behind a proxy we trust: the header is the client's claim and is ignored
+    assert await uploads((), ["1.1.1.1", "2.2.2.2", "3.3.3.3"]) == [201, 201, 429]
