@@ -21,6 +21,7 @@ from bot.text import mask_personal_data
 _ESCAPE = re.compile(r"\\u(?![dD][89a-fA-F])([0-9a-fA-F]{4})")  # not surrogate halves: emoji stay escaped
 _DIGITS = re.compile(r"\d{7}")
 _installed = False
+_FORMATTER = logging.Formatter()
 
 
 def mask_message(message: str) -> str:
@@ -47,6 +48,12 @@ def install() -> None:
             masked = mask_message(message)
             if masked != message:
                 record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:
+            # a traceback carries the exception's text (e.g. SQL parameters with a phone number):
+            # formatted here, masked; Formatter.format uses a record's exc_text when it is set
+            text = _FORMATTER.formatException(record.exc_info)
+            if _DIGITS.search(text):
+                record.exc_text = mask_message(text)
         return record
 
     logging.setLogRecordFactory(factory)

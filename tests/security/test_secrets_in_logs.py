@@ -206,3 +206,29 @@ def test_log_records_are_masked_in_any_logger(caplog: pytest.LogCaptureFixture) 
     assert "13812345678" not in text and "110101199003071234" not in text and "13987654321" not in text
     assert "电话138****5678" in text and "身份证110***********1234" in text and "139****4321" in text
     assert "6612345" not in text
+
+
+def test_tracebacks_are_masked_too() -> None:
+    """An exception's text lands in the log with its traceback (e.g. a failed INSERT shows its
+    parameters): masked like the message."""
+    import io
+    import logging
+
+    import bot  # noqa: F401 - installs the mask
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log = logging.getLogger("tests.security.traceback")
+    log.addHandler(handler)
+    try:
+        try:
+            raise ValueError(f"INSERT failed [parameters: ('{PHONE_REST}', '{ID_REST}')]")
+        except ValueError:
+            log.exception("filing failed")
+    finally:
+        log.removeHandler(handler)
+    text = out.getvalue()
+    assert "Traceback" in text and "INSERT failed" in text
+    assert PHONE_REST not in text and ID_REST not in text
+    assert "138****5678" in text and "110***********1234" in text
