@@ -239,3 +239,70 @@ async def test_regression_rest_nul_and_surrogate_are_cleaned(rest: Any) -> None:
         async with session.post(url, data=raw, headers={"Content-Type": "application/json"}) as r:
             assert r.status == 200
         assert bot.messages[-1].text == expected
+
+
+# --- the Socket.IO widget channel ------------------------------------------------------------
+
+SOCKET_PAYLOADS: list = [
+    None, 1, 1e309, "text", ["message", "x"], {}, {"message": None}, {"message": 12345678901234567890},
+    {"message": ["a"]}, {"message": {"a": 1}}, {"message": "x", "session_id": None},
+    {"message": "x", "session_id": "resident-1"}, {"message": "x", "session_id": "A" * 32},
+    {"message": "x", "session_id": "../" * 20}, {"message": "堵" * (MAX_MESSAGE_CHARS + 1)},
+    {"message": "x", "metadata": "{not json"}, {"message": "x", "metadata": [1, 2]},
+]
+
+
+async def test_socketio_hostile_payloads() -> None:
+    """Anything a browser (or a script) can emit: ignored or answered politely; the session
+    keeps working; only strings reach the bot, cleaned; nobody can pick another's sender id.
+    (Found: a session_request emitted without data raised TypeError in the handler and the
+    page never got a session; now it gets a fresh one.)"""
+    import asyncio
+
+    import socketio
+
+    from bot.channels.socketio import SocketIOInput, TOO_LONG
+
+    bot = RecordingBot()
+    channel = SocketIOInput(user_message_evt="user_uttered", bot_message_evt="bot_uttered", session_persistence=True)
+    channel.limiter = RateLimiter(10**6, 60, "sio-fuzz", redis_url="")
+    server, base = await serve(channel, bot, "/webhooks/socketio")
+    client = socketio.AsyncClient()
+    confirmed: list = []
+    answers: list = []
+    client.on("session_confirm", lambda sid: confirmed.append(sid))
+    client.on("bot_uttered", lambda data: answers.append(data.get("text")))
+    try:
+        await client.connect(base, socketio_path="/socket.io", transports=["polling"])
+        for request in (None, 5, "x", {"session_id": "resident-1"}, {"session_id": ["a"]}, {"session_id": "a" * 32}):
+            await client.emit("session_request", request)
+            await asyncio.sleep(0.05)
+        for _ in range(50):
+            if len(confirmed) == 6:
+                break
+            await asyncio.sleep(0.1)
+        assert len(confirmed) == 6 and all(re.fullmatch(r"[0-9a-f]{32}", s) for s in confirmed)
+        assert confirmed[-1] == "a" * 32 and "resident-1" not in confirmed
+        session = confirmed[-1]
+        for payload in SOCKET_PAYLOADS:
+            if isinstance(payload, dict) and "session_id" not in payload:
+                payload = {**payload, "session_id": session}
+            await client.emit("user_uttered", payload)
+            await asyncio.sleep(0.05)  # one packet per long-poll POST (engine.io refuses > 16 in one)
+        await client.emit("user_uttered", {"message": "a\x00b\ud800c", "session_id": session})
+        await asyncio.sleep(0.05)
+        await client.emit("user_uttered", {"message": "还在吗", "session_id": session})
+        for _ in range(50):
+            if "收到：还在吗" in answers:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        try:
+            await asyncio.wait_for(client.disconnect(), 2)
+        except asyncio.TimeoutError:
+            pass
+        await close(server)
+    # only the string messages with a valid session reached the bot, in order, cleaned
+    assert [(m.sender_id, m.text) for m in bot.messages] == [
+        (session, "x"), (session, "x"), (session, "a b\ufffdc"), (session, "还在吗")]
+    assert answers.count(TOO_LONG) == 1 and answers[-1] == "收到：还在吗"
