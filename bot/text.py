@@ -89,6 +89,23 @@ def mask_personal_data(text: str) -> str:
     return text
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unstorable(text: str) -> bool:
+    """True when text holds what no store can keep: NUL (PostgreSQL refuses it) or a lone
+    UTF-16 surrogate (not encodable as UTF-8; JSON's "\\ud800" decodes to one)."""
+    return bool(_UNSTORABLE.search(text))
+
+
+def clean_message(text: str) -> str:
+    """A chat message as the bot and the stores can take it: control characters (NUL
+    included) become spaces, lone surrogates U+FFFD; same length, nothing else touched."""
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", text))
+
+
 def shorten(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -6,7 +6,10 @@ POST /webhooks/rest/webhook {"sender": "...", "message": "..."} → [bot message
 - a missing message or a non-JSON body gets a 400 with a clear error;
 - an empty or whitespace-only message still reaches the assistant (which asks for text)
   instead of being silently dropped;
-- an oversized message gets a 413 and nothing is processed.
+- an oversized message gets a 413 and nothing is processed;
+- a sender over QC_RATE_LIMIT messages a minute (default 20, like WeChat) gets a 429 with a
+  polite message and nothing is processed (bot/ratelimit.py: shared through Redis when
+  QC_REDIS_URL is set). credentials.yml may set `rate_limit` / `rate_window` instead.
 """
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ from rasa.core.channels.rest import RestInput as RasaRestInput
 from sanic import Blueprint, response
 from sanic.request import Request
 
-from bot.text import mask_personal_data
+from bot.ratelimit import LIMIT_ENV, MSG_TOO_FAST, RateLimiter, env_int
+from bot.text import clean_message, mask_personal_data
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,15 @@ class RestInput(RasaRestInput):
     @classmethod
     def name(cls) -> Text:
         return "rest"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "RestInput":
+        creds = credentials or {}
+        return cls(int(creds.get("rate_limit") or env_int(LIMIT_ENV, 20)), float(creds.get("rate_window") or 60))
+
+    def __init__(self, rate_limit: Optional[int] = None, rate_window: float = 60.0,
+                 limiter: Optional[RateLimiter] = None) -> None:
+        self.limiter = limiter or RateLimiter(rate_limit or env_int(LIMIT_ENV, 20), rate_window, "rest")
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("qingcheng_rest_webhook", __name__)
@@ -63,6 +76,11 @@ class RestInput(RasaRestInput):
                 return error(400, "bad_message", "message 必填，且必须是字符串")
             if len(message) > MAX_MESSAGE_CHARS:
                 return error(413, "message_too_long", f"内容过长（超过 {MAX_MESSAGE_CHARS} 字），请分几次发送")
+            if not await self.limiter.hit(sender):
+                log.warning("rest: %s over %d messages in %gs, not processed", mask_personal_data(sender),
+                            self.limiter.limit, self.limiter.window)
+                return error(429, "too_many_messages", MSG_TOO_FAST)
+            message = clean_message(message)  # NUL / lone surrogates: no store keeps them
             text = message if message.strip() else EMPTY_MESSAGE
             metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
             collector = CollectingOutputChannel()

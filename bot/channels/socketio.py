@@ -11,7 +11,9 @@ Configured in credentials.yml as `bot.channels.socketio.SocketIOInput` (channel 
   (e.g. a REST sender "resident-1") and read that conversation;
 - messages are checked like the REST channel's: not a string → ignored, longer than
   MAX_MESSAGE_CHARS → the resident is told, empty → reaches the assistant (which asks
-  for text) instead of being dropped.
+  for text) instead of being dropped;
+- a sender (session) over QC_RATE_LIMIT messages a minute (default 20) is told to slow down
+  and nothing is processed (bot/ratelimit.py; shared through Redis when QC_REDIS_URL is set).
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ from sanic.request import Request
 from socketio import AsyncServer
 
 from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS
-from bot.text import mask_personal_data
+from bot.ratelimit import MSG_TOO_FAST, RateLimiter
+from bot.text import clean_message, mask_personal_data
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,8 @@ class SocketIOInput(RasaSocketIOInput):
         bp = SocketBlueprint(sio, self.socketio_path, "qingcheng_socketio_webhook", __name__)
         self.sio = sio
         namespace = self.namespace
+        if getattr(self, "limiter", None) is None:
+            self.limiter = RateLimiter.from_env("socketio", 20)
 
         @bp.route("/", methods=["GET"])
         async def health(_: Request):
@@ -72,14 +77,14 @@ class SocketIOInput(RasaSocketIOInput):
             return bool(payload)
 
         @sio.on("session_request", namespace=namespace)
-        async def session_request(sid: Text, data: Any) -> None:
+        async def session_request(sid: Text, data: Any = None) -> None:  # an emit without data: no argument
             session_id = session_id_for(data)
             if self.session_persistence:
                 await sio.enter_room(sid, session_id, namespace=namespace)
             await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
 
         @sio.on(self.user_message_evt, namespace=namespace)
-        async def handle_message(sid: Text, data: Any) -> None:
+        async def handle_message(sid: Text, data: Any = None) -> None:
             if not isinstance(data, dict):
                 return
             if self.session_persistence:
@@ -97,6 +102,12 @@ class SocketIOInput(RasaSocketIOInput):
             if len(message) > MAX_MESSAGE_CHARS:
                 await output.send_text_message(sender_id, TOO_LONG)
                 return
+            if not await self.limiter.hit(sender_id):
+                log.warning("socket.io: %s over %d messages in %gs, not processed", mask_personal_data(sender_id),
+                            self.limiter.limit, self.limiter.window)
+                await output.send_text_message(sender_id, MSG_TOO_FAST)
+                return
+            message = clean_message(message)  # NUL / lone surrogates: no store keeps them
             text = message if message.strip() else EMPTY_MESSAGE
             metadata = data.get(self.metadata_key) or {}
             if isinstance(metadata, str):

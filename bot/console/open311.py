@@ -29,6 +29,7 @@ from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import CATEGORIES, OPEN_STATES, ComplaintDraft, Ticket
 from bot.domain.workcal import SHANGHAI
 from bot.storage.tables import ticket_reports, tickets
+from bot.text import unstorable
 
 PREFIX = "/open311/v2"
 MAX_RESULTS = 1000
@@ -162,12 +163,18 @@ async def post_request(request: web.Request) -> web.Response:
             return error_response(400, "body is not JSON")
         if not isinstance(raw, dict):
             return error_response(400, "body must be a JSON object")
+        if any(isinstance(v, (dict, list)) for v in raw.values()):
+            return error_response(400, "every value must be a string or a number")
         params = {str(k): str(v) for k, v in raw.items() if v is not None}
     else:
-        form = await request.post()
+        from bot.console.web import read_form
+
+        form = await read_form(request)
         params = {k: str(v) for k, v in form.items() if isinstance(v, str)}
     for k, v in request.query.items():
         params.setdefault(k, v)
+    if any(unstorable(k) or unstorable(v) for k, v in params.items()):
+        return error_response(400, "a value contains a NUL or an invalid (surrogate) character")
     api_key = params.pop("api_key", "")
     try:
         result = await request.app[CONSOLE].run(

@@ -36,6 +36,7 @@ from bot.console.uow import ConsoleUnitOfWork
 from bot.console.uploads import MAX_UPLOAD_BYTES, path_of
 from bot.domain.model import EVENT_KINDS, TicketState
 from bot.domain.workcal import SHANGHAI
+from bot.text import unstorable
 from bot.web.keys import SETTINGS
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,33 @@ async def error_middleware(request: web.Request, handler: Callable[..., Any]) ->
         return error_html(request.app[CONSOLE], 500, title, message)
 
 
+def _unstorable_values(values: Any) -> bool:
+    return any(isinstance(v, str) and unstorable(v) for v in values)
+
+
+async def read_form(request: web.Request) -> Any:
+    """The request's form; a body that is not one (undecodable bytes, broken multipart) → 400."""
+    try:
+        return await request.post()
+    except web.HTTPException:
+        raise  # e.g. 413 from aiohttp's size limit
+    except Exception:  # not UTF-8, broken multipart (bad boundary or part headers): the client's fault
+        raise web.HTTPBadRequest() from None
+
+
+@web.middleware
+async def input_middleware(request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
+    """A NUL or a lone surrogate in the query string is refused with a 400 before any
+    handler runs, in a path parameter with a 404 (nothing has that name): no store can
+    keep them (PostgreSQL refuses NUL), and no person types them. (Form bodies:
+    session_middleware and the log-in; Open311 checks its own.)"""
+    if _unstorable_values(request.match_info.values()):
+        raise web.HTTPNotFound()
+    if _unstorable_values(request.query.keys()) or _unstorable_values(request.query.values()):
+        raise web.HTTPBadRequest()
+    return await handler(request)
+
+
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -274,8 +302,10 @@ async def session_middleware(request: web.Request, handler: Callable[..., Any]) 
     request["principal"], request["csrf"] = found
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         # Every state-changing request carries the session's CSRF token in its form.
-        form = await request.post()
+        form = await read_form(request)
         request["form"] = form
+        if _unstorable_values(form.keys()) or _unstorable_values(form.values()):
+            raise web.HTTPBadRequest()
         if not _same_origin(request) or not svc.auth.same_token(str(form.get("csrf") or ""), request["csrf"]):
             log.warning("CSRF check failed for %s %s (user %s)", request.method, path, request["principal"].username)
             return forbidden(console)
@@ -322,7 +352,9 @@ async def _login_form(request: web.Request, error: str = "", status: int = 200, 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE]
-    form = await request.post()
+    form = await read_form(request)
+    if _unstorable_values(form.values()):
+        raise web.HTTPBadRequest()
     if not _same_origin(request) or not svc.auth.same_token(
         str(form.get("csrf") or ""), request.cookies.get(LOGIN_CSRF_COOKIE)
     ):
@@ -380,6 +412,8 @@ async def queue(request: web.Request) -> web.Response:
         page = int(request.query.get("page", "1"))
     except ValueError:
         raise web.HTTPBadRequest() from None
+    if not -(10**6) < page < 10**6:  # an OFFSET the database can hold
+        raise web.HTTPBadRequest()
     try:
         result = await console.run(svc.queue_page, p, view, now_utc(), page)
     except svc.NotFound:
@@ -549,6 +583,7 @@ def print_demo_accounts(created: list[tuple[str, str, str, tuple[str, ...]]]) ->
 def setup_console(app: web.Application, engine: Engine | None = None, config: ConsoleConfig | None = None) -> None:
     app[CONSOLE] = Console(config or ConsoleConfig.from_env(), engine)
     app.middlewares.append(error_middleware)
+    app.middlewares.append(input_middleware)
     app.middlewares.append(headers_middleware)
     app.middlewares.append(session_middleware)
     r = app.router

@@ -3,7 +3,8 @@
     GET  /widget/embed.js        the one script a government page includes
     GET  /widget/                the chat page (the embed script shows it in an iframe)
     GET  /widget/<file>          the page's scripts/styles, built into widget/dist/ by `make widget`
-    POST /widget/upload          a photo (multipart field "file"; ≤ 5 MiB; JPEG/PNG/WebP by magic bytes)
+    POST /widget/upload          a photo (multipart field "file"; ≤ 5 MiB; JPEG/PNG/WebP by magic bytes;
+                                 ≤ QC_UPLOAD_RATE_LIMIT a minute per client address, default 10)
     GET  /widget/photo/<id>      an uploaded photo, by the random id the upload returned
 
 The page talks to Rasa's Socket.IO channel directly (QC_WIDGET_SOCKET_URL; by default the
@@ -26,6 +27,7 @@ from aiohttp import BodyPartReader, web
 
 from bot.gazetteer import REPO_ROOT
 from bot.media import CONTENT_TYPES, SNIFF_BYTES, sniff_image
+from bot.ratelimit import MSG_TOO_FAST, UPLOAD_LIMIT_ENV, RateLimiter
 from bot.web.keys import SETTINGS
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,9 @@ class WidgetConfig:
     socket_url: str = ""  # empty: the browser's host with Rasa's port
     public_url: str = ""  # empty: the origin the request came to (for photo links in tickets)
     frame_ancestors: str = "*"  # pages allowed to embed the widget (CSP frame-ancestors)
+    # our reverse proxies' addresses (QC_TRUSTED_PROXIES, comma-separated): behind them the
+    # client is the last X-Forwarded-For hop that is not one of ours (for the upload limit)
+    trusted_proxies: Tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> "WidgetConfig":
@@ -60,10 +65,12 @@ class WidgetConfig:
             socket_url=os.environ.get("QC_WIDGET_SOCKET_URL", "").rstrip("/"),
             public_url=os.environ.get("QC_PUBLIC_URL", "").rstrip("/"),
             frame_ancestors=os.environ.get("QC_WIDGET_FRAME_ANCESTORS", "*"),
+            trusted_proxies=tuple(a.strip() for a in os.environ.get("QC_TRUSTED_PROXIES", "").split(",") if a.strip()),
         )
 
 
 WIDGET = web.AppKey("widget", WidgetConfig)
+UPLOAD_LIMITER = web.AppKey("widget_upload_limiter", RateLimiter)
 
 
 def photo_path(upload_dir: Path, name: str) -> Optional[Path]:
@@ -105,6 +112,20 @@ def socket_url(request: web.Request) -> str:
     if host is None:
         return f"{rasa.scheme}://{rasa.netloc}"
     return f"{request.scheme}://{host}:{rasa.port or 5005}"
+
+
+def client_address(request: web.Request) -> str:
+    """Who sent the request: the peer, or behind one of our proxies the last forwarded hop
+    that is not a proxy of ours (earlier hops are whatever the client chose to claim)."""
+    remote = request.remote or "?"
+    trusted = request.app[WIDGET].trusted_proxies
+    if remote not in trusted:
+        return remote
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop[:64]
+    return remote
 
 
 def _security_headers(resp: web.StreamResponse) -> web.StreamResponse:
@@ -150,31 +171,39 @@ async def upload(request: web.Request) -> web.Response:
     cfg = request.app[WIDGET]
     if request.headers.get(UPLOAD_HEADER) != "1":
         return _error(403, "forbidden", "upload only from the widget")
+    if not await request.app[UPLOAD_LIMITER].hit(client_address(request)):
+        log.warning("widget: upload rate limit reached for a client, refused")
+        return _error(429, "too_many_uploads", MSG_TOO_FAST)
     if request.content_length is not None and request.content_length > MAX_PHOTO_BYTES + 64 * 1024:
         return _error(413, "too_large", "照片不能超过 5 MB")
     try:
         reader = await request.multipart()
     except Exception:
         return _error(400, "bad_request", "请用表单字段 file 上传照片")
-    field = None
-    while True:
-        part = await reader.next()
-        if part is None:
-            break
-        if getattr(part, "name", None) == "file":
-            field = part
-            break
-        await part.release()
-    if not isinstance(field, BodyPartReader):
-        return _error(400, "no_file", "没有收到照片（表单字段 file）")
-    data = bytearray()
-    while True:
-        chunk = await field.read_chunk(64 * 1024)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > MAX_PHOTO_BYTES:
-            return _error(413, "too_large", "照片不能超过 5 MB")
+    try:
+        field = None
+        while True:
+            part = await reader.next()
+            if part is None:
+                break
+            if getattr(part, "name", None) == "file":
+                field = part
+                break
+            await part.release()
+        if not isinstance(field, BodyPartReader):
+            return _error(400, "no_file", "没有收到照片（表单字段 file）")
+        data = bytearray()
+        while True:
+            chunk = await field.read_chunk(64 * 1024)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > MAX_PHOTO_BYTES:
+                return _error(413, "too_large", "照片不能超过 5 MB")
+    except web.HTTPException:
+        raise
+    except Exception:  # a broken multipart body (no boundary, bad part headers, cut short…): the client's fault
+        return _error(400, "bad_request", "请用表单字段 file 上传照片")
     if not data:
         return _error(400, "empty", "照片是空的")
     ext = sniff_image(bytes(data[:SNIFF_BYTES]))
@@ -214,6 +243,7 @@ async def to_page(_: web.Request) -> web.Response:
 
 def setup_widget(app: web.Application, config: Optional[WidgetConfig] = None) -> None:
     app[WIDGET] = config or WidgetConfig.from_env()
+    app[UPLOAD_LIMITER] = RateLimiter.from_env("upload", 10, env=UPLOAD_LIMIT_ENV)
     app.router.add_get("/widget", to_page)
     app.router.add_get("/widget/", page)
     app.router.add_post("/widget/upload", upload)

@@ -1,0 +1,249 @@
+"""Authorization sweep: every route of the web app, enumerated from its router (a route
+added later cannot escape), requested with every method it has as anonymous and as every
+console role, against a declared table of who may see what.
+
+The console's conventions: anonymous → 303 to the log-in page; a page or ticket a role may
+not use → 404 (it does not exist for them); a state-changing request without the session's
+CSRF token, or from another origin → 403. Open311 reads are public (no personal data),
+filing needs an api_key; the widget is public, its upload needs the widget's header.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from aiohttp import FormData
+from aiohttp.test_utils import TestClient
+from sqlalchemy.engine import Engine
+
+from bot.web.widget import UPLOAD_HEADER
+from tests.console.helpers import STREET, csrf_of, file, login, make_users
+from tests.console.test_console_web import png_bytes
+from tests.security.conftest import row_counts
+
+pytestmark = pytest.mark.asyncio
+
+ANON = "anonymous"
+# who: the console user logged in (tests/console/helpers.USERS), or nobody
+PRINCIPALS = {
+    ANON: None,
+    "worker": "grid",  # the street that co-handles the tickets below
+    "worker_other_street": "other",  # a street that has nothing to do with them
+    "department": "dog",  # the lead department of the tickets below
+    "dispatcher": "disp",
+    "admin": "root",
+}
+ROLES = tuple(PRINCIPALS)
+LOGIN = "login"  # 303 to /console/login
+
+
+def every(status: Any) -> dict[str, Any]:
+    return {r: status for r in ROLES}
+
+
+def console_page(ok: Any = 200, *, denied: tuple[str, ...] = (), denied_status: Any = 404, **special: Any) -> dict[str, Any]:
+    table = {r: ok for r in ROLES}
+    table[ANON] = LOGIN
+    for r in denied:
+        table[r] = denied_status
+    table.update(special)
+    return table
+
+
+NOT_ADMIN = ("worker", "worker_other_street", "department", "dispatcher")
+HANDLERS_ONLY = ("worker_other_street", "dispatcher")  # may not see the (dispatched, on time) ticket
+
+# (method, canonical route) → expected status per principal, for a GET/HEAD or a POST
+# *with* the session's CSRF token (POSTs are also checked without one, and cross-origin).
+# The concrete path used for each route is in PATHS.
+EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/health"): every(200),
+    # the chat widget: public
+    ("GET", "/widget"): every(302),
+    ("GET", "/widget/"): every(200),
+    ("GET", "/widget/{name}"): every(200),
+    ("GET", "/widget/photo/{name}"): every(200),
+    ("POST", "/widget/upload"): every(201),
+    # Open311: reads public, filing needs an api_key (none given here → 403)
+    ("GET", "/open311/discovery.json"): every(200),
+    ("GET", "/open311/v2/services.json"): every(200),
+    ("GET", "/open311/v2/requests.json"): every(200),
+    ("GET", "/open311/v2/requests/{request_id}.json"): every(200),
+    ("POST", "/open311/v2/requests.json"): every(403),
+    # the console
+    ("GET", "/console"): console_page(303),
+    ("GET", "/console/"): console_page(303),
+    ("GET", "/console/login"): every(200),
+    ("POST", "/console/login"): every(401),  # public form; wrong password here
+    ("POST", "/console/logout"): console_page(303),
+    ("GET", "/console/queue"): console_page(200),
+    ("GET", "/console/tickets/{ticket_id}"): console_page(200, denied=HANDLERS_ONLY),
+    # "reopen" on a ticket that is not resolved: refused (409) for whoever sees it
+    ("POST", "/console/tickets/{ticket_id}/{action}"): console_page(409, denied=HANDLERS_ONLY),
+    ("GET", "/console/attachments/{attachment_id}"): console_page(200, denied=HANDLERS_ONLY),
+    ("GET", "/console/notices"): console_page(200),
+    ("GET", "/console/static"): every(200),  # css/js only
+    ("GET", "/console/dashboard"): console_page(200),
+    ("GET", "/console/export"): console_page(200, denied=NOT_ADMIN),
+    ("GET", "/console/export/{table}.csv"): console_page(200, denied=NOT_ADMIN),
+    ("GET", "/console/outbox"): console_page(200, denied=("worker", "worker_other_street", "department")),
+    ("POST", "/console/outbox/{message_id}/retry"): console_page(303, denied=("worker", "worker_other_street", "department")),
+    ("GET", "/console/users"): console_page(200, denied=NOT_ADMIN),
+    ("POST", "/console/users"): console_page(400, denied=NOT_ADMIN),  # empty form: refused with a message
+    ("POST", "/console/users/{username}/password"): console_page(200, denied=NOT_ADMIN),
+    ("POST", "/console/users/{username}/active"): console_page(303, denied=NOT_ADMIN),
+    ("POST", "/console/api-keys"): console_page(400, denied=NOT_ADMIN),  # no name: refused with a message
+}
+
+
+def routes_of(app: Any) -> list[tuple[str, str]]:
+    """(method, canonical path) of every route the app serves, HEAD folded into GET."""
+    found = set()
+    for route in app.router.routes():
+        method = "GET" if route.method == "HEAD" else route.method
+        found.add((method, route.resource.canonical))
+    return sorted(found)
+
+
+class World:
+    """The tickets, photo and ids the concrete paths point at."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def path(self, canonical: str) -> str:
+        paths = {
+            "/widget/{name}": "/widget/widget.js",
+            "/widget/photo/{name}": f"/widget/photo/{self.values['photo']}",
+            "/open311/v2/requests/{request_id}.json": f"/open311/v2/requests/{self.values['number']}.json",
+            "/console/tickets/{ticket_id}": f"/console/tickets/{self.values['ticket']}",
+            "/console/tickets/{ticket_id}/{action}": f"/console/tickets/{self.values['ticket']}/reopen",
+            "/console/attachments/{attachment_id}": f"/console/attachments/{self.values['attachment']}",
+            "/console/static": "/console/static/console.css",
+            "/console/export/{table}.csv": "/console/export/tickets.csv",
+            "/console/outbox/{message_id}/retry": "/console/outbox/999999/retry",
+            "/console/users/{username}/password": "/console/users/victim/password",
+            "/console/users/{username}/active": "/console/users/victim/active",
+        }
+        return paths.get(canonical, canonical)
+
+
+async def _world(client: TestClient, engine: Engine) -> World:
+    from bot.console import services as svc
+    from bot.console.uow import ConsoleUnitOfWork
+    from tests.console.helpers import now
+
+    make_users(engine)
+    svc.create_user(ConsoleUnitOfWork(engine), "victim", "被重置的账号", "victim-password-1", "worker",
+                    (f"street:{STREET}",), now())
+    w = World()
+    # a resolved ticket with an after-photo (the attachment), and a dispatched one
+    resolved = file(engine, "sweep-1", description="楼道堆物")
+    csrf = await login(client, "grid")
+    tid = resolved.ticket_id
+    assert (await client.post(f"/console/tickets/{tid}/accept", data={"csrf": csrf}, allow_redirects=False)).status == 303
+    form = FormData()
+    form.add_field("csrf", csrf)
+    form.add_field("result", "已清理")
+    form.add_field("photo", io.BytesIO(png_bytes()), filename="after.png", content_type="image/png")
+    assert (await client.post(f"/console/tickets/{tid}/resolve", data=form, allow_redirects=False)).status == 303
+    await client.post("/console/logout", data={"csrf": csrf}, allow_redirects=False)
+    client.session.cookie_jar.clear()
+    dispatched = file(engine, "sweep-2", description="楼下有人遛狗不牵绳", sender="resident-2")
+    w.values.update(ticket=str(dispatched.ticket_id), number=dispatched.number, attachment="1")
+    up = await client.post("/widget/upload", data={"file": png_bytes()}, headers={UPLOAD_HEADER: "1"})
+    assert up.status == 201
+    w.values["photo"] = (await up.json())["id"]
+    return w
+
+
+async def _as(client: TestClient, principal: str) -> str:
+    """Fresh cookies, logged in as the principal's user; the session's CSRF token ('' if anonymous)."""
+    client.session.cookie_jar.clear()
+    user = PRINCIPALS[principal]
+    return await login(client, user) if user else ""
+
+
+async def _request(client: TestClient, method: str, path: str, csrf: str, origin: str | None = None) -> Any:
+    if method == "POST" and path == "/widget/upload":
+        return await client.post(path, data={"file": png_bytes()}, headers={UPLOAD_HEADER: "1"},
+                                 allow_redirects=False)
+    if method == "POST" and path == "/console/login":
+        page = await client.get("/console/login")
+        return await client.post(path, data={"csrf": csrf_of(await page.text()), "username": "grid",
+                                             "password": "wrong"}, allow_redirects=False)
+    headers = {"Origin": origin} if origin else {}
+    data = {"csrf": csrf} if method == "POST" and csrf else None
+    return await client.request(method, path, data=data, headers=headers, allow_redirects=False)
+
+
+def _matches(expected: Any, resp: Any) -> bool:
+    if expected == LOGIN:
+        return resp.status == 303 and resp.headers["Location"].startswith("/console/login")
+    return resp.status == expected
+
+
+async def test_every_route_is_in_the_table(client: TestClient) -> None:
+    served = routes_of(client.server.app)
+    missing = [r for r in served if r not in EXPECTED]
+    assert not missing, f"routes without a declared expectation (add them to EXPECTED): {missing}"
+    stale = [r for r in EXPECTED if r not in served]
+    assert not stale, f"expectations for routes the app no longer has: {stale}"
+
+
+async def test_every_route_as_every_role(client: TestClient, engine: Engine) -> None:
+    world = await _world(client, engine)
+    app = client.server.app
+    routes = routes_of(app)
+    # log-out last: it ends the session the other requests use
+    routes.sort(key=lambda r: r[1] == "/console/logout")
+    failures = []
+    checked = 0
+    for principal in ROLES:
+        for method, canonical in routes:
+            path = world.path(canonical)
+            expected = EXPECTED[(method, canonical)][principal]
+            csrf = await _as(client, principal)
+            before = row_counts(engine)
+            if method == "POST" and principal != ANON and path.startswith("/console/") and path != "/console/login":
+                # without the token, and with the token from another site: 403, nothing changed
+                for label, token, origin in (("no csrf", "", None), ("cross-origin", csrf, "https://evil.example")):
+                    resp = await _request(client, method, path, token, origin)
+                    checked += 1
+                    if resp.status != 403:
+                        failures.append(f"{principal} {method} {path} ({label}): {resp.status}, expected 403")
+                assert row_counts(engine) == before, f"{method} {path} changed rows without a valid CSRF token"
+                csrf = await _as(client, principal)  # (a refused POST leaves the session alone; be sure)
+            resp = await _request(client, method, path, csrf)
+            checked += 1
+            if not _matches(expected, resp):
+                failures.append(f"{principal} {method} {path}: {resp.status} "
+                                f"{resp.headers.get('Location', '')}, expected {expected}")
+            if method == "GET":  # HEAD answers like GET, without a body
+                head = await client.head(path, allow_redirects=False)
+                checked += 1
+                if head.status != resp.status:
+                    failures.append(f"{principal} HEAD {path}: {head.status}, GET gave {resp.status}")
+            assert resp.status < 500
+    assert not failures, "\n".join(failures)
+    assert checked > 6 * len(routes)
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+async def test_methods_a_route_does_not_have_change_nothing(client: TestClient, engine: Engine, method: str) -> None:
+    make_users(engine, ("root",))
+    world = World()
+    world.values.update(ticket="1", number="QC-000000-0000", attachment="1", photo="0" * 32 + ".png")
+    for principal in (ANON, "admin"):
+        csrf = await _as(client, principal)
+        before = row_counts(engine)
+        for _, canonical in routes_of(client.server.app):
+            path = world.path(canonical)
+            resp = await client.request(method, path, data={"csrf": csrf} if csrf else None, allow_redirects=False)
+            allowed = {405}
+            if path.startswith("/console") and not path.startswith(("/console/login", "/console/static")):
+                allowed = {303} if principal == ANON else {403, 405}  # the session gate answers first
+            assert resp.status in allowed, f"{principal} {method} {path}: {resp.status}"
+        assert row_counts(engine) == before
