@@ -70,6 +70,8 @@ MIGRATED_TABLES = frozenset(
         "queues", "routing_rules", "tickets", "ticket_reports", "ticket_events", "ticket_counters",
         # 0002 work console
         "users", "user_queues", "sessions", "outbox", "attachments", "api_keys", "feed_cursors",
+        # 0004 retraining (review inbox, model registry, training lock)
+        "review_items", "model_registry", "training_lock",
     }
 )
 # Databases made by create_all before Alembic: the newest revision whose tables are all there.
