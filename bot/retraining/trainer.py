@@ -276,8 +276,10 @@ def log_tail(path: Optional[Path], lines: int = 40) -> str:
         return ""
     from bot.text import mask_personal_data
 
-    text = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-    return mask_personal_data("\n".join(text[-lines:]))
+    import re
+
+    raw = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", Path(path).read_text(encoding="utf-8", errors="replace"))
+    return mask_personal_data("\n".join(raw.splitlines()[-lines:]))
 
 
 def run_job(engine: Engine, model_id: int, settings: RetrainSettings) -> None:

@@ -213,3 +213,80 @@ async def _rollback(stack, settings, engine) -> None:
         assert resp.status == 303, await resp.text()
     finally:
         await client.close()
+
+
+def test_the_pages_in_a_browser(small_stack, tmp_path: Path) -> None:
+    """The README's walk-through, in headless Chromium against our web server (a real
+    process) on the same store: the inbox, the span warning, a model's comparison, the
+    registry. Screenshots go to docs/screenshots/ (QC_UPDATE_SCREENSHOTS=1, or missing)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.e2e.test_console_browser import CHROMIUM, CHROMIUM_ARGS, _screenshot, _wait
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (make browser-deps)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    stack, settings, engine, _ = small_stack
+    from bot.retraining.inbox import Sample, record
+
+    when = now()
+    with engine.begin() as conn:
+        record(conn, Sample("fallback", "共享单车堵住了楼门口 我电话13912345678", "shot-p", "street_order", 0.22), when)
+        for i, text in enumerate(["小区门口的共享单车堆成山了", "小区门口的共享单车堆成山了！",
+                                  "小区门口，的共享单车堆成山了"]):
+            record(conn, Sample("fallback", text, f"shot-a{i}", "street_order", 0.24, "property", 0.2), when)
+        for i, text in enumerate(["楼道里有人给电动车充电", "楼道里 有人给电动车充电"]):
+            record(conn, Sample("unsure", text, f"shot-b{i}", "property", 0.33, "street_order", 0.31), when)
+        record(conn, Sample("fallback", "如意社区门口天天有人摆摊卖菜", "shot-c", "market", 0.21, "street_order", 0.2), when)
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "QC_WEB_PORT": str(port), "QC_RASA_URL": stack.rasa_url,
+           "QC_RASA_TOKEN": TOKEN, "QC_DATABASE_URL": stack.db_url, "QC_NOTIFIER": "0",
+           "QC_TRAIN_DATA_DIR": str(settings.data_dir), "QC_MODEL_STORE": str(settings.store_dir)}
+    with open(tmp_path / "web.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "bot.web.app"], cwd=REPO_ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait(f"{base}/health", proc)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
+                expect = sync_api.expect
+                page.goto(f"{base}/console/")
+                page.get_by_label("用户名").fill("root")
+                page.get_by_label("密码").fill(PASSWORD)
+                page.get_by_role("button", name="登录").click()
+                page.get_by_role("link", name="模型训练").click()
+                first = page.locator(".review-item").first
+                expect(first).to_contain_text("小区门口，的共享单车堆成山了")
+                expect(first).to_contain_text("×3")
+                expect(page.locator("body")).to_contain_text("我电话139****5678")
+                expect(page.locator("body")).not_to_contain_text("13912345678")
+                _screenshot(page, "retraining-inbox.png", tmp_path)
+
+                card = page.locator(".review-item", has_text="如意社区门口天天有人摆摊卖菜")
+                card.get_by_label("正确的意图/类别").select_option("street_order")
+                card.get_by_label("地名（照原文填写，可不填）").fill("如意")
+                card.get_by_label("地名类型").select_option("community")
+                card.get_by_role("button", name="采纳").click()
+                expect(page.get_by_role("alert")).to_contain_text("「如意」与分词边界不一致，已调整为「如意社区」")
+                _screenshot(page, "retraining-span-warning.png", tmp_path)
+                page.get_by_role("button", name="按调整后的「如意社区」采纳").click()
+                expect(page.get_by_role("status")).to_contain_text("已采纳")
+
+                page.goto(f"{base}/console/retraining/models/1")
+                expect(page.locator(".per-intent")).to_be_visible()
+                expect(page.locator("img.confusion")).to_be_visible()
+                _screenshot(page, "retraining-model.png", tmp_path)
+                page.goto(f"{base}/console/retraining/models")
+                expect(page.locator("table")).to_contain_text("使用中")
+                _screenshot(page, "retraining-models.png", tmp_path)
+            finally:
+                browser.close()
+    finally:
+        stop_stack([proc])
+    line = "    - [如意社区](community)门口天天有人摆摊卖菜\n"
+    assert line in (settings.data_dir / "nlu" / "complaints_part2.yml").read_text(encoding="utf-8")
