@@ -47,5 +47,8 @@ if __name__ == "__main__":  # python -m bot.retraining.benchmark
     import json
     import tempfile
 
+    from bot.cli import _quiet
+
+    _quiet()  # rasa logs every parse of the evaluation otherwise
     with tempfile.TemporaryDirectory() as tmp:
         print(json.dumps(full_retraining(Path(tmp)), ensure_ascii=False, indent=1))
