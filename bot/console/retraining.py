@@ -130,7 +130,7 @@ async def item_accept(request: web.Request) -> web.StreamResponse:
     try:
         result = await asyncio.to_thread(
             _accept, request.app[CONSOLE].engine, settings_of(request), item_id, str(form.get("intent") or ""),
-            str(form.get("mention") or "")[:60], str(form.get("entity") or "location"),
+            str(form.get("mention") or "")[:60], str(form.get("entity") or "place"),
             form.get("confirm_snap") == "1", p.username,
         )
     except (RetrainError, nludata.SpanError, ValueError) as exc:

@@ -7,18 +7,20 @@ atomic: temp file, fsync, os.replace, fsync of the folder."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from bot.dictionaries import PLACE_FREQ
 from bot.gazetteer import PLACES_FIELDS
 
-ENTITY_TYPES = ("location", "district", "street", "community", "place")
+ENTITY_TYPES = ("place", "community", "street", "district")  # the domain's place entities
 INBOX_FILE = "inbox.yml"  # intents no data/nlu file has yet
 
 
@@ -40,6 +42,18 @@ def atomic_write(path: Path, text: str) -> None:
         os.fsync(dir_fd)  # the rename itself survives a power cut
     finally:
         os.close(dir_fd)
+
+
+@contextmanager
+def data_lock(data_dir: Path) -> Iterator[None]:
+    """One writer of the training data at a time (two admins accepting at once would
+    otherwise each rewrite the file from what they read: one example lost)."""
+    with open(Path(data_dir) / ".write.lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 # --- spans ------------------------------------------------------------------------
@@ -169,6 +183,11 @@ def _file_of(nlu_dir: Path, intent: str) -> Optional[Path]:
 
 
 def add_examples(nlu_dir: Path, intent: str, lines: Iterable[str]) -> Tuple[Optional[Path], List[str]]:
+    with data_lock(nlu_dir):
+        return _add_examples(nlu_dir, intent, list(lines))
+
+
+def _add_examples(nlu_dir: Path, intent: str, lines: Iterable[str]) -> Tuple[Optional[Path], List[str]]:
     """Append new example lines (markup) to the first block of `intent`, in the first file
     that has one (by name), else to data/nlu/inbox.yml. Lines whose plain text the intent
     already has (in any file) are left out. Returns the file written and what was added."""
@@ -225,6 +244,12 @@ def add_examples(nlu_dir: Path, intent: str, lines: Iterable[str]) -> Tuple[Opti
 
 def add_place(data_dir: Path, name: str, district_code: str = "", street_code: str = "",
               community_code: str = "", note: str = "审核页添加") -> bool:
+    with data_lock(data_dir):
+        return _add_place(data_dir, name, district_code, street_code, community_code, note)
+
+
+def _add_place(data_dir: Path, name: str, district_code: str, street_code: str, community_code: str,
+               note: str) -> bool:
     """A new row in the mapping table (data/locations/places.csv) and the name in the
     jieba dictionary (data/dictionaries/places.txt); False when the name is there already."""
     name = "".join((name or "").split())

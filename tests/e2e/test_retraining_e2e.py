@@ -166,7 +166,7 @@ async def _admin_corrects_retrains_activates(stack, settings, engine, item_id: i
         inbox = await (await client.get("/console/retraining")).text()
         assert WRONG in inbox
         resp = await post(client, f"/console/retraining/items/{item_id}/accept", csrf, intent=RIGHT, mention="",
-                          entity="location")
+                          entity="place")
         assert resp.status == 303, await resp.text()
         nlu = (settings.data_dir / "nlu" / "complaints_part2.yml").read_text(encoding="utf-8")
         assert f"    - {WRONG}\n" in nlu

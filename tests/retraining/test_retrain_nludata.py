@@ -29,7 +29,7 @@ def test_spans_that_cannot_be_marked_are_refused(data_dir: Path) -> None:
     with pytest.raises(SpanError, match="句子里没有"):
         find_span("暖气不热", "如意社区", "community", data_dir / "dictionaries")
     with pytest.raises(SpanError, match="不是一个词"):
-        snap_span("暖气 不热", 2, 3, "location", data_dir / "dictionaries")
+        snap_span("暖气 不热", 2, 3, "place", data_dir / "dictionaries")
     with pytest.raises(SpanError, match="未知的实体类型"):
         snap_span("暖气不热", 0, 2, "person", data_dir / "dictionaries")
 
@@ -120,3 +120,14 @@ def test_atomic_write_replaces_by_rename(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(nludata.os, "replace", lambda a, b: (seen.append((Path(a).parent, Path(b))), real(a, b)))
     atomic_write(target, "new\n")
     assert seen == [(tmp_path, target)]
+
+
+def test_concurrent_accepts_lose_no_example(data_dir: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"楼下第{i}家饭店油烟熏得开不了窗" for i in range(12)]
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda t: add_examples(data_dir / "nlu", "street_order", [t]), texts))
+    from bot.retraining.nludata import existing_examples
+
+    assert set(texts) <= existing_examples(data_dir / "nlu")["street_order"]
