@@ -104,18 +104,27 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _clear_stale(conn: Connection, now: datetime) -> Optional[Dict[str, Any]]:
+    """The lock row, or None once a lock left by a dead process on this host is cleared
+    (its run is marked failed)."""
+    held = conn.execute(select(training_lock).where(training_lock.c.name == LOCK_NAME)).mappings().first()
+    if held is None:
+        return None
+    if held["host"] == socket.gethostname() and not _pid_alive(held["pid"]):
+        conn.execute(delete(training_lock).where(training_lock.c.name == LOCK_NAME))
+        conn.execute(update(model_registry).where(model_registry.c.id == held["model_id"])
+                     .where(model_registry.c.status.in_(("queued", "validating", "training", "evaluating")))
+                     .values(status="failed", error="训练进程意外退出", finished_at=now))
+        return None
+    return dict(held)
+
+
 def acquire_lock(conn: Connection, model_id: int, pid: int, now: datetime) -> None:
     """Take the training lock inside the caller's transaction, or raise TrainingBusy.
     A lock left by a dead process on this host is cleared first."""
-    held = conn.execute(select(training_lock).where(training_lock.c.name == LOCK_NAME)).mappings().first()
+    held = _clear_stale(conn, now)
     if held is not None:
-        if held["host"] == socket.gethostname() and not _pid_alive(held["pid"]):
-            conn.execute(delete(training_lock).where(training_lock.c.name == LOCK_NAME))
-            conn.execute(update(model_registry).where(model_registry.c.id == held["model_id"])
-                         .where(model_registry.c.status.in_(("queued", "validating", "training", "evaluating")))
-                         .values(status="failed", error="训练进程意外退出", finished_at=now))
-        else:
-            raise TrainingBusy(f"已有一次训练在进行（模型 #{held['model_id']}），请等它结束后再试。")
+        raise TrainingBusy(f"已有一次训练在进行（模型 #{held['model_id']}），请等它结束后再试。")
     try:
         with conn.begin_nested():
             conn.execute(insert(training_lock).values(name=LOCK_NAME, model_id=model_id, pid=pid,
@@ -131,9 +140,9 @@ def release_lock(engine: Engine, model_id: int) -> None:
 
 
 def running(engine: Engine) -> Optional[Dict[str, Any]]:
-    with engine.connect() as conn:
-        row = conn.execute(select(training_lock)).mappings().first()
-        return dict(row) if row else None
+    """The run in progress (a crashed one is cleared here too, so the page never waits forever)."""
+    with engine.begin() as conn:
+        return _clear_stale(conn, now_utc())
 
 
 # --- registry ------------------------------------------------------------------------------

@@ -46,6 +46,15 @@ def test_a_second_run_is_refused_while_one_holds_the_lock(engine: Engine, tmp_pa
     assert trainer.running(engine) is None
 
 
+def test_the_page_does_not_wait_forever_for_a_crashed_run(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(model_registry).values(id=3, created_at=NOW, created_by="root", status="evaluating",
+                                                   progress=90, metrics={}))
+        acquire_lock(conn, 3, _dead_pid(), NOW)
+    assert trainer.running(engine) is None
+    assert trainer.get_model(engine, 3)["status"] == "failed"
+
+
 def test_a_lock_left_by_a_dead_process_is_cleared(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(insert(model_registry).values(id=3, created_at=NOW, created_by="root", status="training",
