@@ -24,6 +24,7 @@ from bot.conversation import (
 )
 from bot.domain.model import CATEGORIES, ComplaintDraft
 from bot.locations import Resolution
+from bot.retraining.collect import collect_turn
 from bot.services.tickets import SHANGHAI, file_complaint
 
 REQUESTED_SLOT = "requested_slot"
@@ -60,7 +61,13 @@ class ValidateComplaintForm(FormValidationAction):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
         slots = _slots(tracker)
         requested = tracker.get_slot(REQUESTED_SLOT)
-        step = _form().step(slots, requested, latest_turn(tracker))
+        turn = latest_turn(tracker)
+        if requested == "confirm" and turn.intent == "deny" and slots.get("description"):
+            # the resident said no to the summary, the bot's category guess included
+            guess = [{"name": slots.get("category"), "confidence": None}]
+            collect_turn("deny", slots["description"], guess, tracker.sender_id,
+                         (tracker.latest_message or {}).get("message_id"), {"denied": slots.get("category")})
+        step = _form().step(slots, requested, turn)
         if step.reject:
             return []  # not an answer: the rules handle it, then the form asks again
         for key, variables in step.responses:

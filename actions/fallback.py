@@ -12,6 +12,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.common import intent_ranking, latest_turn
 from bot.domain.model import CATEGORIES
 from bot.locations import mentions_from_entities
+from bot.retraining.collect import collect_turn, fallback_source
 from bot.text import input_issue
 
 UNSURE_FLOOR = 0.08  # a category this unlikely is not worth offering
@@ -38,6 +39,9 @@ class ActionClarify(Action):
             dispatcher.utter_message(response=f"utter_input_{issue}")
             return []
         ranking = [r for r in intent_ranking(tracker) if r.get("name") != "nlu_fallback"]
+        if not turn.from_button:  # the review inbox: what the model was unsure about
+            collect_turn(fallback_source(ranking), turn.text, ranking, tracker.sender_id,
+                         (tracker.latest_message or {}).get("message_id"))
         cats = top_categories(ranking)
         if ranking and ranking[0].get("name") in CATEGORIES and cats:
             buttons = [{"title": CATEGORIES[c], "payload": f"/{c}"} for c in cats]

@@ -4,6 +4,8 @@
   dict                               regenerate data/dictionaries/gazetteer.txt
   serve                              start the assistant (what `make run` does)
   console seed|adduser|passwd|apikey the work console's accounts and Open311 keys
+  retrain [--wait]                   validate the data and train a candidate model (one at a time)
+  models list|show ID|activate ID|rollback   the model registry; activation swaps the running server's model
 """
 from __future__ import annotations
 
@@ -77,6 +79,85 @@ def cmd_console(args: argparse.Namespace) -> int:
     return console_main(args.rest)
 
 
+def _retrain_settings(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from bot.retraining.trainer import RetrainSettings
+
+    settings = RetrainSettings.from_env()
+    if getattr(args, "data_dir", None):
+        settings = replace(settings, data_dir=Path(args.data_dir).resolve())
+    if getattr(args, "config", None):
+        settings = replace(settings, config=Path(args.config).resolve())
+    return settings
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from bot.retraining import trainer
+    from bot.storage.engine import init_db, make_engine
+
+    settings = _retrain_settings(args)
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    try:
+        model_id = trainer.start_training(engine, settings, args.by, wait=args.wait)
+    except trainer.RetrainError as exc:
+        print(f"retrain: {exc}", file=sys.stderr)
+        return 1
+    if not args.wait:
+        print(f"training model #{model_id} in the background; `python -m bot models show {model_id}` for progress")
+        return 0
+    return _show(engine, model_id)
+
+
+def _show(engine, model_id: int) -> int:
+    from bot.retraining import trainer
+
+    m = trainer.get_model(engine, model_id)
+    if m is None:
+        print(f"models: no model #{model_id}", file=sys.stderr)
+        return 1
+    metrics = m["metrics"] or {}
+    cand = (metrics.get("candidate") or {}).get("split") or {}
+    base = (metrics.get("baseline") or {}).get("split") or {}
+    print(json.dumps({
+        "id": m["id"], "status": m["status"], "progress": m["progress"], "created_by": m["created_by"],
+        "data_hash": m["data_hash"], "path": m["path"], "duration_s": m["duration_s"], "error": m["error"],
+        "split_accuracy": cand.get("accuracy"), "baseline_split_accuracy": base.get("accuracy"),
+        "reviewed_accuracy": ((metrics.get("candidate") or {}).get("reviewed") or {}).get("accuracy"),
+        "blocked": trainer.regression(metrics, _retrain_settings(argparse.Namespace()).margin)
+        if m["status"] == "candidate" else None,
+    }, ensure_ascii=False, indent=1))
+    return 0 if m["status"] != "failed" else 1
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from bot.retraining import trainer
+    from bot.storage.engine import init_db, make_engine
+
+    settings = _retrain_settings(args)
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    try:
+        if args.action == "list":
+            for m in trainer.list_models(engine):
+                acc = ((m["metrics"] or {}).get("candidate") or {}).get("split", {}).get("accuracy")
+                print(f"#{m['id']:<4} {m['status']:<10} {m['created_at']:%Y-%m-%d %H:%M} {m['created_by']:<10} "
+                      f"acc={acc if acc is not None else '-'} {(m['data_hash'] or '')[:12]} {m['path'] or ''}")
+            return 0
+        if args.action == "show":
+            return _show(engine, int(args.id))
+        if args.action == "activate":
+            m = trainer.activate(engine, settings, int(args.id), args.by)
+        else:
+            m = trainer.rollback(engine, settings, args.by)
+        print(f"model #{m['id']} is active ({m['path']})")
+        return 0
+    except (trainer.RetrainError, ValueError, TypeError) as exc:
+        print(f"models: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bot", description="青城诉求 tools")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -94,5 +175,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     co = sub.add_parser("console", add_help=False, help="work console: seed | adduser | passwd | apikey")
     co.add_argument("rest", nargs=argparse.REMAINDER)
     co.set_defaults(func=cmd_console)
+    rt = sub.add_parser("retrain", help="validate the data and train a candidate model")
+    rt.add_argument("--wait", action="store_true", help="wait for the run and print its result")
+    rt.add_argument("--data-dir", help="training data folder (default data/, or QC_TRAIN_DATA_DIR)")
+    rt.add_argument("--config", help="pipeline config (default config.yml)")
+    rt.add_argument("--by", default=os.environ.get("USER", "cli"), help="who asked (for the registry)")
+    rt.set_defaults(func=cmd_retrain)
+    md = sub.add_parser("models", help="the model registry: list | show ID | activate ID | rollback")
+    md.add_argument("action", choices=("list", "show", "activate", "rollback"))
+    md.add_argument("id", nargs="?")
+    md.add_argument("--by", default=os.environ.get("USER", "cli"))
+    md.set_defaults(func=cmd_models)
     args = ap.parse_args(argv)
+    if getattr(args, "action", None) in ("show", "activate") and not (args.id or "").isdigit():
+        ap.error(f"models {args.action} needs a model number")
     return args.func(args)

@@ -38,7 +38,12 @@ def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, 
     env = {**os.environ, **(env or {}), "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT)}
     rasa = str(VENV_BIN / "rasa")
     endpoints = log_dir / f"endpoints-{rasa_port}.yml"
-    endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n', encoding="utf-8")
+    # Trackers in a SQLite tracker store, not in memory: a model swapped in through the
+    # HTTP API (PUT /model, the console's 启用) gets a fresh agent, and conversations in
+    # progress must go on with it.
+    trackers = log_dir / f"trackers-{rasa_port}.db"
+    endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n'
+                         f'tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: "{trackers}"\n', encoding="utf-8")
     actions_cmd = [rasa, "run", "actions", "--port", str(actions_port), "--actions", "actions"]
     rasa_cmd = [rasa, "run", "-i", "127.0.0.1", "--port", str(rasa_port), "--credentials", "credentials.yml",
                 "--endpoints", str(endpoints), "--model", model or "models", "--cors", "*"]

@@ -683,7 +683,34 @@ def _perform_once(
     except InvalidTransition as exc:
         raise ConsoleError(str(exc).split(" / ")[0]) from None
     uow.tickets.save_events(ticket)
+    if action in ("dispatch", "redispatch"):
+        _collect_correction(uow, ticket, data, form, now)
     return ActionResult(ticket.id, ticket.number, kind, ticket.state, f"{ticket.number} 已{kind}")
+
+
+def _collect_correction(uow: ConsoleUnitOfWork, ticket: Ticket, target: dict[str, Any], form: Mapping[str, Any],
+                        now: datetime) -> None:
+    """A dispatcher sending a ticket elsewhere than its category's lead, or naming another
+    street, corrects what the assistant understood: the review inbox gets the description
+    (same transaction as the ticket event: both or neither)."""
+    from bot.retraining.inbox import Sample, record
+
+    catalogue = default_catalogue()
+    rule = catalogue.categories.get(ticket.category)
+    street = _text(form, "street", 12)
+    conn = uow._connection()
+    if street and street != ticket.street_code:
+        record(conn, Sample("ticket_location", ticket.description, f"ticket_location:{ticket.id}:{now.isoformat()}",
+                            predicted_intent=ticket.category, ticket_id=ticket.id,
+                            correction={"street_code": street, "was": ticket.street_code}), now)
+    lead = target.get("lead")
+    if rule is not None and lead and lead != rule.lead:
+        matching = [code for code, r in catalogue.categories.items() if r.lead == lead]
+        correction: dict[str, Any] = {"lead": lead}
+        if len(matching) == 1:
+            correction["intent"] = matching[0]  # the category whose lead that unit is
+        record(conn, Sample("ticket_category", ticket.description, f"ticket_category:{ticket.id}:{now.isoformat()}",
+                            predicted_intent=ticket.category, ticket_id=ticket.id, correction=correction), now)
 
 
 def _refusal(p: Principal, ticket: Ticket, action: str) -> str:

@@ -598,9 +598,10 @@ def setup_console(app: web.Application, engine: Engine | None = None, config: Co
     r.add_get(f"{PREFIX}/attachments/{{attachment_id}}", attachment)
     r.add_get(f"{PREFIX}/notices", notices_page)
     r.add_static(f"{PREFIX}/static/", STATIC, follow_symlinks=False, append_version=False)
-    from bot.console import admin, dashboard, open311
+    from bot.console import admin, dashboard, open311, retraining
 
     dashboard.setup(app)
     admin.setup(app)
+    retraining.setup(app)
     open311.setup(app)
     app.cleanup_ctx.append(_console_ctx)

@@ -72,6 +72,8 @@ MIGRATED_TABLES = frozenset(
         "users", "user_queues", "sessions", "outbox", "attachments", "api_keys", "feed_cursors",
         # 0003 WeChat channel
         "wechat_inbound", "wechat_nonces", "wechat_residents", "wechat_tokens",
+        # 0004 retraining (review inbox, model registry, training lock)
+        "review_items", "model_registry", "training_lock",
     }
 )
 # Databases made by create_all before Alembic: the newest revision whose tables are all there.

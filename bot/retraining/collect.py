@@ -1,0 +1,57 @@
+"""Collecting from conversations (called by the actions): the write runs in the
+background with its own short timeout, so the resident's turn never waits for the
+inbox and a failed write costs the inbox one sample, never the resident a reply."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Mapping, Optional, Set
+
+from bot.retraining.inbox import Sample, record, sample_from_parse
+from bot.text import mask_personal_data
+
+log = logging.getLogger(__name__)
+
+FALLBACK_THRESHOLD = 0.3  # config.yml FallbackClassifier threshold
+COLLECT_TIMEOUT = float(os.environ.get("QC_COLLECT_TIMEOUT", "3"))
+_pending: Set[asyncio.Task] = set()
+
+
+def fallback_source(ranking: List[Mapping[str, Any]]) -> str:
+    """"fallback" when the best intent was under the threshold, "unsure" when the top two were close."""
+    ranked = [r for r in ranking if r.get("name") != "nlu_fallback"]
+    top = float(ranked[0].get("confidence") or 0) if ranked else 0.0
+    return "unsure" if top >= FALLBACK_THRESHOLD else "fallback"
+
+
+def _write(sample: Sample) -> Optional[int]:
+    from bot import runtime
+
+    with runtime.engine().begin() as conn:
+        return record(conn, sample, datetime.now(timezone.utc))
+
+
+async def _guarded(sample: Sample) -> None:
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_write, sample), COLLECT_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - the inbox is best effort; the conversation goes on
+        log.warning("review inbox write failed (%s) for %s", type(exc).__name__, mask_personal_data(sample.text)[:40])
+
+
+def collect(sample: Sample) -> asyncio.Task:
+    """Schedule the write and return at once."""
+    task = asyncio.get_running_loop().create_task(_guarded(sample))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+    return task
+
+
+def collect_turn(source: str, text: str, ranking: List[Mapping[str, Any]], sender_id: str,
+                 message_id: Optional[str], correction: Optional[Dict[str, Any]] = None) -> Optional[asyncio.Task]:
+    if not text or text.startswith("/"):
+        return None
+    key = f"{source}:{sender_id}:{message_id or hash(text)}"
+    return collect(sample_from_parse(source, text, ranking, key, correction))
