@@ -71,6 +71,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args.rasa_port, args.actions_port)
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from bot.cluster import run_cluster
+
+    return run_cluster(args.instances, args.proxy_port)
+
+
 def cmd_console(args: argparse.Namespace) -> int:
     from bot.console.cli import main as console_main
 
@@ -91,6 +97,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     sv.add_argument("--rasa-port", type=int, default=5005)
     sv.add_argument("--actions-port", type=int, default=5055)
     sv.set_defaults(func=cmd_serve)
+    cl = sub.add_parser("cluster", help="production profile: n Rasa + n action servers + web behind nginx")
+    cl.add_argument("--instances", type=int, default=2)
+    cl.add_argument("--proxy-port", type=int, default=int(os.environ.get("QC_PROXY_PORT", "8000")))
+    cl.set_defaults(func=cmd_cluster)
     co = sub.add_parser("console", add_help=False, help="work console: seed | adduser | passwd | apikey")
     co.add_argument("rest", nargs=argparse.REMAINDER)
     co.set_defaults(func=cmd_console)
