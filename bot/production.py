@@ -105,7 +105,8 @@ def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None) -> 
     r = urlsplit(s.redis_url)
     lines += [
         "lock_store:",
-        "  type: redis",
+        # Rasa's RedisLockStore with atomic ticket changes (see bot/lockstore.py).
+        "  type: bot.lockstore.AtomicRedisLockStore",
         f"  url: {_q(r.hostname or '127.0.0.1')}",
         f"  port: {r.port or 6379}",
         f"  db: {int(r.path.lstrip('/') or 1)}",
