@@ -15,6 +15,7 @@ README's "Production" section. Tests and the benchmark start it with random port
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -45,6 +46,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# What Rasa gets from nginx when no action server answers (an action server's reply:
+# a message for the resident, and submit_failed so that "提交"/"是的" retries the filing).
+ACTIONS_DOWN_TEXT = ("抱歉，系统暂时出了点问题，刚才这条消息没有处理完成，如果是在提交诉求，您的诉求【没有提交成功】。"
+                     "您填写的内容都还保留着，请稍后回复“提交”或重发刚才的消息；着急的话可以拨打 12345。")
+ACTIONS_DOWN_JSON = json.dumps({"events": [{"event": "slot", "name": "submit_failed", "value": True}],
+                                "responses": [{"text": ACTIONS_DOWN_TEXT}]}, ensure_ascii=False)
 
 
 def nginx_conf(proxy_listen: str, internal_listen: str, rasa: Sequence[str], actions: Sequence[str], web: Sequence[str],
@@ -138,6 +147,14 @@ http {{
         location = /webhook {{
             proxy_pass http://qc_actions;
 {proxy}
+            # Every action server down: answer Rasa as an action server would, so the
+            # resident hears it (instead of silence) and can retry; nothing is filed.
+            proxy_intercept_errors on;
+            error_page 502 503 504 = @actions_down;
+        }}
+        location @actions_down {{
+            default_type application/json;
+            return 200 '{ACTIONS_DOWN_JSON}';
         }}
         location / {{
             proxy_pass http://qc_rasa;
