@@ -76,14 +76,61 @@ def production_env() -> Iterator[Dict[str, str]]:
         "QC_RASA_EVENTS_QUEUE": f"qc_test_rasa_events_{tag}",
         "QC_EVENTS_EXCHANGE": f"qc.test.events.{tag}",
     }
+    # A city system subscribed before the first ticket: a queue bound to our exchange.
+    env_queue = f"qc_test_ticket_events_{tag}"
+    _amqp(_declare_subscriber(env["QC_EVENTS_EXCHANGE"], env_queue))
     try:
-        yield env
+        yield {**env, "QC_TEST_SUBSCRIBER_QUEUE": env_queue}
     finally:
+        _delete_queue(env_queue)
+        _amqp(_delete_exchange(env["QC_EVENTS_EXCHANGE"]))
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{tickets}" CASCADE')
             conn.exec_driver_sql(f'DROP SCHEMA "{tracker}" CASCADE')
         admin.dispose()
         _delete_queue(env["QC_RASA_EVENTS_QUEUE"])
+
+
+def _amqp(coro) -> None:
+    import asyncio
+
+    asyncio.run(coro)
+
+
+async def _declare_subscriber(exchange: str, queue: str) -> None:
+    import aio_pika
+
+    conn = await aio_pika.connect(AMQP_URL, timeout=5)
+    async with conn:
+        ch = await conn.channel()
+        ex = await ch.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        q = await ch.declare_queue(queue, durable=False, auto_delete=False)
+        await q.bind(ex, "#")
+
+
+async def _delete_exchange(exchange: str) -> None:
+    import aio_pika
+
+    try:
+        conn = await aio_pika.connect(AMQP_URL, timeout=5)
+        async with conn:
+            await (await conn.channel()).exchange_delete(exchange)
+    except Exception:  # noqa: BLE001 - cleanup only
+        pass
+
+
+async def read_queue(name: str, timeout: float = 2.0) -> list:
+    """Every message waiting in a queue (consumed): (message_id, routing_key, body bytes)."""
+    import aio_pika
+
+    conn = await aio_pika.connect(AMQP_URL, timeout=5)
+    got = []
+    async with conn:
+        ch = await conn.channel()
+        q = await ch.declare_queue(name, passive=True)
+        while (msg := await q.get(no_ack=True, fail=False, timeout=timeout)) is not None:
+            got.append((msg.message_id, msg.routing_key, msg.body))
+    return got
 
 
 def _delete_queue(name: str) -> None:

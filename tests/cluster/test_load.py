@@ -43,3 +43,35 @@ def test_both_rasa_servers_served_residents(cluster):
     assert len(rest) >= RESIDENTS * 4
     for port in cluster.rasa_ports:
         assert sum(f"upstream=127.0.0.1:{port} " in line for line in rest) >= RESIDENTS, port
+
+
+def test_conversation_and_ticket_events_reached_rabbitmq(cluster, production_env):
+    """After the load run: Rasa's Pika broker put every resident's conversation events in
+    its queue, and the web server's publisher put every ticket event on our exchange
+    (read by the subscriber queue bound before the cluster started), each once."""
+    import json
+    import time
+
+    from sqlalchemy import select
+
+    from bot.storage.engine import make_engine
+    from bot.storage.tables import ticket_events
+    from tests.cluster.conftest import read_queue
+
+    rasa_events = asyncio.run(read_queue(production_env["QC_RASA_EVENTS_QUEUE"]))
+    senders = {json.loads(body)["sender_id"] for _, _, body in rasa_events}
+    assert sum(s.startswith("bench-cluster-load-") for s in senders) == RESIDENTS
+
+    engine = make_engine(production_env["QC_DATABASE_URL"])
+    with engine.connect() as conn:
+        expected = {f"ticket_event:{i}" for (i,) in conn.execute(select(ticket_events.c.id))}
+    engine.dispose()
+    got = []
+    deadline = time.monotonic() + 30  # the notifier publishes every 2 s
+    while time.monotonic() < deadline:
+        got += [m for m, _, _ in asyncio.run(read_queue(production_env["QC_TEST_SUBSCRIBER_QUEUE"], 1.0))]
+        if expected <= set(got):
+            break
+    assert expected and expected <= set(got)
+    ids = [m for m in got if m.startswith("ticket_event:")]
+    assert len(ids) == len(set(ids))  # none twice
