@@ -92,7 +92,9 @@ def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None) -> 
     t = urlsplit(s.tracker_url)
     lines += [
         "tracker_store:",
-        "  type: SQL",
+        # Rasa's SQL tracker store that rides out a restart and never falls back to
+        # memory quietly (see bot/trackerstore.py).
+        "  type: bot.trackerstore.ResilientSQLTrackerStore",
         "  dialect: postgresql",
         f"  url: {_q(t.hostname or '127.0.0.1')}",
         f"  port: {t.port or 5432}",
