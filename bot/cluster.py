@@ -317,6 +317,24 @@ class Cluster:
         self.stop()
 
 
+class RasaHttpParser:
+    """`parse(text)` through a Rasa server's /model/parse (bench.load.pick_residents takes it:
+    residents are picked by the served model itself, without loading it here)."""
+
+    def __init__(self, rasa_url: str, token: str) -> None:
+        from urllib.parse import quote
+
+        self.url = f"{rasa_url}/model/parse?token={quote(token)}"
+
+    def parse(self, message: str) -> dict:
+        import urllib.request
+
+        req = urllib.request.Request(self.url, data=json.dumps({"text": message}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+
 def ensure_databases(urls: Sequence[str]) -> None:
     """CREATE DATABASE for each PostgreSQL URL whose database is missing (first start)."""
     from sqlalchemy import create_engine, text

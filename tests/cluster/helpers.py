@@ -3,7 +3,6 @@ conversation back from the tracker store, and check its events are whole and in 
 from __future__ import annotations
 
 import json
-import urllib.request
 from itertools import cycle
 from typing import Any, Dict, List, Mapping, Sequence
 from urllib.parse import quote
@@ -11,17 +10,7 @@ from urllib.parse import quote
 from sqlalchemy import create_engine, text
 
 
-class HttpParser:
-    """`parse(text)` through a Rasa server's /model/parse (for bench.load.pick_residents)."""
-
-    def __init__(self, rasa_url: str, token: str) -> None:
-        self.url = f"{rasa_url}/model/parse?token={quote(token)}"
-
-    def parse(self, message: str) -> Dict[str, Any]:
-        req = urllib.request.Request(self.url, data=json.dumps({"text": message}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
+from bot.cluster import RasaHttpParser as HttpParser  # noqa: E402,F401  (re-exported for the tests)
 
 
 class AlternatingSession:
