@@ -9,7 +9,7 @@ confirm and the cursor update publishes a batch again: delivery is at least once
 each message carries a stable message_id (ticket_event:<id>, notification:<id>) to
 de-duplicate on.
 
-Routing keys: ticket.<kind> (e.g. ticket.create, ticket.assign), notification.<event>.
+Routing keys: ticket.<kind> (the kind as stored: ticket.受理, ticket.派单 …), notification.<event>.
 """
 from __future__ import annotations
 
