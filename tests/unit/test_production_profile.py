@@ -65,3 +65,30 @@ def test_rasa_reads_the_file_with_the_passwords_from_the_environment(tmp_path, m
 def test_a_missing_or_wrong_setting_is_refused_by_name(name, value, message):
     with pytest.raises(ProfileError, match=message):
         endpoints_yaml("http://x/webhook", {**ENV, name: value})
+
+
+def test_shipped_nginx_config_is_what_the_generator_writes():
+    """deploy/nginx/qingcheng.conf is the generator's output for the README's example hosts
+    (regenerate it with the command in the README when bot/cluster.py changes)."""
+    from bot.cluster import nginx_conf
+    from bot.gazetteer import REPO_ROOT
+
+    expected = nginx_conf("0.0.0.0:80", "10.0.0.10:8081", ["10.0.0.21:5005", "10.0.0.22:5005"],
+                          ["10.0.0.21:5055", "10.0.0.22:5055"], ["10.0.0.30:8080"], prefix=None, user="www-data")
+    assert (REPO_ROOT / "deploy" / "nginx" / "qingcheng.conf").read_text(encoding="utf-8") == expected
+
+
+def test_systemd_units_run_commands_that_exist():
+    import re
+
+    from bot.cli import main
+    from bot.gazetteer import REPO_ROOT
+
+    units = sorted((REPO_ROOT / "deploy" / "systemd").glob("*.service"))
+    assert [u.name for u in units] == ["qingcheng-actions@.service", "qingcheng-rasa@.service", "qingcheng-web.service"]
+    commands = {m for u in units for m in re.findall(r"python -m bot ([a-z-]+)", u.read_text(encoding="utf-8"))}
+    assert commands == {"run-rasa", "prepare-store"}
+    for command in commands:
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
