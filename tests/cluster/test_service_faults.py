@@ -218,7 +218,8 @@ def test_rabbitmq_away_then_back(faulty):
     dropped, new ones refused) while a resident files a complaint; restored after.
     Checked: the resident is not affected (complaint filed, one ticket); while RabbitMQ is
     away the ticket's events stay in the database (not on the exchange); once it is back
-    they are published, each exactly once, and Rasa's conversation events follow too."""
+    they are published, each exactly once, and Rasa's conversation events follow (each
+    once; in timestamp order they are the conversation as the tracker store holds it)."""
     cluster, env, _, _, mq = faulty
     from sqlalchemy import select
 
@@ -249,3 +250,20 @@ def test_rabbitmq_away_then_back(faulty):
         got += [m for m, _, _ in asyncio.run(read_queue(env["QC_TEST_SUBSCRIBER_QUEUE"], 1.0))]
     assert ids <= set(got)
     assert all(got.count(i) == 1 for i in ids)
+
+    # Rasa's Pika broker kept the conversation's events while RabbitMQ was away and sent
+    # them on reconnecting: every message of the resident, once. Each Rasa server keeps
+    # its own backlog, so across servers they arrive out of order; their timestamps give
+    # the conversation's order back (what a subscriber must sort by after an outage).
+    users = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(users) < outcome.turns:
+        for _, _, body in asyncio.run(read_queue(env["QC_RASA_EVENTS_QUEUE"], 1.0)):
+            event = json.loads(body)
+            if event.get("sender_id") == sender and event.get("event") == "user":
+                users.append((event["timestamp"], event.get("text")))
+    texts = [t for _, t in sorted(users)]
+    assert len(texts) == outcome.turns and texts[0] == resident.first and texts[-1] == "/affirm", users
+    stored = [e["data"].get("text") for e in stored_events({"QC_TRACKER_DB_URL": env["QC_TRACKER_DB_URL"]}, sender)
+              if e["event"] == "user"]
+    assert texts == stored
