@@ -365,7 +365,7 @@ def run_cluster(instances: int, proxy_port: int) -> int:
 青城诉求 (production profile) is running behind nginx.
   Residents (REST):  curl -s {cluster.proxy_url}/webhooks/rest/webhook -H 'Content-Type: application/json' \\
                        -d '{{"sender": "resident-1", "message": "楼下有人遛狗不牵绳"}}'
-  Work console:      {cluster.proxy_url}/console/
+  Work console:      {cluster.proxy_url}/console/   (accounts: python -m bot console seed | adduser)
   Rasa servers:      {', '.join(cluster.rasa_urls)}   (internal proxy :{cluster.internal_port})
   Config and logs:   {cluster.work_dir}/ (nginx.conf, endpoints.yml, *.log)
 Press Ctrl-C to stop.""", flush=True)
