@@ -9,7 +9,7 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from tests.cluster.conftest import AMQP_URL, require_services
 from tests.cluster.tcpproxy import TcpProxy
