@@ -18,7 +18,7 @@ export PYTHONPATH := $(CURDIR)
 RASA_PORT ?= 5005
 ACTIONS_PORT ?= 5055
 
-.PHONY: help install dict train run shell actions test test-fast validate clean lock widget bench console-assets browser-deps
+.PHONY: help install dict train run shell actions test test-fast validate clean lock widget bench console-assets browser-deps nginx-deps run-cluster
 
 help:
 	@echo "make run    set up (venv, install, train if needed) and start the assistant"
@@ -91,6 +91,28 @@ browser-deps:
 	  $$SUDO apt-get install -y chromium fonts-noto-cjk || { $$SUDO apt-get update && $$SUDO apt-get install -y chromium fonts-noto-cjk; }; \
 	fi
 
+# nginx (Debian's package) for the production cluster (`make run-cluster`, tests/cluster/);
+# does nothing when it is installed.
+nginx-deps:
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then \
+	  echo "nginx is installed"; \
+	else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y nginx || { $$SUDO apt-get update && $$SUDO apt-get install -y nginx; }; \
+	fi
+
+# The production profile on this machine: 2 Rasa servers, 2 action servers and the web
+# server behind nginx (:$(PROXY_PORT)), on the local PostgreSQL, Redis and RabbitMQ
+# (README "Production"); every QC_* below can be overridden from the environment.
+PROXY_PORT ?= 8000
+run-cluster: train widget console-assets nginx-deps
+	QC_PROFILE=production \
+	QC_DATABASE_URL=$${QC_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/qingcheng} \
+	QC_TRACKER_DB_URL=$${QC_TRACKER_DB_URL:-postgresql://postgres@127.0.0.1:5432/qingcheng_tracker} \
+	QC_REDIS_URL=$${QC_REDIS_URL:-redis://127.0.0.1:6379/1} \
+	QC_AMQP_URL=$${QC_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/} \
+	$(PY) -m bot cluster --instances 2 --proxy-port $(PROXY_PORT)
+
 run: train widget console-assets
 	@$(PY) -m bot serve --rasa-port $(RASA_PORT) --actions-port $(ACTIONS_PORT)
 
@@ -101,7 +123,7 @@ shell: train
 	@$(RASA) run actions --port $(ACTIONS_PORT) --actions actions > var/actions.log 2>&1 & pid=$$!; \
 	  trap "kill $$pid" EXIT; sleep 5; $(RASA) shell --endpoints endpoints.yml
 
-test: train widget console-assets
+test: train widget console-assets nginx-deps
 	bash scripts/test.sh
 
 # Understanding, routing and speed against the alternatives → bench/results/ (report.md,

@@ -73,6 +73,67 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args.rasa_port, args.actions_port)
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from bot.cluster import run_cluster
+
+    return run_cluster(args.instances, args.proxy_port)
+
+
+def cmd_endpoints(args: argparse.Namespace) -> int:
+    """The Rasa endpoints file for this environment (production profile: every store)."""
+    from bot.production import endpoints_yaml
+
+    text = endpoints_yaml(args.action_url)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_run_rasa(args: argparse.Namespace) -> int:
+    """Write the endpoints file from the environment, then become the Rasa server (systemd)."""
+    from bot.gazetteer import REPO_ROOT
+    from bot.production import endpoints_yaml, rasa_env
+
+    out = Path(args.endpoints_out or REPO_ROOT / "var" / f"endpoints-{args.port}.yml")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(endpoints_yaml(args.action_url), encoding="utf-8")
+    env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", **rasa_env()}
+    rasa = str(Path(sys.executable).parent / "rasa")
+    cmd = [rasa, "run", "-i", args.host, "-p", str(args.port), "--credentials", "credentials.yml",
+           "--endpoints", str(out), "--model", args.model]
+    token = os.environ.get("QC_RASA_TOKEN")
+    if token:
+        cmd += ["--enable-api", "--auth-token", token]
+    os.chdir(REPO_ROOT)
+    os.execve(rasa, cmd, env)
+    return 1  # not reached
+
+
+def cmd_prepare_store(args: argparse.Namespace) -> int:
+    """Migrations (alembic upgrade head), queues and routing rules; safe to run on every start."""
+    from bot.runtime import prepare_store
+    from bot.storage.engine import make_engine
+
+    engine = make_engine()
+    try:
+        prepare_store(engine)
+    finally:
+        engine.dispose()
+    print("ticket store ready")
+    return 0
+
+
+def cmd_nginx_conf(args: argparse.Namespace) -> int:
+    """nginx.conf for the production layout on separate hosts (deploy/nginx/)."""
+    from bot.cluster import nginx_conf
+
+    sys.stdout.write(nginx_conf(args.listen, args.internal_listen, args.rasa, args.actions, args.web,
+                                prefix=None, user=args.user))
+    return 0
+
+
 def cmd_console(args: argparse.Namespace) -> int:
     from bot.console.cli import main as console_main
 
@@ -172,6 +233,31 @@ def main(argv: Optional[List[str]] = None) -> int:
     sv.add_argument("--rasa-port", type=int, default=5005)
     sv.add_argument("--actions-port", type=int, default=5055)
     sv.set_defaults(func=cmd_serve)
+    cl = sub.add_parser("cluster", help="production profile: n Rasa + n action servers + web behind nginx")
+    cl.add_argument("--instances", type=int, default=2)
+    cl.add_argument("--proxy-port", type=int, default=int(os.environ.get("QC_PROXY_PORT", "8000")))
+    cl.set_defaults(func=cmd_cluster)
+    ep = sub.add_parser("endpoints", help="write Rasa's endpoints file from the environment (QC_PROFILE)")
+    ep.add_argument("--action-url", default=os.environ.get("QC_ACTION_URL", "http://127.0.0.1:5055/webhook"))
+    ep.add_argument("--out", help="file to write (default: stdout)")
+    ep.set_defaults(func=cmd_endpoints)
+    rr = sub.add_parser("run-rasa", help="endpoints file from the environment, then `rasa run` (systemd units)")
+    rr.add_argument("--host", default="0.0.0.0")
+    rr.add_argument("--port", type=int, default=5005)
+    rr.add_argument("--model", default="models")
+    rr.add_argument("--action-url", default=os.environ.get("QC_ACTION_URL", "http://127.0.0.1:5055/webhook"))
+    rr.add_argument("--endpoints-out")
+    rr.set_defaults(func=cmd_run_rasa)
+    ps = sub.add_parser("prepare-store", help="migrate the ticket store and load queues and routing rules")
+    ps.set_defaults(func=cmd_prepare_store)
+    ng = sub.add_parser("nginx-conf", help="print nginx.conf for Rasa/action/web servers on other hosts")
+    ng.add_argument("--listen", default="0.0.0.0:80")
+    ng.add_argument("--internal-listen", default="10.0.0.10:8081", help="private address: Rasa → actions, console → Rasa")
+    ng.add_argument("--rasa", nargs="+", required=True, metavar="HOST:PORT")
+    ng.add_argument("--actions", nargs="+", required=True, metavar="HOST:PORT")
+    ng.add_argument("--web", nargs="+", required=True, metavar="HOST:PORT")
+    ng.add_argument("--user", default="www-data")
+    ng.set_defaults(func=cmd_nginx_conf)
     co = sub.add_parser("console", add_help=False, help="work console: seed | adduser | passwd | apikey")
     co.add_argument("rest", nargs=argparse.REMAINDER)
     co.set_defaults(func=cmd_console)

@@ -35,15 +35,15 @@ def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, 
                 api_token: Optional[str] = None, env: Optional[dict] = None) -> List[subprocess.Popen]:
     """Start both servers (used by `serve` and by the end-to-end tests)."""
     log_dir.mkdir(parents=True, exist_ok=True)
+    from bot.production import endpoints_yaml, rasa_env
+
     env = {**os.environ, **(env or {}), "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT)}
+    env.update(rasa_env(env))  # QC_PROFILE=production: passwords the endpoints file refers to
     rasa = str(VENV_BIN / "rasa")
     endpoints = log_dir / f"endpoints-{rasa_port}.yml"
-    # Trackers in a SQLite tracker store, not in memory: a model swapped in through the
-    # HTTP API (PUT /model, the console's 启用) gets a fresh agent, and conversations in
-    # progress must go on with it.
-    trackers = log_dir / f"trackers-{rasa_port}.db"
-    endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n'
-                         f'tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: "{trackers}"\n', encoding="utf-8")
+    endpoints.write_text(endpoints_yaml(f"http://127.0.0.1:{actions_port}/webhook", env,
+                                        embedded_tracker_db=str(log_dir / f"trackers-{rasa_port}.db")),
+                         encoding="utf-8")
     actions_cmd = [rasa, "run", "actions", "--port", str(actions_port), "--actions", "actions"]
     rasa_cmd = [rasa, "run", "-i", "127.0.0.1", "--port", str(rasa_port), "--credentials", "credentials.yml",
                 "--endpoints", str(endpoints), "--model", model or "models", "--cors", "*"]

@@ -146,8 +146,11 @@ class Notifier:
         interval: float = 2.0,
         sweep_every: float = 60.0,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        publisher: Any = None,
     ) -> None:
         self.uow_factory = uow_factory
+        # Production profile: ticket + notification events to RabbitMQ (bot/events.py).
+        self.publisher = publisher
         self.channels = channels
         self.interval = interval
         self.sweep_every = sweep_every
@@ -163,6 +166,13 @@ class Notifier:
             await asyncio.to_thread(services.sweep_overdue, self.uow_factory(), now)
         await asyncio.to_thread(services.process_feed, self.uow_factory(), now)
         await drain_once(self.uow_factory, self.channels)
+        if self.publisher is not None:
+            try:
+                await self.publisher.publish_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - RabbitMQ down: the rows wait, next round retries
+                log.warning("event publishing to RabbitMQ failed, will retry: %s: %s", type(exc).__name__, exc)
 
     async def run(self) -> None:
         while True:

@@ -547,12 +547,15 @@ async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
     http: aiohttp.ClientSession | None = None
     task: asyncio.Task | None = None
     if console.config.notifier:
+        from bot.events import publisher_from_env
+
         http = aiohttp.ClientSession()
         console.notifier = Notifier(
             console.uow,
             channels_for(app[SETTINGS].rasa_url, console.config.rasa_token, http),
             interval=console.config.notifier_interval,
             sweep_every=console.config.sweep_every,
+            publisher=publisher_from_env(console.engine),
         )
         task = asyncio.create_task(console.notifier.run(), name="console-notifier")
     try:
@@ -564,6 +567,8 @@ async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
                 await task
             except asyncio.CancelledError:
                 pass
+        if console.notifier is not None and console.notifier.publisher is not None:
+            await console.notifier.publisher.close()
         if http is not None:
             await http.close()
         if console.owns_engine and console.engine is not None:

@@ -1,0 +1,159 @@
+"""The production profile: one switch (QC_PROFILE=production) moves every store to the
+engines a city runs — Rasa's tracker store on PostgreSQL, its lock store on Redis, its
+conversation events to RabbitMQ (Pika broker), our ticket store on PostgreSQL (Alembic).
+
+Nothing secret is written to disk: the generated endpoints file names environment
+variables (`${QC_TRACKER_DB_PASSWORD}`, Rasa substitutes them when it reads the file) and
+the passwords stay in the environment of the processes. Without QC_PROFILE=production the
+embedded default (SQLite ticket store, in-memory tracker) is unchanged.
+
+Environment (production):
+  QC_DATABASE_URL        ticket store, e.g. postgresql://qc:…@db:5432/qingcheng
+  QC_TRACKER_DB_URL      Rasa's tracker store (its own database), e.g. postgresql://qc:…@db:5432/qingcheng_tracker
+  QC_TRACKER_DB_SCHEMA   optional schema for the tracker tables (must exist)
+  QC_REDIS_URL           lock store, e.g. redis://:…@cache:6379/1
+  QC_LOCK_PREFIX         optional alphanumeric key prefix (several deployments on one Redis)
+  QC_AMQP_URL            RabbitMQ, e.g. amqp://qc:…@mq:5672/   (conversation + ticket events)
+  QC_RASA_EVENTS_QUEUE   queue for Rasa's conversation events (default qc_rasa_events)
+  QC_EVENTS_EXCHANGE     our ticket + notification events (topic exchange, default qc.events)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping, Optional
+from urllib.parse import unquote, urlsplit
+
+PROFILE_ENV = "QC_PROFILE"
+PRODUCTION = "production"
+
+
+class ProfileError(ValueError):
+    """The production profile is on but a setting is missing or malformed."""
+
+
+def is_production(env: Optional[Mapping[str, str]] = None) -> bool:
+    env = os.environ if env is None else env
+    return (env.get(PROFILE_ENV) or "").strip().lower() == PRODUCTION
+
+
+def _require(env: Mapping[str, str], name: str, schemes: tuple) -> str:
+    value = (env.get(name) or "").strip()
+    if not value:
+        raise ProfileError(f"{PROFILE_ENV}=production needs {name} (see README, Production)")
+    if urlsplit(value).scheme.split("+")[0] not in schemes:
+        raise ProfileError(f"{name} must be a {' or '.join(schemes)} URL")
+    return value
+
+
+@dataclass(frozen=True)
+class ProductionSettings:
+    database_url: str
+    tracker_url: str
+    tracker_schema: Optional[str]
+    redis_url: str
+    lock_prefix: Optional[str]
+    amqp_url: str
+    rasa_events_queue: str
+    events_exchange: str
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "ProductionSettings":
+        env = os.environ if env is None else env
+        prefix = (env.get("QC_LOCK_PREFIX") or "").strip() or None
+        if prefix is not None and not prefix.isalnum():
+            raise ProfileError("QC_LOCK_PREFIX must be alphanumeric (Rasa's rule for lock key prefixes)")
+        return cls(
+            database_url=_require(env, "QC_DATABASE_URL", ("postgresql",)),
+            tracker_url=_require(env, "QC_TRACKER_DB_URL", ("postgresql",)),
+            tracker_schema=(env.get("QC_TRACKER_DB_SCHEMA") or "").strip() or None,
+            redis_url=_require(env, "QC_REDIS_URL", ("redis",)),
+            lock_prefix=prefix,
+            amqp_url=_require(env, "QC_AMQP_URL", ("amqp",)),
+            rasa_events_queue=(env.get("QC_RASA_EVENTS_QUEUE") or "qc_rasa_events").strip(),
+            events_exchange=(env.get("QC_EVENTS_EXCHANGE") or "qc.events").strip(),
+        )
+
+
+def _q(value: object) -> str:
+    """A YAML double-quoted scalar (hosts and names come from the environment)."""
+    text = str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None,
+                   embedded_tracker_db: Optional[str] = None) -> str:
+    """The Rasa endpoints file for this environment: the action server always; in the
+    production profile also the tracker store, lock store and event broker. Passwords
+    appear as ${VAR} references only (see rasa_env for the variables). Embedded profile:
+    trackers in the SQLite file `embedded_tracker_db` when given, else in memory."""
+    lines = ["action_endpoint:", f"  url: {_q(action_url)}"]
+    if not is_production(env):
+        if embedded_tracker_db:
+            # not in memory: a model swapped in through PUT /model (the console's 启用) gets a
+            # fresh agent, and conversations in progress must go on with it
+            lines += ["tracker_store:", "  type: SQL", "  dialect: sqlite", f"  db: {_q(embedded_tracker_db)}"]
+        return "\n".join(lines) + "\n"
+    s = ProductionSettings.from_env(env)
+    t = urlsplit(s.tracker_url)
+    lines += [
+        "tracker_store:",
+        # Rasa's SQL tracker store that rides out a restart and never falls back to
+        # memory quietly (see bot/trackerstore.py).
+        "  type: bot.trackerstore.ResilientSQLTrackerStore",
+        "  dialect: postgresql",
+        f"  url: {_q(t.hostname or '127.0.0.1')}",
+        f"  port: {t.port or 5432}",
+        f"  db: {_q(unquote(t.path.lstrip('/')) or 'qingcheng_tracker')}",
+    ]
+    if t.username:
+        lines.append(f"  username: {_q(unquote(t.username))}")
+    if t.password:
+        lines.append('  password: ${QC_TRACKER_DB_PASSWORD}')
+    r = urlsplit(s.redis_url)
+    lines += [
+        "lock_store:",
+        # Rasa's RedisLockStore with atomic ticket changes (see bot/lockstore.py).
+        "  type: bot.lockstore.AtomicRedisLockStore",
+        f"  url: {_q(r.hostname or '127.0.0.1')}",
+        f"  port: {r.port or 6379}",
+        f"  db: {int(r.path.lstrip('/') or 1)}",
+    ]
+    if r.username:
+        lines.append(f"  username: {_q(unquote(r.username))}")
+    if r.password:
+        lines.append('  password: ${QC_REDIS_PASSWORD}')
+    if s.lock_prefix:
+        lines.append(f"  key_prefix: {_q(s.lock_prefix)}")
+    a = urlsplit(s.amqp_url)
+    lines += [
+        "event_broker:",
+        "  type: pika",
+        f"  url: {_q(a.hostname or '127.0.0.1')}",
+        f"  port: {a.port or 5672}",
+        f"  username: {_q(unquote(a.username or 'guest'))}",
+        '  password: ${QC_AMQP_PASSWORD}',
+        "  queues:",
+        f"    - {_q(s.rasa_events_queue)}",
+        # Rasa keeps events it could not publish and sends them when RabbitMQ is back.
+        "  should_keep_unpublished_messages: true",
+        "  raise_on_failure: false",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def rasa_env(env: Optional[Mapping[str, str]] = None) -> dict:
+    """Variables the Rasa server needs besides the endpoints file: the passwords the file
+    refers to, and the tracker schema (Rasa reads POSTGRESQL_SCHEMA)."""
+    env = os.environ if env is None else env
+    if not is_production(env):
+        return {}
+    s = ProductionSettings.from_env(env)
+    out = {
+        "QC_TRACKER_DB_PASSWORD": unquote(urlsplit(s.tracker_url).password or ""),
+        "QC_REDIS_PASSWORD": unquote(urlsplit(s.redis_url).password or ""),
+        "QC_AMQP_PASSWORD": unquote(urlsplit(s.amqp_url).password or "guest"),
+    }
+    if s.tracker_schema:
+        out["POSTGRESQL_SCHEMA"] = s.tracker_schema
+    return out

@@ -1,0 +1,94 @@
+"""The production profile's generated Rasa endpoints file (bot/production.py)."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from bot.production import ProfileError, endpoints_yaml, rasa_env
+
+ENV = {
+    "QC_PROFILE": "production",
+    "QC_DATABASE_URL": "postgresql://qc:tickets-pw@db.internal:5433/qingcheng",
+    "QC_TRACKER_DB_URL": "postgresql://qc:tr%40cker@db.internal:5433/qingcheng_tracker",
+    "QC_TRACKER_DB_SCHEMA": "rasa",
+    "QC_REDIS_URL": "redis://:redis-pw@cache.internal:6380/2",
+    "QC_LOCK_PREFIX": "qingcheng",
+    "QC_AMQP_URL": "amqp://mq-user:mq-pw@mq.internal:5673/",
+}
+
+
+def test_embedded_default_is_the_action_endpoint_only():
+    text = endpoints_yaml("http://127.0.0.1:5055/webhook", {})
+    assert yaml.safe_load(text) == {"action_endpoint": {"url": "http://127.0.0.1:5055/webhook"}}
+    assert rasa_env({}) == {}
+
+
+def test_production_moves_every_store_and_keeps_passwords_out_of_the_file():
+    text = endpoints_yaml("http://10.0.0.10:8081/webhook", ENV)
+    for secret in ("tickets-pw", "tr@cker", "tr%40cker", "redis-pw", "mq-pw"):
+        assert secret not in text
+    doc = yaml.safe_load(text)  # plain YAML: ${VAR} stays a string until Rasa reads it
+    assert doc == {
+        "action_endpoint": {"url": "http://10.0.0.10:8081/webhook"},
+        "tracker_store": {"type": "bot.trackerstore.ResilientSQLTrackerStore", "dialect": "postgresql",
+                          "url": "db.internal", "port": 5433, "db": "qingcheng_tracker", "username": "qc",
+                          "password": "${QC_TRACKER_DB_PASSWORD}"},
+        "lock_store": {"type": "bot.lockstore.AtomicRedisLockStore", "url": "cache.internal", "port": 6380, "db": 2,
+                       "password": "${QC_REDIS_PASSWORD}", "key_prefix": "qingcheng"},
+        "event_broker": {"type": "pika", "url": "mq.internal", "port": 5673, "username": "mq-user",
+                         "password": "${QC_AMQP_PASSWORD}", "queues": ["qc_rasa_events"],
+                         "should_keep_unpublished_messages": True, "raise_on_failure": False},
+    }
+    assert rasa_env(ENV) == {"QC_TRACKER_DB_PASSWORD": "tr@cker", "QC_REDIS_PASSWORD": "redis-pw",
+                             "QC_AMQP_PASSWORD": "mq-pw", "POSTGRESQL_SCHEMA": "rasa"}
+
+
+def test_rasa_reads_the_file_with_the_passwords_from_the_environment(tmp_path, monkeypatch):
+    from rasa.core.utils import read_endpoints_from_path
+
+    path = tmp_path / "endpoints.yml"
+    path.write_text(endpoints_yaml("http://127.0.0.1:5055/webhook", ENV), encoding="utf-8")
+    for k, v in rasa_env(ENV).items():
+        monkeypatch.setenv(k, v)
+    endpoints = read_endpoints_from_path(str(path))
+    assert endpoints.tracker_store.kwargs["password"] == "tr@cker"
+    assert endpoints.lock_store.kwargs["password"] == "redis-pw"
+    assert endpoints.event_broker.kwargs["password"] == "mq-pw"
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("QC_TRACKER_DB_URL", "", "needs QC_TRACKER_DB_URL"),
+    ("QC_REDIS_URL", "http://cache", "QC_REDIS_URL must be a redis URL"),
+    ("QC_DATABASE_URL", "sqlite:///x.db", "QC_DATABASE_URL must be a postgresql URL"),
+    ("QC_LOCK_PREFIX", "qc-1", "alphanumeric"),
+])
+def test_a_missing_or_wrong_setting_is_refused_by_name(name, value, message):
+    with pytest.raises(ProfileError, match=message):
+        endpoints_yaml("http://x/webhook", {**ENV, name: value})
+
+
+def test_shipped_nginx_config_is_what_the_generator_writes():
+    """deploy/nginx/qingcheng.conf is the generator's output for the README's example hosts
+    (regenerate it with the command in the README when bot/cluster.py changes)."""
+    from bot.cluster import nginx_conf
+    from bot.gazetteer import REPO_ROOT
+
+    expected = nginx_conf("0.0.0.0:80", "10.0.0.10:8081", ["10.0.0.21:5005", "10.0.0.22:5005"],
+                          ["10.0.0.21:5055", "10.0.0.22:5055"], ["10.0.0.30:8080"], prefix=None, user="www-data")
+    assert (REPO_ROOT / "deploy" / "nginx" / "qingcheng.conf").read_text(encoding="utf-8") == expected
+
+
+def test_systemd_units_run_commands_that_exist():
+    import re
+
+    from bot.cli import main
+    from bot.gazetteer import REPO_ROOT
+
+    units = sorted((REPO_ROOT / "deploy" / "systemd").glob("*.service"))
+    assert [u.name for u in units] == ["qingcheng-actions@.service", "qingcheng-rasa@.service", "qingcheng-web.service"]
+    commands = {m for u in units for m in re.findall(r"python -m bot ([a-z-]+)", u.read_text(encoding="utf-8"))}
+    assert commands == {"run-rasa", "prepare-store"}
+    for command in commands:
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
