@@ -123,7 +123,7 @@ shell: train
 	@$(RASA) run actions --port $(ACTIONS_PORT) --actions actions > var/actions.log 2>&1 & pid=$$!; \
 	  trap "kill $$pid" EXIT; sleep 5; $(RASA) shell --endpoints endpoints.yml
 
-test: train widget console-assets nginx-deps
+test: train widget console-assets nginx-deps browser-deps
 	bash scripts/test.sh
 
 # Understanding, routing and speed against the alternatives → bench/results/ (report.md,

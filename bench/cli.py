@@ -45,14 +45,16 @@ class Settings:
     parse_texts: Optional[int]  # None: every split text
     time_our_training: bool
     wechat_senders: int  # WeChat senders at once (the 5-second window)
+    retraining: bool  # time the console's full retraining (validate + train + evaluate) on the shipped data
+    cluster_residents: Optional[int]  # production cluster, 1 then 2 instances behind nginx; None: not run
 
 
 # The stock peer's DIET costs ~30 s an epoch on 2 cores with this data (about an hour for its
 # 100 epochs, during which one core is free): its model for the split and serving keeps the 100
 # epochs; the cross-validation folds train it with 20 on the other core, which ends about when
 # the 100-epoch model does. `--stock-cv-epochs 100` is the faithful CV, some five hours more.
-FULL = Settings("full", None, 5, None, None, 20, False, False, ((1, 20), (10, 4), (50, 2)), 2, None, True, 20)
-QUICK = Settings("quick", 20, 2, 150, 2, 2, True, True, ((1, 1), (2, 1)), 1, 20, False, 3)
+FULL = Settings("full", None, 5, None, None, 20, False, False, ((1, 20), (10, 4), (50, 2)), 2, None, True, 20, True, 50)
+QUICK = Settings("quick", 20, 2, 150, 2, 2, True, True, ((1, 1), (2, 1)), 1, 20, False, 3, False, None)
 
 
 class Log:
@@ -161,6 +163,13 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
         if not have_model:
             model = fresh
     our_model = model or latest_model()
+    if settings.retraining:
+        log("retraining as an admin starts it (bot/retraining: rasa data validate, rasa train, evaluation on the split) …")
+        from bot.retraining.benchmark import full_retraining
+
+        results["retraining"] = full_retraining(work / "retraining")
+        r = results["retraining"]
+        log(f"  validate {r['validate_s']} s + train {r['train_s']} s + evaluate {r['evaluate_s']} s = {r['total_s']} s")
     results["our_model"] = str(our_model.relative_to(REPO_ROOT) if our_model.is_relative_to(REPO_ROOT) else our_model)
 
     # --- the data ---------------------------------------------------------------------------------
@@ -295,6 +304,13 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
     w = results["wechat"]
     log(f"  {w['within_5s']}/{w['messages']} answered within 5 s ({w['passive']} passive, {w['async']} async, "
         f"{w['lost']} lost, {w['error']} errors)")
+    if settings.cluster_residents:
+        log(f"production cluster (PostgreSQL, Redis, RabbitMQ, nginx): {settings.cluster_residents} residents at once, "
+            "1 then 2 instances …")
+        from bench.cluster import run_cluster_bench
+
+        results["cluster"] = run_cluster_bench(settings.cluster_residents, (1, 2), model=str(our_model),
+                                               work_dir=work / "cluster", log=log)
     for concurrency, _ in settings.levels:
         by_system = {s: latencies[s].get(concurrency, []) for s in latencies}
         results["plots"].append(latency_plot(concurrency, by_system, out / f"latency_n{concurrency}.png", LABELS).name)

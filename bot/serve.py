@@ -32,8 +32,11 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> bool:
 
 
 def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, log_dir: Path = REPO_ROOT / "var",
-                api_token: Optional[str] = None, env: Optional[dict] = None) -> List[subprocess.Popen]:
-    """Start both servers (used by `serve` and by the end-to-end tests)."""
+                api_token: Optional[str] = None, env: Optional[dict] = None,
+                sqlite_trackers: bool = True) -> List[subprocess.Popen]:
+    """Start both servers (used by `serve` and by the end-to-end tests). Embedded profile:
+    trackers in `log_dir`/trackers-<port>.db, or in Rasa's default in-memory store when
+    `sqlite_trackers` is false (the benchmark's stock peer)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     from bot.production import endpoints_yaml, rasa_env
 
@@ -42,7 +45,7 @@ def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, 
     rasa = str(VENV_BIN / "rasa")
     endpoints = log_dir / f"endpoints-{rasa_port}.yml"
     endpoints.write_text(endpoints_yaml(f"http://127.0.0.1:{actions_port}/webhook", env,
-                                        embedded_tracker_db=str(log_dir / f"trackers-{rasa_port}.db")),
+                                        embedded_tracker_db=str(log_dir / f"trackers-{rasa_port}.db") if sqlite_trackers else None),
                          encoding="utf-8")
     actions_cmd = [rasa, "run", "actions", "--port", str(actions_port), "--actions", "actions"]
     rasa_cmd = [rasa, "run", "-i", "127.0.0.1", "--port", str(rasa_port), "--credentials", "credentials.yml",
