@@ -260,6 +260,25 @@ class Cluster:
         if not _wait_http(self._health(name), timeout, proc):
             raise RuntimeError(f"{name} did not start; see {self.work_dir / (name + '.log')}")
 
+    def wait_actions_reachable(self, timeout: float = 30) -> None:
+        """After action servers come back, nginx still treats them as failed for up to
+        fail_timeout: wait until the internal proxy reaches one (a GET on /webhook is
+        then the action server's 405, not the proxy's "all action servers down" 200)."""
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.internal_port}/webhook", timeout=3):
+                    pass  # 200: the proxy's own "down" answer
+            except urllib.error.HTTPError:
+                return  # an action server answered
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"no action server reachable through the proxy after {timeout:.0f} s")
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Fault injection: kill one process (and its children) without warning."""
         proc = self.procs[name]

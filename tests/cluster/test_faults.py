@@ -93,6 +93,7 @@ def test_all_action_servers_down_at_submission_then_retry(cluster, production_en
             finally:
                 cluster.start_process("actions-1")
                 cluster.start_process("actions-2")
+                cluster.wait_actions_reachable()  # past nginx's fail_timeout: the resident retries later
             # The resident goes on: "提交" as told, then answers whatever is asked.
             message, texts = "提交", []
             for _ in range(8):

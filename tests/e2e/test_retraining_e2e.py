@@ -223,7 +223,8 @@ def test_the_pages_in_a_browser(small_stack, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from tests.e2e.test_console_browser import CHROMIUM, CHROMIUM_ARGS, _screenshot, _wait
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.e2e.test_console_browser import _screenshot, _wait
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (make browser-deps)")

@@ -10,6 +10,8 @@ filing needs an api_key; the widget is public, its upload needs the widget's hea
 
 from __future__ import annotations
 
+import os
+
 import io
 from typing import Any
 
@@ -95,6 +97,17 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/console/users/{username}/password"): console_page(200, denied=NOT_ADMIN),
     ("POST", "/console/users/{username}/active"): console_page(303, denied=NOT_ADMIN),
     ("POST", "/console/api-keys"): console_page(400, denied=NOT_ADMIN),  # no name: refused with a message
+    # retraining: admins only; ids that do not exist, and a training already running (the world holds the lock)
+    ("GET", "/console/retraining"): console_page(200, denied=NOT_ADMIN),
+    ("POST", "/console/retraining/items/{item_id}/accept"): console_page(404, denied=NOT_ADMIN),
+    ("POST", "/console/retraining/items/{item_id}/reject"): console_page(404, denied=NOT_ADMIN),
+    ("POST", "/console/retraining/places"): console_page(400, denied=NOT_ADMIN),  # empty form
+    ("POST", "/console/retraining/train"): console_page(409, denied=NOT_ADMIN),  # one training at a time
+    ("GET", "/console/retraining/models"): console_page(200, denied=NOT_ADMIN),
+    ("GET", "/console/retraining/models/{model_id}"): console_page(404, denied=NOT_ADMIN),
+    ("GET", "/console/retraining/models/{model_id}/confusion.png"): console_page(404, denied=NOT_ADMIN),
+    ("POST", "/console/retraining/models/{model_id}/activate"): console_page(404, denied=NOT_ADMIN),
+    ("POST", "/console/retraining/rollback"): console_page(409, denied=NOT_ADMIN),  # nothing to roll back to
 }
 
 
@@ -126,6 +139,11 @@ class World:
             "/console/outbox/{message_id}/retry": "/console/outbox/999999/retry",
             "/console/users/{username}/password": "/console/users/victim/password",
             "/console/users/{username}/active": "/console/users/victim/active",
+            "/console/retraining/items/{item_id}/accept": "/console/retraining/items/999999/accept",
+            "/console/retraining/items/{item_id}/reject": "/console/retraining/items/999999/reject",
+            "/console/retraining/models/{model_id}": "/console/retraining/models/999999",
+            "/console/retraining/models/{model_id}/confusion.png": "/console/retraining/models/999999/confusion.png",
+            "/console/retraining/models/{model_id}/activate": "/console/retraining/models/999999/activate",
         }
         return paths.get(canonical, canonical)
 
@@ -156,6 +174,11 @@ async def _world(client: TestClient, engine: Engine) -> World:
     up = await client.post("/widget/upload", data={"file": png_bytes()}, headers={UPLOAD_HEADER: "1"})
     assert up.status == 201
     w.values["photo"] = (await up.json())["id"]
+    # a training "running" in this very process: POST /console/retraining/train must not start another
+    from bot.retraining.trainer import acquire_lock
+
+    with engine.begin() as conn:
+        acquire_lock(conn, 0, os.getpid(), now())
     return w
 
 
