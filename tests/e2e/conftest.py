@@ -14,6 +14,14 @@ from bot.storage.engine import make_engine
 from tests.e2e.chat import TOKEN, Stack
 
 
+def wait_http(url: str, proc, timeout: float = 60) -> None:
+    """bot.serve's start-up wait, raising: the test's own server must answer or the test stops."""
+    from bot.serve import _wait_http
+
+    if not _wait_http(url, timeout, proc):
+        raise RuntimeError(f"{url} did not answer" if proc.poll() is None else f"server exited with {proc.returncode}")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +28,7 @@ from bot.console.uow import ConsoleUnitOfWork
 from bot.gazetteer import REPO_ROOT
 from bot.storage.tables import ticket_events, tickets
 from tests.e2e.chat import TOKEN, Chat, Stack
-from tests.e2e.conftest import CHROMIUM, _free_port
+from tests.e2e.conftest import CHROMIUM, _free_port, wait_http
 
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 PASSWORD = "grid-worker-password"
@@ -39,18 +38,6 @@ sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed (make browser-deps)")
 
-
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"web server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except Exception:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +60,7 @@ def console(stack: Stack, tmp_path_factory):
         proc = subprocess.Popen([sys.executable, "-m", "bot.web.app"], cwd=REPO_ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait(f"http://127.0.0.1:{port}/health", proc)
+        wait_http(f"http://127.0.0.1:{port}/health", proc)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

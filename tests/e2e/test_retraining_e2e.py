@@ -223,8 +223,8 @@ def test_the_pages_in_a_browser(small_stack, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-    from tests.e2e.test_console_browser import _screenshot, _wait
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, wait_http
+    from tests.e2e.test_console_browser import _screenshot
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (make browser-deps)")
@@ -250,7 +250,7 @@ def test_the_pages_in_a_browser(small_stack, tmp_path: Path) -> None:
                                 stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(f"{base}/health", proc)
+        wait_http(f"{base}/health", proc)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:

@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 import zlib
 import struct
@@ -31,7 +30,7 @@ from sqlalchemy import select
 from bot.gazetteer import REPO_ROOT
 from bot.storage.tables import ticket_reports, tickets
 from tests.e2e.chat import Stack
-from tests.e2e.conftest import CHROMIUM, _free_port
+from tests.e2e.conftest import CHROMIUM, _free_port, wait_http
 
 TICKET = re.compile(r"QC-\d{6}-\d{4}")
 SCREENSHOT = REPO_ROOT / "docs" / "screenshots" / "widget-phone.png"
@@ -41,18 +40,6 @@ sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed (apt install chromium)")
 
-
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"web server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except Exception:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +57,7 @@ def web(stack: Stack, tmp_path_factory):
         proc = subprocess.Popen([sys.executable, "-m", "bot.web.app"], cwd=REPO_ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait(f"http://127.0.0.1:{port}/health", proc)
+        wait_http(f"http://127.0.0.1:{port}/health", proc)
         yield {"url": f"http://127.0.0.1:{port}", "uploads": tmp / "uploads", "tmp": tmp}
     finally:
         proc.terminate()
