@@ -50,6 +50,7 @@ class _Features:
         self.chars = TfidfVectorizer(analyzer="char", ngram_range=tuple(char_range), sublinear_tf=True, lowercase=False)
         self.words = TfidfVectorizer(analyzer=lambda ws: _ngrams(ws, tuple(word_range)), sublinear_tf=True, lowercase=False)
         self.word_range = tuple(word_range)
+        self._fast: Optional[tuple] = None  # per vectoriser: (analyser, vocabulary, idf, column offset)
 
     def fit_transform(self, texts: List[str], words: List[List[str]]):
         from scipy.sparse import hstack
@@ -60,6 +61,33 @@ class _Features:
         from scipy.sparse import hstack
 
         return hstack([self.chars.transform(texts), self.words.transform(words)]).tocsr()
+
+    def transform_one(self, text: str, words: List[str]):
+        """(feature indices, values) of one message: the row `transform` gives, without
+        scipy and without TfidfVectorizer's per-call checks (sklearn recomputes `idf_` from
+        a sparse diagonal on every transform: ~1.5 ms of a ~2 ms parse)."""
+        if self._fast is None:
+            self._fast = tuple((vec.build_analyzer(), vec.vocabulary_, np.asarray(vec.idf_, dtype=np.float64), offset)
+                               for vec, offset in ((self.chars, 0), (self.words, len(self.chars.vocabulary_))))
+        indices: List[int] = []
+        values: List[np.ndarray] = []
+        for (analyse, vocab, idf, offset), doc in zip(self._fast, (text, words)):
+            counts: Dict[int, int] = {}
+            for gram in analyse(doc):
+                j = vocab.get(gram)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            if not counts:
+                continue
+            idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+            v = (np.log(tf) + 1.0) * idf[idx]  # sublinear_tf, then idf, then l2 per vectoriser
+            v /= np.sqrt(np.dot(v, v))
+            indices.append(idx + offset)
+            values.append(v)
+        if not indices:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        return np.concatenate(indices), np.concatenate(values)
 
     # plain-data persistence
     def to_dict(self) -> Dict[str, Any]:
@@ -144,12 +172,14 @@ class CharNgramIntentClassifier(GraphComponent, IntentClassifier):
         return cls(config, model_storage, resource, features, arrays["coef"], arrays["intercept"], meta["classes"])
 
     def predict_proba(self, messages: List[Message]) -> np.ndarray:
-        texts = [masked_text(m.get(TEXT), m.get(LOCATION_SPANS)) for m in messages]
-        x = self.features.transform(texts, [message_words(m) for m in messages])
         if self._coef_t is None or self._coef_t[0] is not self.coef:
-            # sparse @ dense copies a non-contiguous operand on every call (~1 ms here): transpose once
+            # one row of weights per feature, contiguous: a message's score is a weighted sum of rows
             self._coef_t = (self.coef, np.ascontiguousarray(self.coef.T))
-        scores = x @ self._coef_t[1] + self.intercept
+        weights = self._coef_t[1]
+        scores = np.empty((len(messages), len(self.classes)))
+        for i, m in enumerate(messages):
+            idx, val = self.features.transform_one(masked_text(m.get(TEXT), m.get(LOCATION_SPANS)), message_words(m))
+            scores[i] = val @ weights[idx] + self.intercept
         scores -= scores.max(axis=1, keepdims=True)
         p = np.exp(scores)
         return p / p.sum(axis=1, keepdims=True)

@@ -19,7 +19,8 @@ ENV = {
 
 def test_embedded_default_is_the_action_endpoint_only():
     text = endpoints_yaml("http://127.0.0.1:5055/webhook", {})
-    assert yaml.safe_load(text) == {"action_endpoint": {"url": "http://127.0.0.1:5055/webhook"}}
+    assert yaml.safe_load(text) == {"action_endpoint": {"url": "http://127.0.0.1:5055/webhook",
+                                                      "enable_selective_domain": True}}
     assert rasa_env({}) == {}
 
 
@@ -29,7 +30,7 @@ def test_production_moves_every_store_and_keeps_passwords_out_of_the_file():
         assert secret not in text
     doc = yaml.safe_load(text)  # plain YAML: ${VAR} stays a string until Rasa reads it
     assert doc == {
-        "action_endpoint": {"url": "http://10.0.0.10:8081/webhook"},
+        "action_endpoint": {"url": "http://10.0.0.10:8081/webhook", "enable_selective_domain": True},
         "tracker_store": {"type": "bot.trackerstore.ResilientSQLTrackerStore", "dialect": "postgresql",
                           "url": "db.internal", "port": 5433, "db": "qingcheng_tracker", "username": "qc",
                           "password": "${QC_TRACKER_DB_PASSWORD}"},

@@ -97,3 +97,50 @@ def test_event_types_resolve_as_rasa_resolves_them():
     assert Event.resolve_by_type("no_such_event", default=Event) is Event
     with pytest.raises(ValueError, match="Unknown event name 'no_such_event'"):
         Event.resolve_by_type("no_such_event")
+
+
+# --- EndpointConfig.request on one kept-alive session ----------------------------------
+
+
+def test_endpoint_requests_share_one_connection_and_keep_rasas_results():
+    import asyncio
+
+    from aiohttp import web
+    from rasa.utils.endpoints import ClientResponseError, EndpointConfig
+
+    peers, seen = set(), []
+
+    async def webhook(request: web.Request) -> web.Response:
+        peers.add(request.transport.get_extra_info("peername"))
+        seen.append((request.method, request.path_qs, request.headers.get("X-Bot"), await request.json()))
+        if request.query.get("fail"):
+            return web.Response(status=400, text="bad")
+        if request.query.get("plain"):
+            return web.Response(text="ok")
+        return web.json_response({"events": [], "echo": (await request.json())["n"]})
+
+    async def main():
+        app = web.Application()
+        app.router.add_route("*", "/webhook", webhook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        endpoint = EndpointConfig(f"http://127.0.0.1:{port}/webhook", headers={"X-Bot": "qc"}, token="t0k")
+        try:
+            answers = [await endpoint.request(json={"n": i}, method="post", timeout=5) for i in range(5)]
+            with pytest.raises(ClientResponseError) as failed:
+                await endpoint.request(json={"n": 9}, params={"fail": "1"})
+            plain = await endpoint.request(json={"n": 10}, params={"plain": "1"})
+        finally:
+            await endpoint._qc_session[1].close()
+            await runner.cleanup()
+        return answers, failed.value, plain
+
+    answers, failed, plain = asyncio.run(main())
+    assert [a["echo"] for a in answers] == [0, 1, 2, 3, 4]
+    assert failed.status == 400 and failed.text == b"bad"
+    assert plain is None  # not JSON: None, as Rasa's own request returns
+    assert seen[0] == ("POST", "/webhook?token=t0k", "qc", {"n": 0})
+    assert len(seen) == 7 and len(peers) == 1  # seven requests, one TCP connection
