@@ -297,6 +297,10 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
         results["served"][system] = {"runs": r.runs, "parse": r.parse, "rss_mb": r.rss_mb, "tickets": r.tickets,
                                      "startup_s": r.startup_s}
         latencies[system] = r.latencies
+    log("speed: the smallest bot Rasa serves (2 intents, 2 rules, no custom action), Rasa as shipped …")
+    from bench.floor import run_floor
+
+    results["floor"] = run_floor(settings.levels, work / "floor", log=log)
     log(f"WeChat channel: {settings.wechat_senders} senders at once, signed and encrypted, against the stand-in …")
     from bench import wechat
 

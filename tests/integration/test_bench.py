@@ -77,3 +77,15 @@ def test_quick_run_measured_the_wechat_window(quick_run):
     assert (w["lost"], w["error"]) == (0, 0), w
     assert "## WeChat: the 5-second window" in (out / "report.md").read_text(encoding="utf-8")
     assert "WeChat (5-second window)" in stdout
+
+
+def test_quick_run_measured_the_smallest_rasa_bot_as_yardstick(quick_run):
+    from bench.report import FLOOR_LABEL
+
+    out, stdout = quick_run
+    floor = json.loads((out / "results.json").read_text(encoding="utf-8"))["floor"]
+    # levels (1, 1) and (2, 1): 4 turns per conversation, every reply answered
+    assert [(r["concurrency"], r["turns"], r["errors"]) for r in floor["runs"]] == [(1, 4, 0), (2, 8, 0)]
+    assert floor["train_s"] > 0
+    assert f"| {FLOOR_LABEL} | 2 |" in (out / "report.md").read_text(encoding="utf-8")
+    assert FLOOR_LABEL in stdout
