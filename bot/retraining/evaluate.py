@@ -1,6 +1,6 @@
 """Candidate against the active model: the held-out split (tests/data/test_split.jsonl,
-never trained on) and the reviewed inbox examples. Per-intent precision/recall/F1
-(scikit-learn) and a confusion-matrix picture (matplotlib, Agg)."""
+never trained on) and the reviewed inbox examples. Per-intent precision/recall/F1 and a
+confusion-matrix picture, both from bot.metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sqlalchemy.engine import Engine
+
+from bot.metrics import draw_confusion, label_scores
 
 Example = Tuple[str, str]  # (text, true label)
 
@@ -28,53 +30,17 @@ def predicted_label(parse: Dict[str, Any]) -> str:
 
 
 def scores(truth: Sequence[str], pred: Sequence[str]) -> Dict[str, Any]:
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
-
-    if not truth:
+    """bot.metrics.label_scores over the true labels, rounded, rows under "per_intent"."""
+    s = label_scores(truth, pred)
+    if not s["n"]:
         return {"n": 0, "accuracy": None, "macro_f1": None, "per_intent": {}}
-    labels = sorted(set(truth))
-    p, r, f, s = precision_recall_fscore_support(truth, pred, labels=labels, zero_division=0)
     return {
-        "n": len(truth),
-        "accuracy": round(float(accuracy_score(truth, pred)), 4),
-        "macro_f1": round(float(f1_score(truth, pred, labels=labels, average="macro", zero_division=0)), 4),
-        "per_intent": {lab: {"p": round(float(p[i]), 3), "r": round(float(r[i]), 3), "f1": round(float(f[i]), 3),
-                             "support": int(s[i])} for i, lab in enumerate(labels)},
+        "n": s["n"],
+        "accuracy": round(s["accuracy"], 4),
+        "macro_f1": round(s["macro_f1"], 4),
+        "per_intent": {lab: {"p": round(v["p"], 3), "r": round(v["r"], 3), "f1": round(v["f1"], 3),
+                             "support": v["support"]} for lab, v in s["per_label"].items()},
     }
-
-
-def confusion_png(truth: Sequence[str], pred: Sequence[str], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from sklearn.metrics import confusion_matrix
-
-    labels = sorted(set(truth) | set(pred))
-    cm = confusion_matrix(truth, pred, labels=labels)
-    rows = cm.sum(axis=1, keepdims=True)
-    share = np.divide(cm, rows, out=np.zeros_like(cm, dtype=float), where=rows > 0)
-    size = max(6.0, 0.36 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            if cm[i, j]:
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if share[i, j] > 0.6 else "black")
-    ax.set_xticks(range(len(labels)))
-    ax.set_yticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)  # ASCII codes: no CJK font needed
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
 
 
 def evaluate_model(archive: Path, split: Sequence[Example], reviewed: Sequence[Example],
@@ -90,7 +56,7 @@ def evaluate_model(archive: Path, split: Sequence[Example], reviewed: Sequence[E
         "reviewed": scores([y for _, y in reviewed], reviewed_pred),
     }
     if picture is not None and split:
-        confusion_png([y for _, y in split], split_pred, picture, title)
+        draw_confusion([y for _, y in split], split_pred, picture, title)
         out["confusion_png"] = str(picture)
     return out
 
