@@ -7,7 +7,8 @@
                    /                      → Rasa HTTP API (the console's notices to residents)
     rasa-1..n      tracker store PostgreSQL, lock store Redis, events to RabbitMQ
     actions-1..n   ticket store PostgreSQL
-    web            console + notifier (outbox → Rasa, ticket events → RabbitMQ)
+    web            console + notifier (outbox → Rasa, ticket events → RabbitMQ);
+                   a retrained model is activated on rasa-1..n directly (QC_RASA_MODEL_URLS)
 
 The same layout on separate hosts: deploy/ (systemd units, nginx template) and the
 README's "Production" section. Tests and the benchmark start it with random ports
@@ -250,13 +251,19 @@ class Cluster:
             return f"http://127.0.0.1:{self.web_port}/health"
         return f"{self.proxy_url}/health"
 
-    def start_process(self, name: str, timeout: float = 240) -> None:
-        """(Re)start one process and wait until it answers."""
+    def process_env(self, name: str) -> Dict[str, str]:
+        """The environment one process starts with. The web server reaches Rasa's HTTP API
+        through the internal proxy (one server per request), but activating a retrained
+        model must reach every Rasa server: QC_RASA_MODEL_URLS lists them directly."""
         env = self._env()
         if name == "web":
             env.update({"QC_WEB_PORT": str(self.web_port), "QC_RASA_URL": f"http://127.0.0.1:{self.internal_port}",
-                        "QC_RASA_TOKEN": self.api_token})
-        proc = self._spawn(name, self._command(name), env)
+                        "QC_RASA_MODEL_URLS": ",".join(self.rasa_urls), "QC_RASA_TOKEN": self.api_token})
+        return env
+
+    def start_process(self, name: str, timeout: float = 240) -> None:
+        """(Re)start one process and wait until it answers."""
+        proc = self._spawn(name, self._command(name), self.process_env(name))
         if not _wait_http(self._health(name), timeout, proc):
             raise RuntimeError(f"{name} did not start; see {self.work_dir / (name + '.log')}")
 

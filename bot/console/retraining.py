@@ -212,7 +212,7 @@ async def model_page(request: web.Request, status: int = 200, error: str = "", d
     return await render(
         request, "retraining_model.html", status=status, m=model, metrics=metrics, rows=rows, blocked=blocked,
         log=log, running=running, error=error, labels=STATUS_LABELS, margin=settings.margin,
-        done=done or {"activated": "已启用：正在运行的 Rasa 服务器已换用这个模型（未重启，进行中的对话不受影响）。",
+        done=done or {"activated": "已启用：正在运行的每个 Rasa 服务器都已换用这个模型（未重启，进行中的对话不受影响）。",
                       "rollback": "已回退到上一个模型。"}.get(request.query.get("done", ""), ""),
         title=f"模型 #{model_id}",
     )

@@ -7,14 +7,17 @@ The run itself is a separate process (`python -m bot.retraining.job`): `rasa dat
 validate`, `rasa train` from the repository root with telemetry off, then an
 evaluation of the candidate and of the active model on the held-out split plus the
 reviewed inbox examples. Nothing touches the active model until an admin activates the
-candidate, which loads it into the running Rasa server through its HTTP API
+candidate, which loads it into every running Rasa server through its HTTP API
 (PUT /model: no restart; trackers live in the tracker store, so conversations go on).
+Behind a proxy (the production cluster) QC_RASA_URL reaches only one of the servers:
+QC_RASA_MODEL_URLS names each of them, and an activation is all of them or none.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -37,6 +40,9 @@ from bot.retraining.tables import model_registry, training_lock
 
 LOCK_NAME = "train"
 VENV_BIN = Path(sys.executable).parent
+LOAD_TIMEOUT = 30.0  # seconds one Rasa server gets to load a model (PUT /model answers once it has)
+
+log = logging.getLogger(__name__)
 
 
 def now_utc() -> datetime:
@@ -55,6 +61,7 @@ class RetrainSettings:
     test_split: Path = REPO_ROOT / "tests" / "data" / "test_split.jsonl"
     margin: float = 0.01  # QC_RETRAIN_MARGIN: allowed drop of split accuracy (0.01 = 1 point)
     rasa_url: str = "http://127.0.0.1:5005"  # QC_RASA_URL
+    rasa_model_urls: str = ""  # QC_RASA_MODEL_URLS: every Rasa server, comma-separated ("" → rasa_url alone)
     rasa_token: str = ""  # QC_RASA_TOKEN
     database_url: str = ""  # the job process's database (QC_DATABASE_URL)
 
@@ -69,9 +76,16 @@ class RetrainSettings:
             store_dir=Path(env.get("QC_MODEL_STORE") or REPO_ROOT / "var" / "models"),
             margin=float(env.get("QC_RETRAIN_MARGIN", "0.01")),
             rasa_url=env.get("QC_RASA_URL", "http://127.0.0.1:5005"),
+            rasa_model_urls=env.get("QC_RASA_MODEL_URLS", ""),
             rasa_token=env.get("QC_RASA_TOKEN", ""),
             database_url=env.get("QC_DATABASE_URL") or default_url(),
         )
+
+    def model_targets(self) -> List[str]:
+        """The Rasa servers an activation loads the model into: each of QC_RASA_MODEL_URLS
+        (blanks and repeats dropped), or QC_RASA_URL alone when that is empty."""
+        urls = [u.strip().rstrip("/") for u in self.rasa_model_urls.split(",")]
+        return list(dict.fromkeys(u for u in urls if u)) or [self.rasa_url.rstrip("/")]
 
     def to_json(self) -> str:
         return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()})
@@ -351,9 +365,28 @@ def regression(metrics: Dict[str, Any], margin: float) -> Optional[str]:
     return None
 
 
-def load_into_rasa(settings: RetrainSettings, archive: Path, timeout: float = 120.0) -> None:
-    """PUT /model on the running Rasa server: it swaps the agent; trackers stay in the store."""
-    url = settings.rasa_url.rstrip("/") + "/model"
+class RasaLoadError(RetrainError):
+    """One Rasa server did not load a model. maybe_loaded: it may still have (it got the
+    request but did not answer in time), so a rollback sends it the old model too."""
+
+    def __init__(self, message: str, server: str, maybe_loaded: bool = False) -> None:
+        super().__init__(message)
+        self.server = server
+        self.maybe_loaded = maybe_loaded
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+
+
+def load_into_rasa(settings: RetrainSettings, archive: Path, timeout: Optional[float] = None,
+                   server: Optional[str] = None) -> None:
+    """PUT /model on one running Rasa server (settings.rasa_url unless server is given): it
+    swaps the agent; trackers stay in the store. The path is sent, not the file: the server
+    must be able to read it."""
+    timeout = LOAD_TIMEOUT if timeout is None else timeout
+    base = (server or settings.rasa_url).rstrip("/")
+    url = base + "/model"
     if settings.rasa_token:
         url += "?token=" + urllib.request.quote(settings.rasa_token)
     body = json.dumps({"model_file": str(Path(archive).resolve())}).encode()
@@ -361,11 +394,60 @@ def load_into_rasa(settings: RetrainSettings, archive: Path, timeout: float = 12
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             if resp.status not in (200, 204):
-                raise RetrainError(f"Rasa 服务器拒绝加载模型（HTTP {resp.status}）")
+                raise RasaLoadError(f"Rasa 服务器（{base}）拒绝加载模型（HTTP {resp.status}）", base)
     except urllib.error.HTTPError as exc:
-        raise RetrainError(f"Rasa 服务器拒绝加载模型（HTTP {exc.code}）：{exc.read()[:300].decode('utf-8', 'replace')}") from None
+        raise RasaLoadError(f"Rasa 服务器（{base}）拒绝加载模型（HTTP {exc.code}）："
+                            f"{exc.read()[:300].decode('utf-8', 'replace')}", base) from None
     except (urllib.error.URLError, OSError) as exc:
-        raise RetrainError(f"连不上 Rasa 服务器（{settings.rasa_url}）：{exc}") from None
+        if _is_timeout(exc):
+            raise RasaLoadError(f"Rasa 服务器（{base}）在 {timeout:g} 秒内没有加载完模型", base,
+                                maybe_loaded=True) from None
+        raise RasaLoadError(f"连不上 Rasa 服务器（{base}）：{exc}", base) from None
+
+
+def _switch_back(settings: RetrainSettings, servers: Sequence[str], previous: Optional[Path]) -> List[str]:
+    """Load the previous model into servers again (best effort); the ones that did not take it."""
+    if not servers:
+        return []
+    if previous is None:
+        log.error("activation failed; no previous model to switch %s back to", ", ".join(servers))
+        return list(servers)
+    failed = []
+    for server in servers:
+        try:
+            load_into_rasa(settings, previous, server=server)
+            log.warning("activation failed; %s switched back to %s", server, previous)
+        except RetrainError as exc:
+            log.error("activation failed; %s could not be switched back to %s: %s", server, previous, exc)
+            failed.append(server)
+    return failed
+
+
+def _undone(reason: str, switched: Sequence[str], stuck: Sequence[str]) -> RetrainError:
+    """What the admin reads when an activation was undone."""
+    if stuck:
+        return RetrainError(f"{reason}\n模型没有启用，但这些 Rasa 服务器没能换回原来的模型、仍在使用新模型，"
+                            f"请检查后重试或重启它们：{'、'.join(stuck)}")
+    if switched:
+        return RetrainError(f"{reason}\n模型没有启用：已换上新模型的 Rasa 服务器（{'、'.join(switched)}）"
+                            f"已换回原来的模型。")
+    return RetrainError(f"{reason}\n模型没有启用，Rasa 服务器仍在使用原来的模型。")
+
+
+def load_everywhere(settings: RetrainSettings, archive: Path, previous: Optional[Path]) -> List[str]:
+    """Load archive into every Rasa server (settings.model_targets()), one after the other,
+    each with its own timeout. If one fails, the ones already switched get previous back
+    and the RetrainError names the server: all of them or none."""
+    switched: List[str] = []
+    for server in settings.model_targets():
+        try:
+            load_into_rasa(settings, archive, server=server)
+        except RasaLoadError as exc:
+            log.error("activation of %s failed on %s: %s", archive, server, exc)
+            undo = switched + ([server] if exc.maybe_loaded else [])
+            raise _undone(str(exc), undo, _switch_back(settings, undo, previous)) from None
+        switched.append(server)
+    return switched
 
 
 def _deploy(settings: RetrainSettings, archive: Path) -> None:
@@ -382,7 +464,8 @@ def _deploy(settings: RetrainSettings, archive: Path) -> None:
 
 
 def activate(engine: Engine, settings: RetrainSettings, model_id: int, who: str) -> Dict[str, Any]:
-    """Load a candidate (or a retired model) into the running server, then record it."""
+    """Load a candidate (or a retired model) into every running Rasa server, then record it.
+    Any server failing leaves the previous model active everywhere (and in the registry)."""
     model = get_model(engine, model_id)
     if model is None:
         raise RetrainError(f"没有模型 #{model_id}")
@@ -394,17 +477,26 @@ def activate(engine: Engine, settings: RetrainSettings, model_id: int, who: str)
         why = regression(model["metrics"] or {}, settings.margin)
         if why:
             raise RetrainError(why)
-    serving = active_path(engine, settings) if active_model(engine) is None else None
-    load_into_rasa(settings, Path(model["path"]))  # fails → nothing recorded, the old model keeps serving
-    _deploy(settings, Path(model["path"]))
-    now = now_utc()
-    if serving is not None and serving.resolve() != Path(model["path"]).resolve():
-        # the model `make train` made was serving: keep it one click away
-        register_existing(engine, serving, "models/", status="retired", at=now - timedelta(seconds=1))
-    with engine.begin() as conn:
-        conn.execute(update(model_registry).where(model_registry.c.status == "active").values(status="retired"))
-        conn.execute(update(model_registry).where(model_registry.c.id == model_id)
-                     .values(status="active", activated_at=now, activated_by=who[:64]))
+    previous = active_path(engine, settings)
+    serving = previous if active_model(engine) is None else None
+    # fails → switched servers get the previous model back, nothing recorded
+    switched = load_everywhere(settings, Path(model["path"]), previous)
+    try:
+        _deploy(settings, Path(model["path"]))
+        now = now_utc()
+        if serving is not None and serving.resolve() != Path(model["path"]).resolve():
+            # the model `make train` made was serving: keep it one click away
+            register_existing(engine, serving, "models/", status="retired", at=now - timedelta(seconds=1))
+        with engine.begin() as conn:
+            conn.execute(update(model_registry).where(model_registry.c.status == "active").values(status="retired"))
+            conn.execute(update(model_registry).where(model_registry.c.id == model_id)
+                         .values(status="active", activated_at=now, activated_by=who[:64]))
+    except Exception as exc:
+        log.exception("activation of model #%s could not be recorded", model_id)
+        if previous is not None and previous.exists() and previous.parent.resolve() == settings.deploy_dir.resolve():
+            os.utime(previous)  # a restart loads the previous model again
+        raise _undone(f"启用没能记录下来：{type(exc).__name__}: {exc}", switched,
+                      _switch_back(settings, switched, previous)) from None
     return get_model(engine, model_id) or {}
 
 

@@ -93,3 +93,19 @@ def test_systemd_units_run_commands_that_exist():
         with pytest.raises(SystemExit) as exc:
             main([command, "--help"])
         assert exc.value.code == 0
+
+
+def test_the_cluster_web_server_activates_models_on_every_rasa_server(tmp_path):
+    """The console reaches Rasa's API through the internal proxy (one server per request);
+    a retrained model must reach all of them: QC_RASA_MODEL_URLS lists each one directly."""
+    from bot.cluster import Cluster
+    from bot.retraining.trainer import RetrainSettings
+
+    cluster = Cluster(env=ENV, work_dir=tmp_path, instances=3, api_token="tok")
+    env = cluster.process_env("web")
+    assert env["QC_RASA_URL"] == f"http://127.0.0.1:{cluster.internal_port}"
+    assert env["QC_RASA_TOKEN"] == "tok"
+    assert env["QC_RASA_MODEL_URLS"].split(",") == cluster.rasa_urls
+    assert len(set(cluster.rasa_urls)) == 3 and f":{cluster.internal_port}" not in env["QC_RASA_MODEL_URLS"]
+    settings = RetrainSettings(rasa_url=env["QC_RASA_URL"], rasa_model_urls=env["QC_RASA_MODEL_URLS"])
+    assert settings.model_targets() == cluster.rasa_urls
