@@ -24,7 +24,7 @@ from bot.conversation import (
 )
 from bot.domain.model import CATEGORIES, ComplaintDraft
 from bot.locations import Resolution
-from bot.retraining.collect import collect_turn
+from bot.retraining.collect import collect_choice, collect_turn
 from bot.services.tickets import SHANGHAI, file_complaint
 
 REQUESTED_SLOT = "requested_slot"
@@ -67,6 +67,9 @@ class ValidateComplaintForm(FormValidationAction):
             guess = [{"name": slots.get("category"), "confidence": None}]
             collect_turn("deny", slots["description"], guess, tracker.sender_id,
                          (tracker.latest_message or {}).get("message_id"), {"denied": slots.get("category")})
+        if requested is None and turn.from_button and turn.intent in CATEGORIES and slots.get("pending_description"):
+            # a category button of action_clarify: the resident's label for the unsure message
+            collect_choice(tracker.sender_id, turn.intent, slots["pending_description"])
         step = _form().step(slots, requested, turn)
         if step.reject:
             return []  # not an answer: the rules handle it, then the form asks again

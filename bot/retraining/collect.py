@@ -1,6 +1,7 @@
 """Collecting from conversations (called by the actions): the write runs in the
 background with its own short timeout, so the resident's turn never waits for the
-inbox and a failed write costs the inbox one sample, never the resident a reply."""
+inbox and a failed write costs the inbox one sample, never the resident a reply.
+The same holds for the category a resident picks after an unsure turn (collect_choice)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import asyncio
 import logging
 import os
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Mapping, Optional, Set
+from typing import Any, Coroutine, Dict, List, Mapping, Optional, Set
 
-from bot.retraining.inbox import Sample, record, sample_from_parse
+from bot.retraining.inbox import Sample, record, record_choice, sample_from_parse
 from bot.text import mask_personal_data
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,16 @@ async def _guarded(sample: Sample) -> None:
         log.warning("review inbox write failed (%s) for %s", type(exc).__name__, mask_personal_data(sample.text)[:40])
 
 
-def collect(sample: Sample) -> asyncio.Task:
-    """Schedule the write and return at once."""
-    task = asyncio.get_running_loop().create_task(_guarded(sample))
+def _schedule(work: Coroutine[Any, Any, None]) -> asyncio.Task:
+    task = asyncio.get_running_loop().create_task(work)
     _pending.add(task)
     task.add_done_callback(_pending.discard)
     return task
+
+
+def collect(sample: Sample) -> asyncio.Task:
+    """Schedule the write and return at once."""
+    return _schedule(_guarded(sample))
 
 
 def collect_turn(source: str, text: str, ranking: List[Mapping[str, Any]], sender_id: str,
@@ -55,3 +60,27 @@ def collect_turn(source: str, text: str, ranking: List[Mapping[str, Any]], sende
         return None
     key = f"{source}:{sender_id}:{message_id or hash(text)}"
     return collect(sample_from_parse(source, text, ranking, key, correction))
+
+
+def _write_choice(sender_id: str, intent: str, text: Optional[str]) -> Optional[int]:
+    from bot import runtime
+
+    with runtime.engine().begin() as conn:
+        return record_choice(conn, sender_id, intent, datetime.now(timezone.utc), text=text)
+
+
+async def _guarded_choice(sender_id: str, intent: str, text: Optional[str]) -> None:
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_write_choice, sender_id, intent, text), COLLECT_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - the inbox is best effort; the conversation goes on
+        log.warning("review inbox choice failed (%s) for %s", type(exc).__name__,
+                    mask_personal_data(sender_id or "")[:40])
+
+
+def collect_choice(sender_id: str, intent: str, text: Optional[str] = None) -> Optional[asyncio.Task]:
+    """The category the resident picked from the buttons offered after an unsure turn:
+    attached (in the background) to that conversation's newest pending inbox item,
+    the one of `text` (the message the buttons were offered for) when given."""
+    if not sender_id or not intent:
+        return None
+    return _schedule(_guarded_choice(sender_id, intent, text))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -19,6 +19,10 @@ from bot.text import mask_personal_data, normalise
 
 MAX_TEXT = 1000
 _FOLD = re.compile(r"[\s\W_]+", re.UNICODE)
+# The sources whose items are the resident's own unsure message (the category buttons
+# were offered for it); their dedupe key is f"{source}:{sender_id}:{message_id}".
+CHOICE_SOURCES = ("fallback", "unsure")
+_LIKE_ESCAPE = "\\"
 
 
 def group_key(text: str) -> str:
@@ -54,6 +58,11 @@ def sample_from_parse(source: str, text: str, ranking: Sequence[Mapping[str, Any
     )
 
 
+def stored_text(text: Optional[str]) -> str:
+    """The text as the inbox stores it: spaces collapsed, personal data masked, cut."""
+    return mask_personal_data(" ".join((text or "").split()))[:MAX_TEXT]
+
+
 def _num(value: Any) -> Optional[float]:
     try:
         return round(float(value), 4) if value is not None else None
@@ -67,7 +76,7 @@ def record(conn: Connection, sample: Sample, now: datetime) -> Optional[int]:
     spoil the caller's transaction."""
     if sample.source not in REVIEW_SOURCES:
         raise ValueError(f"unknown review source {sample.source!r}")
-    text = mask_personal_data(" ".join((sample.text or "").split()))[:MAX_TEXT]
+    text = stored_text(sample.text)
     if not text or text.startswith("/"):  # button payloads are no resident wording
         return None
     key = sample.dedupe_key[:255]
@@ -85,6 +94,50 @@ def record(conn: Connection, sample: Sample, now: datetime) -> Optional[int]:
             return conn.execute(insert(review_items).values(**values)).inserted_primary_key[0]
     except IntegrityError:
         return None  # a concurrent duplicate won
+
+
+def _like_literal(value: str) -> str:
+    """value for a LIKE pattern, matched literally (its %, _ and the escape char escaped)."""
+    return (value.replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2)
+            .replace("%", _LIKE_ESCAPE + "%").replace("_", _LIKE_ESCAPE + "_"))
+
+
+def record_choice(conn: Connection, sender_id: str, intent: str, now: datetime,
+                  text: Optional[str] = None) -> Optional[int]:
+    """The category the resident picked from the buttons offered after an unsure turn:
+    stored as the correction {"intent", "chosen_by": "resident", "chosen_at"} of that
+    conversation's most recent item still 'new' (fallback/unsure, matched on the sender
+    part of its dedupe key; with `text`, only an item of that message). Returns the
+    item's id, None when there is no such item (not collected, or already reviewed)."""
+    if not sender_id or not intent:
+        return None
+    key = review_items.c.dedupe_key
+    senders = []
+    for source in CHOICE_SOURCES:
+        prefix = _like_literal(f"{source}:{sender_id}:")
+        # "<source>:<sender>:<message id>" exactly: message ids have no ":", so a sender
+        # "A" does not pick up the items of a sender "A:B"
+        senders.append(and_(key.like(prefix + "%", escape=_LIKE_ESCAPE),
+                            key.not_like(prefix + "%:%", escape=_LIKE_ESCAPE)))
+    query = (
+        select(review_items.c.id, review_items.c.correction)
+        .where(review_items.c.status == "new", review_items.c.source.in_(CHOICE_SOURCES), or_(*senders))
+        .order_by(review_items.c.id.desc())
+        .limit(1)
+    )
+    if text is not None:
+        query = query.where(review_items.c.text == stored_text(text))
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    correction = dict(row.correction or {})
+    correction.update(intent=intent, chosen_by="resident", chosen_at=now.isoformat())
+    result = conn.execute(
+        update(review_items)
+        .where(and_(review_items.c.id == row.id, review_items.c.status == "new"))  # not reviewed meanwhile
+        .values(correction=correction)
+    )
+    return row.id if result.rowcount else None
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The retraining pages in the console: admins only (404 for every other role), the
-inbox with its groups, the span warning before anything is written, junk rejected,
-dispatcher corrections landing in the inbox, a second training request refused."""
+inbox with its groups (and the category a resident picked after a fallback), the span
+warning before anything is written, junk rejected, dispatcher corrections landing in the
+inbox, a second training request refused."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from bot.console.retraining import RETRAIN_SETTINGS
 from bot.gazetteer import REPO_ROOT
-from bot.retraining.inbox import Sample, record
+from bot.retraining.inbox import Sample, record, record_choice
 from bot.retraining.tables import review_items
 from bot.retraining.trainer import RetrainSettings, acquire_lock
 from tests.console.helpers import OTHER_STREET, file, login, make_users, post
@@ -77,6 +78,21 @@ async def test_inbox_shows_masked_groups_by_frequency_and_escapes(retrain_client
     assert "13912345678" not in page and "139****5678" in page
     assert page.index("×2") < page.index("×1")  # the group of two first
     assert "<script>alert(1)</script>" not in page
+
+
+async def test_the_residents_choice_is_shown_and_preselected(retrain_client: TestClient, engine: Engine) -> None:
+    make_users(engine, ("root",))
+    _add(engine, "公主府社区楼下那个东西又坏了", "fallback:resident-1:m1")  # the model thought "other"
+    _add(engine, "路灯不亮", "fallback:resident-2:m2")
+    with engine.begin() as conn:
+        assert record_choice(conn, "resident-1", "noise", NOW) is not None
+        assert record_choice(conn, "resident-2", "<script>alert(1)</script>", NOW) is not None
+    await login(retrain_client, "root")
+    page = await (await retrain_client.get("/console/retraining")).text()
+    assert "居民选择：噪声扰民（noise）" in page
+    assert '<option value="noise" selected>' in page  # the resident's choice, not the model's guess
+    assert "chosen_by" not in page and "纠正：" not in page  # shown as the choice, not as raw keys
+    assert "<script>alert(1)</script>" not in page and "居民选择：&lt;script&gt;" in page
 
 
 async def test_a_span_off_the_token_boundaries_is_warned_about_before_writing(
