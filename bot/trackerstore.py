@@ -10,7 +10,8 @@ This store (a) checks pooled connections before use (pool_pre_ping) and retries 
 read or write while the database comes back (QC_TRACKER_RETRY_SECONDS, default 10 s), and
 (b) when it stays away, raises TrackerStoreUnavailable — a BaseException on purpose, so
 that neither FailSafeTrackerStore nor the channel's `except Exception` turn it into a
-quiet fallback: the request fails (nginx answers 502) and nothing half-saved is kept.
+quiet fallback: the request fails (our channels catch it and ask the resident to resend:
+REST 503, Socket.IO and WeChat the busy message) and nothing half-saved is kept.
 
 Used by the production profile's endpoints file (type: bot.trackerstore.ResilientSQLTrackerStore).
 """

@@ -25,10 +25,12 @@ from sanic.request import Request
 
 from bot.ratelimit import LIMIT_ENV, MSG_TOO_FAST, RateLimiter, env_int
 from bot.text import clean_message, mask_personal_data
+from bot.trackerstore import TrackerStoreUnavailable
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 20000
+MSG_BUSY = "系统暂时繁忙，您的消息没有处理成功，请稍后重发。"
 # Rasa strips whitespace and then drops the turn; a zero-width space survives and our
 # NLU guard reads it as "empty", so the resident hears why nothing happened.
 EMPTY_MESSAGE = "\u200b"
@@ -90,9 +92,9 @@ class RestInput(RasaRestInput):
                 )
             except asyncio.CancelledError:
                 log.error("message from %s timed out", mask_personal_data(sender))
-            except Exception:
+            except (Exception, TrackerStoreUnavailable):  # the latter is a BaseException (bot/trackerstore.py)
                 log.exception("message from %s failed", mask_personal_data(sender))
-                return error(503, "unavailable", "系统暂时繁忙，您的消息没有处理成功，请稍后重发。")
+                return error(503, "unavailable", MSG_BUSY)
             return response.json(collector.messages)
 
         return bp

@@ -30,9 +30,10 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from socketio import AsyncServer
 
-from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS
+from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS, MSG_BUSY
 from bot.ratelimit import MSG_TOO_FAST, RateLimiter
 from bot.text import clean_message, mask_personal_data
+from bot.trackerstore import TrackerStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,8 @@ class SocketIOInput(RasaSocketIOInput):
             try:
                 await on_new_message(UserMessage(text, output, sender_id, input_channel=self.name(),
                                                  metadata=metadata))
-            except Exception:
+            except (Exception, TrackerStoreUnavailable):  # the latter is a BaseException (bot/trackerstore.py)
                 log.exception("socket.io message from %s failed", mask_personal_data(sender_id))
-                await output.send_text_message(sender_id, "系统暂时繁忙，您的消息没有处理成功，请稍后重发。")
+                await output.send_text_message(sender_id, MSG_BUSY)
 
         return bp
