@@ -28,7 +28,17 @@ What reaches the bot:
 
 WeChat waits 5 seconds: when the bot answers within `passive_budget` (4 s) the answer
 goes back in the HTTP response (passive reply); otherwise "success" at once and the answer
-follows through the customer-service API. `send_to_resident(openid, text)` is the output
+follows through the customer-service API. WeChat does not retry after "success", so until
+that answer is delivered the row ("async") keeps the message (wechat_inbound.replay_body)
+and its worker's lease, renewed as for "processing": if the worker dies first, a recovery
+sweep that every instance runs every few seconds (started and stopped with the server)
+claims the row once its lease has expired — compare-and-set, one taker — re-runs the bot
+on the stored message and sends the answer through the customer-service API, then marks
+the row and clears the body. A living worker's row is never taken (its lease is renewed),
+an answered one never replayed; after `replay_max_attempts` tries in all or
+`replay_max_age_hours` (47 h: the answer must still fit in the 48-hour customer-service
+window) the message is given up (status gave_up, body cleared, logged with the openid
+masked). `send_to_resident(openid, text)` is the output
 path for later notifications: a customer-service message within 48 hours of the
 resident's last message, a template message otherwise (or when WeChat says 45015).
 """
@@ -92,10 +102,22 @@ _MSG_TYPE = re.compile(r"^[A-Za-z_]{1,32}$")
 _MEDIA_ID = re.compile(r"^[A-Za-z0-9_\-]{1,256}$")
 _COMMUNITY = re.compile(r"^\d{6,12}$")
 _XML_BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# What of a message is kept for a replay (see _prepare): nothing else the XML carried.
+REPLAY_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType", "MsgId", "Content", "Recognition",
+                 "MediaId", "Location_X", "Location_Y", "Scale", "Label", "Event", "EventKey")
 
 
 def mask(openid: str) -> str:
     return openid[:6] + "…" if openid else "?"
+
+
+def mask_key(msg_key: str) -> str:
+    """A message key for the log: an event's key holds the sender's openid (evt:<openid>:…)."""
+    kind, _, rest = msg_key.partition(":")
+    if kind != "evt":
+        return msg_key
+    openid, _, tail = rest.partition(":")
+    return f"evt:{mask(openid)}:{tail}"
 
 
 @dataclass
@@ -120,6 +142,10 @@ class WeChatConfig:
     bot_timeout: float = 120.0
     processing_lease: float = 8.0  # < WeChat's retry spacing x2, so a retry can take over from a dead worker
     cs_window_hours: float = 48.0
+    # the recovery sweep for async messages whose worker died before sending the answer
+    replay_sweep_interval: float = 5.0
+    replay_max_attempts: int = 4  # in all: the first try, takeovers and replays
+    replay_max_age_hours: float = 47.0  # the answer must still fit in the 48-hour CS window
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @property
@@ -164,6 +190,9 @@ class WeChatConfig:
             passive_budget=number("passive_budget", 4.0),
             rate_limit=int(number("rate_limit", 20)),
             processing_lease=number("processing_lease", 8.0),
+            replay_sweep_interval=number("replay_sweep_interval", 5.0),
+            replay_max_attempts=int(number("replay_max_attempts", 4)),
+            replay_max_age_hours=number("replay_max_age_hours", 47.0),
         )
         cfg.validate()
         return cfg
@@ -181,6 +210,9 @@ class WeChatConfig:
             raise ValueError("passive_budget must be under WeChat's 5 seconds")
         if self.processing_lease < 1:
             raise ValueError("processing_lease must be at least 1 second")
+        if self.replay_sweep_interval <= 0 or self.replay_max_attempts < 2 or self.replay_max_age_hours <= 0:
+            raise ValueError("replay_sweep_interval and replay_max_age_hours must be positive, "
+                             "replay_max_attempts at least 2")
 
 
 @dataclass
@@ -297,6 +329,7 @@ class WeChatGateway:
         self._api: Optional[WeChatApi] = None
         self._init_lock = threading.Lock()
         self._tasks: Set[asyncio.Future] = set()
+        self._sweeper: Optional[asyncio.Task] = None
         self._last_prune = 0.0
         # who holds a message's processing lease (wechat_inbound.lease_owner): this instance
         self.owner = f"{socket.gethostname()[:48]}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -336,6 +369,70 @@ class WeChatGateway:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def start_sweeper(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
+        """Start the recovery sweep for async messages (idempotent; with the server)."""
+        if not self.config.enabled or (self._sweeper is not None and not self._sweeper.done()):
+            return
+        self._sweeper = asyncio.ensure_future(self._sweep_loop(on_new_message))
+
+    async def stop_sweeper(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None and not sweeper.done():
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
+
+    async def _sweep_loop(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(self.config.replay_sweep_interval)
+            try:
+                await self.sweep(on_new_message)
+                failing = False
+            except Exception as exc:  # the store hiccuped: the next beat tries again
+                if not failing:
+                    log.exception("wechat: the async-message sweep failed")
+                else:  # still failing: one line per beat, not a traceback every few seconds
+                    log.warning("wechat: the async-message sweep failed again: %s", type(exc).__name__)
+                failing = True
+
+    async def sweep(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> List[asyncio.Future]:
+        """One pass: claim the async messages whose worker died, replay each in the
+        background; give up on those past the limits. Returns the replays started."""
+        claimed, gave_up = await self.db("claim_async", self.owner, self.config.processing_lease,
+                                         self.config.replay_max_attempts, self.config.replay_max_age_hours * 3600)
+        for row in gave_up:
+            log.error("wechat: %s for %s not answered and given up after %d attempt(s) (received %s): "
+                      "its worker stopped before delivering the answer", mask_key(row["msg_key"]), mask(row["openid"]),
+                      row["attempts"], row["received_at"])
+        return [self._spawn(self._replay(row, on_new_message)) for row in claimed]
+
+    async def _replay(self, row: Dict[str, Any], on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
+        body = row.get("replay_body") or {}
+        fields = {k: str(v) for k, v in (body.get("fields") or {}).items()}
+        inbound = Inbound(fields, row["openid"], fields.get("ToUserName", ""), row["msg_type"], row["msg_key"],
+                          False)
+        log.warning("wechat: %s for %s answered \"success\" but its worker stopped before the answer went out: "
+                    "replaying it (attempt %d)", mask_key(inbound.msg_key), mask(inbound.openid), row["attempts"])
+        settled: asyncio.Future = asyncio.get_running_loop().create_future()
+        work = self._spawn(self._work(inbound, on_new_message))
+        self._spawn(self._keep_lease(inbound.msg_key, work, settled))
+        try:
+            result: WorkResult = await work
+            if result.buttons is not st.KEEP:
+                await self.db("set_buttons", inbound.openid, result.buttons)
+            if not await self.db("renew", inbound.msg_key, self.owner, self.config.processing_lease):
+                log.warning("wechat: %s was taken by another instance meanwhile: not sent from here",
+                            mask_key(inbound.msg_key))
+                return
+            if result.chunks:
+                await self._deliver(inbound, result.chunks, mark=True)
+            else:
+                await self.db("finish", inbound.msg_key, st.IGNORED)
+        except Exception:  # a background task: log; the lease runs out and a later sweep retries
+            log.exception("wechat: replaying %s failed", mask_key(inbound.msg_key))
+        finally:
+            settled.set_result(None)
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait for background deliveries (tests, shutdown)."""
@@ -458,8 +555,19 @@ class WeChatGateway:
             await self.db("finish", inbound.msg_key, st.LIMITED, MSG_TOO_FAST)
             return self.passive(inbound, MSG_TOO_FAST)
 
+        # the lease is kept while the bot works and, should the answer go out later, until it is sent
+        settled: asyncio.Future = asyncio.get_running_loop().create_future()
         work = self._spawn(self._work(inbound, on_new_message))
-        self._spawn(self._keep_lease(inbound.msg_key, work))
+        self._spawn(self._keep_lease(inbound.msg_key, work, settled))
+        deferred: List[bool] = []  # set when the answer goes out later: late() settles then
+        try:
+            return await self._answer(inbound, work, settled, started, deferred)
+        finally:
+            if not deferred and not settled.done():
+                settled.set_result(None)
+
+    async def _answer(self, inbound: Inbound, work: asyncio.Future, settled: asyncio.Future, started: float,
+                      deferred: List[bool]) -> HttpReply:
         remaining = self.config.passive_budget - (time.monotonic() - started)
         done, _ = await asyncio.wait({work}, timeout=max(0.0, remaining))
         if work in done:
@@ -473,36 +581,52 @@ class WeChatGateway:
                 self._spawn(self._deliver(inbound, result.chunks[1:], mark=False))
             return self.passive(inbound, result.chunks[0])
         # Too slow for a passive reply: "success" now, the answer through the CS API later.
+        # The row keeps the message and our lease until the answer is sent: should this
+        # worker die first, the recovery sweep on any instance replays it.
         # (No await between the wait and the callback: the work cannot finish unnoticed.)
-        marked = self._spawn(self.db("finish", inbound.msg_key, st.ASYNC))
+        body = {"fields": {k: v for k, v in inbound.fields.items() if k in REPLAY_FIELDS}}
+        marked = self._spawn(self.db("defer", inbound.msg_key, self.owner, body, self.config.processing_lease))
+        deferred.append(True)
 
         async def late(done_work: asyncio.Future) -> None:
-            if done_work.cancelled():
-                return
-            result = done_work.result()
             try:
-                await marked  # the row says "async" before it can say "sent"
-                if result.buttons is not st.KEEP:
-                    await self.db("set_buttons", inbound.openid, result.buttons)
-            except Exception:  # the store hiccuped: still deliver the answer
-                log.exception("wechat: recording %s failed", inbound.msg_key)
-            await self._deliver(inbound, result.chunks, mark=True)
+                if done_work.cancelled():
+                    return
+                result = done_work.result()
+                try:
+                    if not await marked:  # the row says "async" before it can say "sent"
+                        log.warning("wechat: %s is not ours any more: its answer is not sent from here",
+                                    mask_key(inbound.msg_key))
+                        return
+                    if result.buttons is not st.KEEP:
+                        await self.db("set_buttons", inbound.openid, result.buttons)
+                    if not await self.db("renew", inbound.msg_key, self.owner, self.config.processing_lease):
+                        log.warning("wechat: %s was taken over meanwhile: its answer is not sent from here",
+                                    mask_key(inbound.msg_key))
+                        return
+                except Exception:  # the store hiccuped: still deliver the answer
+                    log.exception("wechat: recording %s failed", inbound.msg_key)
+                await self._deliver(inbound, result.chunks, mark=True)
+            finally:
+                if not settled.done():
+                    settled.set_result(None)
 
         work.add_done_callback(lambda t: self._spawn(late(t)))
         log.info("wechat: %s answered asynchronously", inbound.msg_key)
         return SUCCESS
 
-    async def _keep_lease(self, msg_key: str, work: asyncio.Future) -> None:
-        """Renew the processing lease while the bot works on the message: only a worker
-        that stopped (crash, kill, restart) lets it expire."""
+    async def _keep_lease(self, msg_key: str, work: asyncio.Future, settled: asyncio.Future) -> None:
+        """Renew the lease while the bot works on the message and, when the answer goes
+        out later ("async"), until it is sent (`settled`): only a worker that stopped
+        (crash, kill, restart) lets it expire."""
         every = self.config.processing_lease / 3
         while True:
-            done, _ = await asyncio.wait({work}, timeout=every)
-            if done:
+            await asyncio.wait({work, settled}, timeout=every)
+            if work.done() and settled.done():
                 return
             try:
                 if not await self.db("renew", msg_key, self.owner, self.config.processing_lease):
-                    return  # answered meanwhile ("async" rows need no lease)
+                    return  # answered meanwhile (or taken over)
             except Exception:  # the store hiccuped: try again at the next beat
                 log.exception("wechat: renewing the lease on %s failed", msg_key)
 
@@ -769,6 +893,15 @@ class WeChatInput(InputChannel):
         def args(request: Request) -> Dict[str, str]:
             return {k: v[0] for k, v in request.args.items() if v}
 
+        # the recovery sweep for async messages lives as long as the server
+        @bp.listener("after_server_start")
+        async def start_sweeper(_app: Any, _loop: Any) -> None:
+            gateway.start_sweeper(on_new_message)
+
+        @bp.listener("before_server_stop")
+        async def stop_sweeper(_app: Any, _loop: Any) -> None:
+            await gateway.stop_sweeper()
+
         @bp.route("/", methods=["GET"])
         async def health(_: Request) -> Any:
             return response.json({"status": "ok" if gateway.config.enabled else "not_configured"})
@@ -795,6 +928,7 @@ class WeChatInput(InputChannel):
                 body += chunk
                 if len(body) > limit:
                     return reply(_error(413, "body_too_large"))
+            gateway.start_sweeper(on_new_message)  # in case the server's start listeners did not run
             try:
                 return reply(await gateway.receive(args(request), bytes(body), length, on_new_message))
             except Exception:

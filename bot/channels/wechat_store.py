@@ -6,7 +6,11 @@
                     says how the message was answered (and the passive reply, so a retry
                     gets the same answer) and feeds the per-sender rate limit; while
                     "processing" it is leased to one worker (lease_owner/lease_until,
-                    renewed as it works), so a dead worker's message can be taken over
+                    renewed as it works), so a dead worker's message can be taken over;
+                    an "async" row (answered "success", the answer still owed) keeps its
+                    lease and the message itself (replay_body) until the answer is
+                    delivered: a dead worker's async message is replayed by a sweep
+                    (claim_async) on any instance, and the body is cleared once answered
   wechat_nonces     (timestamp, nonce) of every signed request seen in the last minutes,
                     with a hash of its body: a replayed signature with another body is refused
   wechat_residents  per openid: the last time the resident wrote (the 48-hour window for
@@ -23,9 +27,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from sqlalchemy import JSON, Column, Index, Integer, String, Table, Text, UniqueConstraint, delete, func, insert, select, update
+from sqlalchemy import JSON, Column, Index, Integer, String, Table, Text, UniqueConstraint, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
@@ -51,6 +55,10 @@ wechat_inbound = Table(
     Column("lease_owner", String(96)),
     Column("lease_until", UtcDateTime),
     Column("attempts", Integer, nullable=False, default=1),
+    # status "async": the decrypted message (the fields the bot needs, see
+    # wechat.REPLAY_FIELDS), kept only until its answer is delivered or given up on, so a
+    # sweep can redo it when the worker died after answering "success"
+    Column("replay_body", NullableJson),
     Index(None, "openid", "received_at"),
     Index(None, "received_at"),
 )
@@ -98,10 +106,12 @@ PASSIVE = "passive"  # answered in the HTTP response; `reply` holds the text
 ASYNC = "async"  # answered "success"; the answer goes out through the customer-service API
 SENT = "sent"  # the async answer was delivered
 SEND_FAILED = "send_failed"
+GAVE_UP = "gave_up"  # async, its worker died, and replaying it exceeded the attempts / age limit
 LIMITED = "limited"  # over the per-sender rate limit: not processed
 IGNORED = "ignored"  # nothing to answer (e.g. unsubscribe)
 FAILED = "failed"  # the bot failed; the resident was asked to resend
-FINAL = {PASSIVE, ASYNC, SENT, SEND_FAILED, LIMITED, IGNORED, FAILED}
+FINAL = {PASSIVE, ASYNC, SENT, SEND_FAILED, GAVE_UP, LIMITED, IGNORED, FAILED}
+LEASED = (PROCESSING, ASYNC)  # statuses whose lease a worker renews while it works
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 KEEP: Any = object()  # finish(): leave the resident's buttons as they are
@@ -201,21 +211,70 @@ class WeChatStore:
             return dict(row) if row else None
 
     def renew(self, msg_key: str, owner: str, lease_seconds: float) -> bool:
-        """Extend our claim on a message still being processed (False: not ours any more)."""
+        """Extend our claim on a message still being processed or whose async answer is
+        still owed (False: not ours any more, or answered)."""
+        now = self.now()
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(wechat_inbound)
+                .where(wechat_inbound.c.msg_key == msg_key, wechat_inbound.c.status.in_(LEASED),
+                       wechat_inbound.c.lease_owner == owner)
+                .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)).rowcount == 1
+
+    def defer(self, msg_key: str, owner: str, body: Dict[str, Any], lease_seconds: float) -> bool:
+        """processing → async: "success" was answered, the answer goes out later. Keeps the
+        message (for a replay should this worker die before delivering) and our lease, in
+        one commit; False when the row is not ours any more."""
         now = self.now()
         with self.engine.begin() as conn:
             return conn.execute(
                 update(wechat_inbound)
                 .where(wechat_inbound.c.msg_key == msg_key, wechat_inbound.c.status == PROCESSING,
                        wechat_inbound.c.lease_owner == owner)
-                .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)).rowcount == 1
+                .values(status=ASYNC, replay_body=body, lease_until=now + timedelta(seconds=lease_seconds),
+                        updated_at=now)).rowcount == 1
+
+    def claim_async(self, owner: str, lease_seconds: float, max_attempts: int, max_age_seconds: float,
+                    limit: int = 10) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+        """The recovery sweep: (claimed, given up). Async rows whose lease expired (their
+        worker died before delivering the answer) are claimed for `owner` by compare-and-set
+        on the expired lease, so of several instances sweeping at once exactly one takes
+        each; a row whose worker renews its lease is never taken, an answered row (any
+        other status, body cleared) never. A row already tried `max_attempts` times in all
+        (first try, takeovers, replays) or received more than `max_age_seconds` ago is
+        given up instead: status gave_up, body cleared."""
+        now = self.now()
+        t = wechat_inbound.c
+        expired = (t.lease_until.is_(None)) | (t.lease_until < now)
+        orphan = [t.status == ASYNC, t.replay_body.isnot(None), expired]
+        too_old = or_(t.attempts >= max_attempts, t.received_at < now - timedelta(seconds=max_age_seconds))
+        claimed: List[Dict[str, Any]] = []
+        gave_up: List[Dict[str, Any]] = []
+        with self.engine.connect() as conn:
+            candidates = [dict(r) for r in conn.execute(
+                select(t.id, t.msg_key, t.openid, t.attempts, t.received_at).where(*orphan)
+                .order_by(t.received_at).limit(limit)).mappings()]
+        for cand in candidates:
+            with self.engine.begin() as conn:
+                if conn.execute(update(wechat_inbound).where(t.id == cand["id"], *orphan, too_old)
+                                .values(status=GAVE_UP, replay_body=None, updated_at=now)).rowcount == 1:
+                    gave_up.append(cand)
+                    continue
+                if conn.execute(update(wechat_inbound).where(t.id == cand["id"], *orphan)
+                                .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
+                                        attempts=t.attempts + 1, updated_at=now)).rowcount != 1:
+                    continue  # another instance took it (or it was answered) meanwhile
+                row = conn.execute(select(wechat_inbound).where(t.id == cand["id"])).mappings().one()
+                claimed.append(dict(row))
+        return claimed, gave_up
 
     def finish(self, msg_key: str, status: str, reply: Optional[str] = None, openid: Optional[str] = None,
                buttons: Any = KEEP) -> None:
         """The message's outcome (and, in the same commit, the buttons just offered)."""
         now = self.now()
         with self.engine.begin() as conn:
-            values: Dict[str, Any] = {"status": status, "updated_at": now}
+            # answered (or given up): the message is not kept any longer than needed
+            values: Dict[str, Any] = {"status": status, "updated_at": now, "replay_body": None}
             if reply is not None:
                 values["reply"] = reply
             conn.execute(update(wechat_inbound).where(wechat_inbound.c.msg_key == msg_key).values(**values))

@@ -89,14 +89,19 @@ class ChannelServer:
         self.server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True,
                                               access_log=False)
         await self.server.startup()
+        await self.server.after_start()  # the channel's start listeners (the recovery sweep)
         self.url = f"http://127.0.0.1:{port}/webhooks/wechat/webhook"
         return self
 
     async def close(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            await server.before_stop()  # the channel's stop listeners (the recovery sweep)
+        await self.gateway.stop_sweeper()
         await self.gateway.drain(10)
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+        if server is not None:
+            server.close()
+            await server.wait_closed()
 
 
 class Harness:
