@@ -63,12 +63,14 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.channels import wechat_store as st
+from bot.channels.rest import MSG_BUSY
 from bot.channels.wechat_api import DEFAULT_API_BASE, OUT_OF_WINDOW, Timeouts, WeChatApi, WeChatApiError, to_thread
 from bot.channels.wechat_crypto import CryptoError, MessageCrypto, sha1_signature, signature_ok
 from bot.channels.wechat_xml import BadXml, encrypted_envelope, parse_message, text_reply
 from bot.gazetteer import REPO_ROOT
 from bot.media import SNIFF_BYTES, sniff_image
 from bot.text import normalise
+from bot.trackerstore import TrackerStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,6 @@ MSG_TOO_FAST = "您发送太频繁了，请稍后再试。"
 MSG_TEXT_ONLY = "您好，这类消息暂时无法处理，请发送文字描述您遇到的问题（也可以发图片或位置）。"
 MSG_VOICE_UNCLEAR = "没有识别出您的语音内容，请发送文字。"
 MSG_PHOTO_FAILED = "图片没有接收成功，请重新发送；不方便的话回复“跳过”。"
-MSG_BUSY = "系统暂时繁忙，您的消息没有处理成功，请稍后重发。"
 CHOOSE_HINT = "（回复数字即可选择）"
 
 ENV = {
@@ -663,7 +664,7 @@ class WeChatGateway:
             await asyncio.wait_for(on_new_message(message), timeout=self.config.bot_timeout)
             text, buttons = render(collector.messages)
             return WorkResult(chunks(text), buttons=buttons or None)
-        except Exception:  # the bot or the store failed: the resident is asked to resend
+        except (Exception, TrackerStoreUnavailable):  # the bot or a store failed: the resident is asked to resend
             log.exception("wechat: %s failed", inbound.msg_key)
             return WorkResult([MSG_BUSY], failed=True)
 

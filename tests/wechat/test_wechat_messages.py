@@ -156,6 +156,20 @@ async def test_bot_failure_asks_to_resend(h):
     assert reply.status == 200 and "请稍后重发" in reply.content
 
 
+async def test_tracker_store_down_asks_to_resend(h):
+    """TrackerStoreUnavailable is a BaseException (bot/trackerstore.py): it must still end in
+    the polite busy reply, not in a dropped request WeChat would retry into the same outage."""
+    from bot.channels.wechat import MSG_BUSY
+    from bot.trackerstore import TrackerStoreUnavailable
+
+    async def store_down(message):
+        raise TrackerStoreUnavailable("tracker store unreachable (retrieve)")
+
+    srv = await h.channel(bot=store_down)
+    reply = await h.wechat(srv).post(text_msg("oResidentStoreDown01", "下水道堵了"))
+    assert (reply.status, reply.content) == (200, MSG_BUSY)
+
+
 async def test_long_answers_are_split(h):
     async def verbose(message):
         await message.output_channel.send_text_message(message.sender_id, "\n".join(["政策说明第%d条：" % i + "字" * 60
