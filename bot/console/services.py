@@ -30,11 +30,13 @@ from bot.domain.model import (
     FOLLOW_UP,
     MERGE,
     OPEN_STATES,
+    RECATEGORISE,
     REDISPATCH,
     REJECT_RETURN,
     REOPEN,
     RESOLVE,
     RETURN,
+    ROUTING_KINDS,
     SUPERVISE,
     WORK,
     InvalidTransition,
@@ -329,7 +331,7 @@ def assignee(ticket: Ticket) -> str | None:
     for e in reversed(ticket.events):
         if e.kind == ACCEPT:
             return e.actor
-        if e.kind in (DISPATCH, REDISPATCH, REOPEN):
+        if e.kind in ROUTING_KINDS:
             return None
     return None
 
@@ -338,7 +340,7 @@ def assignee_name(ticket: Ticket) -> str | None:
     for e in reversed(ticket.events):
         if e.kind == ACCEPT:
             return str(e.data.get("by") or e.actor)
-        if e.kind in (DISPATCH, REDISPATCH, REOPEN):
+        if e.kind in ROUTING_KINDS:
             return None
     return None
 
@@ -352,7 +354,7 @@ def pending_extension(ticket: Ticket) -> dict[str, Any] | None:
             return None
         if e.kind == EXTEND:
             return {"days": int(e.data.get("days") or 1), "reason": e.reason, "actor": e.actor, "at": e.at}
-        if e.kind in (DISPATCH, REDISPATCH, REOPEN):
+        if e.kind in ROUTING_KINDS:
             return None
     return None
 
@@ -447,9 +449,10 @@ ACTIONS: dict[str, str] = {
     "reject_return": REJECT_RETURN,
     "approve_extension": APPROVE_EXTENSION,
     "reopen": REOPEN,
+    "recategorise": RECATEGORISE,
 }
 WORKER_ACTIONS = ("accept", "work", "return", "extend", "resolve")
-DISPATCHER_ACTIONS = ("dispatch", "redispatch", "reject_return", "approve_extension", "reopen")
+DISPATCHER_ACTIONS = ("dispatch", "redispatch", "recategorise", "reject_return", "approve_extension", "reopen")
 
 
 def allowed_actions(p: Principal, ticket: Ticket, now: datetime) -> list[str]:
@@ -470,6 +473,8 @@ def allowed_actions(p: Principal, ticket: Ticket, now: datetime) -> list[str]:
             out.append("redispatch")
             if not ticket.escalated:
                 out.append("reject_return")
+        if s in (TicketState.RECEIVED, TicketState.RETURNED):  # where 派单/改派 are
+            out.append("recategorise")
         if pending_extension(ticket):
             out.append("approve_extension")
         if s in (TicketState.RESOLVED, TicketState.CLOSED):
@@ -575,6 +580,37 @@ def _dispatch_target(ticket: Ticket, form: Mapping[str, Any]) -> dict[str, Any]:
     return {"lead": lead, "co": co}
 
 
+def recategorise_choices() -> tuple[tuple[str, str], ...]:
+    """Categories a dispatcher may move a ticket to: those of the routing catalogue with a
+    lead unit (「其他」 has none: such a ticket is dispatched by hand instead)."""
+    return tuple(
+        (code, rule.name) for code, rule in default_catalogue().categories.items() if rule.lead != DISPATCH_CENTER
+    )
+
+
+def _recategorise_target(ticket: Ticket, form: Mapping[str, Any]) -> dict[str, Any]:
+    """改类: the new category's lead and co-units plus the ticket's street (属地) — the
+    queues the router would have chosen for that category — and its dispatch class."""
+    code = _text(form, "category", 64)
+    catalogue = default_catalogue()
+    rule = catalogue.categories.get(code)
+    if not code or rule is None:
+        raise ConsoleError("请选择正确的类别", 400)
+    if code == ticket.category:
+        raise ConsoleError(f"工单已是「{category_label(code)}」类，无需改类", 400)
+    if rule.lead == DISPATCH_CENTER or not is_known_queue(rule.lead):
+        raise ConsoleError(f"「{category_label(code)}」没有主办单位，请改用派单指定承办单位", 400)
+    # The street currently co-handling the ticket (a 派单/改派 may have named another one
+    # than the filed street), else the street the ticket was filed in.
+    streets = [q for q in ticket.co_queues if q.startswith("street:")]
+    if not streets and ticket.street_code:
+        streets = [street_queue(ticket.street_code)]
+    co = [q for q in dict.fromkeys([*rule.co, *streets]) if q != rule.lead]
+    dispatch_class, _ = catalogue.dispatch_class_for(code, ticket.description)
+    return {"was": ticket.category, "category": code, "lead": rule.lead, "co": co,
+            "dispatch_class": dispatch_class.value}
+
+
 def perform(
     uow: ConsoleUnitOfWork,
     p: Principal,
@@ -659,6 +695,11 @@ def _perform_once(
         data = _dispatch_target(ticket, form)
         if not reason:
             reason = "人工派单" if action == "dispatch" else "退单改派"
+    elif action == "recategorise":
+        data = _recategorise_target(ticket, form)
+        reason = _text(form, "reason", 500)
+        if not reason:
+            raise ConsoleError("改类必须说明理由", 400)
     elif action == "reject_return":
         if not reason:
             raise ConsoleError("驳回退单必须说明理由", 400)
@@ -685,6 +726,8 @@ def _perform_once(
     uow.tickets.save_events(ticket)
     if action in ("dispatch", "redispatch"):
         _collect_correction(uow, ticket, data, form, now)
+    elif action == "recategorise":
+        _collect_recategorisation(uow, ticket, data, now)
     return ActionResult(ticket.id, ticket.number, kind, ticket.state, f"{ticket.number} 已{kind}")
 
 
@@ -713,6 +756,17 @@ def _collect_correction(uow: ConsoleUnitOfWork, ticket: Ticket, target: dict[str
                             predicted_intent=ticket.category, ticket_id=ticket.id, correction=correction), now)
 
 
+def _collect_recategorisation(uow: ConsoleUnitOfWork, ticket: Ticket, data: dict[str, Any], now: datetime) -> None:
+    """改类 is the plainest correction of what the assistant understood: the review inbox
+    gets the description with the dispatcher's category (same transaction as the event)."""
+    from bot.retraining.inbox import Sample, record
+
+    record(uow._connection(),
+           Sample("ticket_category", ticket.description, f"ticket_category:{ticket.id}:{now.isoformat()}",
+                  predicted_intent=data["was"], ticket_id=ticket.id,
+                  correction={"intent": data["category"], "chosen_by": "dispatcher"}), now)
+
+
 def _refusal(p: Principal, ticket: Ticket, action: str) -> str:
     if action == "accept" and ticket.state in (TicketState.ACCEPTED, TicketState.IN_PROGRESS):
         who = assignee_name(ticket) or "他人"
@@ -722,7 +776,7 @@ def _refusal(p: Principal, ticket: Ticket, action: str) -> str:
     if action in DISPATCHER_ACTIONS and not p.is_dispatcher:
         return "只有派单中心可以执行此操作"
     if action == "reject_return" and ticket.escalated:
-        return f"工单 {ticket.number} 已提级，只能改派"
+        return f"工单 {ticket.number} 已提级，只能改派或改类"
     return f"工单 {ticket.number} 当前为「{ticket.state.value}」，不能{ACTIONS[action]}"
 
 
@@ -821,9 +875,10 @@ def _notices_for(e: Any, reporters_of: Any) -> list[dict[str, Any]]:
             )
 
     queues_now = [data.get("lead") or e.lead_queue, *(data.get("co") if "co" in data else (e.co_queues or []))]
-    if e.kind in (DISPATCH, REDISPATCH) or (e.kind == REOPEN):
-        label = {DISPATCH: "新工单", REDISPATCH: "改派工单", REOPEN: "重办工单"}[e.kind]
-        workers(queues_now, {DISPATCH: "new", REDISPATCH: "redispatched", REOPEN: "reopened"}[e.kind], f"{label} {number}")
+    if e.kind in ROUTING_KINDS:
+        label = {DISPATCH: "新工单", REDISPATCH: "改派工单", REOPEN: "重办工单", RECATEGORISE: "改类工单"}[e.kind]
+        event = {DISPATCH: "new", REDISPATCH: "redispatched", REOPEN: "reopened", RECATEGORISE: "recategorised"}[e.kind]
+        workers(queues_now, event, f"{label} {number}")
     elif e.kind == RETURN:
         workers([DISPATCH_CENTER], "returned", f"退单待审核 {number}：{e.reason}")
     elif e.kind == ESCALATE:

@@ -33,6 +33,7 @@ from bot.domain.model import (
     DISPATCH,
     DISPATCH_CENTER,
     FOLLOW_UP,
+    RECATEGORISE,
     REDISPATCH,
     REOPEN,
     Ticket,
@@ -108,7 +109,7 @@ def _first(ticket: Ticket, kinds: Iterable[str]) -> Any:
 
 def _count(unit: UnitRates, ticket: Ticket, now: datetime) -> None:
     unit.tickets += 1
-    dispatched = _first(ticket, (DISPATCH, REDISPATCH))
+    dispatched = _first(ticket, (DISPATCH, REDISPATCH, RECATEGORISE))
     if dispatched is not None:
         accepted = _first(ticket, (ACCEPT,))
         original = deadline_for(ticket.dispatch_class, ticket.created_at)

@@ -7,7 +7,7 @@ background notifier started with the app (cleanup_ctx).
     GET  /console/queue?view=open|done|all|dispatch|returned|overdue|extension&page=N
     GET  /console/tickets/{id}          timeline + the actions this user may take
     POST /console/tickets/{id}/{action} accept|work|return|extend|resolve|dispatch|redispatch|
-                                        reject_return|approve_extension|reopen
+                                        recategorise|reject_return|approve_extension|reopen
     GET  /console/attachments/{id}      an after-photo (permission-checked)
     GET  /console/notices               worker notices (the badge)
     GET  /console/dashboard, /console/export/… , /console/outbox, /console/users
@@ -436,6 +436,7 @@ DONE_MESSAGES = {
     "resolve": "已办结，系统将通知居民并回访。",
     "dispatch": "已派单。",
     "redispatch": "已改派。",
+    "recategorise": "已改类，工单已派给新类别的承办单位。",
     "reject_return": "已驳回退单，工单退回原办理人。",
     "approve_extension": "已批准延期，处理时限已顺延。",
     "reopen": "已重办，工单重新派给原承办单位。",
@@ -462,6 +463,7 @@ async def ticket_page(request: web.Request, error: str = "", status: int = 200, 
         form=form or {},
         departments=department_choices(),
         streets=street_choices(),
+        categories=svc.recategorise_choices() if "recategorise" in view.actions else (),
         max_upload_mb=MAX_UPLOAD_BYTES // (1024 * 1024),
         title=view.ticket.number,
     )

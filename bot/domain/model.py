@@ -1,7 +1,8 @@
 """Tickets and their life cycle, following the 12345 hotline cycle.
 
 受理 → 派单 → 签收 → 办理 → 办结 → 回访, with 退单/改派 back to dispatch,
-重办 to reopen, and 延期/并单 recorded without a state change.
+重办 to reopen, 改类 (the dispatcher corrects the category and re-routes), and 延期/并单
+recorded without a state change.
 Standard library only (plus the `chinese_calendar` data library behind bot.domain.workcal):
 this module must stay framework-free.
 """
@@ -99,6 +100,11 @@ EXTEND, RESOLVE, FOLLOW_UP, REOPEN, MERGE = "延期", "办结", "回访", "重�
 # extension (批准延期); escalation rules flag overdue tickets (督办) and tickets returned
 # RETURN_ESCALATION times (提级, the dispatcher must re-dispatch them).
 REJECT_RETURN, APPROVE_EXTENSION, SUPERVISE, ESCALATE = "驳回", "批准延期", "督办", "提级"
+# 改类: the dispatcher corrects the category of a ticket waiting for (re-)dispatch; the
+# ticket goes to the new category's units, like a 派单/改派.
+RECATEGORISE = "改类"
+# Events after which the ticket is with (new) units: a new handling round starts.
+ROUTING_KINDS = frozenset({DISPATCH, REDISPATCH, REOPEN, RECATEGORISE})
 RETURN_ESCALATION = 3
 EVENT_KINDS: dict[str, str] = {  # kind → English name, for messages and logs
     RECEIVE: "receive",
@@ -116,6 +122,7 @@ EVENT_KINDS: dict[str, str] = {  # kind → English name, for messages and logs
     APPROVE_EXTENSION: "approve an extension",
     SUPERVISE: "flag as overdue",
     ESCALATE: "escalate",
+    RECATEGORISE: "recategorise",
 }
 
 _S = TicketState
@@ -138,8 +145,10 @@ TRANSITIONS: dict[str, tuple[frozenset[TicketState], TicketState | None]] = {
     APPROVE_EXTENSION: (frozenset({_S.ACCEPTED, _S.IN_PROGRESS}), None),
     SUPERVISE: (OPEN_STATES, None),
     ESCALATE: (frozenset({_S.RETURNED}), None),
+    # Where 派单 and 改派 are possible: waiting in the dispatch centre, or returned.
+    RECATEGORISE: (frozenset({_S.RECEIVED, _S.RETURNED}), _S.DISPATCHED),
 }
-REASON_REQUIRED = frozenset({RETURN, RESOLVE, EXTEND, REJECT_RETURN})
+REASON_REQUIRED = frozenset({RETURN, RESOLVE, EXTEND, REJECT_RETURN, RECATEGORISE})
 
 
 class InvalidTransition(Exception):
@@ -322,6 +331,8 @@ class Ticket:
             )
         if kind in REASON_REQUIRED and not reason.strip():
             raise InvalidTransition(f"{kind}必须填写原因或结果 / {english} requires a reason")
+        if kind == RECATEGORISE:
+            self._recategorise(data)
         if kind in (DISPATCH, REDISPATCH, REOPEN):
             self._set_queues(kind, data)
         if kind == MERGE:
@@ -361,7 +372,7 @@ class Ticket:
         for e in reversed(self.events):
             if e.kind == ESCALATE:
                 return True
-            if e.kind in (DISPATCH, REDISPATCH, REOPEN):
+            if e.kind in ROUTING_KINDS:
                 return False
         return False
 
@@ -376,10 +387,38 @@ class Ticket:
         stamp = self.deadline_at.isoformat()
         return any(e.kind == SUPERVISE and e.data.get("deadline") == stamp for e in self.events)
 
+    def _recategorise(self, data: dict[str, Any]) -> None:
+        """改类: data = {"was": the current category, "category": the new one, "lead", "co"
+        (the new category's units), "dispatch_class" (the new category's class)}.
+
+        The deadline is derived from the category's class: when the class changes it is
+        recomputed from the start of the handling period (受理, or the last 重办) as at
+        filing; a same-class correction keeps it (and any granted extension)."""
+        new = data.get("category")
+        if data.get("was") != self.category:
+            raise InvalidTransition(
+                f"工单 {self.number} 的类别已不是「{CATEGORIES.get(str(data.get('was')), data.get('was'))}」 / "
+                f"ticket {self.number} is no longer in category {data.get('was')!r}"
+            )
+        if new not in CATEGORIES:
+            raise InvalidTransition(f"未知的类别 {new} / unknown category {new!r}")
+        if new == self.category:
+            raise InvalidTransition(f"工单已是「{CATEGORIES[new]}」类，无需改类 / the ticket is already in {new!r}")
+        try:
+            dispatch_class = DispatchClass(data.get("dispatch_class"))
+        except ValueError:
+            raise InvalidTransition("改类必须给出新类别的时限类别 / recategorise requires a dispatch class") from None
+        self._set_queues(RECATEGORISE, data)  # validates before it changes anything
+        self.category = str(new)
+        if dispatch_class is not self.dispatch_class:
+            self.dispatch_class = dispatch_class
+            reopened = [e.at for e in self.events if e.kind == REOPEN]
+            self.deadline_at = deadline_for(dispatch_class, reopened[-1] if reopened else self.created_at)
+
     def _set_queues(self, kind: str, data: dict[str, Any]) -> None:
         lead = data.get("lead")
-        if lead is None and kind == REDISPATCH:
-            raise InvalidTransition("改派必须指定新的承办单位 / re-dispatch requires a new lead queue")
+        if lead is None and kind in (REDISPATCH, RECATEGORISE):
+            raise InvalidTransition(f"{kind}必须指定新的承办单位 / {EVENT_KINDS[kind]} requires a new lead queue")
         if lead is None and self.lead_queue == DISPATCH_CENTER:
             raise InvalidTransition("派单必须指定承办单位 / dispatch from the dispatch centre requires a lead queue")
         if lead == DISPATCH_CENTER:

@@ -217,7 +217,7 @@ async def test_returned_three_times_goes_to_the_dispatcher_with_escalation(engin
     svc.process_feed(ConsoleUnitOfWork(engine), now())
     assert ("dispatch_center", "escalated") in {(r["recipient"], r["event"]) for r in rows(engine)}
     view = svc.ticket_view(ConsoleUnitOfWork(engine), disp, filed.ticket_id, now())
-    assert "提级" in view.flags and view.actions == ["redispatch"]
+    assert "提级" in view.flags and view.actions == ["redispatch", "recategorise"]  # not 驳回
 
 
 async def test_resident_follow_up_closes_or_reopens(engine: Engine) -> None:

@@ -181,3 +181,24 @@ async def test_redispatch_to_another_street_and_unit_lands_in_the_inbox(client: 
     assert rows[0]["text"] == "小区门口狗太多 我电话139****5678"
     assert rows[0]["correction"] == {"street_code": OTHER_STREET, "was": "150102001"}
     assert rows[1]["correction"]["lead"] == "urban_management"
+
+
+async def test_a_recategorised_ticket_is_shown_as_the_dispatchers_choice(retrain_client: TestClient,
+                                                                        engine: Engine) -> None:
+    make_users(engine, ("grid", "disp", "root"))
+    filed = file(engine, "k1", category="noise", description="夜市摊贩占道经营")
+    tid = filed.ticket_id
+    worker = await login(retrain_client, "grid")
+    assert (await post(retrain_client, f"/console/tickets/{tid}/accept", worker)).status == 303
+    assert (await post(retrain_client, f"/console/tickets/{tid}/return", worker, reason="不是噪声")).status == 303
+    from tests.console.helpers import another_client
+
+    async with another_client(retrain_client) as disp_client, another_client(retrain_client) as root:
+        disp = await login(disp_client, "disp")
+        assert (await post(disp_client, f"/console/tickets/{tid}/recategorise", disp, category="street_order",
+                           reason="实为占道经营")).status == 303
+        await login(root, "root")
+        page = await (await root.get("/console/retraining")).text()
+    assert "派单中心改类：市容秩序（street_order）" in page and "派单纠正类别" in page
+    assert '<option value="street_order" selected>' in page  # suggested for the review
+    assert "chosen_by" not in page

@@ -156,6 +156,10 @@ LEGAL = [
     (S.IN_PROGRESS, "批准延期", {"days": 3}, S.IN_PROGRESS),
     (S.RETURNED, "驳回", {}, S.ACCEPTED),
     (S.RETURNED, "提级", {"returns": 3}, S.RETURNED),
+    (S.RECEIVED, "改类", {"was": "sanitation", "category": "heating", "lead": "heating_authority", "co": [],
+                         "dispatch_class": "utilities"}, S.DISPATCHED),
+    (S.RETURNED, "改类", {"was": "sanitation", "category": "street_order", "lead": "urban_management",
+                         "co": ["traffic_police"], "dispatch_class": "normal"}, S.DISPATCHED),
 ] + [(s, k, {}, s) for k in ("并单", "督办") for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)]
 
 
@@ -194,7 +198,7 @@ def test_unknown_or_creation_kind_cannot_be_applied(kind: str) -> None:
         ticket_in(S.DISPATCHED).apply(kind, "worker:7", "", LATER)
 
 
-@pytest.mark.parametrize(("start", "kind"), [(S.ACCEPTED, "退单"), (S.IN_PROGRESS, "办结")])
+@pytest.mark.parametrize(("start", "kind"), [(S.ACCEPTED, "退单"), (S.IN_PROGRESS, "办结"), (S.RETURNED, "改类")])
 def test_reason_required(start: TicketState, kind: str) -> None:
     t = ticket_in(start)
     with pytest.raises(InvalidTransition, match="requires a reason"):
@@ -344,3 +348,62 @@ def test_format_parse_round_trip() -> None:
     for seq in (1, 42, 9999):
         number = format_ticket_number(date(2026, 2, 28), seq)
         assert parse_ticket_number(number) == number
+
+
+# --- 改类 -------------------------------------------------------------------------
+
+def _recat(to: str = "street_order", lead: str = "urban_management", co: tuple[str, ...] = ("traffic_police",),
+           cls: str = "normal", was: str = "sanitation") -> dict:
+    return {"was": was, "category": to, "lead": lead, "co": list(co), "dispatch_class": cls}
+
+
+@pytest.mark.parametrize("start", [S.RECEIVED, S.RETURNED])
+def test_recategorise_changes_category_queues_and_starts_a_round(start: TicketState) -> None:
+    t = ticket_in(start)
+    deadline = t.deadline_at
+    event = t.apply("改类", "user:disp", "实为占道经营", LATER,
+                    **_recat(co=("traffic_police", "street:150102001")))
+    assert (t.state, t.category, t.lead_queue, t.co_queues) == (
+        S.DISPATCHED, "street_order", "urban_management", ("traffic_police", "street:150102001"))
+    assert (t.dispatch_class, t.deadline_at) == (DispatchClass.NORMAL, deadline)  # same class: deadline kept
+    assert event == TicketEvent("改类", start, S.DISPATCHED, "user:disp", "实为占道经营",
+                                _recat(co=("traffic_police", "street:150102001")), LATER)
+    assert not t.escalated
+
+
+def test_recategorise_to_another_class_recomputes_the_deadline_from_filing() -> None:
+    t = ticket_in(S.RETURNED)
+    t.apply("改类", "user:disp", "其实是停暖", LATER, **_recat("heating", "heating_authority", (), "utilities"))
+    assert t.dispatch_class is DispatchClass.UTILITIES
+    assert t.deadline_at == NOW + timedelta(hours=2)  # 受理 + 2 h, not the moment of 改类
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_recat(to="sanitation"), "无需改类"),
+        (_recat(to="parking"), "未知的类别"),
+        (_recat(was="noise"), "类别已不是"),
+        (_recat(cls="soon"), "时限类别"),
+        (_recat(to="other", lead=DISPATCH_CENTER, co=()), "不能.*派单中心"),
+        ({k: v for k, v in _recat().items() if k != "lead"}, "必须指定新的承办单位"),
+    ],
+)
+def test_recategorise_refusals_change_nothing(data: dict, message: str) -> None:
+    t = ticket_in(S.RETURNED)
+    before = (t.state, t.category, t.lead_queue, t.co_queues, t.dispatch_class, t.deadline_at, list(t.events))
+    with pytest.raises(InvalidTransition, match=message):
+        t.apply("改类", "user:disp", "理由", LATER, **data)
+    assert (t.state, t.category, t.lead_queue, t.co_queues, t.dispatch_class, t.deadline_at, t.events) == before
+
+
+def test_recategorise_after_a_reopen_counts_from_the_reopen() -> None:
+    t = ticket_in(S.CLOSED)
+    reopened = NOW + timedelta(days=1)
+    t.apply("重办", "resident:u1", "问题未解决", reopened)
+    t.apply("签收", "worker:7", "", reopened)
+    t.apply("退单", "worker:7", "不是垃圾问题", reopened)
+    t.apply("改类", "user:disp", "实为停水", reopened + timedelta(hours=5),
+            **_recat("water_supply", "water_authority", (), "utilities"))
+    assert (t.category, t.dispatch_class, t.deadline_at) == (
+        "water_supply", DispatchClass.UTILITIES, reopened + timedelta(hours=2))
