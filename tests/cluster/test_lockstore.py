@@ -49,3 +49,35 @@ def test_concurrent_tickets_are_unique_and_cleanup_keeps_waiters():
     stores[2].cleanup(conversation, 99)
     assert stores[3].get_lock(conversation) is None
     stores[0].red.delete(stores[0].key_prefix + conversation)
+
+
+def test_a_change_made_meanwhile_by_another_server_is_not_overwritten():
+    """Another server issues a ticket between our read of the lock and our write: our
+    write is refused (EXEC after WATCH) and our change is made again on the lock as it is
+    now, so neither ticket is lost."""
+    from rasa.core.lock import TicketLock
+
+    require_services()
+    prefix = "qctest" + uuid.uuid4().hex[:8]
+    ours, other = _stores(2, prefix)
+    conversation = "meanwhile-" + uuid.uuid4().hex[:8]
+    seen: list = []
+
+    def issue(lock):
+        seen.append(None if lock is None else [t.number for t in lock.tickets])
+        if len(seen) == 1:
+            assert other.issue_ticket(conversation, 60) == 0  # the other server, in between
+        lock = lock or TicketLock(conversation)
+        lock.issue_ticket(60)
+        return lock
+
+    try:
+        stored = ours._change(conversation, issue)
+        assert seen == [None, [0]]  # read, refused, read again with the other's ticket
+        assert [t.number for t in stored.tickets] == [0, 1]
+        assert [t.number for t in other.get_lock(conversation).tickets] == [0, 1]
+        ours.cleanup(conversation, 1)
+        other.cleanup(conversation, 0)
+        assert ours.get_lock(conversation) is None
+    finally:
+        ours.red.delete(ours.key_prefix + conversation)
