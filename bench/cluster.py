@@ -152,8 +152,44 @@ def run_cluster_bench(residents: int = 50, instances: Iterable[int] = (1, 2), ti
     return result
 
 
-if __name__ == "__main__":  # python -m bench.cluster [residents]
-    import sys
+def update_report(out: Path, cluster: Dict, commit: str, now: Optional[str] = None) -> Dict:
+    """Put a cluster-only run into OUT/results.json and rewrite OUT/report.md: the report
+    then says that its cluster rows were measured later than the rest, at which commit."""
+    from datetime import datetime, timezone
 
-    print(json.dumps(run_cluster_bench(int(sys.argv[1]) if len(sys.argv) > 1 else 50), ensure_ascii=False,
-                     indent=1, default=str))
+    from bench.report import write_report
+
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    cluster = dict(cluster)
+    cluster.pop("work_dir", None)
+    cluster["remeasured"] = {"at": now or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
+                             "load_avg": [round(x, 2) for x in os.getloadavg()]}
+    results["cluster"] = cluster
+    (out / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    write_report(results, out / "report.md")
+    return results
+
+
+def main(argv: Optional[list] = None) -> int:
+    """python -m bench.cluster [residents] [--update OUT]: the cluster part of `make bench`
+    alone (e.g. after a change to the production profile); --update writes it into OUT's
+    results.json and report.md, marked as measured later."""
+    import argparse
+    import subprocess
+
+    ap = argparse.ArgumentParser(prog="python -m bench.cluster")
+    ap.add_argument("residents", nargs="?", type=int, default=50)
+    ap.add_argument("--update", type=Path, help="bench results folder to update (e.g. bench/results)")
+    args = ap.parse_args(argv)
+    result = run_cluster_bench(args.residents)
+    if args.update:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parents[1]).stdout.strip() or "unknown"
+        update_report(args.update, result, commit)
+    else:
+        print(json.dumps(result, ensure_ascii=False, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -224,7 +224,16 @@ def cluster_table(results: Dict) -> str:
              r["tracker_problems"]] for r in c["runs"]]
     return _table(["instances", "residents at once", "turn p50 / p95 / p99 ms", "turns/s", "tickets/s", "errors", "lost",
                    "duplicates", "conversations with tracker problems"], rows) + \
-        f"\n\nThroughput scaling 1 → 2 instances: {_f(c['scaling'], 2)}×."
+        f"\n\nThroughput scaling 1 → 2 instances: {_f(c['scaling'], 2)}×." + _remeasured(c)
+
+
+def _remeasured(c: Dict) -> str:
+    r = c.get("remeasured")
+    if not r:
+        return ""
+    load = ", ".join(str(x) for x in r.get("load_avg") or [])
+    return (f"\n\nThese cluster rows were measured on their own (`python -m bench.cluster --update`) at {r['at']}, "
+            f"commit {r['commit']}, load average [{load}]; the rest of this report is from the run above.")
 
 
 def write_report(results: Dict, path: Path) -> Path:
