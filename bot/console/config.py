@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.console.uploads import upload_dir
+from bot.web.clientaddr import trusted_proxies_from_env
 
 
 def _flag(name: str, default: str = "0") -> bool:
@@ -23,6 +24,8 @@ class ConsoleConfig:
     notifier_interval: float = 2.0  # QC_NOTIFIER_INTERVAL seconds
     sweep_every: float = 60.0  # seconds between overdue sweeps
     seed_demo: bool = False  # create missing demo accounts at start (python -m bot serve does)
+    # QC_TRUSTED_PROXIES: behind them the log-in throttle counts the forwarded client, not the proxy
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> ConsoleConfig:
@@ -34,4 +37,5 @@ class ConsoleConfig:
             notifier=_flag("QC_NOTIFIER", "1"),
             notifier_interval=float(os.environ.get("QC_NOTIFIER_INTERVAL", "2")),
             seed_demo=_flag("QC_SEED_DEMO"),
+            trusted_proxies=trusted_proxies_from_env(),
         )

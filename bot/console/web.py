@@ -37,6 +37,7 @@ from bot.console.uploads import MAX_UPLOAD_BYTES, path_of
 from bot.domain.model import EVENT_KINDS, TicketState
 from bot.domain.workcal import SHANGHAI
 from bot.text import unstorable
+from bot.web.clientaddr import client_address
 from bot.web.keys import SETTINGS
 
 log = logging.getLogger(__name__)
@@ -362,7 +363,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     username = str(form.get("username") or "")[:64]
     password = str(form.get("password") or "")[:256]
     ttl = timedelta(hours=console.config.session_hours)
-    key = (request.remote or "", username.strip().lower())
+    client = client_address(request.remote, request.headers.get("X-Forwarded-For", ""),
+                            console.config.trusted_proxies)
+    key = (client, username.strip().lower())
     if console.throttle.blocked(key, now_utc()):
         return await _login_form(request, "登录失败次数过多，请 15 分钟后再试。", status=429, username=username)
     session = await console.run(svc.log_in, username, password, now_utc(), ttl)

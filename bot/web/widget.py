@@ -28,6 +28,7 @@ from aiohttp import BodyPartReader, web
 from bot.gazetteer import REPO_ROOT
 from bot.media import CONTENT_TYPES, SNIFF_BYTES, sniff_image
 from bot.ratelimit import MSG_TOO_FAST, UPLOAD_LIMIT_ENV, RateLimiter
+from bot.web import clientaddr
 from bot.web.keys import SETTINGS
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class WidgetConfig:
             socket_url=os.environ.get("QC_WIDGET_SOCKET_URL", "").rstrip("/"),
             public_url=os.environ.get("QC_PUBLIC_URL", "").rstrip("/"),
             frame_ancestors=os.environ.get("QC_WIDGET_FRAME_ANCESTORS", "*"),
-            trusted_proxies=tuple(a.strip() for a in os.environ.get("QC_TRUSTED_PROXIES", "").split(",") if a.strip()),
+            trusted_proxies=clientaddr.trusted_proxies_from_env(),
         )
 
 
@@ -115,17 +116,8 @@ def socket_url(request: web.Request) -> str:
 
 
 def client_address(request: web.Request) -> str:
-    """Who sent the request: the peer, or behind one of our proxies the last forwarded hop
-    that is not a proxy of ours (earlier hops are whatever the client chose to claim)."""
-    remote = request.remote or "?"
-    trusted = request.app[WIDGET].trusted_proxies
-    if remote not in trusted:
-        return remote
-    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
-    for hop in reversed(hops):
-        if hop not in trusted:
-            return hop[:64]
-    return remote
+    return clientaddr.client_address(request.remote, request.headers.get("X-Forwarded-For", ""),
+                                     request.app[WIDGET].trusted_proxies)
 
 
 def _security_headers(resp: web.StreamResponse) -> web.StreamResponse:

@@ -481,3 +481,34 @@ async def test_password_guessing_is_throttled(client: TestClient, engine: Engine
     token = csrf_of(await (await client.get("/console/login")).text())
     resp = await client.post("/console/login", data={"csrf": token, "username": "GRID", "password": PASSWORD})
     assert resp.status == 429 and "次数过多" in await resp.text()  # even the right password, for now
+
+
+async def test_login_throttle_counts_the_client_behind_our_proxy(engine: Engine, upload_dir: Path) -> None:
+    """Behind nginx every request comes from the proxy: the throttle must count the
+    forwarded client, or one guesser locks every user of that name out for everyone; a
+    client that is not our proxy cannot pick its own address with X-Forwarded-For."""
+    from aiohttp.test_utils import TestServer
+
+    from bot.console.config import ConsoleConfig
+    from bot.console.web import CONSOLE_CONFIG, CONSOLE_ENGINE
+    from bot.web.app import init_app
+    from bot.web.keys import Settings
+    from tests.console.helpers import csrf_of
+
+    make_users(engine, ("grid",))
+
+    async def attempt(c: TestClient, password: str, client_ip: str) -> int:
+        token = csrf_of(await (await c.get("/console/login")).text())
+        resp = await c.post("/console/login", data={"csrf": token, "username": "grid", "password": password},
+                            headers={"X-Forwarded-For": f"198.51.100.9, {client_ip}"}, allow_redirects=False)
+        return resp.status
+
+    for trusted, expect_neighbour in ((("127.0.0.1",), 303), ((), 429)):
+        app = init_app(Settings(database_url="sqlite://"))
+        app[CONSOLE_ENGINE] = engine
+        app[CONSOLE_CONFIG] = ConsoleConfig(notifier=False, upload_dir=upload_dir, trusted_proxies=trusted)
+        async with TestClient(TestServer(app)) as c:
+            assert [await attempt(c, "guess", "203.0.113.7") for _ in range(5)] == [401] * 5
+            assert await attempt(c, PASSWORD, "203.0.113.7") == 429  # the guesser stays throttled
+            # trusted proxy: another client is not; untrusted peer: its header counts for nothing
+            assert await attempt(c, PASSWORD, "203.0.113.8") == expect_neighbour
