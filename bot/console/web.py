@@ -32,6 +32,7 @@ from bot.console import services as svc
 from bot.console.config import ConsoleConfig
 from bot.console.names import category_label, department_choices, queue_label, street_choices, street_label
 from bot.console.notifier import Notifier, channels_for
+from bot.console.throttle import LoginThrottle
 from bot.console.uow import ConsoleUnitOfWork
 from bot.console.uploads import MAX_UPLOAD_BYTES, path_of
 from bot.domain.model import EVENT_KINDS, TicketState
@@ -49,35 +50,6 @@ PREFIX = "/console"
 SESSION_COOKIE = "qc_session"
 LOGIN_CSRF_COOKIE = "qc_login_csrf"
 PUBLIC_PATHS = (f"{PREFIX}/login", f"{PREFIX}/static/")
-
-
-class LoginThrottle:
-    """At most `limit` failed log-ins per (client address, user name) in `window`: password
-    guessing is slowed to a crawl, and a legitimate user is locked out of nothing else."""
-
-    def __init__(self, limit: int = 5, window: timedelta = timedelta(minutes=15), max_keys: int = 10000) -> None:
-        self.limit, self.window, self.max_keys = limit, window, max_keys
-        self.failures: dict[tuple[str, str], list[datetime]] = {}
-
-    def _recent(self, key: tuple[str, str], now: datetime) -> list[datetime]:
-        recent = [t for t in self.failures.get(key, []) if now - t < self.window]
-        if recent:
-            self.failures[key] = recent
-        else:
-            self.failures.pop(key, None)
-        return recent
-
-    def blocked(self, key: tuple[str, str], now: datetime) -> bool:
-        return len(self._recent(key, now)) >= self.limit
-
-    def failed(self, key: tuple[str, str], now: datetime) -> None:
-        if len(self.failures) >= self.max_keys:
-            for k in list(self.failures)[: self.max_keys // 2]:
-                self._recent(k, now)
-        self.failures.setdefault(key, []).append(now)
-
-    def succeeded(self, key: tuple[str, str]) -> None:
-        self.failures.pop(key, None)
 
 
 class Console:
@@ -366,13 +338,13 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     client = client_address(request.remote, request.headers.get("X-Forwarded-For", ""),
                             console.config.trusted_proxies)
     key = (client, username.strip().lower())
-    if console.throttle.blocked(key, now_utc()):
+    if await console.throttle.blocked(key, now_utc()):
         return await _login_form(request, "登录失败次数过多，请 15 分钟后再试。", status=429, username=username)
     session = await console.run(svc.log_in, username, password, now_utc(), ttl)
     if session is None:
-        console.throttle.failed(key, now_utc())
+        await console.throttle.failed(key, now_utc())
         return await _login_form(request, "用户名或密码错误。", status=401, username=username)
-    console.throttle.succeeded(key)
+    await console.throttle.succeeded(key)
     response = web.HTTPSeeOther(_safe_next(str(form.get("next") or "")))
     response.set_cookie(
         SESSION_COOKIE,
