@@ -10,17 +10,20 @@ does not wait for Monday.
 The official holiday table comes from the `chinese_calendar` library (a plain data
 library, no framework). It covers 2004 up to the last year the State Council has
 published; for a year beyond that the calendar falls back to Monday–Friday and says so
-(`WorkCalendar.is_known`), so deadlines keep working when the library is stale.
+(a warning in the log once a year, and `is_known`), so deadlines keep working when the
+library is stale.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Protocol
 
 # China has had no daylight saving since 1991: a fixed offset avoids needing tzdata.
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 DAY = timedelta(days=1)
+log = logging.getLogger(__name__)
 
 
 class WorkCalendar(Protocol):
@@ -45,6 +48,7 @@ class ChineseWorkCalendar:
 
         self._cc = chinese_calendar
         self._fallback = WeekdayCalendar()
+        self._warned_years: set[int] = set()
 
     def is_known(self, day: date) -> bool:
         try:
@@ -57,6 +61,11 @@ class ChineseWorkCalendar:
         try:
             return bool(self._cc.is_workday(day))
         except NotImplementedError:
+            if day.year not in self._warned_years:  # once a year per process: operators must see it
+                self._warned_years.add(day.year)
+                log.warning("chinese_calendar %s has no holiday schedule for %d: deadlines count Monday–Friday "
+                            "only until a release with that year is installed",
+                            getattr(self._cc, "__version__", "?"), day.year)
             return self._fallback.is_workday(day)
 
 

@@ -66,6 +66,18 @@ def test_years_beyond_the_library_fall_back_to_weekdays() -> None:
     assert deadline_for(DispatchClass.NORMAL, start) == start + timedelta(days=3)
 
 
+def test_a_year_beyond_the_library_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    cal = ChineseWorkCalendar()
+    with caplog.at_level("WARNING", logger="bot.domain.workcal"):
+        for day in range(4, 12):
+            cal.is_workday(date(2041, 3, day))
+        cal.is_workday(date(2026, 3, 2))  # a published year: nothing to say
+        cal.is_workday(date(2042, 3, 3))
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.domain.workcal"]
+    assert len(lines) == 2
+    assert "no holiday schedule for 2041" in lines[0] and "no holiday schedule for 2042" in lines[1]
+
+
 def test_refuses_naive_and_negative() -> None:
     with pytest.raises(ValueError):
         add_working_time(datetime(2026, 1, 5), timedelta(hours=1))
