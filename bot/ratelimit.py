@@ -33,6 +33,36 @@ def env_int(name: str, default: int) -> int:
     return value
 
 
+class SharedRedis:
+    """An asyncio Redis client for counters shared between instances: one client per event
+    loop (a client belongs to the loop it was made in), half-second timeouts, and a warning
+    at most once a minute while Redis does not answer (the caller then counts locally)."""
+
+    def __init__(self, url: str, what: str) -> None:
+        self.url, self.what = url, what
+        self._redis: Any = None
+        self._loop: Any = None
+        self._warned_at = 0.0
+
+    def client(self) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._redis is None or self._loop is not loop:
+            from redis import asyncio as aioredis
+
+            self._redis = aioredis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            self._loop = loop
+        return self._redis
+
+    def down(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned_at > 60:
+            self._warned_at = now
+            log.warning("%s: Redis unavailable (%s), counting in this process only", self.what, type(exc).__name__)
+        self._redis = None
+
+
 class RateLimiter:
     def __init__(self, limit: int, window: float = 60.0, name: str = "rest", redis_url: Optional[str] = None,
                  clock: Callable[[], float] = time.time, max_keys: int = 100_000) -> None:
@@ -43,9 +73,7 @@ class RateLimiter:
         self.clock = clock
         self.max_keys = max_keys
         self._counts: Dict[str, Tuple[int, int]] = {}  # key → (window number, hits)
-        self._redis: Any = None
-        self._redis_loop: Any = None
-        self._warned_at = 0.0
+        self._redis = SharedRedis(self.redis_url, f"rate limit {name}")
 
     @classmethod
     def from_env(cls, name: str, default_limit: int, env: str = LIMIT_ENV, window: float = 60.0) -> "RateLimiter":
@@ -69,21 +97,10 @@ class RateLimiter:
         self._counts[key] = (bucket, hits)
         return hits
 
-    def _client(self) -> Any:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        if self._redis is None or self._redis_loop is not loop:  # a client belongs to one event loop
-            from redis import asyncio as aioredis
-
-            self._redis = aioredis.from_url(self.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
-            self._redis_loop = loop
-        return self._redis
-
     async def _shared(self, key: str, bucket: int) -> int:
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         name = f"qc:rate:{self.name}:{digest}:{bucket}"
-        pipe = self._client().pipeline(transaction=True)
+        pipe = self._redis.client().pipeline(transaction=True)
         pipe.incr(name)
         pipe.expire(name, int(self.window) + 5)
         hits, _ = await pipe.execute()
@@ -96,10 +113,5 @@ class RateLimiter:
             try:
                 return await self._shared(key, bucket) <= self.limit
             except Exception as exc:  # noqa: BLE001 - Redis down: limit locally, say so now and then
-                now = time.monotonic()
-                if now - self._warned_at > 60:
-                    self._warned_at = now
-                    log.warning("rate limit %s: Redis unavailable (%s), counting in this process only",
-                                self.name, type(exc).__name__)
-                self._redis = None
+                self._redis.down(exc)
         return self._local(key, bucket) <= self.limit

@@ -8,13 +8,10 @@ together; without it, or while Redis does not answer, this process counts alone 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
-import time
 from datetime import datetime, timedelta
-from typing import Any
 
-log = logging.getLogger(__name__)
+from bot.ratelimit import REDIS_ENV, SharedRedis
 
 Key = tuple[str, str]
 
@@ -24,10 +21,8 @@ class LoginThrottle:
                  redis_url: str | None = None) -> None:
         self.limit, self.window, self.max_keys = limit, window, max_keys
         self.failures: dict[Key, list[datetime]] = {}
-        self.redis_url = redis_url if redis_url is not None else (os.environ.get("QC_REDIS_URL") or "")
-        self._redis: Any = None
-        self._redis_loop: Any = None
-        self._warned_at = 0.0
+        self.redis_url = redis_url if redis_url is not None else (os.environ.get(REDIS_ENV) or "")
+        self._redis = SharedRedis(self.redis_url, "log-in throttle")
 
     # --- this process ---------------------------------------------------------------
     def _recent(self, key: Key, now: datetime) -> list[datetime]:
@@ -45,28 +40,10 @@ class LoginThrottle:
         self.failures.setdefault(key, []).append(now)
 
     # --- shared -----------------------------------------------------------------------
-    def _client(self) -> Any:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        if self._redis is None or self._redis_loop is not loop:  # a client belongs to one event loop
-            from redis import asyncio as aioredis
-
-            self._redis = aioredis.from_url(self.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
-            self._redis_loop = loop
-        return self._redis
-
     @staticmethod
     def _name(key: Key) -> str:
         digest = hashlib.sha256("\x00".join(key).encode("utf-8", "surrogatepass")).hexdigest()[:32]
         return f"qc:login-failures:{digest}"  # hashed: no user names or addresses in Redis
-
-    def _redis_down(self, exc: Exception) -> None:
-        now = time.monotonic()
-        if now - self._warned_at > 60:
-            self._warned_at = now
-            log.warning("log-in throttle: Redis unavailable (%s), counting in this process only", type(exc).__name__)
-        self._redis = None
 
     # --- what the log-in handler calls ---------------------------------------------------
     async def blocked(self, key: Key, now: datetime) -> bool:
@@ -74,27 +51,27 @@ class LoginThrottle:
             return True
         if self.redis_url:
             try:
-                count = await self._client().get(self._name(key))
+                count = await self._redis.client().get(self._name(key))
                 return int(count or 0) >= self.limit
             except Exception as exc:  # noqa: BLE001 - Redis down: this process's count decides
-                self._redis_down(exc)
+                self._redis.down(exc)
         return False
 
     async def failed(self, key: Key, now: datetime) -> None:
         self._failed_here(key, now)
         if self.redis_url:
             try:
-                pipe = self._client().pipeline(transaction=True)
+                pipe = self._redis.client().pipeline(transaction=True)
                 pipe.incr(self._name(key))
                 pipe.expire(self._name(key), int(self.window.total_seconds()))
                 await pipe.execute()
             except Exception as exc:  # noqa: BLE001
-                self._redis_down(exc)
+                self._redis.down(exc)
 
     async def succeeded(self, key: Key) -> None:
         self.failures.pop(key, None)
         if self.redis_url:
             try:
-                await self._client().delete(self._name(key))
+                await self._redis.client().delete(self._name(key))
             except Exception as exc:  # noqa: BLE001
-                self._redis_down(exc)
+                self._redis.down(exc)
