@@ -420,11 +420,7 @@ class WeChatGateway:
         self._spawn(self._keep_lease(inbound.msg_key, work, settled))
         try:
             result: WorkResult = await work
-            if result.buttons is not st.KEEP:
-                await self.db("set_buttons", inbound.openid, result.buttons)
-            if not await self.db("renew", inbound.msg_key, self.owner, self.config.processing_lease):
-                log.warning("wechat: %s was taken by another instance meanwhile: not sent from here",
-                            mask_key(inbound.msg_key))
+            if not await self._still_ours(inbound, result):
                 return
             if result.chunks:
                 await self._deliver(inbound, result.chunks, mark=True)
@@ -599,11 +595,7 @@ class WeChatGateway:
                         log.warning("wechat: %s is not ours any more: its answer is not sent from here",
                                     mask_key(inbound.msg_key))
                         return
-                    if result.buttons is not st.KEEP:
-                        await self.db("set_buttons", inbound.openid, result.buttons)
-                    if not await self.db("renew", inbound.msg_key, self.owner, self.config.processing_lease):
-                        log.warning("wechat: %s was taken over meanwhile: its answer is not sent from here",
-                                    mask_key(inbound.msg_key))
+                    if not await self._still_ours(inbound, result):
                         return
                 except Exception:  # the store hiccuped: still deliver the answer
                     log.exception("wechat: recording %s failed", inbound.msg_key)
@@ -615,6 +607,16 @@ class WeChatGateway:
         work.add_done_callback(lambda t: self._spawn(late(t)))
         log.info("wechat: %s answered asynchronously", inbound.msg_key)
         return SUCCESS
+
+    async def _still_ours(self, inbound: Inbound, result: WorkResult) -> bool:
+        """Before a later answer goes out (async or replayed): record its buttons and renew
+        the lease; False when another instance has taken the message over meanwhile."""
+        if result.buttons is not st.KEEP:
+            await self.db("set_buttons", inbound.openid, result.buttons)
+        if await self.db("renew", inbound.msg_key, self.owner, self.config.processing_lease):
+            return True
+        log.warning("wechat: %s was taken over meanwhile: its answer is not sent from here", mask_key(inbound.msg_key))
+        return False
 
     async def _keep_lease(self, msg_key: str, work: asyncio.Future, settled: asyncio.Future) -> None:
         """Renew the lease while the bot works on the message and, when the answer goes

@@ -38,6 +38,7 @@ from bot.domain.model import (
     RETURN,
     ROUTING_KINDS,
     SUPERVISE,
+    TRANSITIONS,
     WORK,
     InvalidTransition,
     Ticket,
@@ -473,7 +474,7 @@ def allowed_actions(p: Principal, ticket: Ticket, now: datetime) -> list[str]:
             out.append("redispatch")
             if not ticket.escalated:
                 out.append("reject_return")
-        if s in (TicketState.RECEIVED, TicketState.RETURNED):  # where 派单/改派 are
+        if s in TRANSITIONS[RECATEGORISE][0]:  # the states the domain allows 改类 from
             out.append("recategorise")
         if pending_extension(ticket):
             out.append("approve_extension")

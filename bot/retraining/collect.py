@@ -9,7 +9,7 @@ import asyncio
 import logging
 import os
 from datetime import datetime, timezone
-from typing import Any, Coroutine, Dict, List, Mapping, Optional, Set
+from typing import Any, Callable, Coroutine, Dict, List, Mapping, Optional, Set
 
 from bot.retraining.inbox import Sample, record, record_choice, sample_from_parse
 from bot.text import mask_personal_data
@@ -28,18 +28,18 @@ def fallback_source(ranking: List[Mapping[str, Any]]) -> str:
     return "unsure" if top >= FALLBACK_THRESHOLD else "fallback"
 
 
-def _write(sample: Sample) -> Optional[int]:
+def _in_transaction(write: Callable[..., Optional[int]], *args: Any) -> Optional[int]:
     from bot import runtime
 
     with runtime.engine().begin() as conn:
-        return record(conn, sample, datetime.now(timezone.utc))
+        return write(conn, *args)
 
 
-async def _guarded(sample: Sample) -> None:
+async def _guarded(what: str, about: str, write: Callable[..., Optional[int]], *args: Any) -> None:
     try:
-        await asyncio.wait_for(asyncio.to_thread(_write, sample), COLLECT_TIMEOUT)
+        await asyncio.wait_for(asyncio.to_thread(_in_transaction, write, *args), COLLECT_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - the inbox is best effort; the conversation goes on
-        log.warning("review inbox write failed (%s) for %s", type(exc).__name__, mask_personal_data(sample.text)[:40])
+        log.warning("review inbox %s failed (%s) for %s", what, type(exc).__name__, mask_personal_data(about)[:40])
 
 
 def _schedule(work: Coroutine[Any, Any, None]) -> asyncio.Task:
@@ -51,7 +51,11 @@ def _schedule(work: Coroutine[Any, Any, None]) -> asyncio.Task:
 
 def collect(sample: Sample) -> asyncio.Task:
     """Schedule the write and return at once."""
-    return _schedule(_guarded(sample))
+    return _schedule(_guarded("write", sample.text or "", _record_sample, sample))
+
+
+def _record_sample(conn: Any, sample: Sample) -> Optional[int]:
+    return record(conn, sample, datetime.now(timezone.utc))
 
 
 def collect_turn(source: str, text: str, ranking: List[Mapping[str, Any]], sender_id: str,
@@ -62,25 +66,14 @@ def collect_turn(source: str, text: str, ranking: List[Mapping[str, Any]], sende
     return collect(sample_from_parse(source, text, ranking, key, correction))
 
 
-def _write_choice(sender_id: str, intent: str, text: Optional[str]) -> Optional[int]:
-    from bot import runtime
-
-    with runtime.engine().begin() as conn:
-        return record_choice(conn, sender_id, intent, datetime.now(timezone.utc), text=text)
-
-
-async def _guarded_choice(sender_id: str, intent: str, text: Optional[str]) -> None:
-    try:
-        await asyncio.wait_for(asyncio.to_thread(_write_choice, sender_id, intent, text), COLLECT_TIMEOUT)
-    except Exception as exc:  # noqa: BLE001 - the inbox is best effort; the conversation goes on
-        log.warning("review inbox choice failed (%s) for %s", type(exc).__name__,
-                    mask_personal_data(sender_id or "")[:40])
-
-
 def collect_choice(sender_id: str, intent: str, text: Optional[str] = None) -> Optional[asyncio.Task]:
     """The category the resident picked from the buttons offered after an unsure turn:
     attached (in the background) to that conversation's newest pending inbox item,
     the one of `text` (the message the buttons were offered for) when given."""
     if not sender_id or not intent:
         return None
-    return _schedule(_guarded_choice(sender_id, intent, text))
+    return _schedule(_guarded("choice", sender_id, _record_choice, sender_id, intent, text))
+
+
+def _record_choice(conn: Any, sender_id: str, intent: str, text: Optional[str]) -> Optional[int]:
+    return record_choice(conn, sender_id, intent, datetime.now(timezone.utc), text=text)
