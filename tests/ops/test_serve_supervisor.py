@@ -17,6 +17,7 @@ from tests.ops.supervised import KEPT, Supervised, answer_for, answers, finish, 
 
 TOKEN = "serve-supervisor-" + uuid.uuid4().hex[:8]
 PHONE = "13912345678"
+WX_TOKEN, WX_APPID = "servesupervisor" + uuid.uuid4().hex[:8], "wx" + uuid.uuid4().hex[:16]
 
 
 def _free_port() -> int:
@@ -32,7 +33,10 @@ def served(tmp_path_factory):
     db = f"sqlite:///{tmp / 'tickets.db'}"
     s = Supervised(["serve", "--rasa-port", str(ports["rasa"]), "--actions-port", str(ports["actions"])],
                    {"QC_DATABASE_URL": db, "QC_WEB_PORT": str(ports["web"]), "QC_RASA_TOKEN": TOKEN,
-                    "QC_RESTART_BACKOFF": "0.5", "QC_RESTART_LIMIT": "2"}, tmp / "serve.out")
+                    "QC_RESTART_BACKOFF": "0.5", "QC_RESTART_LIMIT": "3",
+                    # the WeChat channel on (plain mode); answers here are passive, the API is not called
+                    "QC_WECHAT_TOKEN": WX_TOKEN, "QC_WECHAT_APPID": WX_APPID, "QC_WECHAT_SECRET": "s" * 32,
+                    "QC_WECHAT_AES_KEY": "", "QC_WECHAT_API_BASE": "http://127.0.0.1:9"}, tmp / "serve.out")
     try:
         s.wait_for("Press Ctrl-C to stop.", 300)
         s.ports, s.db = ports, db
@@ -94,6 +98,80 @@ def test_action_server_killed_resident_told_and_phone_kept(served, residents):
     assert _reports(served.db)[sender][0][1] in number
 
 
+def _conversation_texts(served, sender: str) -> list:
+    import json
+    import urllib.request
+
+    url = f"http://127.0.0.1:{served.ports['rasa']}/conversations/{sender}/tracker?token={TOKEN}"
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return [e.get("text") for e in json.loads(resp.read())["events"] if e["event"] == "user"]
+
+
+def test_widget_socketio_told_and_message_kept_while_action_server_down(served, residents):
+    import asyncio
+
+    import socketio
+
+    session = uuid.uuid4().hex
+    got: list = []
+
+    async def go():
+        sio = socketio.AsyncClient(reconnection=False)
+        sio.on("bot_uttered", lambda data: got.append(data.get("text")))
+        await sio.connect(f"http://127.0.0.1:{served.ports['rasa']}", socketio_path="/socket.io",
+                          transports=["polling"])
+        try:
+            await sio.emit("session_request", {"session_id": session})
+
+            async def utter(message: str, n: int = 1) -> list:
+                start = len(got)
+                await sio.emit("user_uttered", {"message": message, "session_id": session})
+                for _ in range(600):
+                    if len(got) >= start + n:
+                        break
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(0.5)  # anything else of this turn
+                return got[start:]
+
+            assert await utter(residents[2].first)  # the complaint: the form asks the next question
+            old = served.kill("actions")
+            down = await utter(PHONE)
+            await asyncio.to_thread(served.wait_restarted, "actions", old, served.health["actions"])
+            after = await utter("在吗", 2)
+            return down, after
+        finally:
+            await sio.disconnect()
+
+    down, after = asyncio.run(go())
+    assert down == [KEPT]  # not 助手正在输入… and then nothing
+    assert KEPT not in after and after
+    assert _conversation_texts(served, session).count(PHONE) == 2  # kept (pending), then handled
+
+
+def test_wechat_told_and_message_kept_while_action_server_down(served):
+    import asyncio
+
+    from tests.wechat.wxclient import WeChatServer, text_msg
+
+    wx = WeChatServer(f"http://127.0.0.1:{served.ports['rasa']}/webhooks/wechat/webhook", WX_TOKEN, WX_APPID)
+    openid = "o" + uuid.uuid4().hex[:27]
+
+    async def send(content: str):
+        query, body = wx.signed(text_msg(openid, content), encrypted=False)
+        query["openid"] = openid
+        return await wx.send(query, body)
+
+    first = asyncio.run(send("小区门口垃圾堆了好几天没人清理"))
+    assert first.status == 200
+    old = served.kill("actions")
+    down = asyncio.run(send(PHONE))
+    assert (down.status, down.content) == (200, KEPT)  # not `success` and then nothing
+    served.wait_restarted("actions", old, served.health["actions"])
+    after = asyncio.run(send("在吗"))
+    assert after.status == 200 and after.content != KEPT
+    assert _conversation_texts(served, openid).count(PHONE) == 2  # kept (pending), then handled
+
+
 def test_rasa_killed_mid_conversation_comes_back_and_conversation_goes_on(served, residents):
     sender = "serve-rasa-" + uuid.uuid4().hex[:8]
     _until(served.url, sender, residents[1], "photo")
@@ -110,9 +188,9 @@ def test_web_killed_comes_back(served):
 
 
 def test_a_child_that_keeps_dying_stops_serve_with_exit_1(served):
-    # web dies again each time it is started (QC_RESTART_LIMIT=2: the third death in 300 s is too many)
+    # web dies again each time it is started (QC_RESTART_LIMIT=3: the fourth death in 300 s is too many)
     kills = 0
-    while served.proc.poll() is None and kills < 3:
+    while served.proc.poll() is None and kills < 4:
         old = served.kill("web")
         kills += 1
         served.wait_for(f"web (pid {old}) died: killed by SIGKILL", 30)
@@ -120,10 +198,10 @@ def test_a_child_that_keeps_dying_stops_serve_with_exit_1(served):
         while served.proc.poll() is None and served.pid("web") == old and time.monotonic() < deadline:
             time.sleep(0.2)
     served.proc.wait(timeout=60)
-    assert kills == 2
+    assert kills == 3
     assert served.proc.returncode == 1
     out = served.output()
-    assert "supervisor: giving up: web (pid" in out and "died 3 times within 300 s; stopping everything" in out
+    assert "supervisor: giving up: web (pid" in out and "died 4 times within 300 s; stopping everything" in out
     assert not answers(served.health["rasa"]) and not answers(served.health["actions"])
     # every complaint confirmed in the tests above stored once
     assert all(len(v) == 1 for v in _reports(served.db).values()) and len(_reports(served.db)) == 2
