@@ -37,10 +37,12 @@ class ActionServerUnavailable(BaseException):
 
 
 def _unreachable(exc: BaseException) -> bool:
+    from rasa.utils.endpoints import ClientResponseError  # Rasa's own, raised for an HTTP error status
+
     for e in (exc, exc.__cause__, exc.__context__):
         if isinstance(e, (aiohttp.ClientConnectionError, asyncio.TimeoutError)):
             return True
-        if isinstance(e, aiohttp.ClientResponseError) and e.status in (502, 503, 504):
+        if isinstance(e, (aiohttp.ClientResponseError, ClientResponseError)) and e.status in (502, 503, 504):
             return True
     return False
 
