@@ -52,7 +52,8 @@ def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, 
                 "--endpoints", str(endpoints), "--model", model or "models", "--cors", "*"]
     if api_token:
         rasa_cmd += ["--enable-api", "--auth-token", api_token]
-    procs = [spawn(cmd, env, log_dir / f"{name}-{rasa_port}.log") for name, cmd in (("actions", actions_cmd), ("rasa", rasa_cmd))]
+    procs = [spawn(cmd, env, log_dir / f"{name}-{rasa_port}.log")
+             for name, cmd in (("actions", actions_cmd), ("rasa", rasa_cmd))]
     ok = _wait_http(f"http://127.0.0.1:{actions_port}/health", 90, procs[0]) and _wait_http(
         f"http://127.0.0.1:{rasa_port}/", 180, procs[1])
     if not ok:

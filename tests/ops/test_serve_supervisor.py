@@ -41,7 +41,8 @@ def served(tmp_path_factory):
         s.wait_for("Press Ctrl-C to stop.", 300)
         s.ports, s.db = ports, db
         s.url = f"http://127.0.0.1:{ports['rasa']}/webhooks/rest/webhook"
-        s.health = {"rasa": f"http://127.0.0.1:{ports['rasa']}/", "actions": f"http://127.0.0.1:{ports['actions']}/health",
+        s.health = {"rasa": f"http://127.0.0.1:{ports['rasa']}/",
+                    "actions": f"http://127.0.0.1:{ports['actions']}/health",
                     "web": f"http://127.0.0.1:{ports['web']}/health"}
         yield s
     finally:
