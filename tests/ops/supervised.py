@@ -1,5 +1,5 @@
 """Helpers for the supervisor tests: `python -m bot serve|cluster` run as a real process,
-its children found by the supervisor's own log lines, a REST resident driven to the end."""
+each child found as the process listening on its port, a REST resident driven to the end."""
 from __future__ import annotations
 
 import os
@@ -11,11 +11,23 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import psutil
 from typing import Dict, List, Optional, Sequence
 
 from bot.gazetteer import REPO_ROOT
 
 _CHILD = re.compile(r"supervisor: (?:watching|started) (?P<name>[\w-]+) \(pid (?P<pid>\d+)\)")
+
+
+def _listens_on(proc: psutil.Process, port: int) -> bool:
+    try:
+        for p in (proc, *proc.children(recursive=True)):
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in p.net_connections(kind="inet")):
+                return True
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
+    return False
 KEPT = "系统繁忙，您刚才的信息已记下，请稍后再试。"
 
 
@@ -24,6 +36,7 @@ class Supervised:
 
     def __init__(self, args: Sequence[str], env: Dict[str, str], log: Path) -> None:
         self.log = log
+        self.ports: Dict[str, int] = {}  # child name → the port it listens on (set by the test)
         full = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT), "RASA_TELEMETRY_ENABLED": "false",
                 "PYTHONUNBUFFERED": "1"}
         with open(log, "ab") as out:
@@ -44,24 +57,30 @@ class Supervised:
             time.sleep(0.5)
         raise AssertionError(f"no {text!r} after {timeout:.0f} s:\n{self.output()[-3000:]}")
 
-    def pid(self, name: str) -> int:
-        pids = [int(m["pid"]) for m in _CHILD.finditer(self.output()) if m["name"] == name]
-        assert pids, f"no pid for {name}:\n{self.output()[-2000:]}"
-        return pids[-1]
+    def pid(self, name: str) -> Optional[int]:
+        """The supervisor's child listening on `name`'s port (None while there is none)."""
+        try:
+            children = psutil.Process(self.proc.pid).children()
+        except psutil.NoSuchProcess:
+            return None
+        return next((c.pid for c in children if _listens_on(c, self.ports[name])), None)
 
-    def kill(self, name: str) -> int:
+    def kill(self, name: str, timeout: float = 240) -> int:
         """kill -9 one child (the process itself, as an operator or the OOM killer would)."""
-        pid = self.pid(name)
+        deadline = time.monotonic() + timeout
+        while (pid := self.pid(name)) is None:
+            assert self.proc.poll() is None and time.monotonic() < deadline, f"no {name}:\n{self.output()[-3000:]}"
+            time.sleep(0.2)
         os.kill(pid, signal.SIGKILL)
         return pid
 
     def wait_restarted(self, name: str, old_pid: int, health_url: str, timeout: float = 240) -> int:
-        """The supervisor logged the death and a new pid, and the new process answers."""
+        """The supervisor logged the death, and a new process answers on the port."""
         self.wait_for(f"{name} (pid {old_pid}) died: killed by SIGKILL; restarting it in", 30)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pid = self.pid(name)
-            if pid != old_pid and answers(health_url):
+            if pid is not None and pid != old_pid and answers(health_url):
                 return pid
             assert self.proc.poll() is None, self.output()[-3000:]
             time.sleep(0.5)
@@ -78,7 +97,16 @@ class Supervised:
         return self.proc.returncode
 
     def kill_all(self) -> None:
-        """Clean-up after a failed test: every child the supervisor named, then itself."""
+        """Clean-up after a failed test: every child, then the supervisor itself."""
+        try:
+            pids = [c.pid for c in psutil.Process(self.proc.pid).children()]
+        except psutil.NoSuchProcess:
+            pids = []
+        for pid in pids:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         for m in _CHILD.finditer(self.output()):
             try:
                 os.killpg(int(m["pid"]), signal.SIGKILL)
