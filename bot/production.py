@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 from urllib.parse import unquote, urlsplit
 
 PROFILE_ENV = "QC_PROFILE"
@@ -56,6 +56,9 @@ class ProductionSettings:
     amqp_url: str
     rasa_events_queue: str
     events_exchange: str
+    rasa_events_max_length: int = 100_000  # the Rasa event queue's bounds (bot/eventbroker.py)
+    rasa_events_ttl_hours: float = 168
+    dead_letter_exchange: str = "qc.dead"
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "ProductionSettings":
@@ -72,7 +75,21 @@ class ProductionSettings:
             amqp_url=_require(env, "QC_AMQP_URL", ("amqp",)),
             rasa_events_queue=(env.get("QC_RASA_EVENTS_QUEUE") or "qc_rasa_events").strip(),
             events_exchange=(env.get("QC_EVENTS_EXCHANGE") or "qc.events").strip(),
+            rasa_events_max_length=_positive(env, "QC_RASA_EVENTS_MAX_LENGTH", 100_000),
+            rasa_events_ttl_hours=_positive(env, "QC_RASA_EVENTS_TTL_HOURS", 168),
+            dead_letter_exchange=(env.get("QC_DEAD_LETTER_EXCHANGE") or "qc.dead").strip(),
         )
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> Any:
+    raw = (env.get(name) or "").strip()
+    try:
+        value = type(default)(raw) if raw else default
+    except ValueError:
+        raise ProfileError(f"{name} must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise ProfileError(f"{name} must be positive")
+    return value
 
 
 def _q(value: object) -> str:
@@ -131,13 +148,17 @@ def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None,
     a = urlsplit(s.amqp_url)
     lines += [
         "event_broker:",
-        "  type: pika",
+        "  type: bot.eventbroker.BoundedPikaEventBroker",
         f"  url: {_q(a.hostname or '127.0.0.1')}",
         f"  port: {a.port or 5672}",
         f"  username: {_q(unquote(a.username or 'guest'))}",
         '  password: ${QC_AMQP_PASSWORD}',
         "  queues:",
         f"    - {_q(s.rasa_events_queue)}",
+        # bounded and dead-lettered: nobody of ours reads it (README "Production")
+        f"  max_length: {s.rasa_events_max_length}",
+        f"  message_ttl_ms: {int(s.rasa_events_ttl_hours * 3600 * 1000)}",
+        f"  dead_letter_exchange: {_q(s.dead_letter_exchange)}",
         # Rasa keeps events it could not publish and sends them when RabbitMQ is back.
         "  should_keep_unpublished_messages: true",
         "  raise_on_failure: false",

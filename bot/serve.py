@@ -52,17 +52,23 @@ def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, 
                 "--endpoints", str(endpoints), "--model", model or "models", "--cors", "*"]
     if api_token:
         rasa_cmd += ["--enable-api", "--auth-token", api_token]
-    procs = []
-    for name, cmd in (("actions", actions_cmd), ("rasa", rasa_cmd)):
-        log = open(log_dir / f"{name}-{rasa_port}.log", "ab")
-        procs.append(subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+    procs = [spawn(cmd, env, log_dir / f"{name}-{rasa_port}.log")
+             for name, cmd in (("actions", actions_cmd), ("rasa", rasa_cmd))]
     ok = _wait_http(f"http://127.0.0.1:{actions_port}/health", 90, procs[0]) and _wait_http(
         f"http://127.0.0.1:{rasa_port}/", 180, procs[1])
     if not ok:
         stop_stack(procs)
         raise RuntimeError(f"servers did not start; see {log_dir}/actions-{rasa_port}.log and rasa-{rasa_port}.log")
     return procs
+
+
+def spawn(cmd: List[str], env: dict, log_path: Path) -> subprocess.Popen:
+    """One child in its own session (its log appended), the way the supervisor restarts it too."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    proc.qc_args = (cmd, env, log_path)  # type: ignore[attr-defined]  # what bot.supervisor restarts
+    return proc
 
 
 def stop_stack(procs: List[subprocess.Popen]) -> None:
@@ -85,9 +91,7 @@ def start_web(rasa_port: int, web_port: int, api_token: Optional[str], log_dir: 
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **(env or {}), "PYTHONPATH": str(REPO_ROOT), "QC_WEB_PORT": str(web_port),
            "QC_RASA_URL": f"http://127.0.0.1:{rasa_port}", "QC_RASA_TOKEN": api_token or ""}
-    log = open(log_dir / f"web-{web_port}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "bot.web.app"], cwd=REPO_ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = spawn([sys.executable, "-m", "bot.web.app"], env, log_dir / f"web-{web_port}.log")
     if not _wait_http(f"http://127.0.0.1:{web_port}/health", 60, proc):
         stop_stack([proc])
         raise RuntimeError(f"web server did not start; see {log_dir}/web-{web_port}.log")
@@ -128,13 +132,9 @@ def serve(rasa_port: int, actions_port: int) -> int:
   Open311 API:        http://127.0.0.1:{web_port}/open311/v2/services.json
   Logs:               var/actions-{rasa_port}.log, var/rasa-{rasa_port}.log, var/web-{web_port}.log
 Press Ctrl-C to stop.""", flush=True)
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    try:
-        while not stop and all(p.poll() is None for p in procs):
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop_stack(procs)
-    return 0
+    from bot.supervisor import Supervisor
+
+    children = dict(zip(("actions", "rasa", "web"), procs))
+    # A dead child is restarted with the same command, environment and log (bot/supervisor.py).
+    return Supervisor(children, lambda name: spawn(*children[name].qc_args),
+                      lambda: stop_stack(list(children.values()))).run()

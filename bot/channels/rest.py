@@ -23,6 +23,7 @@ from rasa.core.channels.rest import RestInput as RasaRestInput
 from sanic import Blueprint, response
 from sanic.request import Request
 
+from bot.actions_down import ActionServerUnavailable, install as _install_actions_down
 from bot.ratelimit import LIMIT_ENV, MSG_TOO_FAST, RateLimiter, env_int
 from bot.text import clean_message, mask_personal_data
 from bot.trackerstore import TrackerStoreUnavailable
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 20000
 MSG_BUSY = "系统暂时繁忙，您的消息没有处理成功，请稍后重发。"
+# The action server is down: the message is kept and handled first thing next time (bot/actions_down.py).
+MSG_KEPT = "系统繁忙，您刚才的信息已记下，请稍后再试。"
+_install_actions_down()
 # Rasa strips whitespace and then drops the turn; a zero-width space survives and our
 # NLU guard reads it as "empty", so the resident hears why nothing happened.
 EMPTY_MESSAGE = "\u200b"
@@ -92,6 +96,9 @@ class RestInput(RasaRestInput):
                 )
             except asyncio.CancelledError:
                 log.error("message from %s timed out", mask_personal_data(sender))
+            except ActionServerUnavailable:
+                log.error("message from %s kept: the action server is down", mask_personal_data(sender))
+                return error(503, "actions_unavailable", MSG_KEPT)
             except (Exception, TrackerStoreUnavailable):  # the latter is a BaseException (bot/trackerstore.py)
                 log.exception("message from %s failed", mask_personal_data(sender))
                 return error(503, "unavailable", MSG_BUSY)

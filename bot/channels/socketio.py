@@ -30,7 +30,8 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from socketio import AsyncServer
 
-from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS, MSG_BUSY
+from bot.actions_down import ActionServerUnavailable
+from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS, MSG_BUSY, MSG_KEPT
 from bot.ratelimit import MSG_TOO_FAST, RateLimiter
 from bot.text import clean_message, mask_personal_data
 from bot.trackerstore import TrackerStoreUnavailable
@@ -121,6 +122,9 @@ class SocketIOInput(RasaSocketIOInput):
             try:
                 await on_new_message(UserMessage(text, output, sender_id, input_channel=self.name(),
                                                  metadata=metadata))
+            except ActionServerUnavailable:
+                log.error("socket.io message from %s kept: the action server is down", mask_personal_data(sender_id))
+                await output.send_text_message(sender_id, MSG_KEPT)
             except (Exception, TrackerStoreUnavailable):  # the latter is a BaseException (bot/trackerstore.py)
                 log.exception("socket.io message from %s failed", mask_personal_data(sender_id))
                 await output.send_text_message(sender_id, MSG_BUSY)

@@ -63,7 +63,8 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.channels import wechat_store as st
-from bot.channels.rest import MSG_BUSY
+from bot.actions_down import ActionServerUnavailable
+from bot.channels.rest import MSG_BUSY, MSG_KEPT
 from bot.channels.wechat_api import DEFAULT_API_BASE, OUT_OF_WINDOW, Timeouts, WeChatApi, WeChatApiError, to_thread
 from bot.channels.wechat_crypto import CryptoError, MessageCrypto, sha1_signature, signature_ok
 from bot.channels.wechat_xml import BadXml, encrypted_envelope, parse_message, text_reply
@@ -666,6 +667,9 @@ class WeChatGateway:
             await asyncio.wait_for(on_new_message(message), timeout=self.config.bot_timeout)
             text, buttons = render(collector.messages)
             return WorkResult(chunks(text), buttons=buttons or None)
+        except ActionServerUnavailable:  # the message is kept and handled first thing next time
+            log.error("wechat: %s kept: the action server is down", inbound.msg_key)
+            return WorkResult([MSG_KEPT], failed=True)
         except (Exception, TrackerStoreUnavailable):  # the bot or a store failed: the resident is asked to resend
             log.exception("wechat: %s failed", inbound.msg_key)
             return WorkResult([MSG_BUSY], failed=True)

@@ -1,0 +1,72 @@
+"""issue 20 item 3: the Rasa event queue is bounded and dead-lettered, on the real RabbitMQ.
+
+The broker is built the way a Rasa server builds it: from the production endpoints file
+(bot/production.py) through Rasa's EventBroker.create. Every name is unique to the test
+(queue, Rasa exchange, dead-letter exchange and its queue), so nobody else's queue sees
+these messages, and all of them are deleted at the end."""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import aio_pika
+
+from tests.cluster.conftest import AMQP_URL, require_services
+
+
+def test_rasa_event_queue_keeps_the_newest_and_dead_letters_the_rest(tmp_path, monkeypatch):
+    require_services()
+    from rasa.core.brokers.broker import EventBroker
+    from rasa.core.utils import read_endpoints_from_path
+
+    from bot.production import endpoints_yaml, rasa_env
+
+    tag = uuid.uuid4().hex[:10]
+    queue, exchange, dead, dead_queue = (f"qc_test_evq_{tag}", f"qc.test.rasa.{tag}", f"qc.test.dead.{tag}",
+                                         f"qc_test_dead_{tag}")
+    env = {"QC_PROFILE": "production", "QC_DATABASE_URL": "postgresql://x@127.0.0.1/x",
+           "QC_TRACKER_DB_URL": "postgresql://x@127.0.0.1/y", "QC_REDIS_URL": "redis://127.0.0.1:6379/1",
+           "QC_AMQP_URL": AMQP_URL, "QC_RASA_EVENTS_QUEUE": queue, "QC_RASA_EVENTS_MAX_LENGTH": "3",
+           "QC_DEAD_LETTER_EXCHANGE": dead}
+    path = tmp_path / "endpoints.yml"
+    path.write_text(endpoints_yaml("http://127.0.0.1:1/webhook", env), encoding="utf-8")
+
+    async def go():
+        conn = await aio_pika.connect(AMQP_URL, timeout=5)
+        async with conn:
+            ch = await conn.channel()
+            # a reader of the dead letters, bound before anything is published
+            dlx = await ch.declare_exchange(dead, aio_pika.ExchangeType.FANOUT, durable=True)
+            dq = await ch.declare_queue(dead_queue, auto_delete=False)
+            await dq.bind(dlx)
+            cfg = read_endpoints_from_path(str(path)).event_broker
+            cfg.kwargs["exchange_name"] = exchange  # not the shared rasa_exchange
+            broker = await EventBroker.create(cfg)
+            try:
+                for i in range(5):
+                    broker.publish({"sender_id": f"s{i}", "event": "user", "text": str(i)})
+                for _ in range(100):
+                    await asyncio.sleep(0.05)
+                    q = await ch.declare_queue(queue, passive=True)
+                    d = await ch.declare_queue(dead_queue, passive=True)
+                    if q.declaration_result.message_count == 3 and d.declaration_result.message_count == 2:
+                        break
+            finally:
+                await broker.close()
+            kept, dropped = [], []
+            for name, into in ((queue, kept), (dead_queue, dropped)):
+                qq = await ch.declare_queue(name, passive=True)
+                while (msg := await qq.get(no_ack=True, fail=False, timeout=2)) is not None:
+                    into.append(json.loads(msg.body)["text"])
+            for name in (queue, dead_queue):
+                await ch.queue_delete(name)
+            for name in (exchange, dead):
+                await ch.exchange_delete(name)
+            return kept, dropped
+
+    for name, value in rasa_env(env).items():  # the password the endpoints file refers to
+        monkeypatch.setenv(name, value)
+    kept, dropped = asyncio.run(go())
+    assert kept == ["2", "3", "4"]
+    assert dropped == ["0", "1"]
