@@ -20,6 +20,7 @@ from bot.locations import (
     RESOLVED,
     LocationResolver,
     Mention,
+    Resolution,
     building_text,
 )
 from bot.media import own_photo_name
@@ -259,7 +260,7 @@ class ComplaintForm:
             step.slots["location_status"] = "unresolved"
         return step
 
-    def _settle_conflict(self, slots: Dict[str, Any], step: FormStep, chosen: Any, text: str) -> FormStep:
+    def _settle_conflict(self, slots: Dict[str, Any], step: FormStep, chosen: Resolution, text: str) -> FormStep:
         """The resident chose a street after we asked (button or typed). The compound
         decides the community only when it lies in that street; otherwise the chosen
         street routes the ticket and the compound's name stays in the location text."""

@@ -434,7 +434,8 @@ class Ticket:
             if str(street) != self.street_code:
                 self.street_code = str(street)
                 self.community_code = None  # a community of another street no longer applies
-            self.district_code = str(data.get("district") or self.district_code or "") or None
+            if data.get("district"):
+                self.district_code = str(data["district"])
 
 
 def format_ticket_number(day: date, seq: int) -> str:
