@@ -20,10 +20,11 @@ from bot.conversation import (
     NO_VALUE,
     ComplaintForm,
     next_slot,
+    own_photo,
     summary_variables,
 )
 from bot.domain.model import CATEGORIES, ComplaintDraft
-from bot.locations import Resolution
+from bot.locations import CONFLICT, Resolution
 from bot.retraining.collect import collect_choice, collect_turn
 from bot.services.tickets import SHANGHAI, file_complaint
 
@@ -46,7 +47,7 @@ class ActionInformOutsideForm(Action):
         return "action_inform_outside_form"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
-        photo = latest_turn(tracker).entity("photo")
+        photo = own_photo(latest_turn(tracker))
         if photo:
             dispatcher.utter_message(response="utter_photo_kept")
             return [SlotSet(KEPT_PHOTO_SLOT, {"photo": photo[:512], "at": time.time()})]
@@ -100,6 +101,18 @@ class ActionAskLocation(Action):
                                 "payload": f'/inform{{"{place.level}":"{place.code}"}}'})
             buttons.append({"title": "都不是 / 不清楚", "payload": "/deny"})
             dispatcher.utter_message(response="utter_ask_location_choose", mention=mention, buttons=buttons)
+        elif status == CONFLICT and len(tracker.get_slot("location_candidates") or []) == 2:
+            named, inferred = (resolver.g.get(c) for c in tracker.get_slot("location_candidates"))
+            inferred_street = resolver.g.get(inferred.street_code) if inferred else None
+            if named is None or inferred is None or inferred_street is None:
+                dispatcher.utter_message(response="utter_ask_location_where")
+                return []
+            buttons = [{"title": resolver.choice_label(s), "payload": f'/inform{{"street":"{s.code}"}}'}
+                       for s in (named, inferred_street)]
+            compound = next((m.get("text") for m in mentions if m.get("level") in ("community", "place")),
+                            inferred.name)
+            dispatcher.utter_message(response="utter_ask_location_conflict", street=named.name, compound=compound,
+                                     compound_street=inferred_street.name, buttons=buttons)
         elif status in ("partial", "unresolved") and mentions:
             dispatcher.utter_message(response="utter_ask_location_more", mention=mention)
         else:

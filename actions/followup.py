@@ -59,6 +59,8 @@ class ActionTicketUpdate(Action):
         if status is not None:
             v = status_variables(status)
             values.update(lead=v["lead"], deadline=v["deadline"])
+            if event == "accepted" and status.accepted_unit:  # who really signed, not the lead
+                values["lead"] = status.accepted_unit_name or runtime.catalogue().unit_name(status.accepted_unit)
         dispatcher.utter_message(response=RESPONSES[event], **values)
         return []
 

@@ -15,12 +15,15 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from bot.domain.model import CATEGORIES
 from bot.locations import (
     AMBIGUOUS,
+    CONFLICT,
     NONE,
     RESOLVED,
     LocationResolver,
     Mention,
+    Resolution,
     building_text,
 )
+from bot.media import own_photo_name
 from bot.text import find_phone, input_issue, valid_phone
 
 FORM_SLOTS = ("category", "location", "description", "photo", "phone", "confidential", "confirm")
@@ -43,7 +46,7 @@ MAX_CHOICES = 8
 
 _CANCEL = re.compile(r"取消|撤销|撤回|不投诉了|不反映了|不举报了|不报了|不提交|不用提交|不弄了")
 _SKIP = re.compile(r"^\s*(跳过|没有|没|无|不用|不需要|不要|不留|算了|不了|不方便|pass|skip|no)\W*$|不留|不用留|没照片|没有照片|不拍|没拍|不清楚|不知道|不确定", re.I)
-_URL = re.compile(r"https?://[^\s<>\"']+", re.I)
+_LINK = re.compile(r"(?:https?://|www\.)\S+", re.I)  # a pasted link: never a photo (only uploads are)
 _CONFIDENTIAL_YES = re.compile(r"(?<!不)(?<!不用)(?<!不需要)(?<!不要)保密|匿名|别透露|不要透露|不公开|不要公开|别公开")
 # 公开 alone means "may be disclosed", but not in 不公开/不要公开/别公开 (which ask for 保密)
 _CONFIDENTIAL_NO = re.compile(r"不用保密|不需要保密|不要保密|不保密|无所谓|(?<!不)(?<!不要)(?<!别)公开")
@@ -79,6 +82,13 @@ class FormStep:
     def say(self, key: str, **variables: Any) -> "FormStep":
         self.responses.append((key, variables))
         return self
+
+
+def own_photo(turn: Turn) -> Optional[str]:
+    """The photo of this turn: only one our upload endpoint or WeChat's media download
+    stored (a link typed in the text, or any other URL, is not a photo: 照片：已上传 would lie)."""
+    ref = turn.entity("photo")
+    return ref.strip() if own_photo_name(ref) else None
 
 
 def required_slots(slots: Mapping[str, Any]) -> List[str]:
@@ -172,7 +182,7 @@ class ComplaintForm:
         phone = find_phone(text)
         if phone and valid_phone(phone):
             step.slots["phone"] = phone
-        url = turn.entity("photo") or (_URL.search(text).group(0) if _URL.search(text) else None)
+        url = own_photo(turn)
         if url:
             step.slots["photo"] = url
         elif self.kept_photo(slots):
@@ -185,7 +195,7 @@ class ComplaintForm:
     def kept_photo(self, slots: Mapping[str, Any]) -> Optional[str]:
         """The photo the resident sent before this complaint, unless it expired."""
         kept = slots.get(KEPT_PHOTO_SLOT)
-        if not isinstance(kept, Mapping) or not kept.get("photo"):
+        if not isinstance(kept, Mapping) or not own_photo_name(kept.get("photo")):
             return None
         try:
             age = self.clock() - float(kept.get("at"))
@@ -216,6 +226,10 @@ class ComplaintForm:
         mentions = self._mentions(turn)
         text = turn.text or ""
         asked = int(slots.get("location_asked") or 0)
+        if mentions and slots.get("location_status") == CONFLICT:
+            chosen = self.resolver.resolve(mentions)
+            if chosen.status == RESOLVED and chosen.street_code:
+                return self._settle_conflict(slots, step, chosen, text)
         if mentions:
             previous = [Mention(**m) for m in (slots.get("location_mentions") or [])]
             # the new answer alone first (a button's code, a fuller name), then with
@@ -227,6 +241,9 @@ class ComplaintForm:
         if turn.intent == "deny" or _SKIP.search(text):
             # 不清楚: keep what we have, however imprecise; the dispatch centre routes it
             return self._accept_partial(slots, step)
+        if slots.get("location_status") == CONFLICT and asked < 3:
+            step.slots.update(location=None, location_asked=asked + 1)  # which of the two streets: ask again
+            return step
         if asked >= 1 and _meaningful_chars(text) >= 2:
             # a second free-text answer is kept as typed (a compound the gazetteer lacks)
             step.slots.update(location=text.strip(), location_status="unresolved", location_asked=asked + 1)
@@ -239,8 +256,26 @@ class ComplaintForm:
         label = " ".join(m.text for m in previous) or "未提供具体地点"
         step.slots.update(location=label, location_status=slots.get("location_status") or "unresolved",
                           location_candidates=None)
-        if slots.get("location_status") == AMBIGUOUS:
+        if slots.get("location_status") in (AMBIGUOUS, CONFLICT):
             step.slots["location_status"] = "unresolved"
+        return step
+
+    def _settle_conflict(self, slots: Dict[str, Any], step: FormStep, chosen: Resolution, text: str) -> FormStep:
+        """The resident chose a street after we asked (button or typed). The compound
+        decides the community only when it lies in that street; otherwise the chosen
+        street routes the ticket and the compound's name stays in the location text."""
+        previous = [Mention(**m) for m in (slots.get("location_mentions") or [])]
+        compounds = [m for m in previous if m.level in ("community", "place")]
+        buildings = [m for m in previous if m.level == "building"]
+        for m in compounds:
+            own = self.resolver.resolve([m])
+            if own.status == RESOLVED and own.street_code == chosen.street_code:
+                self._take_location(step, {**slots, "location_asked": 0}, [m, *buildings], text, first=False)
+                return step
+        label = " ".join([self.resolver.label(chosen), *(m.text for m in compounds), *(m.text for m in buildings)])
+        step.slots.update(location=label, location_status=RESOLVED, location_candidates=None,
+                          district_code=chosen.district_code, street_code=chosen.street_code,
+                          community_code=chosen.community_code)
         return step
 
     def _take_location(self, step: FormStep, slots: Mapping[str, Any], mentions: List[Mention], text: str,
@@ -264,6 +299,12 @@ class ComplaintForm:
                               district_code=res.district_code, street_code=res.street_code,
                               community_code=res.community_code)
             return
+        if res.status == CONFLICT:
+            # [the street the resident named, the compound]: action_ask_location offers both streets
+            step.slots.update(location=None, location_status=CONFLICT, district_code=None, street_code=None,
+                              community_code=None, location_candidates=[c.code for c in res.candidates],
+                              location_asked=asked + 1)
+            return
         if res.status == AMBIGUOUS:
             step.slots.update(location=None, location_status=AMBIGUOUS,
                               location_candidates=[c.code for c in res.candidates[:MAX_CHOICES]],
@@ -277,6 +318,8 @@ class ComplaintForm:
                           location_status="partial" if partial else "unresolved")
         names = " ".join(m.text for m in mentions if m.level != "building")
         label = (self.resolver.label(res) if partial else names) or text.strip()
+        if partial:  # the district alone would drop the compound (小区) the resident typed
+            label = " ".join([label, *(m.text for m in mentions if m.level == "place" and m.text not in label)])
         if building:
             label += f" {building}"
         if asked >= 1 and not first:
@@ -303,17 +346,17 @@ class ComplaintForm:
         return FormStep(slots={"description": combined, "pending_description": None})
 
     def answer_photo(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
-        url = turn.entity("photo")
+        url = own_photo(turn)
         text = turn.text or ""
-        if not url:
-            m = _URL.search(text)
-            url = m.group(0) if m else None
         if url:
             return FormStep(slots={"photo": url})
         if turn.intent == "deny" or _SKIP.search(text):
             return FormStep(slots={"photo": NO_VALUE})
         if turn.intent == "affirm":
             return FormStep(slots={"photo": None}).say("utter_photo_send_now")
+        if _LINK.search(text) and _meaningful_chars(_LINK.sub("", text)) < 6:
+            # a pasted link is not a photo we have: ask for the picture itself
+            return FormStep(slots={"photo": None}).say("utter_photo_not_received")
         # The resident moved on: a phone number or more details instead of a photo.
         step = FormStep(slots={"photo": NO_VALUE})
         phone = find_phone(text)

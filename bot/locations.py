@@ -13,6 +13,10 @@ from typing import Iterable, List, Mapping, Optional, Sequence
 from bot.gazetteer import Gazetteer, Place
 
 RESOLVED, AMBIGUOUS, UNRESOLVED, NONE = "resolved", "ambiguous", "unresolved", "none"
+# the conversation's status of a location known only to its district (bot/conversation.py)
+PARTIAL = "partial"
+# the street the resident named and the street of the compound they named differ: ask
+CONFLICT = "conflict"
 
 _CODE_LEN = {"district": 6, "street": 9, "community": 12}
 _BUILDING = re.compile(r"\d+\s*(?:号楼|栋|幢)(?:\s*\d+\s*单元)?(?:\s*\d+\s*(?:号|室))?")
@@ -75,6 +79,12 @@ def _resolved(place: Place, text: str) -> Resolution:
     )
 
 
+def _conflict(named_street: Place, inferred: Place, text: str) -> Resolution:
+    """The resident named one street and a compound of another: never pick one for them.
+    Candidates: the street they named, then the compound (community or mapped place)."""
+    return Resolution(CONFLICT, candidates=[named_street, inferred], mention_text=text)
+
+
 class LocationResolver:
     def __init__(self, gazetteer: Gazetteer):
         self.g = gazetteer
@@ -105,6 +115,8 @@ class LocationResolver:
                 narrowed = [c for c in narrowed if c.street_code in streets] or narrowed
             if districts:
                 narrowed = [c for c in narrowed if c.district_code in districts] or narrowed
+            if len(narrowed) == 1 and len(streets) == 1 and narrowed[0].street_code not in streets:
+                return _conflict(street_cands[0], narrowed[0], m.text)
             if len(narrowed) == 1:
                 return _resolved(narrowed[0], m.text)
             if len(narrowed) > 1:
@@ -113,6 +125,8 @@ class LocationResolver:
             cands = self.candidates(m)
             if len(cands) == 1 and cands[0].district_code:
                 p = cands[0]
+                if p.street_code and len(streets) == 1 and p.street_code not in streets:
+                    return _conflict(street_cands[0], p, m.text)
                 if p.street_code or not streets:
                     return _resolved(p, m.text)
         if len(streets) == 1:

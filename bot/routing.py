@@ -13,7 +13,7 @@ import yaml
 
 from bot.domain.model import CATEGORIES, DispatchClass, Route
 from bot.gazetteer import DATA_DIR, Gazetteer, default_gazetteer
-from bot.locations import RESOLVED, Resolution
+from bot.locations import PARTIAL, RESOLVED, Resolution
 
 CATALOGUE_PATH = DATA_DIR / "routing" / "catalogue.yml"
 DISPATCH_CENTER = "dispatch_center"
@@ -106,7 +106,8 @@ class Router:
         dclass, keyword = self.catalogue.dispatch_class_for(category, text or "")
         reasons: List[str] = [f"类别 {rule.name}"]
         street = location.street_code if location.status == RESOLVED else None
-        district = location.district_code if location.status == RESOLVED else None
+        # a location known only to its district (status partial) still names the district
+        district = location.district_code if location.status in (RESOLVED, PARTIAL) else None
         community = location.community_code if location.status == RESOLVED else None
         if street:
             lead = rule.lead

@@ -11,6 +11,8 @@ service_request_id is the ticket number (QC-YYMMDD-NNNN). States map to `open`
 `address_string` with the gazetteer like a chat message; an unknown or ambiguous place
 goes to the dispatch centre (派单中心). API keys are stored as sha256 hashes
 (create one with `python -m bot console apikey NAME` or on the console's 账号 page).
+media_url is only a photo URL an Open311 client posted itself, never a resident's chat photo
+(see public_media_url; workers see those in the console).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from bot.console.names import category_label, queue_label
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import CATEGORIES, OPEN_STATES, ComplaintDraft, Ticket
 from bot.domain.workcal import SHANGHAI
+from bot.media import own_photo_name
 from bot.storage.tables import ticket_reports, tickets
 from bot.text import unstorable
 
@@ -192,7 +195,7 @@ def _status(ticket: Ticket) -> str:
     return "open" if ticket.state in OPEN_STATES else "closed"
 
 
-def _request_json(ticket: Ticket, confidential: bool) -> dict[str, Any]:
+def _request_json(ticket: Ticket, confidential: bool, media_url: str | None = None) -> dict[str, Any]:
     last = ticket.events[-1] if ticket.events else None
     return {
         "service_request_id": ticket.number,
@@ -212,8 +215,19 @@ def _request_json(ticket: Ticket, confidential: bool) -> dict[str, Any]:
         "zipcode": None,
         "lat": None,
         "long": None,
-        "media_url": None,
+        "media_url": media_url,
     }
+
+
+def public_media_url(channel: str, photo: str | None) -> str | None:
+    """media_url of the public output: only a photo URL an Open311 client posted (a link it
+    publishes itself). A resident's photo from the chat (our upload or WeChat media) may
+    show their home or face and was never meant to be published: workers see it in the
+    console behind its permission check (/console/tickets/{id}/photos/{report}), the
+    public never does."""
+    if channel != "open311" or not photo or own_photo_name(photo):
+        return None
+    return photo if re.match(r"^https?://", photo) else None
 
 
 def _parse_dt(value: str, name: str) -> datetime:
@@ -255,7 +269,17 @@ def query_requests(uow: ConsoleUnitOfWork, params: dict[str, str], now: datetime
 
         found = SqlTicketRepository(conn)._load(rows)
         secret: set[int] = set()
+        media: dict[int, str] = {}
         if found:
+            photos = conn.execute(
+                select(ticket_reports.c.ticket_id, ticket_reports.c.channel, ticket_reports.c.photo)
+                .where(ticket_reports.c.ticket_id.in_([x.id for x in found]), ticket_reports.c.photo.is_not(None))
+                .order_by(ticket_reports.c.id)
+            ).all()
+            for row in photos:
+                url = public_media_url(row.channel, row.photo)
+                if url:
+                    media.setdefault(row.ticket_id, url)
             secret = set(
                 conn.execute(
                     select(ticket_reports.c.ticket_id).where(
@@ -263,7 +287,7 @@ def query_requests(uow: ConsoleUnitOfWork, params: dict[str, str], now: datetime
                     )
                 ).scalars()
             )
-    return [_request_json(x, x.id in secret) for x in found]
+    return [_request_json(x, x.id in secret, media.get(x.id)) for x in found]
 
 
 async def get_requests(request: web.Request) -> web.Response:

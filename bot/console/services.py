@@ -44,6 +44,8 @@ from bot.domain.model import (
     Ticket,
     TicketState,
 )
+from bot.gazetteer import default_gazetteer
+from bot.media import own_photo_name
 from bot.routing import default_catalogue, street_queue
 from bot.storage.repository import StaleTicket
 
@@ -337,6 +339,15 @@ def assignee(ticket: Ticket) -> str | None:
     return None
 
 
+def signing_unit(p: Principal, ticket: Ticket) -> str | None:
+    """The unit a 签收 is made for: the user's queue on the ticket (the lead when it is
+    theirs, else their street or co-unit), so the resident is told who really took it."""
+    if ticket.lead_queue in p.queues:
+        return ticket.lead_queue
+    mine = [q for q in ticket.co_queues if q in p.queues]
+    return mine[0] if mine else None
+
+
 def assignee_name(ticket: Ticket) -> str | None:
     for e in reversed(ticket.events):
         if e.kind == ACCEPT:
@@ -495,6 +506,8 @@ class TicketView:
     extension: dict[str, Any] | None
     suggested_lead: str | None
     queue_names: dict[str, str] = field(default_factory=dict)
+    actor_names: dict[str, str] = field(default_factory=dict)  # event actor → who a worker reads
+    photo_reports: frozenset[int] = frozenset()  # reports with a resident photo we stored
 
 
 def _get_visible(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datetime) -> Ticket:
@@ -510,6 +523,7 @@ def ticket_view(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datet
         assert ticket.id is not None
         reports = uow.console.reports(ticket.id)
         files = uow.console.attachments_for(ticket.id)
+        actors = {e.actor: actor_label(uow, e.actor) for e in ticket.events}
     rule = default_catalogue().categories.get(ticket.category)
     names = {q: queue_label(q) for q in ticket_queues(ticket)}
     return TicketView(
@@ -523,7 +537,35 @@ def ticket_view(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datet
         extension=pending_extension(ticket),
         suggested_lead=rule.lead if rule else None,
         queue_names=names,
+        actor_names=actors,
+        photo_reports=frozenset(r.id for r in reports if own_photo_name(r.photo)),
     )
+
+
+SYSTEM_ACTORS = {"system:router": "系统（自动派单）", "system:escalation": "系统（督办/提级）"}
+
+
+def actor_label(uow: ConsoleUnitOfWork, actor: str) -> str:
+    """An event's actor as the timeline shows it: a user's display name, 居民 (never the
+    resident's sender id), or the system step; never a raw `user:…` key."""
+    kind, _, name = actor.partition(":")
+    if kind == "user":
+        user = uow.console.get_user_by_username(name)
+        return user.display_name if user is not None else name
+    if kind == "resident":
+        return "居民"
+    return SYSTEM_ACTORS.get(actor, "系统")
+
+
+def report_photo(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, report_id: int, now: datetime) -> str:
+    """The stored file name of a resident's photo on a ticket this user may see."""
+    with uow:
+        _get_visible(uow, p, ticket_id, now)
+        row = next((r for r in uow.console.reports(ticket_id) if r.id == report_id), None)
+    name = own_photo_name(row.photo) if row is not None else None
+    if name is None:
+        raise NotFound(report_id)
+    return name
 
 
 def attachment_for(uow: ConsoleUnitOfWork, p: Principal, attachment_id: int, now: datetime) -> Attachment:
@@ -545,6 +587,7 @@ class ActionResult:
     kind: str
     state: TicketState
     message: str
+    visible: bool = True  # the user may still open the ticket (a 派单 takes it out of the dispatch queue)
 
 
 def _text(form: Mapping[str, Any], name: str, limit: int = 2000) -> str:
@@ -578,7 +621,10 @@ def _dispatch_target(ticket: Ticket, form: Mapping[str, Any]) -> dict[str, Any]:
             raise ConsoleError("未知的街道", 400)
         co.append(street_queue(street))
     co = [q for q in dict.fromkeys(co) if q != lead]
-    return {"lead": lead, "co": co}
+    if not street:
+        return {"lead": lead, "co": co}
+    place = default_gazetteer().get(street)
+    return {"lead": lead, "co": co, "street": street, "district": place.district_code if place else None}
 
 
 def recategorise_choices() -> tuple[tuple[str, str], ...]:
@@ -672,7 +718,7 @@ def _perform_once(
     data: dict[str, Any] = {}
     reason = _text(form, "reason")
     if action == "accept":
-        data = {"by": p.display_name}
+        data = {"by": p.display_name, "unit": signing_unit(p, ticket)}
     elif action == "work":
         if not reason:
             raise ConsoleError("请填写办理情况", 400)
@@ -712,6 +758,7 @@ def _perform_once(
     elif action == "reopen":
         if not reason:
             raise ConsoleError("重办必须说明理由", 400)
+    filed_street = ticket.street_code  # before a 派单 names another one
     try:
         ticket.apply(kind, p.actor, reason, now, **data)
         if kind == RETURN and ticket.needs_escalation():
@@ -726,14 +773,15 @@ def _perform_once(
         raise ConsoleError(str(exc).split(" / ")[0]) from None
     uow.tickets.save_events(ticket)
     if action in ("dispatch", "redispatch"):
-        _collect_correction(uow, ticket, data, form, now)
+        _collect_correction(uow, ticket, data, form, now, filed_street)
     elif action == "recategorise":
         _collect_recategorisation(uow, ticket, data, now)
-    return ActionResult(ticket.id, ticket.number, kind, ticket.state, f"{ticket.number} 已{kind}")
+    return ActionResult(ticket.id, ticket.number, kind, ticket.state, f"{ticket.number} 已{kind}",
+                        visible=can_see(p, ticket, now))
 
 
 def _collect_correction(uow: ConsoleUnitOfWork, ticket: Ticket, target: dict[str, Any], form: Mapping[str, Any],
-                        now: datetime) -> None:
+                        now: datetime, filed_street: str | None) -> None:
     """A dispatcher sending a ticket elsewhere than its category's lead, or naming another
     street, corrects what the assistant understood: the review inbox gets the description
     (same transaction as the ticket event: both or neither)."""
@@ -743,10 +791,10 @@ def _collect_correction(uow: ConsoleUnitOfWork, ticket: Ticket, target: dict[str
     rule = catalogue.categories.get(ticket.category)
     street = _text(form, "street", 12)
     conn = uow._connection()
-    if street and street != ticket.street_code:
+    if street and street != filed_street:
         record(conn, Sample("ticket_location", ticket.description, f"ticket_location:{ticket.id}:{now.isoformat()}",
                             predicted_intent=ticket.category, ticket_id=ticket.id,
-                            correction={"street_code": street, "was": ticket.street_code}), now)
+                            correction={"street_code": street, "was": filed_street}), now)
     lead = target.get("lead")
     if rule is not None and lead and lead != rule.lead:
         matching = [code for code, r in catalogue.categories.items() if r.lead == lead]

@@ -9,6 +9,7 @@ background notifier started with the app (cleanup_ctx).
     POST /console/tickets/{id}/{action} accept|work|return|extend|resolve|dispatch|redispatch|
                                         recategorise|reject_return|approve_extension|reopen
     GET  /console/attachments/{id}      an after-photo (permission-checked)
+    GET  /console/tickets/{id}/photos/{report_id}  a resident's photo (permission-checked)
     GET  /console/notices               worker notices (the badge)
     GET  /console/dashboard, /console/export/… , /console/outbox, /console/users
 """
@@ -35,8 +36,9 @@ from bot.console.notifier import Notifier, channels_for
 from bot.console.throttle import LoginThrottle
 from bot.console.uow import ConsoleUnitOfWork
 from bot.console.uploads import MAX_UPLOAD_BYTES, path_of
-from bot.domain.model import EVENT_KINDS, TicketState
+from bot.domain.model import EVENT_KINDS, TicketState, parse_ticket_number
 from bot.domain.workcal import SHANGHAI
+from bot.media import CONTENT_TYPES
 from bot.text import unstorable
 from bot.web.clientaddr import client_address
 from bot.web.keys import SETTINGS
@@ -393,7 +395,10 @@ async def queue(request: web.Request) -> web.Response:
         result = await console.run(svc.queue_page, p, view, now_utc(), page)
     except svc.NotFound:
         raise web.HTTPNotFound() from None
-    return await render(request, "queue.html", page=result, views=views, title=views[view])
+    number = parse_ticket_number(request.query.get("ticket", ""))
+    done = DONE_MESSAGES.get(request.query.get("done", ""), "")
+    flash = f"{number} {done}" if number and done else ""
+    return await render(request, "queue.html", page=result, views=views, title=views[view], done=flash)
 
 
 def _ticket_id(request: web.Request) -> int:
@@ -462,13 +467,15 @@ async def ticket_action(request: web.Request) -> web.StreamResponse:
         photo = field.file.read(MAX_UPLOAD_BYTES + 1) or None
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     try:
-        await console.run(svc.perform, p, ticket_id, action, fields, now_utc(), photo, console.config.upload_dir)
+        result = await console.run(svc.perform, p, ticket_id, action, fields, now_utc(), photo, console.config.upload_dir)
     except svc.NotFound:
         raise web.HTTPNotFound() from None
     except svc.ConsoleError as exc:
         return await ticket_page(request, error=exc.message, status=exc.status, form=fields)
     if console.notifier is not None:
         console.notifier.wake.set()  # announce it now rather than at the next tick
+    if not result.visible:  # e.g. 派单: the ticket left the dispatcher's queue; its page would be a 404
+        raise web.HTTPSeeOther(f"{PREFIX}/queue?done={action}&ticket={quote(result.number)}")
     raise web.HTTPSeeOther(f"{PREFIX}/tickets/{ticket_id}?done={action}")
 
 
@@ -489,6 +496,31 @@ async def attachment(request: web.Request) -> web.StreamResponse:
         path,
         headers={
             "Content-Type": found.content_type,
+            "Content-Disposition": "inline",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, max-age=3600",
+        },
+    )
+
+
+async def report_photo(request: web.Request) -> web.StreamResponse:
+    """A resident's photo (ticket_reports.photo), only to those who may see the ticket."""
+    p = principal_of(request)
+    console = request.app[CONSOLE]
+    raw = request.match_info["report_id"]
+    if not raw.isdigit() or len(raw) > 12:
+        raise web.HTTPNotFound()
+    try:
+        name = await console.run(svc.report_photo, p, _ticket_id(request), int(raw), now_utc())
+        path = path_of(name, console.config.upload_dir)
+    except (svc.NotFound, ValueError):
+        raise web.HTTPNotFound() from None
+    if not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": CONTENT_TYPES[path.suffix.lstrip(".")],
             "Content-Disposition": "inline",
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "private, max-age=3600",
@@ -578,6 +610,7 @@ def setup_console(app: web.Application, engine: Engine | None = None, config: Co
     r.add_get(f"{PREFIX}/tickets/{{ticket_id}}", ticket_get)
     r.add_post(f"{PREFIX}/tickets/{{ticket_id}}/{{action}}", ticket_action)
     r.add_get(f"{PREFIX}/attachments/{{attachment_id}}", attachment)
+    r.add_get(f"{PREFIX}/tickets/{{ticket_id}}/photos/{{report_id}}", report_photo)
     r.add_get(f"{PREFIX}/notices", notices_page)
     r.add_static(f"{PREFIX}/static/", STATIC, follow_symlinks=False, append_version=False)
     from bot.console import admin, dashboard, open311, retraining

@@ -427,6 +427,15 @@ class Ticket:
             self.lead_queue = str(lead)
         if "co" in data:
             self.co_queues = tuple(data["co"])
+        # The street (属地) the dispatcher named becomes the ticket's street, so the
+        # dashboard, the per-street rates and 并单 count it there.
+        street = data.get("street")
+        if street:
+            if str(street) != self.street_code:
+                self.street_code = str(street)
+                self.community_code = None  # a community of another street no longer applies
+            if data.get("district"):
+                self.district_code = str(data["district"])
 
 
 def format_ticket_number(day: date, seq: int) -> str:

@@ -8,9 +8,11 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from bot.domain.model import (
+    ACCEPT,
     CATEGORIES,
     MERGE,
     QUEUE_KINDS,
+    ROUTING_KINDS,
     ComplaintDraft,
     DispatchClass,
     Report,
@@ -57,6 +59,9 @@ class TicketStatus:
     created_at: datetime
     last_event_kind: str
     last_event_at: datetime
+    # the unit whose worker signed (签收) in the current handling round, when recorded
+    accepted_unit: str | None = None
+    accepted_unit_name: str | None = None
 
 
 def shanghai_day(now: datetime) -> date:
@@ -157,8 +162,18 @@ def ticket_status(uow: AbstractUnitOfWork, number: str, sender_id: str) -> Ticke
         return _status(uow, ticket)
 
 
+def _accepted_unit(ticket: Ticket) -> str | None:
+    for e in reversed(ticket.events):
+        if e.kind == ACCEPT:
+            return str(e.data["unit"]) if e.data.get("unit") else None
+        if e.kind in ROUTING_KINDS:
+            return None
+    return None
+
+
 def _status(uow: AbstractUnitOfWork, ticket: Ticket) -> TicketStatus:
     last = ticket.events[-1]
+    unit = _accepted_unit(ticket)
     return TicketStatus(
         number=ticket.number,
         category=ticket.category,
@@ -170,6 +185,8 @@ def _status(uow: AbstractUnitOfWork, ticket: Ticket) -> TicketStatus:
         created_at=ticket.created_at,
         last_event_kind=last.kind,
         last_event_at=last.at,
+        accepted_unit=unit,
+        accepted_unit_name=uow.tickets.queue_name(unit) if unit else None,
     )
 
 

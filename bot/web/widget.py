@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from aiohttp import BodyPartReader, web
 
 from bot.gazetteer import REPO_ROOT
-from bot.media import CONTENT_TYPES, SNIFF_BYTES, sniff_image
+from bot.media import CONTENT_TYPES, PHOTO_NAME, SNIFF_BYTES, sniff_image
 from bot.ratelimit import MSG_TOO_FAST, UPLOAD_LIMIT_ENV, RateLimiter
 from bot.web import clientaddr
 from bot.web.keys import SETTINGS
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
 UPLOAD_HEADER = "X-QC-Widget"  # a custom header: a cross-site <form> cannot send it
-PHOTO_NAME = r"[0-9a-f]{32}\.(?:jpg|png|webp)"
 _PHOTO_NAME = re.compile(rf"^{PHOTO_NAME}$")
 _HOST = re.compile(r"^(?P<host>[A-Za-z0-9.\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?$")
 # the files of widget/dist/ the server hands out (nothing else from that folder)

@@ -70,7 +70,11 @@ async def test_dispatcher_recategorises_a_returned_ticket(client: TestClient, en
         resp = await post(disp_client, f"/console/tickets/{tid}/recategorise", disp, category="street_order",
                           reason="实为占道经营")
         assert resp.status == 303
-        assert resp.headers["Location"] == f"/console/tickets/{tid}?done=recategorise"
+        # the ticket left the dispatcher's sight: their queue with a notice, not a 404 (issue 13 item 9)
+        number = ticket_row(engine)["number"]
+        assert resp.headers["Location"] == f"/console/queue?done=recategorise&ticket={number}"
+        landing = await disp_client.get(resp.headers["Location"])
+        assert landing.status == 200 and f"{number} 已改类" in await landing.text()
 
     row = ticket_row(engine)
     assert (row["category"], row["lead_queue"], row["co_queues"], row["state"], row["version"]) == (

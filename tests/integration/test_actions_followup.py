@@ -92,7 +92,8 @@ def test_ticket_news_is_told_with_the_right_response(engine: Engine) -> None:
     assert buttons == ["/followup_satisfied", "/followup_basic", "/followup_unsatisfied", "/followup_unsolved"]
     _, accepted = run(ActionTicketUpdate(), tracker("r1", "EXTERNAL_ticket_update", [
         {"entity": "ticket_number", "value": filed.number}, {"entity": "ticket_event", "value": "accepted"}]))
-    assert accepted[0]["response"] == "utter_ticket_accepted" and accepted[0]["lead"] == "市公安局养犬管理"
+    # the street's grid worker signed, not the lead unit (市公安局养犬管理): issue 13 item 9
+    assert accepted[0]["response"] == "utter_ticket_accepted" and accepted[0]["lead"] == "海拉尔东路街道"
     # Nonsense from outside says nothing.
     assert run(ActionTicketUpdate(), tracker("r1", "EXTERNAL_ticket_update", []))[1] == []
 

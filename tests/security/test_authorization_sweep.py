@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 
 import io
+import shutil
 from typing import Any
 
 import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from bot.web.widget import UPLOAD_HEADER
@@ -85,6 +87,8 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     # "reopen" on a ticket that is not resolved: refused (409) for whoever sees it
     ("POST", "/console/tickets/{ticket_id}/{action}"): console_page(409, denied=HANDLERS_ONLY),
     ("GET", "/console/attachments/{attachment_id}"): console_page(200, denied=HANDLERS_ONLY),
+    # a resident's photo on the dispatched ticket: exactly who may see that ticket
+    ("GET", "/console/tickets/{ticket_id}/photos/{report_id}"): console_page(200, denied=HANDLERS_ONLY),
     ("GET", "/console/notices"): console_page(200),
     ("GET", "/console/static"): every(200),  # css/js only
     ("GET", "/console/dashboard"): console_page(200),
@@ -134,6 +138,8 @@ class World:
             "/console/tickets/{ticket_id}": f"/console/tickets/{self.values['ticket']}",
             "/console/tickets/{ticket_id}/{action}": f"/console/tickets/{self.values['ticket']}/reopen",
             "/console/attachments/{attachment_id}": f"/console/attachments/{self.values['attachment']}",
+            "/console/tickets/{ticket_id}/photos/{report_id}":
+                f"/console/tickets/{self.values['ticket']}/photos/{self.values['report']}",
             "/console/static": "/console/static/console.css",
             "/console/export/{table}.csv": "/console/export/tickets.csv",
             "/console/outbox/{message_id}/retry": "/console/outbox/999999/retry",
@@ -174,6 +180,20 @@ async def _world(client: TestClient, engine: Engine) -> World:
     up = await client.post("/widget/upload", data={"file": png_bytes()}, headers={UPLOAD_HEADER: "1"})
     assert up.status == 201
     w.values["photo"] = (await up.json())["id"]
+    # the resident sent that photo with the dispatched complaint (the console reads the same
+    # upload folder in production: QC_UPLOAD_DIR)
+    from bot.console.web import CONSOLE_CONFIG
+    from bot.storage.tables import ticket_reports
+    from bot.web.widget import WIDGET
+
+    folder = client.server.app[CONSOLE_CONFIG].upload_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(client.server.app[WIDGET].upload_dir / w.values["photo"], folder / w.values["photo"])
+    with engine.begin() as conn:
+        conn.execute(ticket_reports.update().where(ticket_reports.c.ticket_id == dispatched.ticket_id)
+                     .values(photo=f"/widget/photo/{w.values['photo']}"))
+        w.values["report"] = str(conn.execute(select(ticket_reports.c.id).where(
+            ticket_reports.c.ticket_id == dispatched.ticket_id)).scalar_one())
     # a training "running" in this very process: POST /console/retraining/train must not start another
     from bot.retraining.trainer import acquire_lock
 
@@ -258,7 +278,7 @@ async def test_every_route_as_every_role(client: TestClient, engine: Engine) -> 
 async def test_methods_a_route_does_not_have_change_nothing(client: TestClient, engine: Engine, method: str) -> None:
     make_users(engine, ("root",))
     world = World()
-    world.values.update(ticket="1", number="QC-000000-0000", attachment="1", photo="0" * 32 + ".png")
+    world.values.update(ticket="1", number="QC-000000-0000", attachment="1", photo="0" * 32 + ".png", report="1")
     for principal in (ANON, "admin"):
         csrf = await _as(client, principal)
         before = row_counts(engine)

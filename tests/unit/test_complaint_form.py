@@ -77,11 +77,13 @@ def test_activation_keeps_building_details_in_the_location(form: ComplaintForm) 
     assert step.slots["community_code"] == "150102001001"
 
 
-def test_activation_takes_a_phone_and_a_photo_link(form: ComplaintForm) -> None:
+def test_activation_takes_a_phone_but_a_typed_link_is_not_a_photo(form: ComplaintForm) -> None:
+    # issue 13 item 6: a pasted link made the summary say 照片：已上传
     text = "楼下有人遛狗不牵绳 照片 https://img.example.cn/a.jpg 电话138 1234 5678"
     step = form.step({}, None, turn(text, "dog"))
     assert step.slots["phone"] == "13812345678"
-    assert step.slots["photo"] == "https://img.example.cn/a.jpg"
+    assert "photo" not in step.slots
+    assert next_slot({**step.slots, "location": "某地"}) == "photo"
 
 
 def test_activation_by_a_non_category_intent_keeps_the_previous_category(form: ComplaintForm) -> None:
@@ -225,11 +227,28 @@ def test_photo_deny(form: ComplaintForm) -> None:
     assert form.step(BASE, "photo", turn("不了吧谢谢你", "deny")).slots == {"photo": NO_VALUE}
 
 
-def test_photo_link(form: ComplaintForm) -> None:
-    step = form.step(BASE, "photo", turn("https://img.example.cn/p/1.jpg", "inform"))
-    assert step.slots == {"photo": "https://img.example.cn/p/1.jpg"}
-    step = form.step(BASE, "photo", turn("发了", "inform", 0.9, {"entity": "photo", "value": "/uploads/2.jpg"}))
-    assert step.slots == {"photo": "/uploads/2.jpg"}
+OWN_PHOTO = "/widget/photo/" + "ab" * 16 + ".jpg"  # what our upload endpoint / WeChat media download write
+
+
+def test_only_our_uploaded_photo_is_a_photo(form: ComplaintForm) -> None:
+    step = form.step(BASE, "photo", turn("发了", "inform", 0.9, {"entity": "photo", "value": OWN_PHOTO}))
+    assert step.slots == {"photo": OWN_PHOTO}
+    full = "https://12345.huhhot.example" + OWN_PHOTO
+    assert form.step(BASE, "photo", turn("发了", "inform", 0.9, {"entity": "photo", "value": full})).slots == {"photo": full}
+
+
+@pytest.mark.parametrize("text, entity", [
+    ("https://img.example.cn/p/1.jpg", None),
+    ("www.example.cn/p/1.jpg", None),
+    ("发了", "javascript:alert(1)"),
+    ("发了", "/uploads/2.jpg"),
+    ("发了", "https://evil.example/widget/photo/../../etc/passwd"),
+])
+def test_a_typed_link_or_a_foreign_photo_value_is_not_a_photo(form: ComplaintForm, text: str, entity) -> None:
+    entities = [{"entity": "photo", "value": entity}] if entity else []
+    step = form.step(BASE, "photo", turn(text, "inform", 0.9, *entities))
+    assert step.slots == {"photo": None}
+    assert step.responses == [("utter_photo_not_received", {})]
 
 
 def test_photo_affirm_without_a_photo_asks_to_send_it(form: ComplaintForm) -> None:
@@ -476,20 +495,22 @@ def test_naming_another_place_at_the_confirm_step_replaces_the_qr_location(form:
 
 
 def test_a_kept_photo_starts_the_next_complaint(clocked: ComplaintForm) -> None:
-    kept = {"photo": "/widget/photo/ab.jpg", "at": NOW - 3600}
+    kept = {"photo": "/widget/photo/abababababababababababababababab.jpg", "at": NOW - 3600}
     step = clocked.step({"kept_photo": kept}, None, turn("单元门贴满小广告", "illegal_ads"))
-    assert step.slots["photo"] == "/widget/photo/ab.jpg" and step.slots["prefilled"] == ["photo"]
+    assert step.slots["photo"] == "/widget/photo/abababababababababababababababab.jpg" and step.slots["prefilled"] == ["photo"]
     note = summary_variables({**step.slots, "kept_photo": kept})["prefill_note"]
     assert note == "\n（照片是您在描述问题之前发来的那张。）"
-    # a photo in the complaint itself wins
+    # a photo in the complaint itself wins (one we stored, never a typed link)
+    new = "/widget/photo/" + "cd" * 16 + ".png"
+    photo = {"entity": "photo", "value": new}
+    assert clocked.step({"kept_photo": kept}, None, turn("单元门贴满小广告", "illegal_ads", 0.9, photo)).slots["photo"] == new
     text = "单元门贴满小广告 https://img.example.cn/b.jpg"
-    assert clocked.step({"kept_photo": kept}, None, turn(text, "illegal_ads")).slots["photo"] == \
-        "https://img.example.cn/b.jpg"
+    assert clocked.step({"kept_photo": kept}, None, turn(text, "illegal_ads")).slots["photo"] == kept["photo"]
 
 
-@pytest.mark.parametrize("kept", [{"photo": "/widget/photo/ab.jpg", "at": NOW - 24 * 3600 - 1},
-                                  {"photo": "/widget/photo/ab.jpg", "at": NOW + 60}, {"photo": "", "at": NOW},
-                                  {"photo": "/widget/photo/ab.jpg"}, "/widget/photo/ab.jpg", None])
+@pytest.mark.parametrize("kept", [{"photo": "https://img.example.cn/b.jpg", "at": NOW},{"photo": "/widget/photo/abababababababababababababababab.jpg", "at": NOW - 24 * 3600 - 1},
+                                  {"photo": "/widget/photo/abababababababababababababababab.jpg", "at": NOW + 60}, {"photo": "", "at": NOW},
+                                  {"photo": "/widget/photo/abababababababababababababababab.jpg"}, "/widget/photo/abababababababababababababababab.jpg", None])
 def test_an_expired_or_malformed_kept_photo_is_not_used(clocked: ComplaintForm, kept) -> None:
     step = clocked.step({"kept_photo": kept}, None, turn("单元门贴满小广告", "illegal_ads"))
     assert "photo" not in step.slots and step.slots.get("prefilled") is None
@@ -509,3 +530,14 @@ def test_an_ambiguous_place_at_the_confirm_step_drops_the_qr_location_and_asks(f
     slots.update(step.slots)
     assert (slots["location"], slots["street_code"], slots["community_code"], slots["location_status"]) == \
         ("锦绣社区", None, None, "unresolved")
+
+
+def test_a_district_answer_keeps_the_compound_the_resident_typed(form: ComplaintForm) -> None:
+    # issue 13 item 7: 幸福家园小区 (not in the gazetteer) + 新城区 read as just 新城区
+    place = {"entity": "place", "value": "幸福家园小区", "text": "幸福家园小区", "start": 0, "end": 6}
+    start = form.step({}, None, turn("幸福家园小区门口垃圾堆了好几天没人清理", "sanitation", 0.9, place))
+    assert (start.slots["location"], start.slots["location_status"]) == (None, "unresolved")
+    district = {"entity": "district", "value": "新城区", "text": "新城区", "start": 0, "end": 3}
+    step = form.step({**start.slots, "category": "sanitation"}, "location", turn("新城区", "inform", 0.9, district))
+    assert (step.slots["location"], step.slots["location_status"], step.slots["district_code"]) == \
+        ("新城区 幸福家园小区", "partial", "150102")

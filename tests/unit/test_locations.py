@@ -191,3 +191,17 @@ def test_mention_from_entity() -> None:
 )
 def test_building_text(text: str, expected: str) -> None:
     assert building_text(text) == expected
+
+
+# --- issue 13 item 8: the named street and the compound's street disagree -------------------
+
+
+def test_a_named_street_and_a_compound_of_another_street_conflict(resolver: LocationResolver) -> None:
+    res = resolver.resolve([m("street", "大学西路街道"), m("community", "金宇文苑")])
+    assert res.status == "conflict" and (res.street_code, res.community_code) == (None, None)
+    assert [c.code for c in res.candidates] == ["150105002", "150105004021"]  # named street, then the compound
+
+
+def test_a_compound_in_the_named_street_resolves_without_asking(resolver: LocationResolver) -> None:
+    res = resolver.resolve([m("street", "大学东路街道"), m("community", "金宇文苑")])
+    assert codes(res) == ("resolved", "150105", "150105004", "150105004021")

@@ -40,3 +40,26 @@ def test_every_entry_point_uses_this_check() -> None:
     # the console's after-photos: the same check, answered as a Content-Type
     assert [uploads.sniff_image(d[:SNIFF_BYTES]) for d in (JPEG, PNG, WEBP, b"GIF89a")] == \
         ["image/jpeg", "image/png", "image/webp", None]
+
+
+# --- issue 13 item 6: only a photo we stored is a photo ------------------------------------
+
+NAME = "0123456789abcdef" * 2 + ".jpg"
+
+
+@pytest.mark.parametrize("ref", [f"/widget/photo/{NAME}", f"https://12345.example.cn/widget/photo/{NAME}",
+                                 f"http://127.0.0.1:8080/widget/photo/{NAME}"])
+def test_our_photo_references(ref: str) -> None:
+    from bot.media import own_photo_name
+
+    assert own_photo_name(ref) == NAME
+
+
+@pytest.mark.parametrize("ref", [None, 3, "", "https://img.example.cn/a.jpg", "javascript:alert(1)",
+                                 f"/widget/photo/{NAME}?x=1", f"/widget/photo/../{NAME}", "/widget/photo/ab.jpg",
+                                 f"/uploads/{NAME}", f"https://a.example/x/widget/photo/{NAME}",
+                                 f"/widget/photo/{NAME[:-4]}.svg", "x" * 600])
+def test_anything_else_is_not_our_photo(ref) -> None:
+    from bot.media import own_photo_name
+
+    assert own_photo_name(ref) is None

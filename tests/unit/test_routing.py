@@ -217,3 +217,14 @@ def test_missing_dispatch_center_raises(tmp_path: Path) -> None:
     path.write_text(_catalogue_yaml(_all_categories(), departments="departments:\n  city: 某局\n"), encoding="utf-8")
     with pytest.raises(CatalogueError, match="dispatch_center"):
         RoutingCatalogue.load(path)
+
+
+def test_a_location_the_conversation_knows_only_to_its_district_keeps_the_district(router: Router) -> None:
+    # the form's status for "新城区 + an unknown compound" is partial (issue 13 item 7)
+    partial = Resolution("partial", district_code="150102", mention_text="新城区 幸福家园小区")
+    route = router.route("sanitation", partial, "门口垃圾没人清理")
+    assert (route.lead, route.district_code, route.street_code) == (DISPATCH_CENTER, "150102", None)
+    assert "仅知新城区，街道未确定" in route.reason
+    # nothing else carries a district it did not resolve
+    stale = Resolution("unresolved", district_code="150102", mention_text="某处")
+    assert router.route("sanitation", stale, "").district_code is None

@@ -407,3 +407,40 @@ def test_recategorise_after_a_reopen_counts_from_the_reopen() -> None:
             **_recat("water_supply", "water_authority", (), "utilities"))
     assert (t.category, t.dispatch_class, t.deadline_at) == (
         "water_supply", DispatchClass.UTILITIES, reopened + timedelta(hours=2))
+
+
+# --- issue 13 item 7: 派单 records the street (属地) on the ticket ------------------------
+
+
+def manual() -> Ticket:
+    r = Route(DISPATCH_CENTER, (), "150102", None, None, DispatchClass.NORMAL, "街道未确定")
+    return Ticket.new("QC-261124-0002", draft(), r, NOW)
+
+
+def test_dispatch_with_a_street_sets_the_tickets_street_and_district() -> None:
+    t = manual()
+    assert (t.district_code, t.street_code) == ("150102", None)
+    t.apply("派单", "user:disp", "人工派单", LATER, lead="city_mgmt", co=["street:150103001"],
+            street="150103001", district="150103")
+    assert (t.district_code, t.street_code, t.community_code) == ("150103", "150103001", None)
+
+
+def test_a_dispatch_to_another_street_drops_the_community_of_the_old_one() -> None:
+    t = Ticket.new("QC-261124-0003", draft(), route(), NOW)  # auto-dispatched to 150102001 / 150102001001
+    t.apply("签收", "user:grid", "", LATER)
+    t.apply("退单", "user:grid", "不是本街道", LATER)
+    t.apply("改派", "user:disp", "退单改派", LATER, lead="city_mgmt", co=["street:150102002"],
+            street="150102002", district="150102")
+    assert (t.street_code, t.community_code) == ("150102002", None)
+
+
+def test_a_dispatch_naming_the_same_street_keeps_the_community_and_one_without_a_street_keeps_all() -> None:
+    t = Ticket.new("QC-261124-0004", draft(), route(), NOW)
+    t.apply("签收", "user:grid", "", LATER)
+    t.apply("退单", "user:grid", "x", LATER)
+    t.apply("改派", "user:disp", "y", LATER, lead="city_mgmt", co=[], street="150102001", district="150102")
+    assert (t.district_code, t.street_code, t.community_code) == ("150102", "150102001", "150102001001")
+    t.apply("签收", "user:grid", "", LATER)
+    t.apply("退单", "user:grid", "x", LATER)
+    t.apply("改派", "user:disp", "z", LATER, lead="other_unit", co=[])
+    assert (t.district_code, t.street_code, t.community_code) == ("150102", "150102001", "150102001001")
