@@ -209,6 +209,20 @@ def cmd_models(args: argparse.Namespace) -> int:
         if args.action == "show":
             return _show(engine, int(args.id))
         if args.action == "activate":
+            trainer.activatable(engine, settings, int(args.id))
+        else:
+            prev = trainer.previous_model(engine)
+            if prev is None:
+                raise trainer.RetrainError("没有可以回退到的上一个模型")
+            trainer.activatable(engine, settings, prev["id"])
+        if not settings.rasa_token:
+            from bot.retraining.serving import api_file
+
+            print(f"models: 找不到 Rasa 服务器的 API 令牌：没有 QC_RASA_TOKEN，也没有 {api_file()}"
+                  "（make run / make run-cluster 启动时写下）。请先启动服务，或设置 QC_RASA_TOKEN 和 QC_RASA_URL。",
+                  file=sys.stderr)
+            return 1
+        if args.action == "activate":
             m = trainer.activate(engine, settings, int(args.id), args.by)
         else:
             m = trainer.rollback(engine, settings, args.by)

@@ -379,6 +379,9 @@ def run_cluster(instances: int, proxy_port: int) -> int:
     work_dir = Path(os.environ.get("QC_CLUSTER_DIR") or REPO_ROOT / "var" / "cluster")
     cluster = Cluster(env=env, work_dir=work_dir, instances=instances, proxy_port=proxy_port,
                       api_token=os.environ.get("QC_RASA_TOKEN") or "cluster-" + uuid.uuid4().hex)
+    from bot.retraining.serving import prepare
+
+    cluster.model = prepare(cluster.rasa_urls, cluster.api_token)  # the registry's active model
     print(f"starting {instances} Rasa servers, {instances} action servers, the web server and nginx…", flush=True)
     cluster.start()
     print(f"""

@@ -7,10 +7,12 @@ admins grow. Everything that knows a place name goes through `Gazetteer`.
 from __future__ import annotations
 
 import csv
+import os
 import re
+import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -218,6 +220,44 @@ def read_places_csv(path: Path) -> List[Tuple[Place, List[str]]]:
     return out
 
 
-@lru_cache(maxsize=1)
+# The place table changes while the servers run (an admin adds a place in the console):
+# every process re-reads it when its files changed, looking at most every few seconds.
+RELOAD_CHECK_S = float(os.environ.get("QC_GAZETTEER_CHECK_S", "2"))
+_loaded: Dict[str, object] = {"stamp": None, "checked": float("-inf"), "gazetteer": None}
+_load_lock = threading.Lock()
+
+
+def data_dir() -> Path:
+    """The data folder the running servers read the place table from (the console writes
+    places to QC_TRAIN_DATA_DIR, so both read that one when it is set)."""
+    return Path(os.environ.get("QC_TRAIN_DATA_DIR") or DATA_DIR)
+
+
+def _sources() -> Tuple[Path, Path]:
+    return data_dir() / "gazetteer", data_dir() / "locations" / "places.csv"
+
+
+def _stamp(folder: Path, places_csv: Path) -> Tuple:
+    out = []
+    for path in (folder / "districts.csv", folder / "streets.csv", folder / "communities.csv", places_csv):
+        try:
+            st = path.stat()
+            out.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            out.append((str(path), None))
+    return tuple(out)
+
+
 def default_gazetteer() -> Gazetteer:
-    return Gazetteer.load()
+    """The place table as its files say now (reloaded when they change; the same object
+    as long as they do not, so callers may cache what they build from it per object)."""
+    with _load_lock:
+        now = time.monotonic()
+        if _loaded["gazetteer"] is None or now - _loaded["checked"] >= RELOAD_CHECK_S:
+            folder, places_csv = _sources()
+            stamp = _stamp(folder, places_csv)
+            if stamp != _loaded["stamp"] or _loaded["gazetteer"] is None:
+                _loaded["gazetteer"] = Gazetteer.load(folder, places_csv)
+                _loaded["stamp"] = stamp
+            _loaded["checked"] = now
+        return _loaded["gazetteer"]  # type: ignore[return-value]

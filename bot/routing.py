@@ -143,6 +143,12 @@ def default_catalogue() -> RoutingCatalogue:
     return RoutingCatalogue.load()
 
 
-@lru_cache(maxsize=1)
+_router: List[Router] = []
+
+
 def default_router() -> Router:
-    return Router(default_catalogue(), default_gazetteer())
+    """One router, rebuilt when the place table was reloaded (bot.gazetteer)."""
+    cat, g = default_catalogue(), default_gazetteer()
+    if not _router or _router[0].catalogue is not cat or _router[0].g is not g:
+        _router[:] = [Router(cat, g)]
+    return _router[0]

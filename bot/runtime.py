@@ -72,9 +72,13 @@ async def run_store(fn: Callable[..., T], *args, timeout: float = None) -> T:
     return await asyncio.wait_for(asyncio.to_thread(fn, *args), timeout or STORE_TIMEOUT)
 
 
-@lru_cache(maxsize=1)
 def resolver() -> LocationResolver:
-    return LocationResolver(default_gazetteer())
+    return _resolver_for(default_gazetteer())  # a new one when the place table was reloaded
+
+
+@lru_cache(maxsize=1)
+def _resolver_for(gazetteer) -> LocationResolver:
+    return LocationResolver(gazetteer)
 
 
 router = default_router

@@ -115,7 +115,10 @@ def serve(rasa_port: int, actions_port: int) -> int:
     token = os.environ.get("QC_RASA_TOKEN") or secrets.token_urlsafe(24)
     web_port = int(os.environ.get("QC_WEB_PORT", "8080"))
     print_demo_accounts(seed_demo_accounts(ConsoleUnitOfWork(make_engine()), datetime.now(timezone.utc)))
-    procs = start_stack(rasa_port, actions_port, api_token=token)
+    from bot.retraining.serving import prepare
+
+    model = prepare([f"http://127.0.0.1:{rasa_port}"], token)  # the registry's active model
+    procs = start_stack(rasa_port, actions_port, model=model, api_token=token)
     try:
         procs.append(start_web(rasa_port, web_port, token))
     except RuntimeError:

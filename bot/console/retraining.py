@@ -82,9 +82,9 @@ def _inbox(engine: Any, status: str) -> tuple[list[inbox.InboxGroup], dict[str, 
 
 
 async def inbox_page(request: web.Request, status: int = 200, error: str = "", done: str = "",
-                     review: dict[str, Any] | None = None) -> web.Response:
+                     review: dict[str, Any] | None = None, shown: str = "") -> web.Response:
     _require(request, "admin")
-    shown = request.query.get("status") or "new"
+    shown = shown or request.query.get("status") or "new"
     if shown not in ("new", "accepted", "rejected"):
         raise web.HTTPNotFound()
     console = request.app[CONSOLE]
@@ -93,15 +93,16 @@ async def inbox_page(request: web.Request, status: int = 200, error: str = "", d
     return await render(
         request, "retraining.html", status=status, groups=groups, counts=counts, shown_status=shown,
         intents=intent_choices(), sources=SOURCE_LABELS, entity_types=nludata.ENTITY_TYPES, error=error,
-        done=done or {"accepted": "已采纳并写入训练数据。", "rejected": "已忽略。", "place": "地名已加入。",
+        done=done or {"accepted": "已采纳并写入训练数据。", "rejected": "已忽略。", "place": "地名已加入。", "undone": "已撤销采纳，这条回到待审核。",
                       "train": "训练已开始。"}.get(request.query.get("done", ""), ""),
-        review=review or {}, run=run, data_dir=str(settings_of(request).data_dir), title="模型训练 · 待审核",
+        review=review or {}, run=run, title="模型训练 · 待审核",
     )
 
 
 def _accept(engine: Any, settings: RetrainSettings, item_id: int, intent: str, mention: str, entity: str,
-            confirm_snap: bool, who: str) -> dict[str, Any]:
-    """Returns {"warning": ..., "span": ...} when the span needs the admin's confirmation."""
+            confirm_snap: bool, who: str, add_word: bool = False) -> dict[str, Any]:
+    """Returns {"warning": ..., "span": ...} when the span needs the admin's confirmation.
+    add_word: the marked name goes into the jieba dictionary first, so it is one token."""
     item = None
     with engine.connect() as conn:
         item = inbox.get_item(conn, item_id)
@@ -111,16 +112,40 @@ def _accept(engine: Any, settings: RetrainSettings, item_id: int, intent: str, m
         raise RetrainError("请选择正确的意图/类别")
     spans: list[nludata.Span] = []
     if mention.strip():
+        if add_word:
+            nludata.add_word(settings.data_dir, mention)
         span = nludata.find_span(item["text"], mention, entity, settings.data_dir / "dictionaries")
         if span.warning and not confirm_snap:
-            return {"warning": span.warning, "item_id": item_id, "intent": intent, "mention": mention,
-                    "entity": entity, "snapped": span.text}
+            return {"warning": span.warning, "item_id": item_id, "text": item["text"], "intent": intent,
+                    "mention": mention.strip(), "entity": entity, "snapped": span.text,
+                    "can_add_word": not add_word and entity == "place"}
         spans.append(span)
     line = nludata.markup(item["text"], spans)
-    nludata.add_examples(settings.data_dir / "nlu", intent, [line])  # atomic, deduplicated
+    path, written = nludata.add_examples(settings.data_dir / "nlu", intent, [line])  # atomic, deduplicated
     with engine.begin() as conn:
         inbox.review_group(conn, item_id, "accepted", who, now_utc(), intent, [s.as_json() for s in spans])
+        # what an undo takes out again (nothing when the example was there already)
+        inbox.set_written(conn, item_id, {"file": path.name, "lines": written} if path else {})
     return {}
+
+
+def _undo(engine: Any, settings: RetrainSettings, item_id: int) -> None:
+    """An accepted item back to the inbox, its example out of the training data — while no
+    training run has started since it was accepted."""
+    with engine.connect() as conn:
+        item = inbox.get_item(conn, item_id)
+    if item is None or item["status"] != "accepted":
+        raise web.HTTPNotFound()
+    since = [m for m in trainer.list_models(engine, 1000)
+             if m["status"] != "failed" and m["created_at"] >= item["reviewed_at"]]
+    if since:
+        raise RetrainError(f"这条已用于训练模型 #{since[-1]['id']}，不能撤销采纳；"
+                           "请改在训练数据里修改后重新训练。")
+    written = (item["correction"] or {}).get("written") or {}
+    if written.get("lines"):
+        nludata.remove_examples(settings.data_dir / "nlu", written["file"], written["lines"])
+    with engine.begin() as conn:
+        inbox.unreview_group(conn, item_id)
 
 
 async def item_accept(request: web.Request) -> web.StreamResponse:
@@ -131,13 +156,22 @@ async def item_accept(request: web.Request) -> web.StreamResponse:
         result = await asyncio.to_thread(
             _accept, request.app[CONSOLE].engine, settings_of(request), item_id, str(form.get("intent") or ""),
             str(form.get("mention") or "")[:60], str(form.get("entity") or "place"),
-            form.get("confirm_snap") == "1", p.username,
+            form.get("confirm_snap") == "1", p.username, form.get("add_word") == "1",
         )
     except (RetrainError, nludata.SpanError, ValueError) as exc:
         return await inbox_page(request, status=400, error=str(exc))
     if result:
         return await inbox_page(request, status=200, review=result)
     raise web.HTTPSeeOther(f"{BASE}?done=accepted")
+
+
+async def item_undo(request: web.Request) -> web.StreamResponse:
+    _require(request, "admin")
+    try:
+        await asyncio.to_thread(_undo, request.app[CONSOLE].engine, settings_of(request), _item_id(request))
+    except RetrainError as exc:
+        return await inbox_page(request, status=409, error=str(exc), shown="accepted")
+    raise web.HTTPSeeOther(f"{BASE}?status=accepted&done=undone")
 
 
 def _reject(engine: Any, item_id: int, who: str) -> int:
@@ -253,6 +287,7 @@ def setup(app: web.Application) -> None:
     r.add_get(BASE, inbox_page)
     r.add_post(f"{BASE}/items/{{item_id}}/accept", item_accept)
     r.add_post(f"{BASE}/items/{{item_id}}/reject", item_reject)
+    r.add_post(f"{BASE}/items/{{item_id}}/undo", item_undo)
     r.add_post(f"{BASE}/places", place_add)
     r.add_post(f"{BASE}/train", train_start)
     r.add_get(f"{BASE}/models", models_page)

@@ -193,6 +193,29 @@ def review_group(conn: Connection, item_id: int, status: str, reviewer: str, now
     return result.rowcount
 
 
+def set_written(conn: Connection, item_id: int, written: Dict[str, Any]) -> None:
+    """Remember which example lines accepting this item wrote (what an undo removes)."""
+    item = get_item(conn, item_id)
+    if item is not None:
+        conn.execute(update(review_items).where(review_items.c.id == item_id)
+                     .values(correction={**dict(item["correction"] or {}), "written": written}))
+
+
+def unreview_group(conn: Connection, item_id: int) -> int:
+    """An accept undone: the items accepted with this one (same group, same moment) are new again."""
+    item = get_item(conn, item_id)
+    if item is None or item["status"] != "accepted":
+        return 0
+    rows = conn.execute(select(review_items.c.id, review_items.c.correction).where(and_(
+        review_items.c.group_key == item["group_key"], review_items.c.status == "accepted",
+        review_items.c.reviewed_at == item["reviewed_at"]))).all()
+    for row_id, correction in rows:
+        kept = {k: v for k, v in dict(correction or {}).items() if k != "written"}
+        conn.execute(update(review_items).where(review_items.c.id == row_id).values(
+            status="new", intent=None, entities=[], reviewed_by=None, reviewed_at=None, correction=kept))
+    return len(rows)
+
+
 def accepted_examples(conn: Connection) -> List[Dict[str, Any]]:
     """Reviewed (accepted) examples, one per group: {text, intent, entities}."""
     rows = conn.execute(

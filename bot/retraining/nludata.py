@@ -239,6 +239,42 @@ def _add_examples(nlu_dir: Path, intent: str, lines: Iterable[str]) -> Tuple[Opt
     return path, new
 
 
+def remove_examples(nlu_dir: Path, file_name: str, lines: Iterable[str]) -> List[str]:
+    """Take example lines an accept wrote (add_examples' answer) out again: only those exact
+    lines, once each, in that file; returns what was removed (an undone accept)."""
+    with data_lock(nlu_dir):
+        path = Path(nlu_dir) / Path(file_name).name
+        if not path.exists():
+            return []
+        wanted = [f"    - {l}\n" for l in lines]
+        out, removed = [], []
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+            norm = line if line.endswith("\n") else line + "\n"
+            if norm in wanted:
+                wanted.remove(norm)
+                removed.append(norm[6:-1])
+                continue
+            out.append(line)
+        if removed:
+            atomic_write(path, "".join(out))
+        return removed
+
+
+def add_word(data_dir: Path, name: str) -> bool:
+    """A place name into the jieba dictionary only (data/dictionaries/places.txt), so that
+    the tokenizer keeps it whole; False when it is there already."""
+    name = "".join((name or "").split())
+    if not (2 <= len(name) <= 40) or any(c in name for c in ",|\"# "):
+        raise ValueError("地名须为2–40个字，且不含逗号、竖线、引号或#")
+    with data_lock(data_dir):
+        dict_path = Path(data_dir) / "dictionaries" / "places.txt"
+        words = dict_path.read_text(encoding="utf-8") if dict_path.exists() else ""
+        if any(l.split(" ")[0] == name for l in words.splitlines()):
+            return False
+        atomic_write(dict_path, words + ("" if not words or words.endswith("\n") else "\n") + f"{name} {PLACE_FREQ} ns\n")
+        return True
+
+
 # --- places ---------------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ from bot.gazetteer import REPO_ROOT
 from bot.retraining.tables import model_registry, training_lock
 
 LOCK_NAME = "train"
+MAKE = "make train"  # who registered a model `make` trained (bot/retraining/serving.py)
 VENV_BIN = Path(sys.executable).parent
 LOAD_TIMEOUT = 30.0  # seconds one Rasa server gets to load a model (PUT /model answers once it has)
 
@@ -57,7 +58,7 @@ class RetrainSettings:
     config: Path = REPO_ROOT / "config.yml"  # QC_TRAIN_CONFIG
     domain: Path = REPO_ROOT / "domain.yml"
     store_dir: Path = REPO_ROOT / "var" / "models"  # QC_MODEL_STORE: candidates, logs, pictures
-    deploy_dir: Path = REPO_ROOT / "models"  # the newest archive here is what a restart loads
+    deploy_dir: Path = REPO_ROOT / "models"  # QC_MODEL_DIR: the newest archive here is what a restart loads
     test_split: Path = REPO_ROOT / "tests" / "data" / "test_split.jsonl"
     margin: float = 0.01  # QC_RETRAIN_MARGIN: allowed drop of split accuracy (0.01 = 1 point)
     rasa_url: str = "http://127.0.0.1:5005"  # QC_RASA_URL
@@ -69,15 +70,21 @@ class RetrainSettings:
     def from_env(cls) -> "RetrainSettings":
         from bot.storage.engine import default_url
 
+        from bot.retraining.serving import read_api
+
         env = os.environ
+        api = {} if env.get("QC_RASA_TOKEN") else read_api()
+        if env.get("QC_RASA_URL") and env["QC_RASA_URL"].rstrip("/") != api.get("rasa_url", "").rstrip("/"):
+            api = {}  # the running servers `make run` wrote down are not the ones asked for
         return cls(
             data_dir=Path(env.get("QC_TRAIN_DATA_DIR") or REPO_ROOT / "data"),
             config=Path(env.get("QC_TRAIN_CONFIG") or REPO_ROOT / "config.yml"),
             store_dir=Path(env.get("QC_MODEL_STORE") or REPO_ROOT / "var" / "models"),
+            deploy_dir=Path(env.get("QC_MODEL_DIR") or REPO_ROOT / "models"),
             margin=float(env.get("QC_RETRAIN_MARGIN", "0.01")),
-            rasa_url=env.get("QC_RASA_URL", "http://127.0.0.1:5005"),
-            rasa_model_urls=env.get("QC_RASA_MODEL_URLS", ""),
-            rasa_token=env.get("QC_RASA_TOKEN", ""),
+            rasa_url=env.get("QC_RASA_URL") or api.get("rasa_url") or "http://127.0.0.1:5005",
+            rasa_model_urls=env.get("QC_RASA_MODEL_URLS") or api.get("rasa_model_urls", ""),
+            rasa_token=env.get("QC_RASA_TOKEN") or api.get("token", ""),
             database_url=env.get("QC_DATABASE_URL") or default_url(),
         )
 
@@ -450,7 +457,7 @@ def load_everywhere(settings: RetrainSettings, archive: Path, previous: Optional
     return switched
 
 
-def _deploy(settings: RetrainSettings, archive: Path) -> None:
+def deploy(settings: RetrainSettings, archive: Path) -> None:
     """The activated archive becomes the newest in models/: a restart loads it too."""
     import shutil
 
@@ -463,9 +470,8 @@ def _deploy(settings: RetrainSettings, archive: Path) -> None:
     os.utime(target)
 
 
-def activate(engine: Engine, settings: RetrainSettings, model_id: int, who: str) -> Dict[str, Any]:
-    """Load a candidate (or a retired model) into every running Rasa server, then record it.
-    Any server failing leaves the previous model active everywhere (and in the registry)."""
+def activatable(engine: Engine, settings: RetrainSettings, model_id: int) -> Dict[str, Any]:
+    """The model, when it may be activated; else RetrainError says why."""
     model = get_model(engine, model_id)
     if model is None:
         raise RetrainError(f"没有模型 #{model_id}")
@@ -477,16 +483,23 @@ def activate(engine: Engine, settings: RetrainSettings, model_id: int, who: str)
         why = regression(model["metrics"] or {}, settings.margin)
         if why:
             raise RetrainError(why)
+    return model
+
+
+def activate(engine: Engine, settings: RetrainSettings, model_id: int, who: str) -> Dict[str, Any]:
+    """Load a candidate (or a retired model) into every running Rasa server, then record it.
+    Any server failing leaves the previous model active everywhere (and in the registry)."""
+    model = activatable(engine, settings, model_id)
     previous = active_path(engine, settings)
     serving = previous if active_model(engine) is None else None
     # fails → switched servers get the previous model back, nothing recorded
     switched = load_everywhere(settings, Path(model["path"]), previous)
     try:
-        _deploy(settings, Path(model["path"]))
+        deploy(settings, Path(model["path"]))
         now = now_utc()
         if serving is not None and serving.resolve() != Path(model["path"]).resolve():
             # the model `make train` made was serving: keep it one click away
-            register_existing(engine, serving, "models/", status="retired", at=now - timedelta(seconds=1))
+            register_existing(engine, serving, MAKE, status="retired", at=now - timedelta(seconds=1))
         with engine.begin() as conn:
             conn.execute(update(model_registry).where(model_registry.c.status == "active").values(status="retired"))
             conn.execute(update(model_registry).where(model_registry.c.id == model_id)

@@ -1,0 +1,125 @@
+"""What the Rasa servers load when `make run` or `make run-cluster` starts them: the
+model registry's active model, always (issue 20 item 5).
+
+The rule for a model `make` trained (data/ changed, so models/ has an archive the
+registry does not know):
+- no admin choice yet (nothing active, or the active model is one `make` registered):
+  it is registered and activated — a developer who edits data/ gets the new model;
+- an admin activated (or rolled back to) a model: it is registered as a candidate and
+  the admin's model keeps serving; the admin is told, and decides in the console.
+The active archive is then made the newest in models/, so the servers' `--model models`
+(and a supervisor restarting one of them later) load it.
+
+The servers' API address and token are written to var/rasa-api.json (mode 600) so that
+the CLI (`python -m bot models activate|rollback`) finds them the way the servers do.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence
+
+from sqlalchemy import insert, update
+from sqlalchemy.engine import Engine
+
+from bot.gazetteer import REPO_ROOT
+from bot.retraining import trainer
+from bot.retraining.tables import model_registry
+
+MAKE = trainer.MAKE  # created_by / activated_by of a model `make` trained
+API_FILE = REPO_ROOT / "var" / "rasa-api.json"  # QC_RASA_API_FILE
+
+
+def api_file() -> Path:
+    return Path(os.environ.get("QC_RASA_API_FILE") or API_FILE)
+
+
+def _known(engine: Engine, deploy_dir: Path) -> set:
+    """Every archive the registry knows, and its deployed copy in models/."""
+    out = set()
+    for m in trainer.list_models(engine, limit=100000):
+        if m["path"]:
+            out.add(Path(m["path"]).resolve())
+            out.add((deploy_dir / Path(m["path"]).name).resolve())
+    return out
+
+
+def _register(engine: Engine, archive: Path, status: str) -> int:
+    now = trainer.now_utc()
+    active = status == "active"
+    with engine.begin() as conn:
+        if active:
+            conn.execute(update(model_registry).where(model_registry.c.status == "active").values(status="retired"))
+        return conn.execute(insert(model_registry).values(
+            created_at=now, created_by=MAKE, status=status, progress=100, path=str(archive), metrics={},
+            finished_at=now, activated_at=now if active else None, activated_by=MAKE if active else None,
+        )).inserted_primary_key[0]
+
+
+def choose_model(engine: Engine, settings: trainer.RetrainSettings,
+                 say: Callable[[str], None] = print) -> Path:
+    """Register what `make` trained (see the module's rule), make the active archive the
+    newest in settings.deploy_dir and return that folder (Rasa's --model)."""
+    deploy = settings.deploy_dir
+    archives = sorted(deploy.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
+    known = _known(engine, deploy)
+    fresh = next((a for a in reversed(archives) if a.resolve() not in known), None)
+    active = trainer.active_model(engine)
+    if active is not None and not (active["path"] and Path(active["path"]).exists()):
+        say(f"注意：登记为启用的模型 #{active['id']} 的文件已不存在（{active['path']}），改用 models/ 中最新的模型。")
+        active = None
+    if active is None or (fresh is not None and active["activated_by"] == MAKE):
+        pick = fresh or (archives[-1] if archives else None)
+        if pick is None:
+            return deploy  # nothing trained: Rasa says so
+        model_id = _register(engine, pick, "active") if pick.resolve() not in known else None
+        if model_id is not None:
+            say(f"模型 #{model_id}（make 训练）已登记并启用。")
+        return deploy
+    if fresh is not None:
+        model_id = _register(engine, fresh, "candidate")
+        say(f"注意：data/ 有改动，make 训练了新模型 #{model_id}，已登记为候选（没有评测），没有启用；"
+            f"继续使用管理员启用的模型 #{active['id']}。要换用新数据：在控制台「模型训练 → 模型」页训练"
+            f"（会评测）后启用，或运行 python -m bot retrain --wait，再 python -m bot models activate 编号。")
+    trainer.deploy(settings, Path(active["path"]))  # newest in models/: Rasa loads it
+    return deploy
+
+
+def publish_api(rasa_urls: Sequence[str], token: str, path: Optional[Path] = None) -> Path:
+    """Write where the Rasa servers' HTTP API is and its token, readable by this user only."""
+    path = path or api_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"rasa_url": rasa_urls[0], "rasa_model_urls": ",".join(rasa_urls), "token": token})
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(body)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def read_api(path: Optional[Path] = None) -> Dict[str, str]:
+    """What publish_api wrote ({} when nothing is running or it cannot be read)."""
+    try:
+        raw = json.loads((path or api_file()).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: str(raw.get(k) or "") for k in ("rasa_url", "rasa_model_urls", "token")}
+
+
+def prepare(rasa_urls: Sequence[str], token: str, say: Callable[[str], None] = print) -> str:
+    """Called by `bot serve` and `bot cluster` before the Rasa servers start: the model
+    folder to load (its newest archive is the registry's active model) and the API file."""
+    from bot.storage.engine import init_db, make_engine
+
+    settings = trainer.RetrainSettings.from_env()
+    engine = make_engine(settings.database_url)
+    try:
+        init_db(engine)
+        model = choose_model(engine, settings, say)
+    finally:
+        engine.dispose()
+    publish_api(rasa_urls, token)
+    return str(model)
