@@ -321,8 +321,8 @@ def urgency(ticket: Ticket, now: datetime) -> str:
     left = ticket.deadline_at - now
     if left <= timedelta(0):
         return "overdue"
-    # Nearly due: the last quarter of the class's limit (15 min of 1 h; 6 h of 24 h), at least 15 min.
-    if left <= max(ticket.dispatch_class.limit / 4, timedelta(minutes=15)):
+    # Nearly due: the last quarter of the current step's limit (15 min of 1 h; 6 h of 24 h), at least 15 min.
+    if left <= max(ticket.step_limit.amount / 4, timedelta(minutes=15)):
         return "soon"
     return "ok"
 
@@ -364,7 +364,7 @@ def flags(ticket: Ticket, now: datetime) -> list[str]:
     out = []
     if ticket.is_overdue(now):
         out.append("超期")
-    if any(e.kind == SUPERVISE for e in ticket.events) and ticket.is_open:
+    if ticket.supervised() and ticket.is_open:
         out.append("督办")
     if ticket.escalated:
         out.append("提级")

@@ -517,6 +517,9 @@ async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
 
         console.engine = make_engine(app[SETTINGS].database_url)
         await asyncio.to_thread(init_db, console.engine)
+    from bot.storage.holidays import install
+
+    install(console.engine)  # deadlines use the city's holiday calendar, re-read every QC_CALENDAR_TTL s
     await asyncio.to_thread(svc.ensure_feed, console.uow(), now_utc())
     if console.config.seed_demo:
         created = await asyncio.to_thread(svc.seed_demo_accounts, console.uow(), now_utc())
