@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.console import auth
 from bot.console.names import category_label, is_known_queue, queue_label
+from bot.domain.workcal import default_calendar
 from bot.console.repository import Attachment, OutboxMessage, TicketFilter, User
 from bot.console.tables import ROLES
 from bot.console.uow import ConsoleUnitOfWork
@@ -495,6 +496,14 @@ class TicketView:
     extension: dict[str, Any] | None
     suggested_lead: str | None
     queue_names: dict[str, str] = field(default_factory=dict)
+    # The deadline counts a day of a year nobody entered (neither the city nor the library): Mon–Fri.
+    weekday_only: bool = False
+
+
+def counts_weekdays_only(ticket: Ticket) -> bool:
+    calendar = default_calendar()
+    unknown = getattr(calendar, "unknown_between", None)
+    return bool(unknown and unknown(ticket.created_at, ticket.deadline_at))
 
 
 def _get_visible(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datetime) -> Ticket:
@@ -523,6 +532,7 @@ def ticket_view(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datet
         extension=pending_extension(ticket),
         suggested_lead=rule.lead if rule else None,
         queue_names=names,
+        weekday_only=counts_weekdays_only(ticket),
     )
 
 

@@ -123,6 +123,11 @@ async def render(request: web.Request, template: str, status: int = 200, **conte
     console = request.app[CONSOLE]
     principal: svc.Principal | None = request.get("principal")
     unread = 0
+    missing_year = None
+    if principal is not None and principal.role == "admin":
+        from bot.console.calendar import missing_year_warning
+
+        missing_year = await asyncio.to_thread(missing_year_warning)
     if principal is not None:
         try:
             unread = await console.run(svc.unread_notices, principal)
@@ -132,6 +137,7 @@ async def render(request: web.Request, template: str, status: int = 200, **conte
         principal=principal,
         csrf=request.get("csrf", ""),
         unread=unread,
+        missing_year=missing_year,
         path=request.path,
         **context,
     )
@@ -517,9 +523,9 @@ async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
 
         console.engine = make_engine(app[SETTINGS].database_url)
         await asyncio.to_thread(init_db, console.engine)
-    from bot.storage.holidays import install
+    from bot.storage import holidays
 
-    install(console.engine)  # deadlines use the city's holiday calendar, re-read every QC_CALENDAR_TTL s
+    calendar = holidays.install(console.engine)  # the city's holiday calendar, re-read every QC_CALENDAR_TTL s
     await asyncio.to_thread(svc.ensure_feed, console.uow(), now_utc())
     if console.config.seed_demo:
         created = await asyncio.to_thread(svc.seed_demo_accounts, console.uow(), now_utc())
@@ -551,6 +557,7 @@ async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
             await console.notifier.publisher.close()
         if http is not None:
             await http.close()
+        holidays.uninstall(calendar)
         if console.owns_engine and console.engine is not None:
             console.engine.dispose()
 
@@ -583,8 +590,9 @@ def setup_console(app: web.Application, engine: Engine | None = None, config: Co
     r.add_get(f"{PREFIX}/attachments/{{attachment_id}}", attachment)
     r.add_get(f"{PREFIX}/notices", notices_page)
     r.add_static(f"{PREFIX}/static/", STATIC, follow_symlinks=False, append_version=False)
-    from bot.console import admin, dashboard, open311, retraining
+    from bot.console import admin, calendar, dashboard, open311, retraining
 
+    calendar.setup(app)
     dashboard.setup(app)
     admin.setup(app)
     retraining.setup(app)

@@ -369,8 +369,11 @@ def install(engine: Engine) -> StoredCalendar:
     return _installed
 
 
-def uninstall() -> None:
+def uninstall(which: StoredCalendar | None = None) -> None:
+    """Back to the library alone (`which`: only if it is still the installed one)."""
     global _installed
+    if which is not None and which is not _installed:
+        return
     _installed = None
     use_calendar(None)
 
