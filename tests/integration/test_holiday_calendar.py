@@ -261,3 +261,20 @@ def test_next_year_missing_is_warned_from_november_once_a_day(engine: Engine, ca
     save(engine, SPRING_2030)
     assert hol.missing_next_year(default_calendar(), hohhot(2029, 11, 2, 9)) is None
     assert hol.missing_next_year(cal, hohhot(2025, 11, 2, 9)) is None  # 2026: the library knows it
+
+
+def test_supervision_fires_on_the_limit_of_the_step_the_ticket_is_at(engine: Engine) -> None:
+    ticket_id = file(engine, "s", hohhot(2026, 11, 24, 10))  # Tuesday; 签收 1 working day, 办结 5
+    sweep = svc.sweep_overdue
+    assert sweep(ConsoleUnitOfWork(engine), hohhot(2026, 11, 25, 9, )) == []
+    assert sweep(ConsoleUnitOfWork(engine), hohhot(2026, 11, 25, 11)) == ["QC-261124-0001"]  # not signed for
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        t = uow.tickets.get(ticket_id)
+        t.apply("签收", "worker:1", "", hohhot(2026, 11, 25, 12))
+        uow.tickets.save_events(t)
+        uow.commit()
+    assert deadline(engine, ticket_id) == hohhot(2026, 12, 1, 10)  # 办结: 5 working days from filing
+    assert sweep(ConsoleUnitOfWork(engine), hohhot(2026, 11, 30, 10)) == []
+    assert sweep(ConsoleUnitOfWork(engine), hohhot(2026, 12, 1, 11)) == ["QC-261124-0001"]
+    stamps = [datetime.fromisoformat(e["data"]["deadline"]) for e in events(engine, ticket_id, "督办")]
+    assert stamps == [hohhot(2026, 11, 25, 10), hohhot(2026, 12, 1, 10)]
