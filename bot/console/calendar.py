@@ -18,6 +18,7 @@ from aiohttp import web
 from bot.console.web import CONSOLE, PREFIX, now_utc, principal_of, render
 from bot.domain.workcal import SHANGHAI, default_calendar
 from bot.storage import holidays as hol
+from bot.storage.repository import StaleTicket
 
 BLANK_ROWS = 6
 MAX_ROWS = 120
@@ -92,7 +93,11 @@ async def calendar_save(request: web.Request) -> web.StreamResponse:
     except hol.CalendarInputError as exc:
         return await render(request, "calendar.html", status=400, year=str(form.get("year") or ""), rows=rows,
                             error=str(exc), source=None, title="节假日安排")
-    result = await asyncio.to_thread(hol.save_year, engine, year, days, p.actor, now_utc())
+    try:
+        result = await asyncio.to_thread(hol.save_year, engine, year, days, p.actor, now_utc())
+    except StaleTicket:  # a ticket changed while its deadline was being moved: nothing was saved
+        return await render(request, "calendar.html", status=409, year=year, rows=rows, source=None,
+                            error="保存时有工单正被处理，安排未保存，请再保存一次", title="节假日安排")
     raise web.HTTPSeeOther(f"{PREFIX}/calendar?year={year}&saved={len(result.moved)}")
 
 

@@ -15,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.console import auth
 from bot.console.names import category_label, is_known_queue, queue_label
-from bot.domain.workcal import default_calendar
 from bot.console.repository import Attachment, OutboxMessage, TicketFilter, User
 from bot.console.tables import ROLES
 from bot.console.uow import ConsoleUnitOfWork
@@ -45,6 +44,7 @@ from bot.domain.model import (
     Ticket,
     TicketState,
 )
+from bot.domain.workcal import default_calendar
 from bot.routing import default_catalogue, street_queue
 from bot.storage.repository import StaleTicket
 
@@ -796,6 +796,11 @@ def _refusal(p: Principal, ticket: Ticket, action: str) -> str:
 
 def sweep_overdue(uow: ConsoleUnitOfWork, now: datetime) -> list[str]:
     """Flag every overdue open ticket once per deadline (督办); returns their numbers."""
+    from bot.storage.holidays import missing_next_year
+
+    calendar = default_calendar()
+    if hasattr(calendar, "city_years"):
+        missing_next_year(calendar, now)  # from 1 November: logged once a day while next year is missing
     with uow:
         ids = uow.console.overdue_unflagged_ids(now)
     flagged = []
