@@ -796,11 +796,15 @@ def _refusal(p: Principal, ticket: Ticket, action: str) -> str:
 
 def sweep_overdue(uow: ConsoleUnitOfWork, now: datetime) -> list[str]:
     """Flag every overdue open ticket once per deadline (督办); returns their numbers."""
-    from bot.storage.holidays import missing_next_year
+    from bot.storage.holidays import missing_next_year, reconcile
 
     calendar = default_calendar()
     if hasattr(calendar, "city_years"):
         missing_next_year(calendar, now)  # from 1 November: logged once a day while next year is missing
+    try:
+        reconcile(uow.engine, now)  # deadlines set with another instance's older calendar just after a save
+    except StaleTicket:
+        pass  # being handled: the next sweep looks again
     with uow:
         ids = uow.console.overdue_unflagged_ids(now)
     flagged = []

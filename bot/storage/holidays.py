@@ -307,14 +307,13 @@ def save_year(engine: Engine, year: int, days: Mapping[date, DayRange], actor: s
     return SaveResult(year, changed, moved)
 
 
-def _move_deadlines(conn: Connection, calendar: CityWorkCalendar, actor: str,
-                    now: datetime) -> list[tuple[str, datetime, datetime]]:
+def _move_deadlines(conn: Connection, calendar: CityWorkCalendar, actor: str, now: datetime,
+                    where: Any = None) -> list[tuple[str, datetime, datetime]]:
     from bot.storage.repository import SqlTicketRepository
 
     repo = SqlTicketRepository(conn)
-    open_ids = conn.execute(
-        select(tickets.c.id).where(tickets.c.state.in_([s.value for s in OPEN_STATES])).order_by(tickets.c.id)
-    ).scalars().all()
+    query = select(tickets.c.id).where(tickets.c.state.in_([s.value for s in OPEN_STATES])).order_by(tickets.c.id)
+    open_ids = conn.execute(query if where is None else query.where(where)).scalars().all()
     moved = []
     for ticket_id in open_ids:
         ticket: Ticket | None = repo.get(int(ticket_id))
@@ -327,6 +326,27 @@ def _move_deadlines(conn: Connection, calendar: CityWorkCalendar, actor: str,
     return moved
 
 
+def reconcile(engine: Engine, now: datetime, ttl: float | None = None) -> list[str]:
+    """Tickets another instance filed or moved with its cached, older calendar in the moments
+    after a save: once every cache has expired, move them too (same event, same admin).
+    Idempotent; called by the overdue sweep."""
+    ttl = _ttl() if ttl is None else ttl
+    with engine.begin() as conn:
+        last = conn.execute(select(holiday_years.c.entered_at, holiday_years.c.entered_by)
+                            .order_by(holiday_years.c.entered_at.desc()).limit(1)).first()
+        if last is None or now < last.entered_at + timedelta(seconds=ttl):
+            return []
+        window = (tickets.c.updated_at >= last.entered_at) & \
+            (tickets.c.updated_at <= last.entered_at + timedelta(seconds=ttl + 5))
+        calendar = calendar_from(*load_rows(conn))
+        moved = _move_deadlines(conn, calendar, last.entered_by, now, window)
+    return [number for number, _, _ in moved]
+
+
+def _ttl() -> float:
+    return float(os.environ.get("QC_CALENDAR_TTL", "30"))
+
+
 # --- this process's calendar ---------------------------------------------------------
 
 
@@ -335,7 +355,7 @@ class StoredCalendar:
 
     def __init__(self, engine: Engine, ttl: float | None = None) -> None:
         self.engine = engine
-        self.ttl = float(os.environ.get("QC_CALENDAR_TTL", "30")) if ttl is None else ttl
+        self.ttl = _ttl() if ttl is None else ttl
         self._lock = threading.Lock()
         self._calendar: CityWorkCalendar | None = None
         self._loaded = 0.0

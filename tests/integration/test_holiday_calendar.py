@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from bot.console import services as svc
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import ComplaintDraft, DispatchClass, Route, TicketState
-from bot.domain.workcal import SHANGHAI, ChineseWorkCalendar, default_calendar
+from bot.domain.workcal import SHANGHAI, ChineseWorkCalendar, CityWorkCalendar, default_calendar, use_calendar
 from bot.holidays_cli import main as calendar_cli
 from bot.services.tickets import file_complaint
 from bot.storage import holidays as hol
@@ -278,3 +278,22 @@ def test_supervision_fires_on_the_limit_of_the_step_the_ticket_is_at(engine: Eng
     assert sweep(ConsoleUnitOfWork(engine), hohhot(2026, 12, 1, 11)) == ["QC-261124-0001"]
     stamps = [datetime.fromisoformat(e["data"]["deadline"]) for e in events(engine, ticket_id, "督办")]
     assert stamps == [hohhot(2026, 11, 25, 10), hohhot(2026, 12, 1, 10)]
+
+
+def test_a_ticket_filed_with_a_stale_cache_just_after_a_save_is_moved_by_the_sweep(engine: Engine) -> None:
+    saved_at = datetime.now(SHANGHAI)
+    save(engine, SPRING_2030, at=saved_at)
+    # Another instance, its cache still from before the save, files a ticket a few seconds later.
+    use_calendar(lambda: CityWorkCalendar())
+    try:
+        stale = file(engine, "stale", hohhot(2030, 2, 1, 10))
+    finally:
+        hol.install(engine)
+    with engine.begin() as conn:  # (filed "now": in the seconds after the save)
+        conn.execute(tickets.update().where(tickets.c.id == stale).values(updated_at=saved_at + timedelta(seconds=3)))
+    assert deadline(engine, stale) == hohhot(2030, 2, 4, 10)  # Mon–Fri: wrong
+    assert hol.reconcile(engine, saved_at + timedelta(seconds=10), ttl=30) == []  # caches may still be stale
+    assert hol.reconcile(engine, saved_at + timedelta(seconds=31), ttl=30) == ["QC-300201-0001"]
+    assert deadline(engine, stale) == hohhot(2030, 2, 2, 10)
+    assert [e["actor"] for e in events(engine, stale, "时限调整")] == ["admin:alice"]
+    assert hol.reconcile(engine, saved_at + timedelta(seconds=60), ttl=30) == []  # idempotent
