@@ -7,11 +7,11 @@ Monday 10:00; filed on Saturday → the clock starts Monday 00:00 → due Tuesda
 Safety and utilities classes (紧急 1 h, 公用事业 2 h) are clock hours: a burst main
 does not wait for Monday.
 
-The official holiday table comes from the `chinese_calendar` library (a plain data
-library, no framework). It covers 2004 up to the last year the State Council has
-published; for a year beyond that the calendar falls back to Monday–Friday and says so
-(a warning in the log once a year, and `is_known`), so deadlines keep working when the
-library is stale.
+Which days are working days: the city's schedule for the years it entered (kept in the
+ticket store, passed in as data: `CityWorkCalendar`), else the `chinese_calendar` library
+(a plain data library; it covers 2004 up to the last year the State Council had published
+at its release), else Monday–Friday (`is_known` False, logged once a year). See
+docs/holidays.md.
 """
 
 from __future__ import annotations
