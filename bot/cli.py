@@ -4,6 +4,7 @@
   dict                               regenerate data/dictionaries/gazetteer.txt
   serve                              start the assistant (what `make run` does)
   console seed|adduser|passwd|apikey the work console's accounts and Open311 keys
+  calendar import FILE|show Y|export Y the holiday calendar the city keeps (docs/holidays.md)
   retrain [--wait]                   validate the data and train a candidate model (one at a time)
   models list|show ID|activate ID|rollback   the model registry; activation swaps the running server's model
 """
@@ -275,6 +276,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     co = sub.add_parser("console", add_help=False, help="work console: seed | adduser | passwd | apikey")
     co.add_argument("rest", nargs=argparse.REMAINDER)
     co.set_defaults(func=cmd_console)
+    ca = sub.add_parser("calendar", add_help=False, help="holiday calendar: import FILE.yml | show YEAR | export YEAR")
+    ca.add_argument("rest", nargs=argparse.REMAINDER)
+    ca.set_defaults(func=lambda a: __import__("bot.holidays_cli", fromlist=["main"]).main(a.rest))
     rt = sub.add_parser("retrain", help="validate the data and train a candidate model")
     rt.add_argument("--wait", action="store_true", help="wait for the run and print its result")
     rt.add_argument("--data-dir", help="training data folder (default data/, or QC_TRAIN_DATA_DIR)")

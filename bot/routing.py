@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
+from bot.domain.limits import LimitsError, TimeLimits, use_time_limits
 from bot.domain.model import CATEGORIES, DispatchClass, Route
 from bot.gazetteer import DATA_DIR, Gazetteer, default_gazetteer
 from bot.locations import PARTIAL, RESOLVED, Resolution
@@ -43,6 +44,7 @@ class RoutingCatalogue:
     departments: Dict[str, str]
     categories: Dict[str, CategoryRule]
     urgent_keywords: Sequence[str]
+    time_limits: Optional[TimeLimits] = None
 
     @classmethod
     def load(cls, path: Path = CATALOGUE_PATH) -> "RoutingCatalogue":
@@ -71,7 +73,14 @@ class RoutingCatalogue:
             raise CatalogueError(f"categories without a route: {sorted(missing)}")
         if DISPATCH_CENTER not in departments:
             raise CatalogueError("departments must include dispatch_center (派单中心)")
-        return cls(departments, cats, tuple(raw.get("urgent_keywords") or ()))
+        try:
+            limits = TimeLimits.parse(raw)
+        except LimitsError as exc:
+            raise CatalogueError(f"{path}: {exc}") from None
+        missing_classes = {c.value for c in DispatchClass} - set(limits.classes)
+        if missing_classes:
+            raise CatalogueError(f"dispatch_classes without 签收/办结 limits: {sorted(missing_classes)}")
+        return cls(departments, cats, tuple(raw.get("urgent_keywords") or ()), limits)
 
     def unit_name(self, unit: str, gazetteer: Optional[Gazetteer] = None) -> str:
         if unit.startswith("street:"):
@@ -126,7 +135,7 @@ class Router:
                 where = f"仅知{self.g.name_of(district)}，街道未确定"
             reasons.append(f"{where}，转派单中心人工派单（建议主办 {self.catalogue.unit_name(rule.lead)}）")
         # the label says how the deadline runs (一般: working days, urgent classes: clock hours)
-        reasons.append(f"时限 {dclass.label} {dclass.limit_label}" + (f"（关键词“{keyword}”）" if keyword else ""))
+        reasons.append(f"时限 {dclass.label} {dclass.limits_label(category)}" + (f"（关键词“{keyword}”）" if keyword else ""))
         return Route(
             lead=lead,
             co=co,
@@ -142,6 +151,9 @@ class Router:
 def default_catalogue() -> RoutingCatalogue:
     return RoutingCatalogue.load()
 
+
+# The domain reads the 签收/办结 limits from the catalogue on first use.
+use_time_limits(loader=lambda: default_catalogue().time_limits)
 
 _router: List[Router] = []
 

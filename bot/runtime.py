@@ -54,6 +54,9 @@ def engine():
         if _engine is None:
             _engine = make_engine()
             init_db(_engine)
+            from bot.storage.holidays import install
+
+            install(_engine)  # deadlines use the city's holiday calendar
         return _engine
 
 

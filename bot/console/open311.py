@@ -206,7 +206,9 @@ def _request_json(ticket: Ticket, confidential: bool, media_url: str | None = No
         # Residents' words may identify them: withheld when any reporter asked for confidentiality.
         "description": None if confidential else ticket.description,
         "agency_responsible": queue_label(ticket.lead_queue),
-        "service_notice": f"{ticket.dispatch_class.label} {ticket.dispatch_class.limit_label}",
+        "service_notice": f"{ticket.dispatch_class.label} " + (
+            f"签收{ticket.limits.sign.label}，办结{ticket.limits.finish.label}" if ticket.limits
+            else ticket.dispatch_class.limit_label),
         "requested_datetime": _iso(ticket.created_at),
         "updated_datetime": _iso(ticket.updated_at),
         "expected_datetime": _iso(ticket.deadline_at),

@@ -44,6 +44,7 @@ from bot.domain.model import (
     Ticket,
     TicketState,
 )
+from bot.domain.workcal import default_calendar
 from bot.gazetteer import default_gazetteer
 from bot.media import own_photo_name
 from bot.routing import default_catalogue, street_queue
@@ -323,8 +324,8 @@ def urgency(ticket: Ticket, now: datetime) -> str:
     left = ticket.deadline_at - now
     if left <= timedelta(0):
         return "overdue"
-    # Nearly due: the last quarter of the class's limit (15 min of 1 h; 6 h of 24 h), at least 15 min.
-    if left <= max(ticket.dispatch_class.limit / 4, timedelta(minutes=15)):
+    # Nearly due: the last quarter of the current step's limit (15 min of 1 h; 6 h of 24 h), at least 15 min.
+    if left <= max(ticket.step_limit.amount / 4, timedelta(minutes=15)):
         return "soon"
     return "ok"
 
@@ -375,7 +376,7 @@ def flags(ticket: Ticket, now: datetime) -> list[str]:
     out = []
     if ticket.is_overdue(now):
         out.append("超期")
-    if any(e.kind == SUPERVISE for e in ticket.events) and ticket.is_open:
+    if ticket.supervised() and ticket.is_open:
         out.append("督办")
     if ticket.escalated:
         out.append("提级")
@@ -508,6 +509,14 @@ class TicketView:
     queue_names: dict[str, str] = field(default_factory=dict)
     actor_names: dict[str, str] = field(default_factory=dict)  # event actor → who a worker reads
     photo_reports: frozenset[int] = frozenset()  # reports with a resident photo we stored
+    # The deadline counts a day of a year nobody entered (neither the city nor the library): Mon–Fri.
+    weekday_only: bool = False
+
+
+def counts_weekdays_only(ticket: Ticket) -> bool:
+    calendar = default_calendar()
+    unknown = getattr(calendar, "unknown_between", None)
+    return bool(unknown and unknown(ticket.created_at, ticket.deadline_at))
 
 
 def _get_visible(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datetime) -> Ticket:
@@ -539,6 +548,7 @@ def ticket_view(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datet
         queue_names=names,
         actor_names=actors,
         photo_reports=frozenset(r.id for r in reports if own_photo_name(r.photo)),
+        weekday_only=counts_weekdays_only(ticket),
     )
 
 
@@ -834,6 +844,15 @@ def _refusal(p: Principal, ticket: Ticket, action: str) -> str:
 
 def sweep_overdue(uow: ConsoleUnitOfWork, now: datetime) -> list[str]:
     """Flag every overdue open ticket once per deadline (督办); returns their numbers."""
+    from bot.storage.holidays import missing_next_year, reconcile
+
+    calendar = default_calendar()
+    if hasattr(calendar, "city_years"):
+        missing_next_year(calendar, now)  # from 1 November: logged once a day while next year is missing
+    try:
+        reconcile(uow.engine, now)  # deadlines set with another instance's older calendar just after a save
+    except StaleTicket:
+        pass  # being handled: the next sweep looks again
     with uow:
         ids = uow.console.overdue_unflagged_ids(now)
     flagged = []

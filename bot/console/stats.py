@@ -37,7 +37,6 @@ from bot.domain.model import (
     REDISPATCH,
     REOPEN,
     Ticket,
-    deadline_for,
 )
 from bot.domain.workcal import SHANGHAI
 from bot.storage.tables import metadata
@@ -112,7 +111,7 @@ def _count(unit: UnitRates, ticket: Ticket, now: datetime) -> None:
     dispatched = _first(ticket, (DISPATCH, REDISPATCH, RECATEGORISE))
     if dispatched is not None:
         accepted = _first(ticket, (ACCEPT,))
-        original = deadline_for(ticket.dispatch_class, ticket.created_at)
+        original = ticket.sign_deadline()  # 按时签收: the 签收 limit (the old single limit for old tickets)
         if accepted is not None or original < now:
             unit.dispatched += 1
             if accepted is not None and accepted.at <= original:

@@ -125,6 +125,11 @@ async def render(request: web.Request, template: str, status: int = 200, **conte
     console = request.app[CONSOLE]
     principal: svc.Principal | None = request.get("principal")
     unread = 0
+    missing_year = None
+    if principal is not None and principal.role == "admin":
+        from bot.console.calendar import missing_year_warning
+
+        missing_year = await asyncio.to_thread(missing_year_warning)
     if principal is not None:
         try:
             unread = await console.run(svc.unread_notices, principal)
@@ -134,6 +139,7 @@ async def render(request: web.Request, template: str, status: int = 200, **conte
         principal=principal,
         csrf=request.get("csrf", ""),
         unread=unread,
+        missing_year=missing_year,
         path=request.path,
         **context,
     )
@@ -549,6 +555,9 @@ async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
 
         console.engine = make_engine(app[SETTINGS].database_url)
         await asyncio.to_thread(init_db, console.engine)
+    from bot.storage import holidays
+
+    calendar = holidays.install(console.engine)  # the city's holiday calendar, re-read every QC_CALENDAR_TTL s
     await asyncio.to_thread(svc.ensure_feed, console.uow(), now_utc())
     if console.config.seed_demo:
         created = await asyncio.to_thread(svc.seed_demo_accounts, console.uow(), now_utc())
@@ -580,6 +589,7 @@ async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
             await console.notifier.publisher.close()
         if http is not None:
             await http.close()
+        holidays.uninstall(calendar)
         if console.owns_engine and console.engine is not None:
             console.engine.dispose()
 
@@ -613,8 +623,9 @@ def setup_console(app: web.Application, engine: Engine | None = None, config: Co
     r.add_get(f"{PREFIX}/tickets/{{ticket_id}}/photos/{{report_id}}", report_photo)
     r.add_get(f"{PREFIX}/notices", notices_page)
     r.add_static(f"{PREFIX}/static/", STATIC, follow_symlinks=False, append_version=False)
-    from bot.console import admin, dashboard, open311, retraining
+    from bot.console import admin, calendar, dashboard, open311, retraining
 
+    calendar.setup(app)
     dashboard.setup(app)
     admin.setup(app)
     retraining.setup(app)

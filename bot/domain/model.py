@@ -4,7 +4,7 @@
 重办 to reopen, 改类 (the dispatcher corrects the category and re-routes), and 延期/并单
 recorded without a state change.
 Standard library only (plus the `chinese_calendar` data library behind bot.domain.workcal):
-this module must stay framework-free.
+this module must stay framework-free. Time limits per step come from bot.domain.limits.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from bot.domain.workcal import WorkCalendar, add_working_time
+from bot.domain.limits import FINISH, SIGN, Limit, StepLimits, time_limits
+from bot.domain.workcal import SHANGHAI, WorkCalendar, add_working_time
 
 CATEGORIES: dict[str, str] = {
     "dog": "文明养犬",
@@ -50,30 +51,32 @@ class DispatchClass(str, Enum):
         return _DISPATCH_LABELS[self]
 
     @property
+    def legacy_limit(self) -> Limit:
+        """The old rule's single limit (tickets filed before per-step limits): the catalogue's `hours`."""
+        return time_limits().legacy[self.value]
+
+    @property
     def limit(self) -> timedelta:
-        return _DISPATCH_LIMITS[self]
+        return self.legacy_limit.amount
 
     @property
     def working_days(self) -> bool:
-        """True when `limit` runs on working days only (一般); urgent classes are clock hours."""
-        return self is DispatchClass.NORMAL
+        """True when the old rule's `limit` runs on working days only (一般); urgent classes are clock hours."""
+        return self.legacy_limit.working_days
 
     @property
     def limit_label(self) -> str:
-        if self.working_days:
-            return f"{int(self.limit / timedelta(hours=24))}个工作日"
-        return f"{int(self.limit.total_seconds() // 3600)}小时"
+        return self.legacy_limit.label
+
+    def limits_label(self, category: str = "") -> str:
+        step = time_limits().for_ticket(self.value, category)
+        return f"签收{step.sign.label}，办结{step.finish.label}"
 
 
 _DISPATCH_LABELS = {
     DispatchClass.URGENT: "紧急",
     DispatchClass.UTILITIES: "公用事业",
     DispatchClass.NORMAL: "一般",
-}
-_DISPATCH_LIMITS = {
-    DispatchClass.URGENT: timedelta(hours=1),
-    DispatchClass.UTILITIES: timedelta(hours=2),
-    DispatchClass.NORMAL: timedelta(hours=24),
 }
 
 
@@ -103,6 +106,8 @@ REJECT_RETURN, APPROVE_EXTENSION, SUPERVISE, ESCALATE = "驳回", "批准延期"
 # 改类: the dispatcher corrects the category of a ticket waiting for (re-)dispatch; the
 # ticket goes to the new category's units, like a 派单/改派.
 RECATEGORISE = "改类"
+# 时限调整: the holiday calendar changed and moved the deadline (data: from, to; ISO times).
+ADJUST_DEADLINE = "时限调整"
 # Events after which the ticket is with (new) units: a new handling round starts.
 ROUTING_KINDS = frozenset({DISPATCH, REDISPATCH, REOPEN, RECATEGORISE})
 RETURN_ESCALATION = 3
@@ -123,6 +128,7 @@ EVENT_KINDS: dict[str, str] = {  # kind → English name, for messages and logs
     SUPERVISE: "flag as overdue",
     ESCALATE: "escalate",
     RECATEGORISE: "recategorise",
+    ADJUST_DEADLINE: "adjust the deadline to the holiday calendar",
 }
 
 _S = TicketState
@@ -147,6 +153,7 @@ TRANSITIONS: dict[str, tuple[frozenset[TicketState], TicketState | None]] = {
     ESCALATE: (frozenset({_S.RETURNED}), None),
     # Where 派单 and 改派 are possible: waiting in the dispatch centre, or returned.
     RECATEGORISE: (frozenset({_S.RECEIVED, _S.RETURNED}), _S.DISPATCHED),
+    ADJUST_DEADLINE: (OPEN_STATES, None),
 }
 REASON_REQUIRED = frozenset({RETURN, RESOLVE, EXTEND, REJECT_RETURN, RECATEGORISE})
 
@@ -156,15 +163,20 @@ class InvalidTransition(Exception):
 
 
 def deadline_for(dispatch_class: DispatchClass, start: datetime, calendar: WorkCalendar | None = None) -> datetime:
-    """The one place deadlines are computed.
+    """The old rule's single deadline (tickets filed before per-step limits).
 
     一般 (24 h) means one working day on the Chinese calendar (holidays and 调休 make-up
     days included, see bot.domain.workcal); 紧急 1 h and 公用事业 2 h are clock hours.
     """
-    cls = DispatchClass(dispatch_class)
-    if cls.working_days:
-        return add_working_time(start, cls.limit, calendar)
-    return start + cls.limit
+    return DispatchClass(dispatch_class).legacy_limit.due(start, calendar)
+
+
+# Which limit runs: waiting to be signed for (签收时限) or being handled (办结时限).
+SIGN_STATES = frozenset({TicketState.RECEIVED, TicketState.DISPATCHED, TicketState.RETURNED})
+
+
+def step_of(state: TicketState) -> str:
+    return SIGN if state in SIGN_STATES else FINISH
 
 
 def extend_deadline(deadline: datetime, days: int, calendar: WorkCalendar | None = None) -> datetime:
@@ -267,6 +279,8 @@ class Ticket:
     deadline_at: datetime
     updated_at: datetime
     report_count: int = 1
+    # The 签收/办结 limits the ticket was filed under (None: filed under the old single-limit rule).
+    limits: StepLimits | None = None
     events: list[TicketEvent] = field(default_factory=list)
     # Storage bookkeeping: optimistic-lock version (0 = never saved) and how many
     # of `events` are already persisted (the rest are new).
@@ -289,8 +303,9 @@ class Ticket:
             dispatch_class=DispatchClass(route.dispatch_class),
             state=TicketState.RECEIVED,
             created_at=now,
-            deadline_at=deadline_for(route.dispatch_class, now),
+            deadline_at=now,  # set below, from the step the ticket is at
             updated_at=now,
+            limits=time_limits().for_ticket(DispatchClass(route.dispatch_class).value, draft.category),
         )
         ticket.events.append(
             TicketEvent(
@@ -303,6 +318,7 @@ class Ticket:
                 at=now,
             )
         )
+        ticket.deadline_at = ticket.compute_deadline()
         if not route.is_manual:
             ticket.apply(DISPATCH, "system:router", route.reason, now, lead=route.lead, co=list(route.co))
         return ticket
@@ -331,16 +347,18 @@ class Ticket:
             )
         if kind in REASON_REQUIRED and not reason.strip():
             raise InvalidTransition(f"{kind}必须填写原因或结果 / {english} requires a reason")
+        if kind == ADJUST_DEADLINE and not isinstance(data.get("to"), str):
+            raise InvalidTransition("时限调整须给出新的时限 / adjusting the deadline requires the new one")
         if kind == RECATEGORISE:
             self._recategorise(data)
         if kind in (DISPATCH, REDISPATCH, REOPEN):
             self._set_queues(kind, data)
         if kind == MERGE:
             self.report_count += 1
-        if kind == REOPEN:
+        if kind == REOPEN and self.limits is None:
             # A reopened ticket starts a new handling period.
             self.deadline_at = deadline_for(self.dispatch_class, at)
-        if kind == APPROVE_EXTENSION:
+        if kind == APPROVE_EXTENSION and self.limits is None:
             self.deadline_at = extend_deadline(self.deadline_at, int(data.get("days") or 0))
         if kind == REJECT_RETURN:
             returned = [e for e in self.events if e.kind == RETURN]
@@ -353,7 +371,76 @@ class Ticket:
             self.state = to_state
         self.updated_at = at
         self.events.append(event)
+        if kind == ADJUST_DEADLINE:
+            self.deadline_at = datetime.fromisoformat(str(data["to"]))
+        elif self.limits is not None and kind != SUPERVISE:
+            self.deadline_at = self.compute_deadline()  # the limit of the step the ticket is now at
         return event
+
+    @property
+    def step(self) -> str:
+        """签收 (waiting to be signed for) or 办结 (being handled, or handled)."""
+        return step_of(self.state)
+
+    @property
+    def step_limit(self) -> Limit:
+        if self.limits is None:
+            return self.dispatch_class.legacy_limit
+        return self.limits.of(self.step)
+
+    def compute_deadline(self, calendar: WorkCalendar | None = None) -> datetime:
+        """The deadline from the events, on `calendar` (default: this process's calendar).
+
+        Per-step limits: 签收 runs from filing, 重办 or the last 退单; 办结 from the start of
+        the handling period (受理 or the last 重办), plus granted extensions. Tickets filed
+        under the old rule: one limit from the start of the handling period, plus extensions.
+        """
+        period = sign_start = self.created_at
+        extensions: list[int] = []
+        for e in self.events:
+            if e.kind == REOPEN:
+                period = sign_start = e.at
+                extensions = []
+            elif e.kind == RETURN:  # the dispatch centre re-dispatches, the new unit signs: a new 签收 clock
+                sign_start = e.at
+            elif e.kind == APPROVE_EXTENSION:
+                extensions.append(int(e.data.get("days") or 0))
+        if self.limits is None:
+            deadline = deadline_for(self.dispatch_class, period, calendar)
+        elif self.step == SIGN:
+            return self.limits.sign.due(sign_start, calendar)
+        else:
+            deadline = self.limits.finish.due(period, calendar)
+        for days in extensions:
+            deadline = extend_deadline(deadline, days, calendar)
+        return deadline
+
+    def adjust_to_calendar(self, calendar: WorkCalendar, actor: str, at: datetime) -> TicketEvent | None:
+        """Move the deadline of an open ticket to what `calendar` says (时限随节假日安排调整);
+        None when it does not move (or the ticket is resolved or closed)."""
+        if not self.is_open:
+            return None
+        new = self.compute_deadline(calendar)
+        if new == self.deadline_at:
+            return None
+        old = self.deadline_at
+        return self.apply(ADJUST_DEADLINE, actor, f"时限随节假日安排调整：{_local(old)} → {_local(new)}", at,
+                          **{"from": old.isoformat(), "to": new.isoformat()})
+
+    def supervised(self) -> bool:
+        """督办 stands until a calendar change moves the deadline (the sweep flags it again if still late)."""
+        for e in reversed(self.events):
+            if e.kind == SUPERVISE:
+                return True
+            if e.kind == ADJUST_DEADLINE:
+                return False
+        return False
+
+    def sign_deadline(self, calendar: WorkCalendar | None = None) -> datetime:
+        """When the first 签收 was due (the 三率's 按时签收)."""
+        if self.limits is None:
+            return deadline_for(self.dispatch_class, self.created_at, calendar)
+        return self.limits.sign.due(self.created_at, calendar)
 
     @property
     def return_count(self) -> int:
@@ -385,7 +472,12 @@ class Ticket:
     def supervised_for_current_deadline(self) -> bool:
         """A 督办 flag was already raised for the current deadline."""
         stamp = self.deadline_at.isoformat()
-        return any(e.kind == SUPERVISE and e.data.get("deadline") == stamp for e in self.events)
+        for e in reversed(self.events):
+            if e.kind == ADJUST_DEADLINE:
+                return False  # moved by the calendar: a new deadline, even if it moved back
+            if e.kind == SUPERVISE and e.data.get("deadline") == stamp:
+                return True
+        return False
 
     def _recategorise(self, data: dict[str, Any]) -> None:
         """改类: data = {"was": the current category, "category": the new one, "lead", "co"
@@ -410,7 +502,10 @@ class Ticket:
             raise InvalidTransition("改类必须给出新类别的时限类别 / recategorise requires a dispatch class") from None
         self._set_queues(RECATEGORISE, data)  # validates before it changes anything
         self.category = str(new)
-        if dispatch_class is not self.dispatch_class:
+        if self.limits is not None:
+            self.dispatch_class = dispatch_class
+            self.limits = time_limits().for_ticket(dispatch_class.value, self.category)
+        elif dispatch_class is not self.dispatch_class:
             self.dispatch_class = dispatch_class
             reopened = [e.at for e in self.events if e.kind == REOPEN]
             self.deadline_at = deadline_for(dispatch_class, reopened[-1] if reopened else self.created_at)
@@ -436,6 +531,10 @@ class Ticket:
                 self.community_code = None  # a community of another street no longer applies
             if data.get("district"):
                 self.district_code = str(data["district"])
+
+
+def _local(at: datetime) -> str:
+    return at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 
 def format_ticket_number(day: date, seq: int) -> str:

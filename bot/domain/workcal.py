@@ -7,17 +7,18 @@ Monday 10:00; filed on Saturday → the clock starts Monday 00:00 → due Tuesda
 Safety and utilities classes (紧急 1 h, 公用事业 2 h) are clock hours: a burst main
 does not wait for Monday.
 
-The official holiday table comes from the `chinese_calendar` library (a plain data
-library, no framework). It covers 2004 up to the last year the State Council has
-published; for a year beyond that the calendar falls back to Monday–Friday and says so
-(a warning in the log once a year, and `is_known`), so deadlines keep working when the
-library is stale.
+Which days are working days: the city's schedule for the years it entered (kept in the
+ticket store, passed in as data: `CityWorkCalendar`), else the `chinese_calendar` library
+(a plain data library; it covers 2004 up to the last year the State Council had published
+at its release), else Monday–Friday (`is_known` False, logged once a year). See
+docs/holidays.md.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import date, datetime, time, timedelta, timezone
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 # China has had no daylight saving since 1991: a fixed offset avoids needing tzdata.
@@ -57,6 +58,14 @@ class ChineseWorkCalendar:
             return False
         return True
 
+    def is_holiday(self, day: date) -> bool:
+        """A public holiday (a named festival day, weekends within it too); False when unknown."""
+        try:
+            on_holiday, name = self._cc.get_holiday_detail(day)
+            return bool(on_holiday) and name is not None
+        except NotImplementedError:
+            return False
+
     def is_workday(self, day: date) -> bool:
         try:
             return bool(self._cc.is_workday(day))
@@ -69,14 +78,81 @@ class ChineseWorkCalendar:
             return self._fallback.is_workday(day)
 
 
-_default: WorkCalendar | None = None
+class CityWorkCalendar:
+    """The one calendar every process uses: the city's schedule → the library → Monday–Friday.
+
+    `days` maps each day the city entered to True (班, a make-up working day) or False (休);
+    `years` are the years the city entered. An entered year is the whole schedule of that
+    year (the published notice): its days not listed count Monday–Friday. A year the city
+    did not enter is the library's where it knows it, Monday–Friday where it does not.
+    The data comes from the ticket store (bot/storage/holidays.py); the domain only reads it.
+    """
+
+    def __init__(self, days: Mapping[date, bool] | None = None, years: Iterable[int] = (),
+                 library: ChineseWorkCalendar | None = None) -> None:
+        self._days = dict(days or {})
+        self._years = frozenset(years) | {d.year for d in self._days}
+        self._library = library if library is not None else _library()
+
+    @property
+    def city_years(self) -> frozenset[int]:
+        return self._years
+
+    def source(self, day: date) -> str:
+        """Who answers for `day`: "city", "library" or "weekday"."""
+        if day.year in self._years:
+            return "city"
+        return "library" if self._library.is_known(day) else "weekday"
+
+    def is_known(self, day: date) -> bool:
+        return self.source(day) != "weekday"
+
+    def is_workday(self, day: date) -> bool:
+        if day.year in self._years:
+            return self._days.get(day, day.weekday() < 5)
+        return self._library.is_workday(day)
+
+    def is_holiday(self, day: date) -> bool:
+        """A day off by the schedule (休), weekends inside a holiday included."""
+        if day.year in self._years:
+            return self._days.get(day) is False
+        return self._library.is_holiday(day)
+
+    def unknown_between(self, start: datetime, end: datetime) -> bool:
+        """True when a day from `start` to `end` (Hohhot days) is counted Monday–Friday only."""
+        day, last = start.astimezone(SHANGHAI).date(), end.astimezone(SHANGHAI).date()
+        while day <= last:
+            if not self.is_known(day):
+                return True
+            day += DAY
+        return False
+
+
+_lib: ChineseWorkCalendar | None = None
+
+
+def _library() -> ChineseWorkCalendar:
+    global _lib
+    if _lib is None:
+        _lib = ChineseWorkCalendar()
+    return _lib
+
+
+# Where processes get their calendar: the store installs a read-through source
+# (bot.storage.holidays.install); without one, the library and Monday–Friday.
+_provider: Callable[[], WorkCalendar] | None = None
+
+
+def use_calendar(provider: Callable[[], WorkCalendar] | None) -> None:
+    """Make `provider()` the calendar of this process (None: back to the library alone)."""
+    global _provider
+    _provider = provider
 
 
 def default_calendar() -> WorkCalendar:
-    global _default
-    if _default is None:
-        _default = ChineseWorkCalendar()
-    return _default
+    if _provider is not None:
+        return _provider()
+    return CityWorkCalendar()
 
 
 def add_working_time(start: datetime, amount: timedelta, calendar: WorkCalendar | None = None) -> datetime:

@@ -58,7 +58,9 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         # Take the write lock up front: a deferred transaction that reads and then
         # writes fails with SQLITE_BUSY at once under concurrency instead of waiting.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only connection (the holiday calendar's read-through, which may run while
+        # this process holds the write lock) reads a WAL snapshot instead.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("qc_read_only") else "BEGIN IMMEDIATE")
 
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -74,6 +76,8 @@ MIGRATED_TABLES = frozenset(
         "wechat_inbound", "wechat_nonces", "wechat_residents", "wechat_tokens",
         # 0004 retraining (review inbox, model registry, training lock)
         "review_items", "model_registry", "training_lock",
+        # 0006 holiday calendar (tickets.time_limits too)
+        "holiday_days", "holiday_years",
     }
 )
 # Databases made by create_all before Alembic: the newest revision whose tables are all there.

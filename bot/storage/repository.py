@@ -11,6 +11,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
+from bot.domain.limits import StepLimits
 from bot.domain.model import (
     OPEN_STATES,
     DispatchClass,
@@ -300,6 +301,7 @@ def _ticket_values(ticket: Ticket) -> dict[str, Any]:
         "dispatch_class": ticket.dispatch_class.value,
         "state": ticket.state.value,
         "report_count": ticket.report_count,
+        "time_limits": ticket.limits.to_data() if ticket.limits is not None else None,
         "created_at": ticket.created_at,
         "deadline_at": ticket.deadline_at,
         "updated_at": ticket.updated_at,
@@ -324,6 +326,7 @@ def _ticket_from_row(row: Row, events: list[TicketEvent]) -> Ticket:
         deadline_at=row.deadline_at,
         updated_at=row.updated_at,
         report_count=row.report_count,
+        limits=StepLimits.from_data(row.time_limits) if row.time_limits else None,
         events=events,
         version=row.version,
         saved_event_count=len(events),

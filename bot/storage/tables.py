@@ -108,6 +108,8 @@ tickets = Table(
     Column("deadline_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("version", Integer, nullable=False),
+    # The 签收/办结 limits the ticket was filed under; NULL: the old single-limit rule.
+    Column("time_limits", Json),
     Index(None, "lead_queue", "state"),
     Index(None, "category", "community_code", "created_at"),
 )
@@ -142,6 +144,29 @@ ticket_events = Table(
     Column("data", Json, nullable=False),
     Column("at", UtcDateTime, nullable=False),
     UniqueConstraint("ticket_id", "seq"),
+)
+
+# The city's holiday schedule (bot/storage/holidays.py): one row per day that is a
+# holiday (休) or a make-up working day (班) in a year the city entered.
+holiday_days = Table(
+    "holiday_days",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("year", Integer, nullable=False, index=True),
+    Column("kind", String(2), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("entered_by", String(255), nullable=False),
+    Column("entered_at", UtcDateTime, nullable=False),
+    CheckConstraint("kind IN ('休', '班')", name="kind"),
+)
+
+# Years the city entered (a year may be entered before anything else is known about it).
+holiday_years = Table(
+    "holiday_years",
+    metadata,
+    Column("year", Integer, primary_key=True),
+    Column("entered_by", String(255), nullable=False),
+    Column("entered_at", UtcDateTime, nullable=False),
 )
 
 ticket_counters = Table(

@@ -153,9 +153,10 @@ def test_new_ticket_rows(engine: Engine) -> None:
             "state": "派单",
             "report_count": 1,
             "created_at": NOW,
-            "deadline_at": NOW + timedelta(hours=24),
+            "deadline_at": NOW + timedelta(hours=24),  # 签收: 1 working day
             "updated_at": NOW,
             "version": 1,
+            "time_limits": {"sign": [24.0, True], "finish": [120.0, True]},
         }
     ]
     assert rows(engine, ticket_reports) == [

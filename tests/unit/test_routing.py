@@ -98,7 +98,7 @@ def test_street_queue() -> None:
 
 def test_reason_names_the_units_in_chinese(router: Router, at_gongzhufu: Resolution) -> None:
     route = router.route("dog", at_gongzhufu, "楼下有人遛狗不牵绳")
-    assert route.reason == "类别 文明养犬；主办 市公安局养犬管理；属地 海拉尔东路街道（新城区）；时限 一般 1个工作日"
+    assert route.reason == "类别 文明养犬；主办 市公安局养犬管理；属地 海拉尔东路街道（新城区）；时限 一般 签收1个工作日，办结5个工作日"
 
 
 def test_unit_name(catalogue: RoutingCatalogue) -> None:
@@ -132,10 +132,10 @@ def test_dispatch_class_and_keyword(catalogue: RoutingCatalogue, category, text,
 def test_escalation_is_in_route_and_reason(router: Router, at_gongzhufu: Resolution) -> None:
     route = router.route("drainage", at_gongzhufu, "污水漫到路上")
     assert route.dispatch_class is DispatchClass.UTILITIES
-    assert route.reason.endswith("时限 公用事业 2小时（关键词“漫”）")
+    assert route.reason.endswith("时限 公用事业 签收2小时，办结48小时（关键词“漫”）")
     route = router.route("roads_lighting", at_gongzhufu, "井盖丢了")
     assert route.dispatch_class is DispatchClass.URGENT
-    assert route.reason.endswith("时限 紧急 1小时（关键词“井盖丢”）")
+    assert route.reason.endswith("时限 紧急 签收1小时，办结24小时（关键词“井盖丢”）")
 
 
 @pytest.mark.parametrize(
@@ -155,7 +155,7 @@ def test_without_a_street_the_dispatch_center_routes(router: Router, resolver: L
     assert route.street_code is None and route.community_code is None
     assert route.district_code == district
     assert route.dispatch_class is DispatchClass.NORMAL
-    assert route.reason == f"类别 文明养犬；{where}，转派单中心人工派单（建议主办 市公安局养犬管理）；时限 一般 1个工作日"
+    assert route.reason == f"类别 文明养犬；{where}，转派单中心人工派单（建议主办 市公安局养犬管理）；时限 一般 签收1个工作日，办结5个工作日"
     assert "派单中心" in route.reason
 
 
@@ -164,8 +164,14 @@ def test_without_a_street_the_dispatch_center_routes(router: Router, resolver: L
 _DEPARTMENTS = "departments:\n  dispatch_center: 12345派单中心\n  city: 某局\n"
 
 
+_CLASSES = """dispatch_classes:
+  urgent: {hours: 1, 签收: {hours: 1}, 办结: {hours: 24}}
+  utilities: {hours: 2, 签收: {hours: 2}, 办结: {hours: 48}}
+  normal: {hours: 24, 签收: {working_days: 1}, 办结: {working_days: 5}}"""
+
+
 def _catalogue_yaml(categories: dict, departments: str = _DEPARTMENTS) -> str:
-    lines = [departments, "categories:"]
+    lines = [departments, _CLASSES, "categories:"]
     for code, (lead, co) in categories.items():
         lines.append(f"  {code}: {{lead: {lead}, co: [{', '.join(co)}]}}")
     return "\n".join(lines) + "\n"

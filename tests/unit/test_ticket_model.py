@@ -53,9 +53,12 @@ def route(lead: str = "city_mgmt", cls: DispatchClass = DispatchClass.NORMAL) ->
     )
 
 
-def ticket_in(state: TicketState) -> Ticket:
-    """A dispatched ticket driven into `state` through legal moves."""
+def ticket_in(state: TicketState, legacy: bool = False) -> Ticket:
+    """A dispatched ticket driven into `state` through legal moves (`legacy`: filed under
+    the old single-limit rule, before per-step limits)."""
     t = Ticket.new("QC-261124-0001", draft(), route(), NOW)
+    if legacy:
+        t.limits, t.deadline_at = None, deadline_for(t.dispatch_class, NOW)
     path = {
         S.RECEIVED: [],
         S.DISPATCHED: [],
@@ -67,6 +70,8 @@ def ticket_in(state: TicketState) -> Ticket:
     }[state]
     if state is S.RECEIVED:
         t = Ticket.new("QC-261124-0001", draft(), route(DISPATCH_CENTER), NOW)
+        if legacy:
+            t.limits, t.deadline_at = None, deadline_for(t.dispatch_class, NOW)
     for kind in path:
         t.apply(kind, "worker:1", "原因", NOW)
     assert t.state is state
@@ -160,7 +165,9 @@ LEGAL = [
                          "dispatch_class": "utilities"}, S.DISPATCHED),
     (S.RETURNED, "改类", {"was": "sanitation", "category": "street_order", "lead": "urban_management",
                          "co": ["traffic_police"], "dispatch_class": "normal"}, S.DISPATCHED),
-] + [(s, k, {}, s) for k in ("并单", "督办") for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)]
+] + [(s, k, {}, s) for k in ("并单", "督办") for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)] \
+  + [(s, "时限调整", {"from": NOW.isoformat(), "to": (NOW + timedelta(days=1)).isoformat()}, s)
+     for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)]
 
 
 @pytest.mark.parametrize(("start", "kind", "data", "end"), LEGAL, ids=[f"{s.value}-{k}" for s, k, _, _ in LEGAL])
@@ -257,7 +264,7 @@ def test_rejected_return_goes_back_to_the_state_it_came_from() -> None:
 
 
 def test_approved_extension_moves_the_deadline_by_working_days() -> None:
-    t = ticket_in(S.IN_PROGRESS)  # due Wednesday 2026-11-25 10:00 Hohhot
+    t = ticket_in(S.IN_PROGRESS, legacy=True)  # due Wednesday 2026-11-25 10:00 Hohhot
     t.apply("延期", "worker:7", "需协调供热公司", LATER, days=2)
     t.apply("批准延期", "dispatcher:1", "同意", LATER, days=2)
     assert t.deadline_at == NOW + timedelta(days=3)  # Friday 10:00
@@ -359,7 +366,7 @@ def _recat(to: str = "street_order", lead: str = "urban_management", co: tuple[s
 
 @pytest.mark.parametrize("start", [S.RECEIVED, S.RETURNED])
 def test_recategorise_changes_category_queues_and_starts_a_round(start: TicketState) -> None:
-    t = ticket_in(start)
+    t = ticket_in(start, legacy=True)
     deadline = t.deadline_at
     event = t.apply("改类", "user:disp", "实为占道经营", LATER,
                     **_recat(co=("traffic_police", "street:150102001")))
@@ -372,7 +379,7 @@ def test_recategorise_changes_category_queues_and_starts_a_round(start: TicketSt
 
 
 def test_recategorise_to_another_class_recomputes_the_deadline_from_filing() -> None:
-    t = ticket_in(S.RETURNED)
+    t = ticket_in(S.RETURNED, legacy=True)
     t.apply("改类", "user:disp", "其实是停暖", LATER, **_recat("heating", "heating_authority", (), "utilities"))
     assert t.dispatch_class is DispatchClass.UTILITIES
     assert t.deadline_at == NOW + timedelta(hours=2)  # 受理 + 2 h, not the moment of 改类
@@ -398,7 +405,7 @@ def test_recategorise_refusals_change_nothing(data: dict, message: str) -> None:
 
 
 def test_recategorise_after_a_reopen_counts_from_the_reopen() -> None:
-    t = ticket_in(S.CLOSED)
+    t = ticket_in(S.CLOSED, legacy=True)
     reopened = NOW + timedelta(days=1)
     t.apply("重办", "resident:u1", "问题未解决", reopened)
     t.apply("签收", "worker:7", "", reopened)
