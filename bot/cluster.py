@@ -260,6 +260,8 @@ class Cluster:
             env.update({"QC_WEB_PORT": str(self.web_port), "QC_RASA_URL": f"http://127.0.0.1:{self.internal_port}",
                         "QC_RASA_MODEL_URLS": ",".join(self.rasa_urls), "QC_RASA_TOKEN": self.api_token,
                         "QC_TRUSTED_PROXIES": "127.0.0.1"})  # nginx in front: limits count its X-Forwarded-For client
+        if name.startswith("rasa"):
+            env["QC_RASA_TOKEN"] = self.api_token  # read by bot.rasa_run
         return env
 
     def start_process(self, name: str, timeout: float = 240) -> None:

@@ -3,7 +3,9 @@
     GET  /open311/v2/services.json                 the 12 categories as services
     POST /open311/v2/requests.json                 file a request (api_key required)
     GET  /open311/v2/requests.json                 requests (filters: service_request_id, service_code,
-                                                   start_date, end_date, status); public, no personal data
+                                                   start_date, end_date, status); public, no personal data:
+                                                   phone/ID numbers, names and house numbers masked
+                                                   unless api_key's scope is 'personal'
     GET  /open311/v2/requests/{id}.json            one request
 
 service_request_id is the ticket number (QC-YYMMDD-NNNN). States map to `open`
@@ -29,9 +31,12 @@ from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import CATEGORIES, OPEN_STATES, ComplaintDraft, Ticket
 from bot.domain.workcal import SHANGHAI
 from bot.storage.tables import ticket_reports, tickets
-from bot.text import unstorable
+from bot.ratelimit import MSG_TOO_FAST, RateLimiter
+from bot.text import clean_message, mask_personal_data, unstorable
 
 PREFIX = "/open311/v2"
+RATE_LIMIT_ENV = "QC_OPEN311_RATE_LIMIT"  # POSTs per API key per minute; default 30
+LIMITER = web.AppKey("open311_limiter", RateLimiter)
 MAX_RESULTS = 1000
 DEFAULT_WINDOW = timedelta(days=90)
 _PHONE = re.compile(r"^[0-9+\-\s()]{5,32}$")
@@ -175,7 +180,11 @@ async def post_request(request: web.Request) -> web.Response:
         params.setdefault(k, v)
     if any(unstorable(k) or unstorable(v) for k, v in params.items()):
         return error_response(400, "a value contains a NUL or an invalid (surrogate) character")
+    params = {k: clean_message(v) for k, v in params.items()}  # CR/LF, bidi overrides: one line each
     api_key = params.pop("api_key", "")
+    # per key (hashed: no keys in Redis), before anything is looked up or stored
+    if api_key and not await request.app[LIMITER].hit(auth.token_hash(api_key)):
+        return error_response(429, "too many requests for this api_key: " + MSG_TOO_FAST)
     try:
         result = await request.app[CONSOLE].run(
             file_request, api_key, params, request.headers.get("Idempotency-Key"), datetime.now(timezone.utc)
@@ -192,7 +201,14 @@ def _status(ticket: Ticket) -> str:
     return "open" if ticket.state in OPEN_STATES else "closed"
 
 
-def _request_json(ticket: Ticket, confidential: bool) -> dict[str, Any]:
+def _public(text: str | None, personal: bool) -> str | None:
+    """What a reader may see of a resident's words: as written for a key of scope 'personal',
+    else without phone/ID numbers, the names they gave or their exact house number (the one
+    masking function the logs use: bot.text.mask_personal_data)."""
+    return text if personal or not text else mask_personal_data(text, public=True)
+
+
+def _request_json(ticket: Ticket, confidential: bool, personal: bool = False) -> dict[str, Any]:
     last = ticket.events[-1] if ticket.events else None
     return {
         "service_request_id": ticket.number,
@@ -201,13 +217,13 @@ def _request_json(ticket: Ticket, confidential: bool) -> dict[str, Any]:
         "service_name": category_label(ticket.category),
         "service_code": ticket.category,
         # Residents' words may identify them: withheld when any reporter asked for confidentiality.
-        "description": None if confidential else ticket.description,
+        "description": None if confidential else _public(ticket.description, personal),
         "agency_responsible": queue_label(ticket.lead_queue),
         "service_notice": f"{ticket.dispatch_class.label} {ticket.dispatch_class.limit_label}",
         "requested_datetime": _iso(ticket.created_at),
         "updated_datetime": _iso(ticket.updated_at),
         "expected_datetime": _iso(ticket.deadline_at),
-        "address": ticket.location_text,
+        "address": _public(ticket.location_text, personal),
         "address_id": ticket.community_code or ticket.street_code,
         "zipcode": None,
         "lat": None,
@@ -225,6 +241,14 @@ def _parse_dt(value: str, name: str) -> datetime:
 
 
 def query_requests(uow: ConsoleUnitOfWork, params: dict[str, str], now: datetime) -> list[dict[str, Any]]:
+    api_key = params.pop("api_key", "")
+    personal = False
+    if api_key:
+        with uow:
+            scope = uow.console.api_key_scope(auth.token_hash(api_key))
+        if scope is None:
+            raise BadRequest(403, "api_key invalid (leave it out for the public view)")
+        personal = scope == "personal"
     t = tickets
     query = select(t)
     ids = [i.strip() for i in params.get("service_request_id", "").split(",") if i.strip()]
@@ -263,7 +287,7 @@ def query_requests(uow: ConsoleUnitOfWork, params: dict[str, str], now: datetime
                     )
                 ).scalars()
             )
-    return [_request_json(x, x.id in secret) for x in found]
+    return [_request_json(x, x.id in secret, personal) for x in found]
 
 
 async def get_requests(request: web.Request) -> web.Response:
@@ -280,7 +304,13 @@ async def get_request(request: web.Request) -> web.Response:
     from bot.console.web import CONSOLE
 
     number = request.match_info["request_id"]
-    found = await request.app[CONSOLE].run(query_requests, {"service_request_id": number}, datetime.now(timezone.utc))
+    params = {"service_request_id": number}
+    if request.query.get("api_key"):
+        params["api_key"] = request.query["api_key"]
+    try:
+        found = await request.app[CONSOLE].run(query_requests, params, datetime.now(timezone.utc))
+    except BadRequest as exc:
+        return error_response(exc.status, exc.description)
     if not found:
         return error_response(404, f"no service request {number}")
     return _json(found)
@@ -301,6 +331,7 @@ async def discovery(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    app[LIMITER] = RateLimiter.from_env("open311", 30, env=RATE_LIMIT_ENV)
     r = app.router
     r.add_get("/open311/discovery.json", discovery)
     r.add_get(f"{PREFIX}/services.json", services)
