@@ -135,6 +135,7 @@ http {{
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection "upgrade";
             proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
         location / {{
             proxy_pass http://qc_web;
@@ -262,6 +263,7 @@ class Cluster:
                         "QC_TRUSTED_PROXIES": "127.0.0.1"})  # nginx in front: limits count its X-Forwarded-For client
         if name.startswith("rasa"):
             env["QC_RASA_TOKEN"] = self.api_token  # read by bot.rasa_run
+            env["QC_TRUSTED_PROXIES"] = "127.0.0.1"  # the per-client message limit counts nginx's client
         return env
 
     def start_process(self, name: str, timeout: float = 240) -> None:

@@ -112,6 +112,8 @@ class SocketIOInput(RasaSocketIOInput):
             payload = None
             if token:
                 payload = rasa.core.channels.channel.decode_bearer_token(token, self.jwt_key, self.jwt_algorithm)
+            if not payload:
+                clients.pop(sid, None)  # refused: no disconnect event will come
             return bool(payload)
 
         @sio.on("disconnect", namespace=namespace)
