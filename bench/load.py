@@ -390,7 +390,8 @@ def bench_served(system: str, model: Path, residents: Sequence[Resident], levels
     t0 = time.perf_counter()
     # ours as `make run` serves it (SQLite tracker store); the stock peer with Rasa's default in-memory one
     procs = start_stack(rasa_port, actions_port, model=str(model), log_dir=work_dir, api_token=token,
-                        env={"QC_DATABASE_URL": db_url}, sqlite_trackers=system != "stock")
+                        env={"QC_DATABASE_URL": db_url, "QC_CLIENT_RATE_LIMIT": "1000000"},  # one client: us
+                        sqlite_trackers=system != "stock")
     startup = time.perf_counter() - t0
     base = f"http://127.0.0.1:{rasa_port}"
     outcomes: List[Outcome] = []

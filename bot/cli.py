@@ -101,14 +101,16 @@ def cmd_run_rasa(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(endpoints_yaml(args.action_url), encoding="utf-8")
     env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", **rasa_env()}
-    rasa = str(Path(sys.executable).parent / "rasa")
-    cmd = [rasa, "run", "-i", args.host, "-p", str(args.port), "--credentials", "credentials.yml",
-           "--endpoints", str(out), "--model", args.model]
-    token = os.environ.get("QC_RASA_TOKEN")
-    if token:
-        cmd += ["--enable-api", "--auth-token", token]
+    # bot.rasa_run adds QC_RASA_TOKEN (or QC_RASA_TOKEN_FILE's) itself: never on a command line (`ps`)
+    python = sys.executable
+    cmd = [python, "-m", "bot.rasa_run", "run", "-i", args.host, "-p", str(args.port), "--credentials",
+           "credentials.yml", "--endpoints", str(out), "--model", args.model]
+    from bot.rasa_run import token_from_env
+
+    if token_from_env(os.environ):
+        cmd += ["--enable-api"]
     os.chdir(REPO_ROOT)
-    os.execve(rasa, cmd, env)
+    os.execve(python, cmd, env)
     return 1  # not reached
 
 

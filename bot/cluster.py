@@ -127,6 +127,7 @@ http {{
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection "upgrade";
             proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
         location / {{
             proxy_pass http://qc_web;
@@ -247,6 +248,9 @@ class Cluster:
             env.update({"QC_WEB_PORT": str(self.web_port), "QC_RASA_URL": f"http://127.0.0.1:{self.internal_port}",
                         "QC_RASA_MODEL_URLS": ",".join(self.rasa_urls), "QC_RASA_TOKEN": self.api_token,
                         "QC_TRUSTED_PROXIES": "127.0.0.1"})  # nginx in front: limits count its X-Forwarded-For client
+        if name.startswith("rasa"):
+            env["QC_RASA_TOKEN"] = self.api_token  # read by bot.rasa_run
+            env["QC_TRUSTED_PROXIES"] = "127.0.0.1"  # the per-client message limit counts nginx's client
         return env
 
     def respawn(self, name: str) -> subprocess.Popen:

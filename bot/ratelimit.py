@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 REDIS_ENV = "QC_REDIS_URL"
 LIMIT_ENV = "QC_RATE_LIMIT"  # messages per sender per minute (REST, Socket.IO); default 20 like WeChat
+# messages per client address per minute (REST, Socket.IO), whatever the sender ids: a backstop
+# against rotating ids, generous because many residents share one carrier-NAT address
+CLIENT_LIMIT_ENV = "QC_CLIENT_RATE_LIMIT"
+CLIENT_LIMIT_DEFAULT = 300
 UPLOAD_LIMIT_ENV = "QC_UPLOAD_RATE_LIMIT"  # widget photo uploads per client address per minute; default 10
 MSG_TOO_FAST = "您发送太频繁了，请稍后再试。"
 

@@ -48,10 +48,13 @@ def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, 
                                         embedded_tracker_db=str(log_dir / f"trackers-{rasa_port}.db") if sqlite_trackers else None),
                          encoding="utf-8")
     actions_cmd = [rasa, "run", "actions", "--port", str(actions_port), "--actions", "actions"]
-    rasa_cmd = [rasa, "run", "-i", "127.0.0.1", "--port", str(rasa_port), "--credentials", "credentials.yml",
-                "--endpoints", str(endpoints), "--model", model or "models", "--cors", "*"]
+    # through bot.rasa_run: the API token from the environment, not the command line (`ps` shows that)
+    rasa_cmd = [str(VENV_BIN / "python"), "-m", "bot.rasa_run", "run", "-i", "127.0.0.1", "--port", str(rasa_port),
+                "--credentials", "credentials.yml", "--endpoints", str(endpoints), "--model", model or "models",
+                "--cors", "*"]
     if api_token:
-        rasa_cmd += ["--enable-api", "--auth-token", api_token]
+        rasa_cmd += ["--enable-api"]
+        env["QC_RASA_TOKEN"] = api_token
     procs = [spawn(cmd, env, log_dir / f"{name}-{rasa_port}.log")
              for name, cmd in (("actions", actions_cmd), ("rasa", rasa_cmd))]
     ok = _wait_http(f"http://127.0.0.1:{actions_port}/health", 90, procs[0]) and _wait_http(

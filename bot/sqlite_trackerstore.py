@@ -29,6 +29,8 @@ from rasa.core.tracker_store import TrackerStore
 from rasa.shared.core.events import SessionStarted
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from bot.private import private_sqlite
+
 log = logging.getLogger(__name__)
 
 SCHEMA = """
@@ -66,6 +68,7 @@ class SQLiteTrackerStore(TrackerStore):
     def _connection(self) -> sqlite3.Connection:
         # a connection must not cross a fork (Sanic starts its workers by forking)
         if self._conn is None or self._pid != os.getpid():
+            private_sqlite(self.path)  # trackers hold what residents typed, phone numbers included
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=self.busy_timeout_ms / 1000)
             conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")

@@ -9,7 +9,10 @@ POST /webhooks/rest/webhook {"sender": "...", "message": "..."} → [bot message
 - an oversized message gets a 413 and nothing is processed;
 - a sender over QC_RATE_LIMIT messages a minute (default 20, like WeChat) gets a 429 with a
   polite message and nothing is processed (bot/ratelimit.py: shared through Redis when
-  QC_REDIS_URL is set). credentials.yml may set `rate_limit` / `rate_window` instead.
+  QC_REDIS_URL is set). credentials.yml may set `rate_limit` / `rate_window` instead;
+- a client address (behind QC_TRUSTED_PROXIES: the forwarded one) over QC_CLIENT_RATE_LIMIT
+  messages a minute (default 300, for carrier NAT) gets the same 429, however many sender
+  ids it rotates through.
 """
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.actions_down import ActionServerUnavailable, install as _install_actions_down
-from bot.ratelimit import LIMIT_ENV, MSG_TOO_FAST, RateLimiter, env_int
+from bot.ratelimit import CLIENT_LIMIT_DEFAULT, CLIENT_LIMIT_ENV, LIMIT_ENV, MSG_TOO_FAST, RateLimiter, env_int
 from bot.text import clean_message, mask_personal_data
 from bot.trackerstore import TrackerStoreUnavailable
+from bot.web.clientaddr import client_address, trusted_proxies_from_env
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,9 @@ class RestInput(RasaRestInput):
     def __init__(self, rate_limit: Optional[int] = None, rate_window: float = 60.0,
                  limiter: Optional[RateLimiter] = None) -> None:
         self.limiter = limiter or RateLimiter(rate_limit or env_int(LIMIT_ENV, 20), rate_window, "rest")
+        # per client address, whatever the sender ids (QC_CLIENT_RATE_LIMIT; behind QC_TRUSTED_PROXIES)
+        self.client_limiter = RateLimiter.from_env("rest-client", CLIENT_LIMIT_DEFAULT, env=CLIENT_LIMIT_ENV)
+        self.trusted_proxies = trusted_proxies_from_env()
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("qingcheng_rest_webhook", __name__)
@@ -82,6 +89,11 @@ class RestInput(RasaRestInput):
                 return error(400, "bad_message", "message 必填，且必须是字符串")
             if len(message) > MAX_MESSAGE_CHARS:
                 return error(413, "message_too_long", f"内容过长（超过 {MAX_MESSAGE_CHARS} 字），请分几次发送")
+            client = client_address(request.ip, request.headers.get("X-Forwarded-For", ""), self.trusted_proxies)
+            if not await self.client_limiter.hit(client):
+                log.warning("rest: client %s over %d messages in %gs, not processed", client,
+                            self.client_limiter.limit, self.client_limiter.window)
+                return error(429, "too_many_messages", MSG_TOO_FAST)
             if not await self.limiter.hit(sender):
                 log.warning("rest: %s over %d messages in %gs, not processed", mask_personal_data(sender),
                             self.limiter.limit, self.limiter.window)

@@ -6,21 +6,28 @@ Configured in credentials.yml as `bot.channels.socketio.SocketIOInput` (channel 
 - session persistence works: Rasa 3.6 calls python-socketio 5's `enter_room` coroutine
   without awaiting it (RasaHQ/rasa#13027), so a persistent session never joins its room
   and the bot's answers reach nobody; here it is awaited;
-- a session id must look like one the widget makes (32 lowercase hex digits); anything
-  else gets a fresh random one, so a client cannot pick another channel's sender id
-  (e.g. a REST sender "resident-1") and read that conversation;
+- the server issues session ids: 32 lowercase hex digits, a random half and an HMAC of it
+  under the server secret (QC_SESSION_SECRET, else QC_RASA_TOKEN, else one made at start);
+  a session id the client made up (or another channel's sender id, e.g. a REST sender
+  "resident-1") is replaced by a fresh one at session_request and ignored on a message, so
+  nobody can pick a conversation to join;
 - messages are checked like the REST channel's: not a string → ignored, longer than
   MAX_MESSAGE_CHARS → the resident is told, empty → reaches the assistant (which asks
   for text) instead of being dropped;
 - a sender (session) over QC_RATE_LIMIT messages a minute (default 20) is told to slow down
-  and nothing is processed (bot/ratelimit.py; shared through Redis when QC_REDIS_URL is set).
+  and nothing is processed (bot/ratelimit.py; shared through Redis when QC_REDIS_URL is set);
+  so is a client address (behind QC_TRUSTED_PROXIES the forwarded one) over
+  QC_CLIENT_RATE_LIMIT messages a minute (default 300), however many sessions it opens.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import os
 import re
-import uuid
+import secrets
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
 import rasa.core.channels.channel
@@ -32,9 +39,10 @@ from socketio import AsyncServer
 
 from bot.actions_down import ActionServerUnavailable
 from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS, MSG_BUSY, MSG_KEPT
-from bot.ratelimit import MSG_TOO_FAST, RateLimiter
+from bot.ratelimit import CLIENT_LIMIT_DEFAULT, CLIENT_LIMIT_ENV, MSG_TOO_FAST, RateLimiter
 from bot.text import clean_message, mask_personal_data
 from bot.trackerstore import TrackerStoreUnavailable
+from bot.web.clientaddr import client_address, trusted_proxies_from_env
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +50,34 @@ SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 TOO_LONG = f"内容过长（超过 {MAX_MESSAGE_CHARS} 字），请分几次发送。"
 
 
+SECRET_ENV = "QC_SESSION_SECRET"
+_PROCESS_SECRET = secrets.token_bytes(32)
+
+
+def _secret() -> bytes:
+    value = os.environ.get(SECRET_ENV) or os.environ.get("QC_RASA_TOKEN")
+    return value.encode("utf-8") if value else _PROCESS_SECRET
+
+
+def _mac(nonce: str) -> str:
+    return hmac.new(_secret(), b"qc-socketio-session:" + nonce.encode("ascii"), hashlib.sha256).hexdigest()[:16]
+
+
+def new_session_id() -> str:
+    nonce = secrets.token_hex(8)
+    return nonce + _mac(nonce)
+
+
+def issued_by_us(session_id: Any) -> bool:
+    """True for a session id this server (or one sharing its secret) issued."""
+    return (isinstance(session_id, str) and bool(SESSION_ID.match(session_id))
+            and hmac.compare_digest(session_id[16:], _mac(session_id[:16])))
+
+
 def session_id_for(data: Any) -> str:
-    """The client's session id when it is one of ours, else a new random one."""
+    """The client's session id when we issued it, else a new one."""
     sid = data.get("session_id") if isinstance(data, dict) else None
-    if isinstance(sid, str) and SESSION_ID.match(sid):
-        return sid
-    return uuid.uuid4().hex
+    return sid if issued_by_us(sid) else new_session_id()
 
 
 class SocketIOInput(RasaSocketIOInput):
@@ -63,6 +93,10 @@ class SocketIOInput(RasaSocketIOInput):
         namespace = self.namespace
         if getattr(self, "limiter", None) is None:
             self.limiter = RateLimiter.from_env("socketio", 20)
+        if getattr(self, "client_limiter", None) is None:
+            self.client_limiter = RateLimiter.from_env("socketio-client", CLIENT_LIMIT_DEFAULT, env=CLIENT_LIMIT_ENV)
+        trusted = trusted_proxies_from_env()
+        clients: Dict[str, str] = {}  # socket id → client address, for the per-client limit
 
         @bp.route("/", methods=["GET"])
         async def health(_: Request):
@@ -70,13 +104,22 @@ class SocketIOInput(RasaSocketIOInput):
 
         @sio.on("connect", namespace=namespace)
         async def connect(sid: Text, environ: Dict, auth: Optional[Dict]) -> bool:
+            request = environ.get("sanic.request")
+            clients[sid] = client_address(getattr(request, "ip", None) or environ.get("REMOTE_ADDR"),
+                                          environ.get("HTTP_X_FORWARDED_FOR", ""), trusted)
             if not self.jwt_key:
                 return True
             token = auth.get("token") if isinstance(auth, dict) else None
             payload = None
             if token:
                 payload = rasa.core.channels.channel.decode_bearer_token(token, self.jwt_key, self.jwt_algorithm)
+            if not payload:
+                clients.pop(sid, None)  # refused: no disconnect event will come
             return bool(payload)
+
+        @sio.on("disconnect", namespace=namespace)
+        async def disconnect(sid: Text) -> None:
+            clients.pop(sid, None)
 
         @sio.on("session_request", namespace=namespace)
         async def session_request(sid: Text, data: Any = None) -> None:  # an emit without data: no argument
@@ -91,8 +134,8 @@ class SocketIOInput(RasaSocketIOInput):
                 return
             if self.session_persistence:
                 session_id = data.get("session_id")
-                if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
-                    log.warning("socket.io message without a valid session id ignored")
+                if not issued_by_us(session_id):
+                    log.warning("socket.io message without a session id we issued ignored")
                     return
                 sender_id = session_id
             else:
@@ -103,6 +146,12 @@ class SocketIOInput(RasaSocketIOInput):
                 return
             if len(message) > MAX_MESSAGE_CHARS:
                 await output.send_text_message(sender_id, TOO_LONG)
+                return
+            client = clients.get(sid, "?")
+            if not await self.client_limiter.hit(client):
+                log.warning("socket.io: client %s over %d messages in %gs, not processed", client,
+                            self.client_limiter.limit, self.client_limiter.window)
+                await output.send_text_message(sender_id, MSG_TOO_FAST)
                 return
             if not await self.limiter.hit(sender_id):
                 log.warning("socket.io: %s over %d messages in %gs, not processed", mask_personal_data(sender_id),

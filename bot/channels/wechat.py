@@ -69,8 +69,9 @@ from bot.channels.wechat_api import DEFAULT_API_BASE, OUT_OF_WINDOW, Timeouts, W
 from bot.channels.wechat_crypto import CryptoError, MessageCrypto, sha1_signature, signature_ok
 from bot.channels.wechat_xml import BadXml, encrypted_envelope, parse_message, text_reply
 from bot.gazetteer import REPO_ROOT
+from bot.private import private_dir
 from bot.media import SNIFF_BYTES, sniff_image
-from bot.text import normalise
+from bot.text import clean_message, normalise
 from bot.trackerstore import TrackerStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -702,6 +703,7 @@ class WeChatGateway:
 
     @staticmethod
     def _resident_text(resident: Mapping[str, Any], text: str) -> str:
+        text = clean_message(text)  # controls, CR/LF, bidi overrides: bot/text.py
         if not text.strip():
             return EMPTY_MESSAGE
         buttons = resident.get("buttons") or []
@@ -748,7 +750,7 @@ class WeChatGateway:
     def _save_upload(self, data: bytes, ext: str) -> str:
         """Under var/uploads/ (never a web root) with a random name, like the widget's uploads."""
         folder = Path(self.config.upload_dir)
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(folder)  # 0700 even when it existed
         name = f"{secrets.token_hex(16)}.{ext}"
         tmp = folder / f".{name}.part"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

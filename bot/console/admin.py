@@ -125,13 +125,18 @@ async def users_active(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"{PREFIX}/users")
 
 
-def create_api_key(uow: ConsoleUnitOfWork, name: str) -> str:
+API_KEY_SCOPES = ("public", "personal")  # personal: unmasked descriptions (bot/console/open311.py)
+
+
+def create_api_key(uow: ConsoleUnitOfWork, name: str, scope: str = "public") -> str:
     name = (name or "").strip()
     if not 1 <= len(name) <= 128:
         raise svc.ConsoleError("请填写密钥名称（使用方）", 400)
+    if scope not in API_KEY_SCOPES:
+        raise svc.ConsoleError(f"密钥范围只能是 {' / '.join(API_KEY_SCOPES)}", 400)
     key = auth.new_token()
     with uow:
-        uow.console.add_api_key(name, auth.token_hash(key), now_utc())
+        uow.console.add_api_key(name, auth.token_hash(key), now_utc(), scope)
         uow.commit()
     return key
 

@@ -39,6 +39,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     pw.add_argument("username")
     key = sub.add_parser("apikey", help="create an Open311 API key")
     key.add_argument("name")
+    key.add_argument("--scope", choices=("public", "personal"), default="public",
+                     help="personal: this client may read descriptions unmasked (default public: masked)")
     args = ap.parse_args(argv)
     now = datetime.now(timezone.utc)
     try:
@@ -61,7 +63,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         elif args.command == "apikey":
             from bot.console.admin import create_api_key
 
-            print(create_api_key(_uow(), args.name))
+            print(create_api_key(_uow(), args.name, args.scope))
     except svc.ConsoleError as exc:
         print(exc.message)
         return 1

@@ -3,7 +3,9 @@
     GET  /open311/v2/services.json                 the 12 categories as services
     POST /open311/v2/requests.json                 file a request (api_key required)
     GET  /open311/v2/requests.json                 requests (filters: service_request_id, service_code,
-                                                   start_date, end_date, status); public, no personal data
+                                                   start_date, end_date, status); public, no personal data:
+                                                   phone/ID numbers, names and house numbers masked
+                                                   unless api_key's scope is 'personal'
     GET  /open311/v2/requests/{id}.json            one request
 
 service_request_id is the ticket number (QC-YYMMDD-NNNN). States map to `open`
@@ -32,9 +34,12 @@ from bot.domain.model import CATEGORIES, OPEN_STATES, ComplaintDraft, Ticket
 from bot.domain.workcal import SHANGHAI
 from bot.media import own_photo_name
 from bot.storage.tables import ticket_reports, tickets
-from bot.text import unstorable
+from bot.ratelimit import MSG_TOO_FAST, RateLimiter
+from bot.text import clean_message, mask_personal_data, unstorable
 
 PREFIX = "/open311/v2"
+RATE_LIMIT_ENV = "QC_OPEN311_RATE_LIMIT"  # POSTs per API key per minute; default 30
+LIMITER = web.AppKey("open311_limiter", RateLimiter)
 MAX_RESULTS = 1000
 DEFAULT_WINDOW = timedelta(days=90)
 _PHONE = re.compile(r"^[0-9+\-\s()]{5,32}$")
@@ -178,7 +183,11 @@ async def post_request(request: web.Request) -> web.Response:
         params.setdefault(k, v)
     if any(unstorable(k) or unstorable(v) for k, v in params.items()):
         return error_response(400, "a value contains a NUL or an invalid (surrogate) character")
+    params = {k: clean_message(v) for k, v in params.items()}  # CR/LF, bidi overrides: one line each
     api_key = params.pop("api_key", "")
+    # per key (hashed: no keys in Redis), before anything is looked up or stored
+    if api_key and not await request.app[LIMITER].hit(auth.token_hash(api_key)):
+        return error_response(429, "too many requests for this api_key: " + MSG_TOO_FAST)
     try:
         result = await request.app[CONSOLE].run(
             file_request, api_key, params, request.headers.get("Idempotency-Key"), datetime.now(timezone.utc)
@@ -195,7 +204,15 @@ def _status(ticket: Ticket) -> str:
     return "open" if ticket.state in OPEN_STATES else "closed"
 
 
-def _request_json(ticket: Ticket, confidential: bool, media_url: str | None = None) -> dict[str, Any]:
+def _public(text: str | None, personal: bool) -> str | None:
+    """What a reader may see of a resident's words: as written for a key of scope 'personal',
+    else without phone/ID numbers, the names they gave or their exact house number (the one
+    masking function the logs use: bot.text.mask_personal_data)."""
+    return text if personal or not text else mask_personal_data(text, public=True)
+
+
+def _request_json(ticket: Ticket, confidential: bool, media_url: str | None = None,
+                  personal: bool = False) -> dict[str, Any]:
     last = ticket.events[-1] if ticket.events else None
     return {
         "service_request_id": ticket.number,
@@ -204,7 +221,7 @@ def _request_json(ticket: Ticket, confidential: bool, media_url: str | None = No
         "service_name": category_label(ticket.category),
         "service_code": ticket.category,
         # Residents' words may identify them: withheld when any reporter asked for confidentiality.
-        "description": None if confidential else ticket.description,
+        "description": None if confidential else _public(ticket.description, personal),
         "agency_responsible": queue_label(ticket.lead_queue),
         "service_notice": f"{ticket.dispatch_class.label} " + (
             f"签收{ticket.limits.sign.label}，办结{ticket.limits.finish.label}" if ticket.limits
@@ -212,7 +229,7 @@ def _request_json(ticket: Ticket, confidential: bool, media_url: str | None = No
         "requested_datetime": _iso(ticket.created_at),
         "updated_datetime": _iso(ticket.updated_at),
         "expected_datetime": _iso(ticket.deadline_at),
-        "address": ticket.location_text,
+        "address": _public(ticket.location_text, personal),
         "address_id": ticket.community_code or ticket.street_code,
         "zipcode": None,
         "lat": None,
@@ -241,6 +258,14 @@ def _parse_dt(value: str, name: str) -> datetime:
 
 
 def query_requests(uow: ConsoleUnitOfWork, params: dict[str, str], now: datetime) -> list[dict[str, Any]]:
+    api_key = params.pop("api_key", "")
+    personal = False
+    if api_key:
+        with uow:
+            scope = uow.console.api_key_scope(auth.token_hash(api_key))
+        if scope is None:
+            raise BadRequest(403, "api_key invalid (leave it out for the public view)")
+        personal = scope == "personal"
     t = tickets
     query = select(t)
     ids = [i.strip() for i in params.get("service_request_id", "").split(",") if i.strip()]
@@ -289,7 +314,7 @@ def query_requests(uow: ConsoleUnitOfWork, params: dict[str, str], now: datetime
                     )
                 ).scalars()
             )
-    return [_request_json(x, x.id in secret, media.get(x.id)) for x in found]
+    return [_request_json(x, x.id in secret, media.get(x.id), personal) for x in found]
 
 
 async def get_requests(request: web.Request) -> web.Response:
@@ -306,7 +331,13 @@ async def get_request(request: web.Request) -> web.Response:
     from bot.console.web import CONSOLE
 
     number = request.match_info["request_id"]
-    found = await request.app[CONSOLE].run(query_requests, {"service_request_id": number}, datetime.now(timezone.utc))
+    params = {"service_request_id": number}
+    if request.query.get("api_key"):
+        params["api_key"] = request.query["api_key"]
+    try:
+        found = await request.app[CONSOLE].run(query_requests, params, datetime.now(timezone.utc))
+    except BadRequest as exc:
+        return error_response(exc.status, exc.description)
     if not found:
         return error_response(404, f"no service request {number}")
     return _json(found)
@@ -327,6 +358,7 @@ async def discovery(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    app[LIMITER] = RateLimiter.from_env("open311", 30, env=RATE_LIMIT_ENV)
     r = app.router
     r.add_get("/open311/discovery.json", discovery)
     r.add_get(f"{PREFIX}/services.json", services)

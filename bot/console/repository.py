@@ -341,12 +341,19 @@ class ConsoleRepository:
 
     # --- API keys -------------------------------------------------------------
 
-    def add_api_key(self, name: str, key_hash: str, now: datetime) -> int:
+    def add_api_key(self, name: str, key_hash: str, now: datetime, scope: str = "public") -> int:
         return int(
             self.conn.execute(
-                insert(api_keys).values(name=name, key_hash=key_hash, active=True, created_at=now)
+                insert(api_keys).values(name=name, key_hash=key_hash, active=True, created_at=now, scope=scope)
             ).inserted_primary_key[0]
         )
+
+    def api_key_scope(self, key_hash: str) -> str | None:
+        """The scope of an active key ('public' or 'personal'), None for an unknown one."""
+        row = self.conn.execute(
+            select(api_keys.c.scope).where(api_keys.c.key_hash == key_hash, api_keys.c.active.is_(True))
+        ).first()
+        return row[0] if row else None
 
     def api_key_name(self, key_hash: str) -> str | None:
         row = self.conn.execute(

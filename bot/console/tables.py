@@ -108,6 +108,8 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("active", Boolean, nullable=False, default=True),
     Column("created_at", UtcDateTime, nullable=False),
+    # what the key may read: 'public' (masked, like no key) or 'personal' (bot/console/open311.py)
+    Column("scope", String(16), nullable=False, default="public", server_default="public"),
 )
 
 # Which ticket events the notifier has already turned into notices (one row per feed).

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bot import media
 from bot.gazetteer import REPO_ROOT
+from bot.private import private_dir
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 DEFAULT_UPLOAD_DIR = REPO_ROOT / "var" / "uploads"
@@ -52,11 +53,11 @@ def store_image(data: bytes, folder: Path | None = None) -> StoredFile:
     if content_type is None:
         raise UploadRejected("只接受 JPEG、PNG 或 WebP 图片 / only JPEG, PNG or WebP images are accepted")
     folder = folder or upload_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)  # 0700, like the widget's and WeChat's uploads
     name = f"{secrets.token_hex(16)}.{EXTENSIONS[content_type]}"
     path = folder / name
-    # O_EXCL: never overwrite; 0o640: not world-readable.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    # O_EXCL: never overwrite; 0o600: the service user's alone.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     return StoredFile(name, content_type, len(data), hashlib.sha256(data).hexdigest(), path)

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import jinja2
+from markupsafe import Markup
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
@@ -39,7 +40,7 @@ from bot.console.uploads import MAX_UPLOAD_BYTES, path_of
 from bot.domain.model import EVENT_KINDS, TicketState, parse_ticket_number
 from bot.domain.workcal import SHANGHAI
 from bot.media import CONTENT_TYPES
-from bot.text import unstorable
+from bot.text import display_text, unstorable
 from bot.web.clientaddr import client_address
 from bot.web.keys import SETTINGS
 
@@ -68,6 +69,8 @@ class Console:
             autoescape=True,  # every template, whatever its file name
             trim_blocks=True,
             lstrip_blocks=True,
+            # stored text shows invisible formatting (bidi overrides…) as ‹U+202E›, never applies it
+            finalize=lambda v: display_text(v) if isinstance(v, str) and not isinstance(v, Markup) else v,
         )
         self.templates.filters.update(
             when=fmt_time,
@@ -76,6 +79,7 @@ class Console:
             queue=queue_label,
             street=street_label,
             category=category_label,
+            oneline=lambda v: display_text(str(v or ""), one_line=True),
         )
         self.templates.globals.update(EVENT_KINDS=EVENT_KINDS, PREFIX=PREFIX)
 

@@ -353,8 +353,8 @@ class Ticket:
             self._recategorise(data)
         if kind in (DISPATCH, REDISPATCH, REOPEN):
             self._set_queues(kind, data)
-        if kind == MERGE:
-            self.report_count += 1
+        if kind == MERGE and not data.get("same_resident"):
+            self.report_count += 1  # residents, not reports: a repeat by one resident is not counted
         if kind == REOPEN and self.limits is None:
             # A reopened ticket starts a new handling period.
             self.deadline_at = deadline_for(self.dispatch_class, at)

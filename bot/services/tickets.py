@@ -64,6 +64,15 @@ class TicketStatus:
     accepted_unit_name: str | None = None
 
 
+def resident_of(sender_id: str) -> str:
+    """Who a report counts as in 共 N 位居民反映: the sender, except that everything one
+    Open311 key sends (sender open311:<key name>:<account>) counts as one resident: the
+    account ids are the API client's word, and one key's repeats must not pose as many."""
+    if sender_id.startswith("open311:"):
+        return "open311:" + sender_id.split(":", 2)[1]
+    return sender_id
+
+
 def shanghai_day(now: datetime) -> date:
     return now.astimezone(SHANGHAI).date()
 
@@ -100,6 +109,8 @@ def _file_once(uow: AbstractUnitOfWork, draft: ComplaintDraft, route: Route, now
         ticket = uow.tickets.find_open_duplicate(draft.category, route.community_code, now - MERGE_WINDOW)
         if ticket is not None:
             assert ticket.id is not None
+            resident = resident_of(draft.sender_id)
+            same = any(resident_of(s) == resident for s in uow.tickets.report_senders(ticket.id))
             uow.tickets.add_report(ticket.id, report)
             ticket.apply(
                 MERGE,
@@ -108,6 +119,7 @@ def _file_once(uow: AbstractUnitOfWork, draft: ComplaintDraft, route: Route, now
                 now,
                 idempotency_key=draft.idempotency_key,
                 channel=draft.channel,
+                **({"same_resident": True} if same else {}),
             )
             uow.tickets.save_events(ticket)
             return _result(ticket, merged=True, replay=False)

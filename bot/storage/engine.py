@@ -20,8 +20,9 @@ def default_url() -> str:
     url = os.environ.get(DATABASE_URL_ENV)
     if url:
         return url
-    var = REPO_ROOT / "var"
-    var.mkdir(exist_ok=True)
+    from bot.private import private_dir
+
+    var = private_dir(REPO_ROOT / "var")  # 0700: the stores and uploads below hold residents' data
     return f"sqlite:///{var / 'qingcheng.db'}"
 
 
@@ -35,6 +36,12 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     url = url or default_url()
     kwargs.setdefault("json_serializer", _json_dumps)
     if url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        from bot.private import private_sqlite
+
+        if make_url(url).database:
+            private_sqlite(make_url(url).database)  # 0600 before SQLite creates it
         kwargs["connect_args"] = {"check_same_thread": False, **kwargs.get("connect_args", {})}
         engine = create_engine(url, future=True, **kwargs)
         _configure_sqlite(engine)

@@ -68,6 +68,10 @@ class AbstractTicketRepository(abc.ABC):
     def sender_has_report(self, ticket_id: int, sender_id: str) -> bool: ...
 
     @abc.abstractmethod
+    def report_senders(self, ticket_id: int) -> list[str]:
+        """The sender ids of a ticket's reports (for counting distinct residents)."""
+
+    @abc.abstractmethod
     def tickets_for_sender(self, sender_id: str, limit: int) -> list[Ticket]:
         """Tickets this sender reported (first or merged report), newest first."""
 
@@ -238,6 +242,10 @@ class SqlTicketRepository(AbstractTicketRepository):
             ticket_id=row.ticket_id,
             id=row.id,
         )
+
+    def report_senders(self, ticket_id: int) -> list[str]:
+        query = select(ticket_reports.c.sender_id).where(ticket_reports.c.ticket_id == ticket_id).distinct()
+        return list(self.conn.execute(query).scalars())
 
     def sender_has_report(self, ticket_id: int, sender_id: str) -> bool:
         query = select(ticket_reports.c.id).where(

@@ -27,6 +27,7 @@ from aiohttp import BodyPartReader, web
 
 from bot.gazetteer import REPO_ROOT
 from bot.media import CONTENT_TYPES, PHOTO_NAME, SNIFF_BYTES, sniff_image
+from bot.private import private_dir
 from bot.ratelimit import MSG_TOO_FAST, UPLOAD_LIMIT_ENV, RateLimiter
 from bot.web import clientaddr
 from bot.web.keys import SETTINGS
@@ -201,7 +202,7 @@ async def upload(request: web.Request) -> web.Response:
     if ext is None:
         return _error(415, "bad_type", "只能上传 JPEG、PNG 或 WebP 格式的照片")
     name = f"{secrets.token_hex(16)}.{ext}"
-    cfg.upload_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(cfg.upload_dir)  # 0700 even when it existed (shared with WeChat and the console)
     path = photo_path(cfg.upload_dir, name)
     assert path is not None
     tmp = path.with_name(f".{name}.part")

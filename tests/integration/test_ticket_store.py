@@ -247,8 +247,9 @@ def test_concurrent_numbers_are_consecutive_and_unique(engine: Engine) -> None:
 
 
 def test_concurrent_merges_all_land_on_one_ticket(engine: Engine) -> None:
-    file(engine, draft("first"))
-    results = in_threads(THREADS, lambda i: file(engine, draft(f"k{i}", sender=f"u{i}")))
+    file(engine, draft("first"))  # sender u1
+    # other residents (report_count counts distinct residents: u1 again would not count)
+    results = in_threads(THREADS, lambda i: file(engine, draft(f"k{i}", sender=f"t{i}")))
     assert {(r.ticket_id, r.merged) for r in results} == {(1, True)}
     [ticket] = rows(engine, tickets)
     assert (ticket["report_count"], ticket["version"]) == (THREADS + 1, THREADS + 1)
@@ -397,3 +398,17 @@ def test_sqlite_engine_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(engine_module, "REPO_ROOT", tmp_path)
     assert engine_module.default_url() == f"sqlite:///{tmp_path / 'var' / 'qingcheng.db'}"
     assert (tmp_path / "var").is_dir()
+
+
+def test_a_repeat_by_the_same_resident_is_recorded_but_not_counted(engine: Engine) -> None:
+    """共 N 位居民反映 counts residents: a second report by u1 is kept (report + 并单 event)
+    but the count stays; one Open311 key counts as one resident whatever its account ids."""
+    file(engine, draft("k1"))
+    again = file(engine, draft("k2"), at=NOW + timedelta(hours=1))
+    assert (again.merged, again.report_count) == (True, 1)
+    other = file(engine, draft("k3", sender="u2"), at=NOW + timedelta(hours=2))
+    assert other.report_count == 2
+    api = [file(engine, draft(f"o{i}", sender=f"open311:市民App:acct{i}"), at=NOW + timedelta(hours=3))
+           for i in range(3)]
+    assert [r.report_count for r in api] == [3, 3, 3]
+    assert len(rows(engine, ticket_reports)) == 6

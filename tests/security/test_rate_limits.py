@@ -142,21 +142,27 @@ async def test_socketio_flood_one_session_refused_others_unaffected() -> None:
     try:
         answers: dict[str, list[str]] = {}
 
-        async def connect(session_id: str) -> socketio.AsyncClient:
+        async def connect() -> tuple[socketio.AsyncClient, str]:
             client = socketio.AsyncClient()
+            got: list[str] = []
+            client.on("session_confirm", lambda sid: got.append(sid))
+            await client.connect(base, socketio_path="/socket.io", transports=["polling"])
+            await client.emit("session_request", {})
+            clients.append(client)
+            for _ in range(50):
+                if got:
+                    break
+                await asyncio.sleep(0.05)
+            session_id = got[0]  # the server issues it
             answers[session_id] = []
 
             @client.on("bot_uttered")
             async def on_bot(data: Any) -> None:
                 answers[session_id].append(data.get("text"))
 
-            await client.connect(base, socketio_path="/socket.io", transports=["polling"])
-            await client.emit("session_request", {"session_id": session_id})
-            clients.append(client)
-            return client
+            return client, session_id
 
-        flooder, neighbour = uuid.uuid4().hex, uuid.uuid4().hex
-        c1, c2 = await connect(flooder), await connect(neighbour)
+        (c1, flooder), (c2, neighbour) = await connect(), await connect()
         await asyncio.sleep(0.3)  # the rooms are joined
         for i in range(12):
             await c1.emit("user_uttered", {"message": f"刷屏{i}", "session_id": flooder})

@@ -164,16 +164,19 @@ async def test_no_secret_in_any_log_and_the_rasa_api_needs_its_token(tmp_path: P
 
 def test_start_stack_never_opens_the_rasa_api_without_a_token(monkeypatch: pytest.MonkeyPatch,
                                                               tmp_path: Path) -> None:
-    """bot.serve starts Rasa with --enable-api only together with --auth-token <token>."""
+    """bot.serve starts Rasa with --enable-api only together with a token, which it passes in
+    the environment (bot.rasa_run adds it), never on the command line (`ps` shows that)."""
     import bot.serve as serve
 
     commands: List[List[str]] = []
+    envs: List[dict] = []
 
     class Exited:
         pid = 0
 
-        def __init__(self, cmd: List[str], **_: Any) -> None:
+        def __init__(self, cmd: List[str], **kwargs: Any) -> None:
             commands.append(cmd)
+            envs.append(kwargs.get("env") or {})
 
         def poll(self) -> int:
             return 1  # "exited at once": start_stack gives up without waiting
@@ -184,11 +187,14 @@ def test_start_stack_never_opens_the_rasa_api_without_a_token(monkeypatch: pytes
     monkeypatch.setattr(serve.subprocess, "Popen", Exited)
     for token in (None, "", "tok-123"):
         commands.clear()
+        envs.clear()
         with pytest.raises(RuntimeError):
             serve.start_stack(free_port(), free_port(), model="models", log_dir=tmp_path, api_token=token)
-        [rasa] = [c for c in commands if "actions" not in c]
+        [(rasa, env)] = [(c, e) for c, e in zip(commands, envs) if "actions" not in c]
+        assert "--auth-token" not in rasa and "bot.rasa_run" in rasa
         if token:
-            assert "--enable-api" in rasa and rasa[rasa.index("--auth-token") + 1] == token
+            assert "--enable-api" in rasa and env["QC_RASA_TOKEN"] == token
+            assert not any(token in part for part in rasa)
         else:
             assert "--enable-api" not in rasa
 

@@ -68,11 +68,13 @@ async def test_socketio_sends_the_busy_message_when_the_tracker_store_is_down() 
     async def on_bot(data: Any) -> None:
         answers.append(data.get("text"))
 
-    session = uuid.uuid4().hex
+    confirmed: List[str] = []
+    client.on("session_confirm", lambda sid: confirmed.append(sid))
     try:
         await client.connect(base, socketio_path="/socket.io", transports=["polling"])
-        await client.emit("session_request", {"session_id": session})
+        await client.emit("session_request", {"session_id": uuid.uuid4().hex})
         await asyncio.sleep(0.3)  # the room is joined
+        session = confirmed[0]  # the server issues it
         await client.emit("user_uttered", {"message": "井盖丢了", "session_id": session})
         for _ in range(50):
             if answers:

@@ -63,6 +63,9 @@ class FakeTicketRepository(AbstractTicketRepository):
     def report_by_idempotency_key(self, key: str) -> Report | None:
         return next((r for r in self.data.reports if r.idempotency_key == key), None)
 
+    def report_senders(self, ticket_id: int) -> list[str]:
+        return sorted({r.sender_id for r in self.data.reports if r.ticket_id == ticket_id})
+
     def sender_has_report(self, ticket_id: int, sender_id: str) -> bool:
         return any(r.ticket_id == ticket_id and r.sender_id == sender_id for r in self.data.reports)
 

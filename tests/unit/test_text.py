@@ -177,3 +177,53 @@ def test_mask_personal_data_is_idempotent(text: str) -> None:
     once = mask_personal_data(text)
     assert once != text
     assert mask_personal_data(once) == once
+
+
+# --- public masking (Open311): names the resident gave and exact house numbers too --------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("我是王小明，电话13912345678", "我是***，电话139****5678"),
+        ("我是王小明电话13912345678", "我是***电话139****5678"),
+        ("我叫李四，住金宇文苑3号楼2单元502室", "我叫**，住金宇文苑*号楼*单元*室"),
+        ("楼上漏水到我家，我叫王小明，电话139 1234 5678，身份证150102199001011234",
+         "楼上漏水到我家，我叫***，电话139****5678，身份证150***********1234"),
+        ("本人张伟，手机号139-1234-5678", "本人**，手机号139****5678"),
+        ("联系人：李秀英 电话０４７１－６６２２３３４", "联系人：*** 电话0471-****34"),
+        ("姓名:赵敏，13812345678", "姓名:**，138****5678"),
+        ("姓王的邻居天天半夜装修", "姓*的邻居天天半夜装修"),
+        ("我姓刘，住在12楼", "我姓*，住在*楼"),
+        ("王先生反映井盖丢了", "*先生反映井盖丢了"),
+        ("请联系欧阳女士", "请联系**女士"),
+        ("电话１３９１２３４５６７８", "电话139****5678"),
+        ("电话１３９　１２３４　５６７８谢谢", "电话139****5678谢谢"),
+        ("手机 139  1234  5678", "手机 139****5678"),
+        ("身份证１５０１０２１９９００１０１１２３Ｘ", "身份证150***********123X"),
+        ("身份证150102 19900101 1234", "身份证150***********1234"),
+        ("金宇文苑3栋502", "金宇文苑*栋*"),
+        ("公主府小区二号楼三单元五层", "公主府小区*号楼*单元*层"),
+        ("锡林南路3-2-502门口漏水", "锡林南路*-*-*门口漏水"),
+        ("A座1203室外噪音", "*座*室外噪音"),
+    ],
+)
+def test_mask_personal_data_public(text: str, expected: str) -> None:
+    assert mask_personal_data(text, public=True) == expected
+    assert mask_personal_data(expected, public=True) == expected  # idempotent
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我是业主，楼下烧烤太吵",
+        "我是附近居民",
+        "我是张家营子的居民",
+        "新华大街12号门口有坑",
+        "地铁1号线出口",
+        "2026-11-24 晚上",
+        "工单 QC-261124-0003 进度",
+        "12345热线",
+        "楼上漏水",
+    ],
+)
+def test_mask_personal_data_public_leaves_places_and_words(text: str) -> None:
+    assert mask_personal_data(text, public=True) == text

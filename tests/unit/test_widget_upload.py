@@ -190,8 +190,13 @@ def test_page_when_not_built(tmp_path):
 
 
 def test_socket_session_ids():
-    good = "0123456789abcdef0123456789abcdef"
+    from bot.channels.socketio import issued_by_us, new_session_id
+
+    good = new_session_id()
+    assert re.match(r"^[0-9a-f]{32}$", good) and issued_by_us(good)
     assert session_id_for({"session_id": good}) == good
-    for bad in ({"session_id": "resident-1"}, {"session_id": None}, {}, None, "x", {"session_id": good.upper()}):
+    made_up = "0123456789abcdef0123456789abcdef"  # the right shape, not issued by the server
+    for bad in ({"session_id": "resident-1"}, {"session_id": None}, {}, None, "x", {"session_id": good.upper()},
+                {"session_id": made_up}, {"session_id": good[:16] + made_up[16:]}):
         fresh = session_id_for(bad)
-        assert re.match(r"^[0-9a-f]{32}$", fresh) and fresh != good
+        assert re.match(r"^[0-9a-f]{32}$", fresh) and fresh not in (good, made_up) and issued_by_us(fresh)

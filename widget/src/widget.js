@@ -1,15 +1,19 @@
 /* 青城诉求 chat page (shown in an iframe by embed.js, or opened directly at /widget/).
  *
  * Talks to Rasa's Socket.IO channel (events user_uttered / bot_uttered, session
- * persistence): the session id and the visible history are kept in localStorage (the
- * embedding page's, via embed.js), so a page reload continues the same conversation. Everything the bot or the resident wrote is
- * inserted with textContent / createTextNode, never as HTML.
+ * persistence): the session id (issued by the server) and the visible history are kept in
+ * localStorage (the embedding page's, via embed.js), so a page reload continues the same
+ * conversation. What is kept is little and short-lived: the last MAX_HISTORY messages, for
+ * HISTORY_TTL_MS after the last one, with phone and ID numbers masked (138****5678); the
+ * 清除记录 button forgets it at once and starts a new session. Everything the bot or the
+ * resident wrote is inserted with textContent / createTextNode, never as HTML.
  */
 (function () {
   "use strict";
 
   var STORE_KEY = "qingcheng-widget:v1";
-  var MAX_HISTORY = 200;
+  var MAX_HISTORY = 30;
+  var HISTORY_TTL_MS = 24 * 60 * 60 * 1000;  // a day after the last message, the page starts afresh
   var MAX_PHOTO_BYTES = 5 * 1024 * 1024;
   var PHOTO_TYPES = ["image/jpeg", "image/png", "image/webp"];
   var SESSION_ID = /^[0-9a-f]{32}$/;
@@ -26,6 +30,7 @@
   var locateBtn = $("qc-locate");
   var statusEl = $("qc-status");
   var closeBtn = $("qc-close");
+  var clearBtn = $("qc-clear");
   var meta = document.querySelector('meta[name="qc-socket-url"]');
   var socketUrl = meta ? meta.getAttribute("content") : "";
   var embedded = window.parent !== window;
@@ -34,11 +39,28 @@
   // Embedded, the state lives in the embedding page's localStorage (embed.js keeps it for
   // us over postMessage): browsers that block third-party storage deny an iframe its own
   // localStorage. Opened directly at /widget/, it lives in this page's localStorage.
-  function randomId() {
-    var bytes = new Uint8Array(16);
-    window.crypto.getRandomValues(bytes);  // works on plain http too (randomUUID does not)
-    var out = "";
-    for (var i = 0; i < bytes.length; i++) out += (bytes[i] < 16 ? "0" : "") + bytes[i].toString(16);
+  // Phone and ID numbers never reach storage (the resident sees them as typed on this page
+  // view): full-width digits and spaced numbers too, like the server's bot.text masking.
+  function halfWidth(text) {
+    return text.replace(/[\uff10-\uff19]/g, function (c) { return String.fromCharCode(c.charCodeAt(0) - 0xfee0); })
+      .replace(/\u3000/g, " ");
+  }
+  var ID_NUMBER = /(^|[^0-9A-Za-z])(\d{6})[\s-]?\d{8}[\s-]?(\d{3}[0-9Xx])(?![0-9A-Za-z])/g;
+  var MOBILE = /(^|\D)(?:\+?86[\s-]?)?(1[3-9]\d)((?:[\s.-]{0,2}\d){4})((?:[\s.-]{0,2}\d){4})(?!\d)/g;
+  var LANDLINE = /(^|\D)(0\d{2,3})[\s-]?(\d{5,6})(\d{2})(?!\d)/g;
+  function maskNumbers(text) {
+    if (typeof text !== "string" || !text) return text;
+    return halfWidth(text)
+      .replace(ID_NUMBER, function (_, pre, head, tail) { return pre + head.slice(0, 3) + "***********" + tail; })
+      .replace(MOBILE, function (_, pre, head, mid, last) { return pre + head + "****" + last.replace(/\D/g, ""); })
+      .replace(LANDLINE, function (_, pre, area, mid, last) { return pre + area + "-****" + last; });
+  }
+
+  function storable(m) {
+    var out = { from: m.from };
+    if (typeof m.text === "string") out.text = maskNumbers(m.text);
+    if (typeof m.image === "string") out.image = m.image;
+    if (Array.isArray(m.buttons)) out.buttons = m.buttons;
     return out;
   }
 
@@ -50,11 +72,12 @@
     try {
       var saved = JSON.parse(json || "null");
       if (saved && typeof saved.sessionId === "string" && SESSION_ID.test(saved.sessionId) &&
-          Array.isArray(saved.messages)) {
-        return { sessionId: saved.sessionId, messages: saved.messages.filter(validMessage) };
+          Array.isArray(saved.messages) && typeof saved.savedAt === "number" &&
+          Date.now() - saved.savedAt < HISTORY_TTL_MS) {
+        return { sessionId: saved.sessionId, messages: saved.messages.filter(validMessage).slice(-MAX_HISTORY) };
       }
     } catch (e) { /* corrupt: start afresh */ }
-    return { sessionId: randomId(), messages: [] };
+    return { sessionId: null, messages: [] };  // expired, old format or none: the server issues a session id
   }
 
   function readLocal() {
@@ -66,7 +89,8 @@
 
   function save() {
     state.messages = state.messages.slice(-MAX_HISTORY);
-    var json = JSON.stringify(state);
+    var json = JSON.stringify({ sessionId: state.sessionId, savedAt: Date.now(),
+                                messages: state.messages.map(storable) });
     if (bridge) {
       window.parent.postMessage({ type: "qc-widget:save", state: json }, bridge.origin);
       return;
@@ -213,7 +237,7 @@
       reconnectionDelayMax: 10000
     });
     socket.on("connect", function () {
-      socket.emit("session_request", { session_id: state.sessionId });
+      socket.emit("session_request", state.sessionId ? { session_id: state.sessionId } : {});
     });
     socket.on("session_confirm", function (sessionId) {
       if (typeof sessionId === "string" && SESSION_ID.test(sessionId) && sessionId !== state.sessionId) {
@@ -327,6 +351,25 @@
         : "暂时无法获取位置，请直接输入所在的区、街道或社区。");
       updateControls();
     }, { enableHighAccuracy: true, timeout: 15000, maximumAge: 60000 });
+  });
+
+  // --- 清除记录: forget the conversation on this device, start a new session ----------------
+  clearBtn.addEventListener("click", function () {
+    state.messages = [];
+    state.sessionId = null;
+    save();
+    if (!bridge) {
+      try { window.localStorage.removeItem(STORE_KEY); } catch (e) { /* blocked */ }
+    }
+    Array.prototype.slice.call(logEl.querySelectorAll(".qc-msg")).forEach(function (el) { el.parentNode.removeChild(el); });
+    showTyping(false);
+    renderReplies();
+    setStatus("本机的对话记录已清除。");
+    if (socket && socket.connected) {
+      ready = false;
+      updateControls();
+      socket.emit("session_request", {});  // a fresh session id from the server
+    }
   });
 
   // --- inside the embedding page ----------------------------------------------------
