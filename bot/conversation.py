@@ -63,7 +63,7 @@ _NONE_OF_THEM = re.compile(r"都不是|都不对|都不属于|以上都不|哪�
 # personal details the resident volunteers: the phone becomes the contact, none of it is
 # the description (it is shown in the summary, sent to units and may be disclosed)
 _ID_CLAUSE = re.compile(r"(?:我的)?身份证(?:号码|号)?(?:是|为|[:：])?\s*[0-9]{6}\s*[0-9]{8}\s*[0-9]{3}[0-9Xx]|(?<![0-9])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
-_PHONE_CLAUSE = re.compile(r"(?:我的)?(?:联系)?(?:电话|手机|手机号|号码|联系方式)(?:号码|号)?(?:是|为|[:：])?\s*"
+_PHONE_CLAUSE = re.compile(r"(?:我的?|本人)?(?:联系)?(?:电话|手机|手机号|号码|联系方式)(?:号码|号)?(?:是|为|[:：])?\s*"
                            r"(?:\+?86[\s-]?)?(?:1[3-9]\d(?:[\s-]?\d){8}|0\d{2,3}[\s-]?\d{7,8})|"
                            r"(?<!\d)(?:\+?86[\s-]?)?1[3-9]\d(?:[\s-]?\d){8}(?!\d)")
 _NAME_CLAUSE = re.compile(r"^(?:我|本人)(?:叫|姓名是|名字是|是(?!业主|住户|居民|租户|房东|老人|学生|家长|这|那|本|楼|一|个))[\u4e00-\u9fff·]{2,4}$|^(?:我|本人)姓[\u4e00-\u9fff]{1,2}$|^本人[\u4e00-\u9fff·]{2,4}$")
@@ -188,7 +188,8 @@ def strip_personal_details(text: str) -> str:
         kept.append(clause + sep)
     if not removed:
         return text
-    return re.sub(r"[，,；;\s]+$", "", re.sub(r"(\s)\s+", r"\1", "".join(kept))).strip()
+    out = re.sub(r"([，,。；;！!\s])[，,。；;！!\s]+", r"\1", "".join(kept))  # "；，" left by a removal
+    return re.sub(r"^[，,；;\s]+|[，,；;\s]+$", "", out)
 
 
 # the resident's answer to the 回访 question (办结: 问题解决了吗？您满意吗？)
@@ -314,8 +315,8 @@ class ComplaintForm:
             text = "；".join(t for t in (slots.get("pending_description") or "", extra) if t)
         else:
             text = turn.text or ""
-        text = strip_personal_details(text)  # the phone is taken below, from the text as typed
-        phone_source = (slots.get("pending_description") or "") if as_button else (turn.text or "")
+        phone_source = text  # the phone is taken below, from the text as typed
+        text = strip_personal_details(text)
         step.slots["pending_description"] = None
         if as_button:  # the places of the text the buttons were offered for
             mentions = [Mention(**m) for m in (slots.get("location_mentions") or [])]

@@ -72,6 +72,12 @@ def test_a_typed_answer_naming_no_category_is_more_of_the_complaint(form: Compla
     assert step.inbox is None and next_slot(step.slots) == "category"
 
 
+def test_a_phone_typed_after_the_buttons_is_the_contact_not_the_description(form: ComplaintForm) -> None:
+    step = form.step(OFFERED, None, turn("我电话13912345678，就在我家楼下", "nlu_fallback", 0.2))
+    assert step.slots["phone"] == "13912345678"
+    assert step.slots["description"] == PENDING + "；就在我家楼下"
+
+
 def test_a_cancel_typed_instead_of_a_button_cancels(form: ComplaintForm) -> None:
     step = form.step(OFFERED, None, turn("取消", "deny"))
     assert step.done is True and step.slots["confirm"] is False and step.slots["category_offered"] is None
