@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Text
+from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import EventType, SlotSet
@@ -18,6 +18,7 @@ from bot.conversation import (
     FORM_SLOTS,
     KEPT_PHOTO_SLOT,
     NO_VALUE,
+    CategoryMatcher,
     ComplaintForm,
     next_slot,
     own_photo,
@@ -31,8 +32,13 @@ from bot.services.tickets import SHANGHAI, file_complaint
 REQUESTED_SLOT = "requested_slot"
 
 
+def category_matcher() -> CategoryMatcher:
+    """Typed category names and keywords as the routing catalogue has them (new codes included)."""
+    return CategoryMatcher({code: (rule.name, rule.keywords) for code, rule in runtime.catalogue().categories.items()})
+
+
 def _form() -> ComplaintForm:
-    return ComplaintForm(runtime.resolver())
+    return ComplaintForm(runtime.resolver(), categories=category_matcher())
 
 
 def _slots(tracker: Tracker) -> Dict[str, Any]:
@@ -63,23 +69,32 @@ class ValidateComplaintForm(FormValidationAction):
         slots = _slots(tracker)
         requested = tracker.get_slot(REQUESTED_SLOT)
         turn = latest_turn(tracker)
-        if requested == "confirm" and turn.intent == "deny" and slots.get("description"):
-            # the resident said no to the summary, the bot's category guess included
-            guess = [{"name": slots.get("category"), "confidence": None}]
-            collect_turn("deny", slots["description"], guess, tracker.sender_id,
-                         (tracker.latest_message or {}).get("message_id"), {"denied": slots.get("category")})
         if requested is None and turn.from_button and turn.intent in CATEGORIES and slots.get("pending_description"):
             # a category button of action_clarify: the resident's label for the unsure message
             collect_choice(tracker.sender_id, turn.intent, slots["pending_description"])
         step = _form().step(slots, requested, turn)
         if step.reject:
             return []  # not an answer: the rules handle it, then the form asks again
+        _to_inbox(step.inbox, tracker)
         for key, variables in step.responses:
             dispatcher.utter_message(response=key, **variables)
         slots.update(step.slots)
         events = [SlotSet(k, v) for k, v in step.slots.items()]
         events.append(SlotSet(REQUESTED_SLOT, None if step.done else next_slot(slots)))
         return events
+
+
+def _to_inbox(note: Optional[Dict[str, Any]], tracker: Tracker) -> None:
+    """What the resident's answer teaches the review inbox: a category typed instead of a
+    button (like the button), or a category corrected at the summary (not a cancel)."""
+    if not note or not note.get("text"):
+        return
+    if "choice" in note:
+        collect_choice(tracker.sender_id, note["choice"], note["text"])
+    elif note.get("intent"):
+        guess = [{"name": note.get("denied"), "confidence": None}]
+        collect_turn("deny", note["text"], guess, tracker.sender_id, (tracker.latest_message or {}).get("message_id"),
+                     {"denied": note.get("denied"), "intent": note["intent"], "chosen_by": "resident"})
 
 
 class ActionAskLocation(Action):

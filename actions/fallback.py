@@ -48,7 +48,9 @@ class ActionClarify(Action):
             buttons.append({"title": "都不是（其他问题）", "payload": "/other"})
             dispatcher.utter_message(response="utter_clarify_category", buttons=buttons)
             places = [m.__dict__ for m in mentions_from_entities(turn.entities)]
-            return [SlotSet("pending_description", turn.text), SlotSet("location_mentions", places or None)]
+            # category_offered: a typed answer ("其他", "是环境污染问题") continues this complaint
+            return [SlotSet("pending_description", turn.text), SlotSet("location_mentions", places or None),
+                    SlotSet("category_offered", True)]
         dispatcher.utter_message(response="utter_clarify")
         return []
 

@@ -13,23 +13,20 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import log, safe
+from actions.common import latest_turn, log, safe
 from actions.status import status_variables
 from bot import runtime
 from bot.console.services import record_follow_up
+from bot.conversation import followup_answer
 from bot.domain.model import TicketState, parse_ticket_number
 from bot.services.tickets import ticket_status, tickets_for_sender
 
-# intent → (solved, satisfaction)
-FOLLOW_UP_INTENTS = {
-    "followup_satisfied": (True, "满意"),
-    "followup_basic": (True, "基本满意"),
-    "followup_unsatisfied": (True, "不满意"),
-    "followup_unsolved": (False, None),
-}
+# the 回访 question is out (a featurised slot: data/rules/answers.yml sends typed answers
+# like "满意，谢谢你们" here instead of to praise)
+FOLLOWUP_ASKED = "followup_asked"
 RESPONSES = {"accepted": "utter_ticket_accepted", "resolved": "utter_ticket_resolved", "reopened": "utter_ticket_reopened"}
 
 
@@ -62,7 +59,7 @@ class ActionTicketUpdate(Action):
             if event == "accepted" and status.accepted_unit:  # who really signed, not the lead
                 values["lead"] = status.accepted_unit_name or runtime.catalogue().unit_name(status.accepted_unit)
         dispatcher.utter_message(response=RESPONSES[event], **values)
-        return []
+        return [SlotSet(FOLLOWUP_ASKED, True)] if event == "resolved" else []
 
 
 class ActionFollowUp(Action):
@@ -70,19 +67,26 @@ class ActionFollowUp(Action):
         return "action_followup"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
-        intent = ((tracker.latest_message or {}).get("intent") or {}).get("name")
-        solved, satisfaction = FOLLOW_UP_INTENTS.get(intent, (True, None))
+        turn = latest_turn(tracker)
+        answer = followup_answer(turn.text, turn.intent, turn.from_button)
+        if answer is None:
+            # neither solved/unsolved nor a rating ("谢谢", "嗯"): ask once more, with the buttons;
+            # the next message is read as usual
+            dispatcher.utter_message(response="utter_followup_again")
+            return [SlotSet(FOLLOWUP_ASKED, None)]
+        solved, satisfaction = answer
+        done = [SlotSet(FOLLOWUP_ASKED, None)]
         try:
             # The ticket asked about: the resident's most recently resolved one (办结, not yet 回访).
             mine = await runtime.run_store(tickets_for_sender, runtime.uow(), tracker.sender_id, 20)
         except (asyncio.TimeoutError, Exception) as exc:
             log.error("follow-up lookup for %s failed: %s", safe(tracker.sender_id), type(exc).__name__)
             dispatcher.utter_message(response="utter_followup_failed")
-            return []
+            return done
         resolved = sorted((t for t in mine if t.state is TicketState.RESOLVED), key=lambda t: t.last_event_at)
         if not resolved:
             dispatcher.utter_message(response="utter_followup_none")
-            return []
+            return done
         number = resolved[-1].number
         try:
             result = await runtime.run_store(
@@ -92,11 +96,11 @@ class ActionFollowUp(Action):
         except (asyncio.TimeoutError, Exception) as exc:
             log.error("follow-up for %s failed: %s", safe(tracker.sender_id), type(exc).__name__)
             dispatcher.utter_message(response="utter_followup_failed")
-            return []
+            return done
         if result.status == "closed":
             dispatcher.utter_message(response="utter_followup_thanks", ticket_number=number)
         elif result.status == "reopened":
             dispatcher.utter_message(response="utter_followup_reopened", ticket_number=number)
         else:
             dispatcher.utter_message(response="utter_followup_none")
-        return []
+        return done

@@ -31,7 +31,9 @@ LOCATION_SLOTS = (
     "location_status", "location_candidates", "location_mentions", "location_asked",
     "district_code", "street_code", "community_code",
 )
-AUX_SLOTS = LOCATION_SLOTS + ("draft_id", "pending_description", "prefilled")
+# category_offered: the category buttons of action_clarify are out for pending_description
+# (a featurised slot: data/rules/complaint.yml starts the form on a typed answer to them)
+AUX_SLOTS = LOCATION_SLOTS + ("draft_id", "pending_description", "prefilled", "category_offered")
 NO_VALUE = "none"  # a skipped optional answer (photo, phone): asked, declined
 # A photo sent before any complaint: kept with the conversation (slot kept_photo, one per
 # resident, {"photo": ref, "at": epoch seconds}) for this long, then the next complaint
@@ -50,6 +52,25 @@ _LINK = re.compile(r"(?:https?://|www\.)\S+", re.I)  # a pasted link: never a ph
 _CONFIDENTIAL_YES = re.compile(r"(?<!不)(?<!不用)(?<!不需要)(?<!不要)保密|匿名|别透露|不要透露|不公开|不要公开|别公开")
 # 公开 alone means "may be disclosed", but not in 不公开/不要公开/别公开 (which ask for 保密)
 _CONFIDENTIAL_NO = re.compile(r"不用保密|不需要保密|不要保密|不保密|无所谓|(?<!不)(?<!不要)(?<!别)公开")
+# "no photo" in the words residents use (anywhere in a short answer, not only alone)
+_PHOTO_DECLINE = re.compile(r"拍不了|拍不到|拍不着|没法拍|没办法拍|无法拍|不好拍|不会拍|拍不出|没拍|不拍|没有照片|没照片|"
+                            r"没有图|没图|不方便|没有|没带手机|发不了|传不了")
+_QUESTION = re.compile(r"怎么|怎样|如何|咋|能不能|可不可以|可以吗|行吗|要不要|需不需要|为什么|为啥|哪里|多久|什么时候|[？?]|吗\W*$")
+_PHOTO_WORDS = re.compile(r"拍|照|图|录|视频|相册|截屏")
+# at the summary: a typed deny that gives the complaint up (not "不对": that asks what is wrong)
+_GIVE_UP = re.compile(r"算了|不用了|不要了|不需要了|放弃|不想(提交|反映|投诉)")
+# "不对"/"错了"/"改成…": the resident corrects something at the summary
+_CORRECTION_CUE = re.compile(r"不对|不是|错了|搞错|改成|改为|应该是|而是|其实是|换成")
+_NEGATED = re.compile(r"(?:不是|并非|不属于|而不是|不算)[^，,。；;！!？?、\s]*")
+_NONE_OF_THEM = re.compile(r"都不是|都不对|都不属于|以上都不|哪个都不|两个都不|其他|其它|别的问题|别的类")
+# personal details the resident volunteers: the phone becomes the contact, none of it is
+# the description (it is shown in the summary, sent to units and may be disclosed)
+_ID_CLAUSE = re.compile(r"(?:我的)?身份证(?:号码|号)?(?:是|为|[:：])?\s*[0-9]{6}\s*[0-9]{8}\s*[0-9]{3}[0-9Xx]|(?<![0-9])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
+_PHONE_CLAUSE = re.compile(r"(?:我的?|本人)?(?:联系)?(?:电话|手机|手机号|号码|联系方式)(?:号码|号)?(?:是|为|[:：])?\s*"
+                           r"(?:\+?86[\s-]?)?(?:1[3-9]\d(?:[\s-]?\d){8}|0\d{2,3}[\s-]?\d{7,8})|"
+                           r"(?<!\d)(?:\+?86[\s-]?)?1[3-9]\d(?:[\s-]?\d){8}(?!\d)")
+_NAME_CLAUSE = re.compile(r"^(?:我|本人)(?:叫|姓名是|名字是|是(?!业主|住户|居民|租户|房东|老人|学生|家长|这|那|本|楼|一|个))[\u4e00-\u9fff·]{2,4}$|^(?:我|本人)姓[\u4e00-\u9fff]{1,2}$|^本人[\u4e00-\u9fff·]{2,4}$")
+_CLAUSE_SPLIT = re.compile(r"([，,。；;！!\s]+)")
 
 
 @dataclass
@@ -78,6 +99,9 @@ class FormStep:
     responses: List[Tuple[str, Dict[str, Any]]] = field(default_factory=list)
     reject: bool = False
     done: bool = False  # end the form now (cancelled), whatever is still missing
+    # for the review inbox (the action writes it): {"choice": code, "text": …} the category the
+    # resident picked after an unsure turn; {"denied": old, "intent": new, "text": …} a correction
+    inbox: Optional[Dict[str, Any]] = None
 
     def say(self, key: str, **variables: Any) -> "FormStep":
         self.responses.append((key, variables))
@@ -89,6 +113,126 @@ def own_photo(turn: Turn) -> Optional[str]:
     stored (a link typed in the text, or any other URL, is not a photo: 照片：已上传 would lie)."""
     ref = turn.entity("photo")
     return ref.strip() if own_photo_name(ref) else None
+
+
+class CategoryMatcher:
+    """Which category a typed answer names ("其他", "都不是", "是环境污染问题", "不对，是下水道堵了，
+    不是噪音"). Built from the routing catalogue's names and keywords, so a category added
+    there is understood without code changes."""
+
+    def __init__(self, categories: Mapping[str, Tuple[str, Sequence[str]]]):
+        self.codes = list(categories)
+        self.names: Dict[str, List[str]] = {}
+        self.keywords: Dict[str, List[str]] = {}
+        for code, (name, keywords) in categories.items():
+            parts = [p for p in re.split(r"[/／、与和及（）()]", name or "") if len(p) >= 2]
+            self.names[code] = sorted({name, *parts} - {""}, key=len, reverse=True)
+            self.keywords[code] = [k for k in keywords or () if k]
+
+    @classmethod
+    def from_names(cls, names: Mapping[str, str]) -> "CategoryMatcher":
+        return cls({code: (name, ()) for code, name in names.items()})
+
+    def choose(self, text: str, intent: Optional[str] = None, exclude: Sequence[str] = (),
+               offered: Sequence[str] = ()) -> Optional[str]:
+        """The category the text names; None when it names none (or only excluded ones)."""
+        said = _NEGATED.sub("", text or "")  # "不是噪音" names what it is not
+        allowed = [c for c in self.codes if c not in exclude]
+        # 1. a category's name or a part of it ("市政设施", "噪声扰民", "垃圾"): the longest wins
+        best = self._best({c: max((len(n) for n in self.names[c] if n in said), default=0) for c in allowed})
+        if best:
+            return best
+        # 2. "都不是", "其他": none of the offered ones
+        if "other" in allowed and _NONE_OF_THEM.search(text or ""):
+            return "other"
+        # 3. the catalogue's keywords (化工厂, 下水道, 狗): most keyword characters wins
+        best = self._best({c: sum(len(k) for k in self.keywords[c] if k in said) for c in allowed}, offered)
+        if best:
+            return best
+        # 4. the classifier's category, if it is one
+        if intent in allowed and intent != "other":
+            return intent
+        # 5. a near name ("环境污染" ~ "环境卫生"): shared two-character pieces, offered ones first
+        grams = _bigrams(said)
+        for pool in (list(offered), allowed):
+            scores = {c: max((len(grams & _bigrams(n)) for n in self.names[c]), default=0)
+                      for c in pool if c in allowed and c != "other"}
+            best = self._best(scores)
+            if best:
+                return best
+        return None
+
+    @staticmethod
+    def _best(scores: Mapping[str, int], prefer: Sequence[str] = ()) -> Optional[str]:
+        top = max(scores.values(), default=0)
+        if top <= 0:
+            return None
+        winners = [c for c, v in scores.items() if v == top]
+        if len(winners) > 1:
+            winners = [c for c in winners if c in prefer]
+        return winners[0] if len(winners) == 1 else None
+
+
+def _bigrams(text: str) -> set:
+    han = "".join(re.findall(r"[\u4e00-\u9fff]", text or ""))
+    return {han[i:i + 2] for i in range(len(han) - 1)}
+
+
+def strip_personal_details(text: str) -> str:
+    """The complaint without the resident's name, phone and ID number clauses: "楼上漏水到我家，
+    我叫王小明，电话139…，身份证…" → "楼上漏水到我家". The phone is taken separately. A text
+    without such details comes back exactly as typed."""
+    if not text:
+        return text
+    cleaned = _PHONE_CLAUSE.sub("", _ID_CLAUSE.sub("", text))
+    removed = cleaned != text
+    pieces = _CLAUSE_SPLIT.split(cleaned)
+    kept: List[str] = []
+    for i in range(0, len(pieces), 2):
+        clause, sep = pieces[i], (pieces[i + 1] if i + 1 < len(pieces) else "")
+        if _NAME_CLAUSE.match(clause.strip()):
+            removed = True
+            continue
+        if not re.search(r"[0-9A-Za-z\u4e00-\u9fff]", clause) and removed:
+            continue  # what is left of a removed number's clause
+        kept.append(clause + sep)
+    if not removed:
+        return text
+    out = re.sub(r"([，,。；;！!\s])[，,。；;！!\s]+", r"\1", "".join(kept))  # "；，" left by a removal
+    return re.sub(r"^[，,；;\s]+|[，,；;\s]+$", "", out)
+
+
+# the resident's answer to the 回访 question (办结: 问题解决了吗？您满意吗？)
+_UNSOLVED = re.compile(r"没有?解决|未解决|不解决|解决不了|没有?修好|没修|还没有?(修|弄|处理|解决|好)|还是(没|不)|仍然(没|不)|"
+                       r"依然|依旧|老样子|没有?变化|没有?改善|没人来|没人管|没有?处理|根本没|又坏了|又开始")
+_UNSATISFIED = re.compile(r"不满意|不太满意|很不满|太差|很差|非常差|差评|敷衍|不负责")
+_BASIC = re.compile(r"基本满意|比较满意|还行|还可以|一般般?|凑合|马马虎虎|还算满意")
+_SATISFIED = re.compile(r"(?<!不)(?<!不太)(?<!基本)(?<!比较)(?<!还算)满意|好评|非常好|很好|点赞|辛苦了")
+_SOLVED = re.compile(r"解决了|修好了|弄好了|处理好了|已经好了|好了|搞定了?|没问题了")
+FOLLOW_UP_INTENTS = {
+    "followup_satisfied": (True, "满意"),
+    "followup_basic": (True, "基本满意"),
+    "followup_unsatisfied": (True, "不满意"),
+    "followup_unsolved": (False, None),
+}
+
+
+def followup_answer(text: str, intent: Optional[str], from_button: bool = False) -> Optional[Tuple[bool, Optional[str]]]:
+    """(solved, satisfaction) from the resident's answer to the 回访 question, in their words
+    or by button; None when it answers neither (ask again)."""
+    if from_button or not text:
+        return FOLLOW_UP_INTENTS.get(intent or "")
+    if _UNSOLVED.search(text):
+        return (False, None)
+    if _UNSATISFIED.search(text):
+        return (True, "不满意")
+    if _BASIC.search(text):
+        return (True, "基本满意")
+    if _SATISFIED.search(text):
+        return (True, "满意")
+    if _SOLVED.search(text):
+        return (True, None)  # solved, no rating given
+    return FOLLOW_UP_INTENTS.get(intent or "")
 
 
 def required_slots(slots: Mapping[str, Any]) -> List[str]:
@@ -116,8 +260,9 @@ def _meaningful_chars(text: str, minus: Sequence[str] = ()) -> int:
 
 class ComplaintForm:
     def __init__(self, resolver: LocationResolver, new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, categories: Optional[CategoryMatcher] = None):
         self.resolver = resolver
+        self.categories = categories or CategoryMatcher.from_names(CATEGORIES)
         self.new_id = new_id
         self.clock = clock
 
@@ -143,6 +288,9 @@ class ComplaintForm:
             # a phone number or a place is still an answer, whatever the classifier says
             if requested == "phone" and find_phone(turn.text):
                 return False
+            # "噪音怎么拍照片": a question about the photo asked for is answered by the form
+            if requested == "photo" and _PHOTO_WORDS.search(turn.text or ""):
+                return False
             return not (requested == "location" and self._mentions(turn))
         if turn.intent in CHITCHAT and turn.confidence >= 0.7 and _meaningful_chars(turn.text) <= 6:
             return True
@@ -156,16 +304,34 @@ class ComplaintForm:
 
     # --- activation: take everything the first message already says ----------
     def start(self, slots: Mapping[str, Any], turn: Turn) -> FormStep:
-        step = FormStep(slots={"draft_id": self.new_id(), "confirm": None})
+        if self._answers_buttons(slots, turn) and _CANCEL.search(turn.text or ""):
+            return self.cancel()
+        step = FormStep(slots={"draft_id": self.new_id(), "confirm": None, "category_offered": None})
         category = turn.intent if turn.intent in CATEGORIES else slots.get("category")
+        as_button = turn.from_button
+        extra = ""
+        if self._answers_buttons(slots, turn):
+            # typed instead of a category button ("其他", "都不是", "是环境污染问题"): the same as
+            # the button; anything else typed there is more of the same complaint
+            chosen = self.categories.choose(turn.text, turn.intent)
+            as_button = True
+            category = chosen
+            if chosen is not None:
+                step.inbox = {"choice": chosen, "text": slots.get("pending_description")}
+            elif turn.intent not in ("affirm", "deny") and not _SKIP.search(turn.text or ""):
+                extra = (turn.text or "").strip()
         step.slots["category"] = category
-        if turn.from_button:
-            text = slots.get("pending_description") or ""
+        if as_button:
+            text = "；".join(t for t in (slots.get("pending_description") or "", extra) if t)
         else:
             text = turn.text or ""
+        phone_source = text  # the phone is taken below, from the text as typed
+        text = strip_personal_details(text)
         step.slots["pending_description"] = None
-        if turn.from_button:  # the places of the text the buttons were offered for
+        if as_button:  # the places of the text the buttons were offered for
             mentions = [Mention(**m) for m in (slots.get("location_mentions") or [])]
+            if not turn.from_button:
+                mentions += self._mentions(turn)
         else:
             mentions = self._mentions(turn)
         prefilled: List[str] = []
@@ -179,7 +345,7 @@ class ComplaintForm:
         else:
             step.slots["description"] = None
             step.slots["pending_description"] = text or None
-        phone = find_phone(text)
+        phone = find_phone(phone_source)
         if phone and valid_phone(phone):
             step.slots["phone"] = phone
         url = own_photo(turn)
@@ -191,6 +357,11 @@ class ComplaintForm:
         if prefilled:
             step.slots["prefilled"] = prefilled
         return step
+
+    @staticmethod
+    def _answers_buttons(slots: Mapping[str, Any], turn: Turn) -> bool:
+        """A typed turn right after the category buttons (action_clarify) were offered."""
+        return bool(slots.get("category_offered")) and bool(slots.get("pending_description")) and not turn.from_button
 
     def kept_photo(self, slots: Mapping[str, Any]) -> Optional[str]:
         """The photo the resident sent before this complaint, unless it expired."""
@@ -217,9 +388,9 @@ class ComplaintForm:
 
     # --- answers ---------------------------------------------------------
     def answer_category(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
-        if turn.intent in CATEGORIES:
-            return FormStep(slots={"category": turn.intent})
-        return FormStep(slots={"category": None})
+        if turn.from_button:
+            return FormStep(slots={"category": turn.intent if turn.intent in CATEGORIES else None})
+        return FormStep(slots={"category": self.categories.choose(turn.text, turn.intent)})
 
     def answer_location(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
         step = FormStep()
@@ -350,7 +521,12 @@ class ComplaintForm:
         text = turn.text or ""
         if url:
             return FormStep(slots={"photo": url})
-        if turn.intent == "deny" or _SKIP.search(text):
+        declined = turn.intent == "deny" or bool(_SKIP.search(text) or _PHOTO_DECLINE.search(text))
+        if _QUESTION.search(text) and not turn.from_button:
+            # "噪音怎么拍照片，没有": answer it (or say where it is answered); never part of the description
+            step = FormStep(slots={"photo": NO_VALUE if declined else None})
+            return step.say("utter_photo_help" if _PHOTO_WORDS.search(text) else "utter_question_later")
+        if declined:
             return FormStep(slots={"photo": NO_VALUE})
         if turn.intent == "affirm":
             return FormStep(slots={"photo": None}).say("utter_photo_send_now")
@@ -362,8 +538,9 @@ class ComplaintForm:
         phone = find_phone(text)
         if phone and valid_phone(phone):
             step.slots["phone"] = phone
-        elif _meaningful_chars(text) >= 6:
-            step.slots["description"] = f"{slots.get('description') or ''}；补充：{text.strip()}".lstrip("；")
+        elif _meaningful_chars(text) >= 6 and not _PHOTO_WORDS.search(text):
+            detail = strip_personal_details(text.strip())
+            step.slots["description"] = f"{slots.get('description') or ''}；补充：{detail}".lstrip("；")
         else:
             step.slots["photo"] = None
             step.say("utter_photo_not_received")
@@ -400,15 +577,28 @@ class ComplaintForm:
                                    "prefilled": [p for p in slots["prefilled"] if p != "location"] or None})
             self._take_location(step, {**slots, "location_asked": 0}, mentions, text, first=False)
             return step
-        if turn.intent == "deny" or _CANCEL.search(text):
-            return self.cancel()
+        if turn.from_button:  # 确认提交 / 取消
+            if turn.intent == "affirm":
+                return FormStep(slots={"confirm": True})
+            return self.cancel() if turn.intent == "deny" else FormStep(slots={"confirm": None}).say("utter_confirm_again")
+        if _CANCEL.search(text) or (turn.intent == "deny" and _GIVE_UP.search(text)):
+            return self.cancel()  # a cancel is a cancel: nothing about the category is learnt
+        current = slots.get("category")
+        chosen = self.categories.choose(text, turn.intent, exclude=[current] if current else [])
+        if chosen and (turn.intent != "affirm" or _CORRECTION_CUE.search(text)):
+            # "不对，是化工厂排废气污染，不是噪音": the category changes, the summary is shown again
+            step = FormStep(slots={"category": chosen, "confirm": None})
+            step.inbox = {"denied": current, "intent": chosen, "text": slots.get("description")}
+            return step
+        if turn.intent == "deny" or _CORRECTION_CUE.search(text):
+            return FormStep(slots={"confirm": None}).say("utter_confirm_what_wrong")
         if turn.intent == "affirm" or re.search(r"确认|提交|没问题|对的|是的", text):
             return FormStep(slots={"confirm": True})
         return FormStep(slots={"confirm": None}).say("utter_confirm_again")
 
 
 def summary_variables(slots: Mapping[str, Any], category_names: Mapping[str, str] = CATEGORIES) -> Dict[str, str]:
-    from bot.text import mask_phone, shorten
+    from bot.text import mask_personal_data, mask_phone, shorten
 
     phone = slots.get("phone")
     has_phone = bool(phone) and phone != NO_VALUE
@@ -416,7 +606,7 @@ def summary_variables(slots: Mapping[str, Any], category_names: Mapping[str, str
     return {
         "category_name": category_names.get(slots.get("category") or "", "未分类"),
         "location": slots.get("location") or "未提供",
-        "description": shorten(slots.get("description") or "", 120),
+        "description": shorten(mask_personal_data(slots.get("description") or ""), 120),
         "photo": "已上传" if photo and photo != NO_VALUE else "无",
         "phone": mask_phone(phone) if has_phone else "未留",
         "confidential": ("保密：是" if slots.get("confidential") else "保密：否") if has_phone else "",

@@ -94,6 +94,7 @@ RESET_EVENTS = [
     SlotSet("draft_id", None),
     SlotSet("pending_description", None),
     SlotSet("prefilled", None),
+    SlotSet("category_offered", None),
     SlotSet("category", None),
 ]
 
@@ -291,6 +292,7 @@ def test_activation_takes_category_location_and_description_from_the_first_messa
     assert events == [
         SlotSet("draft_id", fixed_draft_id),
         SlotSet("confirm", None),
+        SlotSet("category_offered", None),
         SlotSet("category", "dog"),
         SlotSet("pending_description", None),
         SlotSet("location_mentions", MENTIONS_A),
@@ -620,6 +622,7 @@ def test_unsure_category_offers_the_two_likeliest(domain: dict) -> None:
     assert events == [
         SlotSet("pending_description", "公主府社区楼下那个东西又坏了"),  # kept as the description
         SlotSet("location_mentions", [{"text": "公主府社区", "level": "community", "value": "公主府社区", "start": 0, "end": 5}]),
+        SlotSet("category_offered", True),  # a typed answer to the buttons continues this complaint
     ]
 
 

@@ -75,15 +75,31 @@ def test_a_fallback_lands_in_the_inbox_with_the_ranking(actions_on: Engine) -> N
     assert len(rows(actions_on)) == 1
 
 
-def test_a_deny_of_the_summary_lands_in_the_inbox(actions_on: Engine) -> None:
+@pytest.mark.parametrize("text, payload", [("取消", False), ("/deny", True), ("算了不提交了", False)])
+def test_a_cancel_at_the_summary_is_not_a_denied_category(actions_on: Engine, text: str, payload: bool) -> None:
+    """issue 20 item 7: 取消 (typed or the button) cancels; the inbox learns nothing from it."""
     s = state("form_confirm_answer")
     s["latest_message"]["intent"] = {"name": "deny", "confidence": 0.93}
-    s["latest_message"]["text"] = "不对"
+    s["latest_message"]["text"] = text
     events, _ = run_and_settle(ValidateComplaintForm(), s)
-    assert SlotSet("confirm", False) in events  # the form is cancelled as before
+    assert SlotSet("confirm", False) in events and SlotSet("requested_slot", None) in events  # cancelled
+    assert rows(actions_on) == []
+
+
+def test_a_correction_at_the_summary_is_the_residents_correction(actions_on: Engine) -> None:
+    """issue 20 item 7: "不对，是…，不是…" changes the category, the form goes on, and the
+    inbox records the complaint with the category the resident gave."""
+    s = state("form_confirm_answer")
+    s["latest_message"]["intent"] = {"name": "deny", "confidence": 0.93}
+    s["latest_message"]["text"] = "不对，是下水道堵了返臭味，不是狗的事"
+    s["latest_message"]["entities"] = []
+    events, messages = run_and_settle(ValidateComplaintForm(), s)
+    assert events == [SlotSet("category", "drainage"), SlotSet("confirm", None), SlotSet("requested_slot", "confirm")]
+    assert messages == []  # the form shows the summary again, with the new category
     [row] = rows(actions_on)
-    assert (row["source"], row["text"], row["predicted_intent"], row["correction"]) == (
-        "deny", "新城区公主府社区楼下有人遛狗不牵绳", "dog", {"denied": "dog"})
+    assert (row["source"], row["text"], row["predicted_intent"], row["correction"], row["status"]) == (
+        "deny", "新城区公主府社区楼下有人遛狗不牵绳", "dog",
+        {"denied": "dog", "intent": "drainage", "chosen_by": "resident"}, "new")
 
 
 def test_a_broken_inbox_does_not_change_the_reply(actions_on: Engine, caplog) -> None:
@@ -181,6 +197,7 @@ def button_click(intent: str) -> dict:
 CLICK_EVENTS = [
     SlotSet("draft_id", DRAFT_ID),
     SlotSet("confirm", None),
+    SlotSet("category_offered", None),
     SlotSet("category", "noise"),
     SlotSet("pending_description", None),
     SlotSet("location_mentions", [{"text": "公主府社区", "level": "community", "value": "公主府社区",

@@ -337,9 +337,9 @@ def test_confirm_yes(form: ComplaintForm, text: str, intent: str) -> None:
     assert form.step(BASE, "confirm", turn(text, intent)).slots == {"confirm": True}
 
 
-def test_confirm_deny_cancels(form: ComplaintForm) -> None:
-    step = form.step({**BASE, "phone": "13812345678"}, "confirm", turn("不对", "deny"))
-    assert step.slots["confirm"] is False
+def test_confirm_cancel_button_cancels(form: ComplaintForm) -> None:
+    step = form.step({**BASE, "phone": "13812345678"}, "confirm", turn("/deny", "deny", from_button=True))
+    assert step.slots["confirm"] is False and step.done is True and step.inbox is None
     assert step.slots["category"] == "cancelled"
     assert step.slots["location"] is None and step.slots["phone"] is None and step.slots["draft_id"] is None
 
@@ -373,9 +373,11 @@ def test_interruptions_are_rejected(form: ComplaintForm, intent: str, requested:
 
 
 def test_low_confidence_interruption_is_an_answer(form: ComplaintForm) -> None:
+    # a question is no photo and no description: the resident is told where it is answered
     step = form.step(BASE, "photo", turn("养狗要办证吗这个怎么弄", "consult", 0.49))
     assert step.reject is False
-    assert step.slots["photo"] == NO_VALUE
+    assert step.slots == {"photo": None}
+    assert step.responses == [("utter_question_later", {})]
 
 
 @pytest.mark.parametrize("intent", ["emergency", "ask_status", "consult"])
@@ -489,9 +491,10 @@ def test_naming_another_place_at_the_confirm_step_replaces_the_qr_location(form:
     assert (slots["community_code"], slots["street_code"], slots["confirm"], slots["prefilled"]) == \
         ("150105006034", "150105006", None, None)
     assert next_slot(slots) == "confirm" and summary_variables(slots)["prefill_note"] == ""
-    # without a prefilled location a place at the confirm step is not an answer to anything new
-    assert form.step({**BASE, "photo": NO_VALUE, "phone": NO_VALUE}, "confirm",
-                     turn(text, "deny", 0.8, ent("community", "锦绣社区", text))).slots["category"] == "cancelled"
+    # without a prefilled location a place at the confirm step changes nothing: "不对" asks what is wrong
+    step = form.step({**BASE, "photo": NO_VALUE, "phone": NO_VALUE}, "confirm",
+                     turn(text, "deny", 0.8, ent("community", "锦绣社区", text)))
+    assert (step.slots, step.responses, step.done) == ({"confirm": None}, [("utter_confirm_what_wrong", {})], False)
 
 
 def test_a_kept_photo_starts_the_next_complaint(clocked: ComplaintForm) -> None:
