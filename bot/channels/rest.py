@@ -9,12 +9,20 @@ POST /webhooks/rest/webhook {"sender": "...", "message": "..."} → [bot message
 - an oversized message gets a 413 and nothing is processed;
 - a sender over QC_RATE_LIMIT messages a minute (default 20, like WeChat) gets a 429 with a
   polite message and nothing is processed (bot/ratelimit.py: shared through Redis when
-  QC_REDIS_URL is set). credentials.yml may set `rate_limit` / `rate_window` instead.
+  QC_REDIS_URL is set). credentials.yml may set `rate_limit` / `rate_window` instead;
+- it is for trusted front-ends: with QC_REST_TOKEN set (production), a call without
+  `Authorization: Bearer <QC_REST_TOKEN>` gets a 401 and nothing is processed;
+- the conversation (and the tickets filed in it) is "rest:<sender>": a REST client cannot
+  name a WeChat openid or a widget session and reach that resident (bot/identity.py);
+- text Rasa would read as `/intent{…}` passes only when it is one of our buttons' payloads
+  (bot/channels/payloads.py); any other is ordinary text.
 """
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import os
 import re
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
@@ -23,6 +31,8 @@ from rasa.core.channels.rest import RestInput as RasaRestInput
 from sanic import Blueprint, response
 from sanic.request import Request
 
+from bot.channels.payloads import resident_text
+from bot.identity import rest_sender
 from bot.ratelimit import LIMIT_ENV, MSG_TOO_FAST, RateLimiter, env_int
 from bot.text import clean_message, mask_personal_data
 from bot.trackerstore import TrackerStoreUnavailable
@@ -35,6 +45,12 @@ MSG_BUSY = "系统暂时繁忙，您的消息没有处理成功，请稍后重�
 # NLU guard reads it as "empty", so the resident hears why nothing happened.
 EMPTY_MESSAGE = "\u200b"
 _SENDER = re.compile(r"^[\w\-:.@]{1,128}$")
+TOKEN_ENV = "QC_REST_TOKEN"
+
+
+def authorised(header: Optional[str], token: str) -> bool:
+    """Constant-time check of `Authorization: Bearer <token>`."""
+    return hmac.compare_digest((header or "").encode("utf-8", "surrogateescape"), f"Bearer {token}".encode())
 
 
 def error(status: int, code: str, message: str):
@@ -54,6 +70,7 @@ class RestInput(RasaRestInput):
     def __init__(self, rate_limit: Optional[int] = None, rate_window: float = 60.0,
                  limiter: Optional[RateLimiter] = None) -> None:
         self.limiter = limiter or RateLimiter(rate_limit or env_int(LIMIT_ENV, 20), rate_window, "rest")
+        self.token = os.environ.get(TOKEN_ENV) or None
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("qingcheng_rest_webhook", __name__)
@@ -64,6 +81,8 @@ class RestInput(RasaRestInput):
 
         @bp.route("/webhook", methods=["POST"])
         async def receive(request: Request):
+            if self.token and not authorised(request.headers.get("Authorization"), self.token):
+                return error(401, "unauthorized", "REST 通道仅供受信任的前端使用：需要 Authorization: Bearer 令牌")
             try:
                 body = request.json
             except Exception:
@@ -82,19 +101,22 @@ class RestInput(RasaRestInput):
                 log.warning("rest: %s over %d messages in %gs, not processed", mask_personal_data(sender),
                             self.limiter.limit, self.limiter.window)
                 return error(429, "too_many_messages", MSG_TOO_FAST)
-            message = clean_message(message)  # NUL / lone surrogates: no store keeps them
+            message = resident_text(clean_message(message))  # NUL / lone surrogates: no store keeps them
             text = message if message.strip() else EMPTY_MESSAGE
             metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
             collector = CollectingOutputChannel()
+            conversation = rest_sender(sender)
             try:
                 await on_new_message(
-                    UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
+                    UserMessage(text, collector, conversation, input_channel=self.name(), metadata=metadata)
                 )
             except asyncio.CancelledError:
                 log.error("message from %s timed out", mask_personal_data(sender))
             except (Exception, TrackerStoreUnavailable):  # the latter is a BaseException (bot/trackerstore.py)
                 log.exception("message from %s failed", mask_personal_data(sender))
                 return error(503, "unavailable", MSG_BUSY)
-            return response.json(collector.messages)
+            # the front-end named the resident `sender`: answer in its terms
+            return response.json([{**m, "recipient_id": sender} if m.get("recipient_id") == conversation else m
+                                  for m in collector.messages])
 
         return bp

@@ -30,6 +30,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from socketio import AsyncServer
 
+from bot.channels.payloads import resident_text
 from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS, MSG_BUSY
 from bot.ratelimit import MSG_TOO_FAST, RateLimiter
 from bot.text import clean_message, mask_personal_data
@@ -108,7 +109,8 @@ class SocketIOInput(RasaSocketIOInput):
                             self.limiter.limit, self.limiter.window)
                 await output.send_text_message(sender_id, MSG_TOO_FAST)
                 return
-            message = clean_message(message)  # NUL / lone surrogates: no store keeps them
+            # only our buttons' payloads may be read as /intent{…} (bot/channels/payloads.py)
+            message = resident_text(clean_message(message))  # NUL / lone surrogates: no store keeps them
             text = message if message.strip() else EMPTY_MESSAGE
             metadata = data.get(self.metadata_key) or {}
             if isinstance(metadata, str):
