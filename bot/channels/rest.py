@@ -33,6 +33,7 @@ from sanic.request import Request
 
 from bot.channels.payloads import resident_text
 from bot.identity import rest_sender
+from bot.production import is_production
 from bot.ratelimit import LIMIT_ENV, MSG_TOO_FAST, RateLimiter, env_int
 from bot.text import clean_message, mask_personal_data
 from bot.trackerstore import TrackerStoreUnavailable
@@ -71,6 +72,8 @@ class RestInput(RasaRestInput):
                  limiter: Optional[RateLimiter] = None) -> None:
         self.limiter = limiter or RateLimiter(rate_limit or env_int(LIMIT_ENV, 20), rate_window, "rest")
         self.token = os.environ.get(TOKEN_ENV) or None
+        if self.token is None and is_production():
+            log.warning("REST channel without %s: anyone who reaches Rasa can talk as any REST sender", TOKEN_ENV)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("qingcheng_rest_webhook", __name__)

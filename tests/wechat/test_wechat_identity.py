@@ -88,24 +88,39 @@ def _ticket_state(db_url: str) -> tuple:
     return [tuple(r) for r in rows], events
 
 
-@pytest.mark.asyncio
-async def test_rest_cannot_reach_a_wechat_residents_conversation_or_tickets(stack):
+@pytest.fixture(scope="module")
+def filed(stack):
+    """A ticket filed by the WeChat resident: (stack, db_url, number, rows and events before)."""
+    import asyncio
+
     wx, db_url, standin_port = stack
-    number = await _file_through_wechat(wx, standin_port)
+    number = asyncio.run(_file_through_wechat(wx, standin_port))
     before = _ticket_state(db_url)
     assert before[0] == [(number, "派单", OPENID, "wechat")]
+    return wx, db_url, number, before
+
+
+@pytest.mark.asyncio
+async def test_rest_without_the_front_ends_token_gets_401_and_nothing_is_processed(filed):
+    wx, db_url, number, before = filed
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
         wechat_events = len((await _tracker(s, wx.rasa_url, OPENID))["events"])
-
-        # an attacker without the front-end's token: refused, nothing processed
         for token in (None, "wrong", REST_TOKEN + "x"):
             status, body = await _rest(s, wx.rasa_url, "我的诉求办得怎么样了", token)
-            assert (status, body["error"]) == (401, "unauthorized")
+            assert status == 401, (status, body)
+            assert body["error"] == "unauthorized"
         assert len((await _tracker(s, wx.rasa_url, OPENID))["events"]) == wechat_events
         rest = await _tracker(s, wx.rasa_url, "rest:" + OPENID)
         assert [e for e in rest["events"] if e.get("event") == "user"] == []
+    assert _ticket_state(db_url) == before
 
-        # a front-end with the token, naming the openid: its own conversation
+
+@pytest.mark.asyncio
+async def test_rest_naming_a_wechat_openid_reaches_neither_the_conversation_nor_the_tickets(filed):
+    """A front-end with the token, naming the openid: its own conversation."""
+    wx, db_url, number, before = filed
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+        wechat_events = len((await _tracker(s, wx.rasa_url, OPENID))["events"])
         said = []
         for message in ("我的诉求办得怎么样了", f"查询 {number}", "没有解决"):
             status, body = await _rest(s, wx.rasa_url, message, REST_TOKEN)
