@@ -13,12 +13,13 @@ The secret is read from the environment only, never from the command line (ps sh
 from __future__ import annotations
 
 import argparse
-import hmac
 import ipaddress
 import logging
 import os
 import sys
 from typing import Optional
+
+from bot.bearer import bearer_ok
 
 HOST_ENV = "QC_ACTIONS_HOST"
 TOKEN_ENV = "QC_ACTIONS_TOKEN"
@@ -37,12 +38,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def authorised(header: Optional[str], token: str) -> bool:
-    """Constant-time check of `Bearer <token>` (compared as bytes: any header value works)."""
-    expected = f"Bearer {token}".encode("utf-8")
-    return hmac.compare_digest((header or "").encode("utf-8", "surrogateescape"), expected)
-
-
 def create_app(token: Optional[str], package: str = "actions"):
     from rasa_sdk.endpoint import create_app as sdk_app
     from sanic import response
@@ -53,7 +48,7 @@ def create_app(token: Optional[str], package: str = "actions"):
     async def check_secret(request):  # noqa: ANN001, ANN202
         if not token or (request.method == "GET" and request.path == "/health"):
             return None
-        if authorised(request.headers.get(HEADER), token):
+        if bearer_ok(request.headers.get(HEADER), token):
             return None
         log.warning("action server: %s %s without the shared secret refused", request.method, request.path)
         return response.json({"error": "unauthorized"}, status=401)

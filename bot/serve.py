@@ -52,7 +52,7 @@ def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, 
     env.update(rasa_env(env))  # QC_PROFILE=production: passwords the endpoints file refers to
     # The action server takes calls only with this secret (in the environment, never in argv);
     # Rasa sends it (the endpoints file names the variable).
-    env.setdefault(ACTIONS_TOKEN_ENV, secrets.token_urlsafe(32))
+    env[ACTIONS_TOKEN_ENV] = env.get(ACTIONS_TOKEN_ENV) or secrets.token_urlsafe(32)
     rasa = str(VENV_BIN / "rasa")
     endpoints = log_dir / f"endpoints-{rasa_port}.yml"
     endpoints.write_text(endpoints_yaml(f"http://127.0.0.1:{actions_port}/webhook", env,

@@ -20,7 +20,6 @@ POST /webhooks/rest/webhook {"sender": "...", "message": "..."} → [bot message
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import re
@@ -31,6 +30,7 @@ from rasa.core.channels.rest import RestInput as RasaRestInput
 from sanic import Blueprint, response
 from sanic.request import Request
 
+from bot.bearer import bearer_ok
 from bot.channels.payloads import resident_text
 from bot.identity import rest_sender
 from bot.production import is_production
@@ -47,11 +47,6 @@ MSG_BUSY = "系统暂时繁忙，您的消息没有处理成功，请稍后重�
 EMPTY_MESSAGE = "\u200b"
 _SENDER = re.compile(r"^[\w\-:.@]{1,128}$")
 TOKEN_ENV = "QC_REST_TOKEN"
-
-
-def authorised(header: Optional[str], token: str) -> bool:
-    """Constant-time check of `Authorization: Bearer <token>`."""
-    return hmac.compare_digest((header or "").encode("utf-8", "surrogateescape"), f"Bearer {token}".encode())
 
 
 def error(status: int, code: str, message: str):
@@ -84,7 +79,7 @@ class RestInput(RasaRestInput):
 
         @bp.route("/webhook", methods=["POST"])
         async def receive(request: Request):
-            if self.token and not authorised(request.headers.get("Authorization"), self.token):
+            if self.token and not bearer_ok(request.headers.get("Authorization"), self.token):
                 return error(401, "unauthorized", "REST 通道仅供受信任的前端使用：需要 Authorization: Bearer 令牌")
             try:
                 body = request.json
