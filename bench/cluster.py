@@ -41,13 +41,15 @@ def _tracker_problems(tracker_url: str, outcomes) -> int:
     tests/cluster/helpers.py: each user message once, each turn ended before the next)."""
     from sqlalchemy import create_engine, text
 
+    from bot.identity import rest_sender
+
     bad = 0
     engine = create_engine(tracker_url, future=True)
     try:
         with engine.connect() as conn:
             for o in outcomes:
                 rows = conn.execute(text("SELECT type_name, timestamp, action_name FROM events "
-                                         "WHERE sender_id = :s ORDER BY id"), {"s": o.sender}).all()
+                                         "WHERE sender_id = :s ORDER BY id"), {"s": rest_sender(o.sender)}).all()
                 users = sum(1 for r in rows if r.type_name == "user")
                 stamps = [r.timestamp for r in rows]
                 last_action, ok = None, users == o.turns and all(b >= a for a, b in zip(stamps, stamps[1:]))

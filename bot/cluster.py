@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,8 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from bot.gazetteer import REPO_ROOT
-from bot.serve import VENV_BIN, _wait_http, stop_stack
+from bot.production import ACTIONS_TOKEN_ENV
+from bot.serve import VENV_BIN, _wait_http, actions_command, stop_stack
 
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 
@@ -162,6 +164,8 @@ class Cluster:
     instances: int = 2
     model: Optional[str] = None
     api_token: str = field(default_factory=lambda: "cluster-" + uuid.uuid4().hex)
+    # the action servers' shared secret (bot/actions_server.py): env's QC_ACTIONS_TOKEN or a fresh one
+    actions_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     proxy_port: int = 0
     internal_port: int = 0
     web_port: int = 0
@@ -199,6 +203,7 @@ class Cluster:
         from bot.production import is_production, rasa_env
 
         env = {**os.environ, **self.env, "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT)}
+        env[ACTIONS_TOKEN_ENV] = env.get(ACTIONS_TOKEN_ENV) or self.actions_token
         if not is_production(env):
             raise RuntimeError("the cluster runs the production profile: set QC_PROFILE=production and its URLs")
         env.update(rasa_env(env))
@@ -217,7 +222,7 @@ class Cluster:
         rasa = str(VENV_BIN / "rasa")
         kind, _, n = name.partition("-")
         if kind == "actions":
-            return [rasa, "run", "actions", "-p", str(self.action_ports[int(n) - 1]), "--actions", "actions"]
+            return actions_command(self.action_ports[int(n) - 1])
         if kind == "rasa":
             return [rasa, "run", "-i", "127.0.0.1", "-p", str(self.rasa_ports[int(n) - 1]),
                     "--credentials", "credentials.yml", "--endpoints", str(self.work_dir / "endpoints.yml"),

@@ -4,6 +4,7 @@ assistant and the console's demo accounts, and stop them all on Ctrl-C."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from bot.gazetteer import REPO_ROOT
+from bot.production import ACTIONS_TOKEN_ENV
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -31,6 +33,12 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> bool:
     return False
 
 
+def actions_command(port: int) -> List[str]:
+    """Our action server (bot/actions_server.py): rasa_sdk on QC_ACTIONS_HOST (default
+    loopback), checking QC_ACTIONS_TOKEN."""
+    return [sys.executable, "-m", "bot.actions_server", "--port", str(port), "--actions", "actions"]
+
+
 def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, log_dir: Path = REPO_ROOT / "var",
                 api_token: Optional[str] = None, env: Optional[dict] = None,
                 sqlite_trackers: bool = True) -> List[subprocess.Popen]:
@@ -42,12 +50,14 @@ def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, 
 
     env = {**os.environ, **(env or {}), "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT)}
     env.update(rasa_env(env))  # QC_PROFILE=production: passwords the endpoints file refers to
-    rasa = str(VENV_BIN / "rasa")
+    # The action server takes calls only with this secret (in the environment, never in argv);
+    # Rasa sends it (the endpoints file names the variable).
+    env[ACTIONS_TOKEN_ENV] = env.get(ACTIONS_TOKEN_ENV) or secrets.token_urlsafe(32)
     endpoints = log_dir / f"endpoints-{rasa_port}.yml"
     endpoints.write_text(endpoints_yaml(f"http://127.0.0.1:{actions_port}/webhook", env,
                                         embedded_tracker_db=str(log_dir / f"trackers-{rasa_port}.db") if sqlite_trackers else None),
                          encoding="utf-8")
-    actions_cmd = [rasa, "run", "actions", "--port", str(actions_port), "--actions", "actions"]
+    actions_cmd = actions_command(actions_port)
     # through bot.rasa_run: the API token from the environment, not the command line (`ps` shows that)
     rasa_cmd = [str(VENV_BIN / "python"), "-m", "bot.rasa_run", "run", "-i", "127.0.0.1", "--port", str(rasa_port),
                 "--credentials", "credentials.yml", "--endpoints", str(endpoints), "--model", model or "models",
@@ -108,8 +118,6 @@ def serve(rasa_port: int, actions_port: int) -> int:
     prepare_store(make_engine())  # schema, queues and routing rules before the first resident writes
     print("starting the action server and the Rasa server (first start takes ~30 s)…", flush=True)
     # The console pushes ticket news to residents through Rasa's HTTP API (local only, token).
-    import secrets
-
     from bot.console.services import seed_demo_accounts
     from bot.console.uow import ConsoleUnitOfWork
     from bot.console.web import print_demo_accounts

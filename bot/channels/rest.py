@@ -12,12 +12,19 @@ POST /webhooks/rest/webhook {"sender": "...", "message": "..."} → [bot message
   QC_REDIS_URL is set). credentials.yml may set `rate_limit` / `rate_window` instead;
 - a client address (behind QC_TRUSTED_PROXIES: the forwarded one) over QC_CLIENT_RATE_LIMIT
   messages a minute (default 300, for carrier NAT) gets the same 429, however many sender
-  ids it rotates through.
+  ids it rotates through;
+- it is for trusted front-ends: with QC_REST_TOKEN set (production), a call without
+  `Authorization: Bearer <QC_REST_TOKEN>` gets a 401 and nothing is processed;
+- the conversation (and the tickets filed in it) is "rest:<sender>": a REST client cannot
+  name a WeChat openid or a widget session and reach that resident (bot/identity.py);
+- text Rasa would read as `/intent{…}` passes only when it is one of our buttons' payloads
+  (bot/channels/payloads.py); any other is ordinary text.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
@@ -27,6 +34,10 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.actions_down import ActionServerUnavailable, install as _install_actions_down
+from bot.bearer import bearer_ok
+from bot.channels.payloads import resident_text
+from bot.identity import rest_sender
+from bot.production import is_production
 from bot.ratelimit import CLIENT_LIMIT_DEFAULT, CLIENT_LIMIT_ENV, LIMIT_ENV, MSG_TOO_FAST, RateLimiter, env_int
 from bot.text import clean_message, mask_personal_data
 from bot.trackerstore import TrackerStoreUnavailable
@@ -43,6 +54,7 @@ _install_actions_down()
 # NLU guard reads it as "empty", so the resident hears why nothing happened.
 EMPTY_MESSAGE = "\u200b"
 _SENDER = re.compile(r"^[\w\-:.@]{1,128}$")
+TOKEN_ENV = "QC_REST_TOKEN"
 
 
 def error(status: int, code: str, message: str):
@@ -65,6 +77,9 @@ class RestInput(RasaRestInput):
         # per client address, whatever the sender ids (QC_CLIENT_RATE_LIMIT; behind QC_TRUSTED_PROXIES)
         self.client_limiter = RateLimiter.from_env("rest-client", CLIENT_LIMIT_DEFAULT, env=CLIENT_LIMIT_ENV)
         self.trusted_proxies = trusted_proxies_from_env()
+        self.token = os.environ.get(TOKEN_ENV) or None
+        if self.token is None and is_production():
+            log.warning("REST channel without %s: anyone who reaches Rasa can talk as any REST sender", TOKEN_ENV)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("qingcheng_rest_webhook", __name__)
@@ -75,6 +90,8 @@ class RestInput(RasaRestInput):
 
         @bp.route("/webhook", methods=["POST"])
         async def receive(request: Request):
+            if self.token and not bearer_ok(request.headers.get("Authorization"), self.token):
+                return error(401, "unauthorized", "REST 通道仅供受信任的前端使用：需要 Authorization: Bearer 令牌")
             try:
                 body = request.json
             except Exception:
@@ -98,13 +115,14 @@ class RestInput(RasaRestInput):
                 log.warning("rest: %s over %d messages in %gs, not processed", mask_personal_data(sender),
                             self.limiter.limit, self.limiter.window)
                 return error(429, "too_many_messages", MSG_TOO_FAST)
-            message = clean_message(message)  # NUL / lone surrogates: no store keeps them
+            message = resident_text(clean_message(message))  # NUL / lone surrogates: no store keeps them
             text = message if message.strip() else EMPTY_MESSAGE
             metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
             collector = CollectingOutputChannel()
+            conversation = rest_sender(sender)
             try:
                 await on_new_message(
-                    UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
+                    UserMessage(text, collector, conversation, input_channel=self.name(), metadata=metadata)
                 )
             except asyncio.CancelledError:
                 log.error("message from %s timed out", mask_personal_data(sender))
@@ -114,6 +132,8 @@ class RestInput(RasaRestInput):
             except (Exception, TrackerStoreUnavailable):  # the latter is a BaseException (bot/trackerstore.py)
                 log.exception("message from %s failed", mask_personal_data(sender))
                 return error(503, "unavailable", MSG_BUSY)
-            return response.json(collector.messages)
+            # the front-end named the resident `sender`: answer in its terms
+            return response.json([{**m, "recipient_id": sender} if m.get("recipient_id") == conversation else m
+                                  for m in collector.messages])
 
         return bp

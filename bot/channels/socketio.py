@@ -38,6 +38,7 @@ from sanic.request import Request
 from socketio import AsyncServer
 
 from bot.actions_down import ActionServerUnavailable
+from bot.channels.payloads import resident_text
 from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS, MSG_BUSY, MSG_KEPT
 from bot.ratelimit import CLIENT_LIMIT_DEFAULT, CLIENT_LIMIT_ENV, MSG_TOO_FAST, RateLimiter
 from bot.text import clean_message, mask_personal_data
@@ -158,7 +159,8 @@ class SocketIOInput(RasaSocketIOInput):
                             self.limiter.limit, self.limiter.window)
                 await output.send_text_message(sender_id, MSG_TOO_FAST)
                 return
-            message = clean_message(message)  # NUL / lone surrogates: no store keeps them
+            # only our buttons' payloads may be read as /intent{…} (bot/channels/payloads.py)
+            message = resident_text(clean_message(message))  # NUL / lone surrogates: no store keeps them
             text = message if message.strip() else EMPTY_MESSAGE
             metadata = data.get(self.metadata_key) or {}
             if isinstance(metadata, str):

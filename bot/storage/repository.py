@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
@@ -21,6 +21,7 @@ from bot.domain.model import (
     TicketState,
     format_ticket_number,
 )
+from bot.identity import REST_CHANNEL, legacy_rest_sender
 from bot.storage.tables import (
     queues,
     routing_rules,
@@ -132,8 +133,18 @@ class SqlTicketRepository(AbstractTicketRepository):
         )
         return self._one(query)
 
+    @staticmethod
+    def _reported_by(sender_id: str) -> Any:
+        """Reports of this resident (bot/identity.py): their sender id, and for "rest:<s>"
+        also REST reports stored as the bare <s> before sender ids were namespaced."""
+        bare = legacy_rest_sender(sender_id)
+        if bare is None:
+            return ticket_reports.c.sender_id == sender_id
+        return or_(ticket_reports.c.sender_id == sender_id,
+                   and_(ticket_reports.c.sender_id == bare, ticket_reports.c.channel == REST_CHANNEL))
+
     def tickets_for_sender(self, sender_id: str, limit: int) -> list[Ticket]:
-        reported = select(ticket_reports.c.ticket_id).where(ticket_reports.c.sender_id == sender_id)
+        reported = select(ticket_reports.c.ticket_id).where(self._reported_by(sender_id))
         query = (
             select(tickets)
             .where(tickets.c.id.in_(reported))
@@ -248,9 +259,7 @@ class SqlTicketRepository(AbstractTicketRepository):
         return list(self.conn.execute(query).scalars())
 
     def sender_has_report(self, ticket_id: int, sender_id: str) -> bool:
-        query = select(ticket_reports.c.id).where(
-            ticket_reports.c.ticket_id == ticket_id, ticket_reports.c.sender_id == sender_id
-        )
+        query = select(ticket_reports.c.id).where(ticket_reports.c.ticket_id == ticket_id, self._reported_by(sender_id))
         return self.conn.execute(query.limit(1)).first() is not None
 
     # --- numbering -----------------------------------------------------------

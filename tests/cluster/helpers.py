@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, text
 
 
 from bot.cluster import RasaHttpParser as HttpParser  # noqa: E402,F401  (re-exported for the tests)
+from bot.identity import rest_sender
 
 
 class AlternatingSession:
@@ -42,12 +43,13 @@ def tracker_url(env: Mapping[str, str]) -> str:
 
 
 def stored_events(env: Mapping[str, str], sender: str) -> List[Dict[str, Any]]:
-    """The conversation's events as the tracker store holds them, in insertion order."""
+    """The conversation of this REST sender (stored as "rest:<sender>", bot/identity.py), as
+    the tracker store holds it, in insertion order."""
     engine = create_engine(tracker_url(env), future=True)
     try:
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT id, type_name, timestamp, action_name, data FROM events "
-                                     "WHERE sender_id = :s ORDER BY id"), {"s": sender}).all()
+                                     "WHERE sender_id = :s ORDER BY id"), {"s": rest_sender(sender)}).all()
     finally:
         engine.dispose()
     return [{"id": r.id, "event": r.type_name, "timestamp": r.timestamp, "name": r.action_name,

@@ -62,7 +62,7 @@ def test_conversation_and_ticket_events_reached_rabbitmq(cluster, production_env
 
     rasa_events = asyncio.run(read_queue(production_env["QC_RASA_EVENTS_QUEUE"]))
     senders = {json.loads(body)["sender_id"] for _, _, body in rasa_events}
-    assert sum(s.startswith("bench-cluster-load-") for s in senders) == RESIDENTS
+    assert sum(s.startswith("rest:bench-cluster-load-") for s in senders) == RESIDENTS
 
     engine = make_engine(production_env["QC_DATABASE_URL"])
     with engine.connect() as conn:

@@ -261,7 +261,7 @@ def test_rabbitmq_away_then_back(faulty):
     while time.monotonic() < deadline and len(users) < outcome.turns:
         for _, _, body in asyncio.run(read_queue(env["QC_RASA_EVENTS_QUEUE"], 1.0)):
             event = json.loads(body)
-            if event.get("sender_id") == sender and event.get("event") == "user":
+            if event.get("sender_id") == "rest:" + sender and event.get("event") == "user":
                 users.append((event["timestamp"], event.get("text")))
     texts = [t for _, t in sorted(users)]
     assert len(texts) == outcome.turns and texts[0] == resident.first and texts[-1] == "/affirm", users

@@ -28,6 +28,7 @@ class Chat:
     def __init__(self, stack: Stack, sender: Optional[str] = None):
         self.stack = stack
         self.sender = sender or "e2e-" + uuid.uuid4().hex[:12]
+        self.conversation_id = "rest:" + self.sender  # the REST channel's key (bot/identity.py)
         self._seen = 0
 
     async def _post(self, message: str) -> List[Dict[str, Any]]:
@@ -39,7 +40,7 @@ class Chat:
 
     async def _events(self) -> List[Dict[str, Any]]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
-            async with s.get(f"{self.stack.rasa_url}/conversations/{self.sender}/tracker",
+            async with s.get(f"{self.stack.rasa_url}/conversations/{self.conversation_id}/tracker",
                              params={"token": TOKEN, "include_events": "ALL"}) as r:
                 assert r.status == 200, await r.text()
                 return (await r.json())["events"]

@@ -42,7 +42,7 @@ def test_conversation(stack, conv):
     with stack.engine().connect() as conn:
         rows = conn.execute(
             select(tickets).join(ticket_reports, ticket_reports.c.ticket_id == tickets.c.id)
-            .where(ticket_reports.c.sender_id == chat.sender)
+            .where(ticket_reports.c.sender_id == chat.conversation_id)
         ).mappings().all()
         expected = conv.get("ticket")
         if expected is None:
@@ -54,10 +54,10 @@ def test_conversation(stack, conv):
             if key == "description":
                 continue
             assert row[key] == value, f"ticket.{key} = {row[key]!r}, expected {value!r}"
-        report = conn.execute(select(ticket_reports).where(ticket_reports.c.sender_id == chat.sender)).mappings().one()
+        report = conn.execute(select(ticket_reports).where(ticket_reports.c.sender_id == chat.conversation_id)).mappings().one()
         if "description" in expected:
             want = expected["description"]
             if isinstance(want, dict):
                 want = want["repeat"] * want["times"]
             assert report["description"] == want
-        assert report["sender_id"] == chat.sender
+        assert report["sender_id"] == chat.conversation_id

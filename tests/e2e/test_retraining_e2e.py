@@ -130,10 +130,10 @@ def test_a_correction_in_the_inbox_reaches_the_running_server(small_stack) -> No
     after = asyncio.run(parse(stack.rasa_url, WRONG))
     assert after["intent"]["name"] == RIGHT, after["intent_ranking"][:3]
     # the other conversation kept its tracker and goes on with the new model
-    events = asyncio.run(tracker_events(stack.rasa_url, keep.sender))
+    events = asyncio.run(tracker_events(stack.rasa_url, keep.conversation_id))
     assert [e.get("text") for e in events if e.get("event") == "user"] == ["你好"]
     keep.say("谢谢")
-    events = asyncio.run(tracker_events(stack.rasa_url, keep.sender))
+    events = asyncio.run(tracker_events(stack.rasa_url, keep.conversation_id))
     assert [e.get("text") for e in events if e.get("event") == "user"] == ["你好", "谢谢"]
 
     # Rollback: the previous model serves again.

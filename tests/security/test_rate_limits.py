@@ -47,7 +47,8 @@ class RecordingBot:
         await message.output_channel.send_text_message(message.sender_id, f"收到：{message.text}")
 
     def by_sender(self) -> Counter:
-        return Counter(m.sender_id for m in self.messages)
+        # the REST channel keys conversations "rest:<sender>" (bot/identity.py)
+        return Counter(m.sender_id.removeprefix("rest:") for m in self.messages)
 
 
 async def serve(channel: Any, bot: RecordingBot, prefix: str) -> tuple[Any, str]:
@@ -94,7 +95,7 @@ async def test_rest_flood_one_sender_refused_others_unaffected() -> None:
     assert [status for status, _ in calm] == [200] * 5
     assert bot.by_sender() == {"flooder": 5, "neighbour": 5}
     # nothing reached the bot twice
-    assert len({m.text for m in bot.messages if m.sender_id == "flooder"}) == 5
+    assert len({m.text for m in bot.messages if m.sender_id == "rest:flooder"}) == 5
 
 
 async def test_rest_limit_is_shared_across_two_instances_through_redis(redis_url: str) -> None:
@@ -114,7 +115,7 @@ async def test_rest_limit_is_shared_across_two_instances_through_redis(redis_url
     assert [s for s, _ in calm] == [200] * 6
     both = bot_a.by_sender() + bot_b.by_sender()
     assert both == {"flooder": 6, "neighbour": 6}
-    texts = [m.text for m in bot_a.messages + bot_b.messages if m.sender_id == "flooder"]
+    texts = [m.text for m in bot_a.messages + bot_b.messages if m.sender_id == "rest:flooder"]
     assert len(texts) == len(set(texts)) == 6
 
 

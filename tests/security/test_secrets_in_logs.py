@@ -138,7 +138,7 @@ async def test_no_secret_in_any_log_and_the_rasa_api_needs_its_token(tmp_path: P
 
     # the complaint was filed with the phone: the number really went through the actions
     with engine.connect() as conn:
-        phones = conn.execute(select(ticket_reports.c.phone).where(ticket_reports.c.sender_id == sender)).scalars().all()
+        phones = conn.execute(select(ticket_reports.c.phone).where(ticket_reports.c.sender_id == "rest:" + sender)).scalars().all()
     assert phones == [PHONE_REST], phones
 
     files = sorted(p for p in logs.rglob("*") if p.is_file() and p.suffix == ".log")

@@ -58,6 +58,20 @@ def test_rasa_reads_the_file_with_the_passwords_from_the_environment(tmp_path, m
     assert endpoints.event_broker.kwargs["password"] == "mq-pw"
 
 
+def test_the_action_servers_secret_is_a_reference_that_rasa_sends_as_a_header(tmp_path, monkeypatch):
+    from rasa.core.utils import read_endpoints_from_path
+
+    text = endpoints_yaml("http://127.0.0.1:5055/webhook", {**ENV, "QC_ACTIONS_TOKEN": "s3cret-value"})
+    assert "s3cret-value" not in text and "Authorization: Bearer ${QC_ACTIONS_TOKEN}" in text
+    path = tmp_path / "endpoints.yml"
+    path.write_text(text, encoding="utf-8")
+    for k, v in rasa_env(ENV).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("QC_ACTIONS_TOKEN", "s3cret-value")
+    assert read_endpoints_from_path(str(path)).action.headers == {"Authorization": "Bearer s3cret-value"}
+    assert "headers" not in endpoints_yaml("http://127.0.0.1:5055/webhook", {})  # no secret: no header
+
+
 @pytest.mark.parametrize("name,value,message", [
     ("QC_TRACKER_DB_URL", "", "needs QC_TRACKER_DB_URL"),
     ("QC_REDIS_URL", "http://cache", "QC_REDIS_URL must be a redis URL"),

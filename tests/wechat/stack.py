@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from bot.gazetteer import REPO_ROOT
-from bot.serve import VENV_BIN, _wait_http, stop_stack
+from bot.serve import VENV_BIN, _wait_http, actions_command, stop_stack
 
 CREDENTIALS = """\
 bot.channels.rest.RestInput:
@@ -45,7 +45,7 @@ def start_wechat_stack(tmp: Path, rasa_port: int, actions_port: int, model: str,
     full_env = {**os.environ, **env, "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT)}
     rasa = str(VENV_BIN / "rasa")
     cmds = {
-        "actions": [rasa, "run", "actions", "--port", str(actions_port), "--actions", "actions"],
+        "actions": actions_command(actions_port),  # ours: loopback (bot/actions_server.py)
         "rasa": [rasa, "run", "-i", "127.0.0.1", "--port", str(rasa_port), "--credentials", str(credentials),
                  "--endpoints", str(endpoints), "--model", model]
         # the HTTP API the console's notification outbox calls (trigger_intent)
