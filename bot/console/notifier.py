@@ -214,10 +214,10 @@ class Notifier:
                 pass
             self.wake.clear()
 
-    async def stop(self, task: asyncio.Task, grace: float = 15.0) -> None:
+    async def stop(self, task: asyncio.Task, grace: float = 12.0) -> None:
         """Stop the loop `task` runs: the step in flight finishes (a message the channel
         accepted is recorded as sent, not sent again after a restart); cancelled only if
-        it takes longer than `grace` (RasaChannel's own timeout is 10 s)."""
+        it takes longer than `grace` (RasaChannel's own timeout is 10 s; stop_stack waits 15 s)."""
         self._stopping = True
         self.wake.set()
         done, _ = await asyncio.wait({task}, timeout=grace)
