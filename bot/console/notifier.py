@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -24,6 +24,7 @@ from bot.console.repository import OutboxMessage
 from bot.console.uow import ConsoleUnitOfWork
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The assistant's intent for pushed ticket news (domain.yml, data/rules/followup.yml).
 EXTERNAL_INTENT = "EXTERNAL_ticket_update"
@@ -71,6 +72,17 @@ class RasaChannel:
             raise DeliveryError(f"Rasa did not answer within {self.timeout.total:.0f} s") from exc
 
 
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """asyncio.to_thread that, when cancelled, still waits for the thread: a cancelled
+    caller (shutdown) never leaves a database write running behind its back."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.gather(future, return_exceptions=True)
+        raise
+
+
 def backoff(attempts: int, base: float = 5.0, cap: float = 1800.0) -> timedelta:
     """Delay before the next try after `attempts` failed tries (1 → base)."""
     return timedelta(seconds=min(cap, base * (2 ** max(0, attempts - 1))))
@@ -89,7 +101,10 @@ async def drain_once(
     batch: int = 50,
     lease: timedelta = timedelta(minutes=2),
     base_delay: float = 5.0,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> DrainResult:
+    """Send what is due. When `stopping()` turns true, the message in flight is finished
+    and recorded, the rest of the batch is handed back (due now) for the next sender."""
     now = now or datetime.now(timezone.utc)
 
     def claim() -> list[OutboxMessage]:
@@ -99,9 +114,19 @@ async def drain_once(
             uow.commit()
             return found
 
-    messages = await asyncio.to_thread(claim)
+    def release(ids: list[int]) -> None:
+        uow = uow_factory()
+        with uow:
+            for message_id in ids:
+                uow.console.retry_now(message_id, now)
+            uow.commit()
+
+    messages = await in_thread(claim)
     result = DrainResult()
-    for message in messages:
+    for index, message in enumerate(messages):
+        if stopping():
+            await in_thread(release, [m.id for m in messages[index:]])
+            break
         channel = channels.get(message.channel)
         error: str | None = None
         if channel is None:
@@ -126,7 +151,7 @@ async def drain_once(
                     uow.console.mark_failed(message.id, error, done_at + delay)
                 uow.commit()
 
-        await asyncio.to_thread(record)
+        await in_thread(record)
         if error is None:
             result.sent += 1
         else:
@@ -156,6 +181,7 @@ class Notifier:
         self.sweep_every = sweep_every
         self.clock = clock
         self.wake = asyncio.Event()
+        self._stopping = False
         self._last_sweep: float = 0.0
 
     async def step(self) -> None:
@@ -163,9 +189,9 @@ class Notifier:
         loop = asyncio.get_running_loop()
         if loop.time() - self._last_sweep >= self.sweep_every:
             self._last_sweep = loop.time()
-            await asyncio.to_thread(services.sweep_overdue, self.uow_factory(), now)
-        await asyncio.to_thread(services.process_feed, self.uow_factory(), now)
-        await drain_once(self.uow_factory, self.channels)
+            await in_thread(services.sweep_overdue, self.uow_factory(), now)
+        await in_thread(services.process_feed, self.uow_factory(), now)
+        await drain_once(self.uow_factory, self.channels, stopping=lambda: self._stopping)
         if self.publisher is not None:
             try:
                 await self.publisher.publish_pending()
@@ -175,7 +201,7 @@ class Notifier:
                 log.warning("event publishing to RabbitMQ failed, will retry: %s: %s", type(exc).__name__, exc)
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.step()
             except asyncio.CancelledError:
@@ -187,6 +213,18 @@ class Notifier:
             except asyncio.TimeoutError:
                 pass
             self.wake.clear()
+
+    async def stop(self, task: asyncio.Task, grace: float = 12.0) -> None:
+        """Stop the loop `task` runs: the step in flight finishes (a message the channel
+        accepted is recorded as sent, not sent again after a restart); cancelled only if
+        it takes longer than `grace` (RasaChannel's own timeout is 10 s; stop_stack waits 15 s)."""
+        self._stopping = True
+        self.wake.set()
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            log.warning("notifier still busy after %.0f s at shutdown: cancelled", grace)
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def channels_for(rasa_url: str, token: str | None, session: aiohttp.ClientSession) -> dict[str, Any]:

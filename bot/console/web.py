@@ -583,12 +583,8 @@ async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        if task is not None and console.notifier is not None:
+            await console.notifier.stop(task)  # lets the delivery in flight be recorded
         if console.notifier is not None and console.notifier.publisher is not None:
             await console.notifier.publisher.close()
         if http is not None:

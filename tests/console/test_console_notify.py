@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from bot.console import services as svc
 from bot.console.config import ConsoleConfig
-from bot.console.notifier import ConsoleChannel, RasaChannel, backoff, drain_once
+from bot.console.notifier import ConsoleChannel, Notifier, RasaChannel, backoff, drain_once
 from bot.console.tables import outbox
 from bot.console.uow import ConsoleUnitOfWork
 from bot.console.web import CONSOLE_CONFIG, CONSOLE_ENGINE
@@ -273,3 +273,60 @@ async def test_the_notifier_runs_with_the_app(engine: Engine, upload_dir) -> Non
                 await asyncio.sleep(0.05)
     assert [(x["sender"], x["body"]["entities"]["ticket_event"]) for x in rasa.calls] == [("resident-9", "accepted")]
     assert {r["status"] for r in rows(engine)} == {"sent"}
+
+
+class HeldChannel:
+    """A channel whose delivery is in flight until the test lets it through."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.delivered: list[str] = []
+
+    async def deliver(self, message: Any) -> None:
+        self.started.set()
+        await self.release.wait()
+        self.delivered.append(message.recipient)
+
+
+def two_resident_notices(engine: Engine) -> None:
+    svc.ensure_feed(ConsoleUnitOfWork(engine), now())
+    make_users(engine, ("grid",))
+    for key, sender in (("k1", "r1"), ("k2", "r2")):
+        filed = file(engine, key, sender=sender)
+        svc.perform(ConsoleUnitOfWork(engine), principal(engine, "grid"), filed.ticket_id, "accept", {}, now())
+    svc.process_feed(ConsoleUnitOfWork(engine), now())
+
+
+async def test_stopping_the_notifier_records_the_delivery_in_flight(engine: Engine) -> None:
+    two_resident_notices(engine)
+    held = HeldChannel()
+    notifier = Notifier(lambda: ConsoleUnitOfWork(engine), {"console": ConsoleChannel(), "rasa": held}, interval=60)
+    task = asyncio.create_task(notifier.run())
+    await asyncio.wait_for(held.started.wait(), 30)
+    stopping = asyncio.create_task(notifier.stop(task))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not stopping.done()  # waits for the resident's notice being delivered
+    held.release.set()
+    await stopping
+    assert task.done() and not task.cancelled()
+    assert held.delivered == ["r1"]  # the rest of the batch is not started once stopping
+    resident = [(r["recipient"], r["status"], r["attempts"]) for r in rows(engine) if r["kind"] == "resident"]
+    assert resident == [("r1", "sent", 1), ("r2", "pending", 0)]
+    [r2] = [r for r in rows(engine) if r["recipient"] == "r2"]
+    assert r2["next_attempt_at"] <= now()  # handed back, not leased: the next start sends it at once
+
+
+async def test_a_notifier_stuck_past_the_grace_is_cancelled_and_nothing_is_marked_sent(engine: Engine) -> None:
+    two_resident_notices(engine)
+    held = HeldChannel()
+    notifier = Notifier(lambda: ConsoleUnitOfWork(engine), {"console": ConsoleChannel(), "rasa": held}, interval=60)
+    task = asyncio.create_task(notifier.run())
+    await asyncio.wait_for(held.started.wait(), 30)
+    await notifier.stop(task, grace=0.1)
+    assert task.cancelled() and held.delivered == []
+    # Not recorded as sent (the channel never accepted it); leased, so sent again after the lease.
+    assert [(r["recipient"], r["status"]) for r in rows(engine) if r["kind"] == "resident"] == [
+        ("r1", "pending"), ("r2", "pending")
+    ]

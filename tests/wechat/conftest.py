@@ -37,13 +37,19 @@ def free_port() -> int:
 
 
 class FakeClock:
-    """time.time() plus an offset the test moves (token expiry, the 48-hour window)."""
+    """time.time() plus an offset the test moves (token expiry, the 48-hour window);
+    frozen, only the offset moves it: a lease then runs out when the test says so, not
+    when a loaded machine happens to be slow."""
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self.frozen_at: Optional[float] = None
+
+    def freeze(self) -> None:
+        self.frozen_at = time.time()
 
     def __call__(self) -> float:
-        return time.time() + self.offset
+        return (time.time() if self.frozen_at is None else self.frozen_at) + self.offset
 
 
 class FakeBot:
@@ -102,6 +108,17 @@ class ChannelServer:
         if server is not None:
             server.close()
             await server.wait_closed()
+
+
+class _Killed:
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("this worker was killed")
+
+
+def cut_off(server: ChannelServer) -> None:
+    """A killed process writes nothing more: a store call already handed to a thread (a
+    lease renewal) fails instead of landing later, e.g. after the test moved the clock on."""
+    server.gateway.store.engine = _Killed()
 
 
 class Harness:
