@@ -112,6 +112,15 @@ def main(argv: Sequence[str]) -> int:
     from bot.explain import Parser
     from bot.routing import default_router
 
+    import logging
+
+    logging.getLogger().setLevel(logging.WARNING)
+    try:  # no per-message debug lines from rasa's structlog
+        from rasa.utils.log_utils import configure_structlog
+
+        configure_structlog(logging.WARNING)
+    except Exception:
+        pass
     parser = Parser()
     for path in argv:
         rows = load_rows(Path(path))
