@@ -129,11 +129,12 @@ def per_category_table(results: Dict, part: str) -> str:
 
     rows = []
     for c in CATEGORY_LABELS:
-        o = pc(OURS)[c]
-        if o["support"] == 0:
+        o = pc(OURS).get(c)  # results written before a category existed do not have it
+        if not o or o["support"] == 0:
             continue
+        peer = {s: pc(s).get(c) or {"p": None, "r": None, "f1": None} for s in SYSTEMS[1:]}
         rows.append([f"`{c}`", o["support"], _f(o["p"]), _f(o["r"]), _f(o["f1"]),
-                     *[f"{_f(pc(s)[c]['p'], 2)} / {_f(pc(s)[c]['r'], 2)} / {_f(pc(s)[c]['f1'])}" for s in SYSTEMS[1:]]])
+                     *[f"{_f(peer[s]['p'], 2)} / {_f(peer[s]['r'], 2)} / {_f(peer[s]['f1'])}" for s in SYSTEMS[1:]]])
     return _table(["category", "n", "ours P", "ours R", "ours F1", *[f"{LABELS[s]} P / R / F1" for s in SYSTEMS[1:]]], rows)
 
 
