@@ -175,6 +175,12 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
     # --- the data ---------------------------------------------------------------------------------
     split = data.load_split(settings.split_limit)
     texts = [e.text for e in split]
+    from bench import independent
+
+    ind_rows = independent.load_independent()
+    if settings.split_limit is not None:  # quick: a sample of the independent set too
+        ind_rows = ind_rows[:: max(1, len(ind_rows) // settings.split_limit)]
+    ind_texts = [r["text"] for r in ind_rows]
     td = data.load_training()
     train_ex = data.training_examples(td)
     idx = list(range(len(train_ex)))
@@ -197,7 +203,7 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
         stock_data = [*[str(d) for d in training.DIALOGUE_DATA if d.exists()],
                       str(data.write_nlu_yaml(td, idx, work / "sample_nlu.yml"))]
     jobs = [{"name": "stock", "system": STOCK, "config": str(stock_cfg), "nlu": None, "data": stock_data,
-             "out_dir": str(work / "models"), "texts": texts, "keep_parse": True}]
+             "out_dir": str(work / "models"), "texts": texts + ind_texts, "keep_parse": True}]
     for k, (tr_idx, te_idx, fold_file) in enumerate(fold_sets, 1):
         for system, cfg in ((OURS, training.OUR_CONFIG), (STOCK, stock_cv_cfg)):
             jobs.append({"name": f"{system}-fold{k}", "system": system, "config": str(cfg), "nlu": str(fold_file),
@@ -213,10 +219,13 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
         preds: Dict[str, List] = {}
         ours = RasaModel(OURS, our_model)
         preds[OURS] = ours.predict(texts)
+        ind_preds = {OURS: ours.predict(ind_texts)}
         tfidf = TfidfLR().fit([e.text for e in train_ex], [e.intent for e in train_ex])
         results["train"][TFIDF] = tfidf.fit_seconds
         tfidf_preds = tfidf.predict(texts)
         kw_preds = KeywordRules().predict(texts)
+        ind_preds[TFIDF] = tfidf.predict(ind_texts)
+        ind_preds[KEYWORDS] = KeywordRules().predict(ind_texts)
         n_residents = settings.warmup + sum(c * k for c, k in settings.levels)
         residents = pick_residents(ours.parser, n_residents)
         ours.close()
@@ -248,8 +257,14 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
     results["train"][STOCK] = stock_main["train_seconds"]
     stock_model = Path(stock_main["model"])
 
-    # --- understanding on the held-out split ------------------------------------------------------
-    preds[STOCK] = as_preds(stock_main)
+    # --- understanding on the held-out split and the independent set, per register ----------------
+    stock_all = as_preds(stock_main)
+    preds[STOCK] = stock_all[: len(texts)]
+    ind_preds[STOCK] = stock_all[len(texts):]
+    results["independent"] = {s: independent.scores(ind_rows, ind_preds[s]) for s in (OURS, STOCK, TFIDF, KEYWORDS)}
+    for s, r in results["independent"].items():
+        log(f"  independent {s}: accuracy {r['all']['accuracy']:.3f} macro-F1 {r['all']['macro_f1']:.3f}; "
+            + ", ".join(f"{reg} {r[reg]['accuracy']:.3f}" for reg in independent.REGISTERS))
     preds[TFIDF] = tfidf_preds
     preds[KEYWORDS] = kw_preds
     preds = {s: preds[s] for s in (OURS, STOCK, TFIDF, KEYWORDS)}

@@ -129,11 +129,12 @@ def per_category_table(results: Dict, part: str) -> str:
 
     rows = []
     for c in CATEGORY_LABELS:
-        o = pc(OURS)[c]
-        if o["support"] == 0:
+        o = pc(OURS).get(c)  # results written before a category existed do not have it
+        if not o or o["support"] == 0:
             continue
+        peer = {s: pc(s).get(c) or {"p": None, "r": None, "f1": None} for s in SYSTEMS[1:]}
         rows.append([f"`{c}`", o["support"], _f(o["p"]), _f(o["r"]), _f(o["f1"]),
-                     *[f"{_f(pc(s)[c]['p'], 2)} / {_f(pc(s)[c]['r'], 2)} / {_f(pc(s)[c]['f1'])}" for s in SYSTEMS[1:]]])
+                     *[f"{_f(peer[s]['p'], 2)} / {_f(peer[s]['r'], 2)} / {_f(peer[s]['f1'])}" for s in SYSTEMS[1:]]])
     return _table(["category", "n", "ours P", "ours R", "ours F1", *[f"{LABELS[s]} P / R / F1" for s in SYSTEMS[1:]]], rows)
 
 
@@ -236,6 +237,18 @@ def _remeasured(c: Dict) -> str:
             f"commit {r['commit']}, load average [{load}]; the rest of this report is from the run above.")
 
 
+def independent_part(results: Dict) -> List[str]:
+    """The independent set (tests/data/independent/), every system, per register."""
+    if "independent" not in results:
+        return []
+    from bench.independent import table
+
+    n = results["independent"][OURS]["all"]["n"]
+    return [f"Independent set: `tests/data/independent/`, {n} messages written by people who never saw the training "
+            "data, in five registers. Label = the category, else the intent; emergency = the intent itself.", "",
+            table(results["independent"]), ""]
+
+
 def write_report(results: Dict, path: Path) -> Path:
     st, m = results["settings"], results["machine"]
     v = m["versions"]
@@ -275,11 +288,12 @@ def write_report(results: Dict, path: Path) -> Path:
         f"Held-out split: `tests/data/test_split.jsonl`, {n_split} messages, never trained on. "
         f"Cross-validation: {cv['folds']}-fold, stratified by intent (seed 0), over {cv['n']} examples of "
         "`data/nlu/*.yml` (Rasa's loader); every system is trained on the same folds; mean ± standard deviation over the folds. "
-        "Category = the intent when it is one of the 12 category codes, otherwise `none`; macro-F1 averages the 13 "
-        "classes (12 codes + `none`) the data has, intent macro-F1 the intents it has.",
+        "Category = the intent when it is one of the category codes, otherwise `none`; macro-F1 averages the "
+        "classes (codes + `none`) the data has, intent macro-F1 the intents it has.",
         "",
         understanding_table(results),
         "",
+        *independent_part(results),
         "Category macro-F1, ours against each peer:",
         "",
         *margins(results),

@@ -1,6 +1,6 @@
 """Open311 GeoReport v2 (JSON) over the ticket store.
 
-    GET  /open311/v2/services.json                 the 12 categories as services
+    GET  /open311/v2/services.json                 the categories (catalogue) as services
     POST /open311/v2/requests.json                 file a request (api_key required)
     GET  /open311/v2/requests.json                 requests (filters: service_request_id, service_code,
                                                    start_date, end_date, status); public, no personal data:

@@ -31,6 +31,16 @@ CATEGORIES: dict[str, str] = {
     "roads_lighting": "市政设施",
     "property": "物业与小区",
     "market": "市场监管",
+    "ecology": "生态环境",
+    "power_supply": "供电",
+    "gas": "燃气",
+    "transport": "交通与公交",
+    "greenery": "园林绿化",
+    "labour": "劳动保障",
+    "demolition": "征收拆迁",
+    "real_estate": "房产",
+    "education": "教育",
+    "healthcare": "医疗卫生",
     "other": "其他",
 }
 

@@ -1,5 +1,6 @@
-"""Intent classifier: TF-IDF over character 1–4-grams and jieba word 1–2-grams of the
-normalised text with place names masked, and a multinomial logistic regression.
+"""Intent classifier: TF-IDF over character 1–4-grams and jieba word 1–2-grams of what
+bot.nlu.reading makes of the message (names, numbers and courtesies out), and a
+multinomial logistic regression.
 
 On our held-out split this generalises better than DIET for short Chinese complaints,
 trains in seconds on two cores and answers in well under a millisecond. The model is
@@ -17,28 +18,12 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
-from rasa.nlu.constants import TOKENS_NAMES
 from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from bot.nlu.reading import reading
 from bot.nlu.tokenizer import LOCATION_SPANS
-from bot.text import MAX_NLU_CHARS, normalise
-
-MASK_CHAR = "＃"
-
-
-def masked_text(text: str, spans: Sequence[Sequence[int]] = ()) -> str:
-    """Normalised, lower-cased text with each place name replaced by one mask character."""
-    text = normalise(text or "")[:MAX_NLU_CHARS]
-    for start, end in sorted(spans or (), key=lambda s: -s[0]):
-        if end <= len(text):
-            text = text[:start] + MASK_CHAR + text[end:]
-    return text.lower()
-
-
-def message_words(message: Message) -> List[str]:
-    return [t.text.lower() for t in (message.get(TOKENS_NAMES[TEXT]) or [])]
 
 
 class _Features:
@@ -119,7 +104,7 @@ def _ngrams(words: Sequence[str], ngram_range) -> List[str]:
 class CharNgramIntentClassifier(GraphComponent, IntentClassifier):
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {"char_ngram_range": [1, 4], "word_ngram_range": [1, 2], "C": 30.0, "max_iter": 3000,
+        return {"char_ngram_range": [1, 4], "word_ngram_range": [1, 2], "C": 30.0, "max_iter": 3000, "class_weight": None,
                 "ranking_length": 10}
 
     def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
@@ -139,12 +124,14 @@ class CharNgramIntentClassifier(GraphComponent, IntentClassifier):
         from sklearn.linear_model import LogisticRegression
 
         examples = [m for m in training_data.intent_examples if m.get(TEXT)]
-        texts = [masked_text(m.get(TEXT), m.get(LOCATION_SPANS)) for m in examples]
-        words = [message_words(m) for m in examples]
+        read = [reading(m.get(TEXT), m.get(LOCATION_SPANS)) for m in examples]
+        texts = [r[0] for r in read]
+        words = [r[1] for r in read]
         labels = [m.get(INTENT) for m in examples]
         self.features = _Features(self._config["char_ngram_range"], self._config["word_ngram_range"])
         x = self.features.fit_transform(texts, words)
-        clf = LogisticRegression(C=self._config["C"], max_iter=self._config["max_iter"])
+        clf = LogisticRegression(C=self._config["C"], max_iter=self._config["max_iter"],
+                                 class_weight=self._config["class_weight"])
         clf.fit(x, labels)
         self.coef, self.intercept, self.classes = clf.coef_, clf.intercept_, [str(c) for c in clf.classes_]
         self._persist()
@@ -178,7 +165,7 @@ class CharNgramIntentClassifier(GraphComponent, IntentClassifier):
         weights = self._coef_t[1]
         scores = np.empty((len(messages), len(self.classes)))
         for i, m in enumerate(messages):
-            idx, val = self.features.transform_one(masked_text(m.get(TEXT), m.get(LOCATION_SPANS)), message_words(m))
+            idx, val = self.features.transform_one(*reading(m.get(TEXT), m.get(LOCATION_SPANS)))
             scores[i] = val @ weights[idx] + self.intercept
         scores -= scores.max(axis=1, keepdims=True)
         p = np.exp(scores)

@@ -22,7 +22,7 @@ async def test_services_list_every_category(client: TestClient) -> None:
     assert resp.status == 200
     services = await resp.json()
     assert [s["service_code"] for s in services][:3] == ["dog", "illegal_ads", "drainage"]
-    assert len(services) == 12
+    assert len(services) == 22
     assert services[0]["service_name"] == "文明养犬" and services[0]["metadata"] is False
     assert (await client.get("/open311/discovery.json")).status == 200
 

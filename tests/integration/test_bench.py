@@ -46,7 +46,8 @@ def test_report_has_every_table_and_system(quick_run):
     for heading in ("## Targets", "## Understanding", "## Routing", "## Speed through the real servers",
                     "## WeChat: the 5-second window"):
         assert heading in report
-    for head in ("| system | split intent acc |", "| system | residents at once |", "| system | right |"):
+    for head in ("| system | split intent acc |", "| system | residents at once |", "| system | right |",
+                 "| system | n | accuracy | macro-F1 | chat acc / F1 |"):
         assert head in report
     for label in LABELS.values():
         assert f"| {label} |" in report, label

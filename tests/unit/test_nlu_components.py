@@ -8,7 +8,7 @@ from typing import List, Tuple
 import pytest
 
 from bot.gazetteer import Gazetteer
-from bot.nlu.classifier import MASK_CHAR, masked_text
+from bot.nlu.reading import MASK_CHAR, reading, reading_text
 from bot.nlu.locations import LocationMatcher, build_aliases, unknown_places
 from bot.nlu.tokenizer import LOCATION_TOKEN, jieba_tokens
 
@@ -161,10 +161,34 @@ def test_jieba_tokens_ignore_overlapping_and_out_of_range_masks(dictionaries) ->
 # --- classifier text ------------------------------------------------------------------------
 
 
-def test_masked_text() -> None:
-    assert masked_text("新城区公主府社区ＡＢＣ有狗", [(0, 3), (3, 8)]) == MASK_CHAR * 2 + "abc有狗"
-    assert masked_text("ABC遛狗") == "abc遛狗"
-    assert masked_text("") == ""
-    assert masked_text(None) == ""
-    assert masked_text("ab", [(0, 5)]) == "ab"  # a span beyond the text is ignored
-    assert masked_text("我在\u3000公主府社区", [(3, 8)]) == "我在 " + MASK_CHAR
+def test_reading_text_masks_places_keeping_their_kind() -> None:
+    assert reading_text("新城区公主府社区ＡＢＣ有狗", [(0, 3), (3, 8)]) == MASK_CHAR * 2 + "abc有狗"
+    assert reading_text("内蒙古医院挂号难", [(0, 5)]) == MASK_CHAR + "医院挂号难"
+    assert reading_text("ABC遛狗") == "abc遛狗"
+    assert reading_text("") == ""
+    assert reading_text(None) == ""
+    assert reading_text("ab", [(0, 5)]) == "ab"  # a span beyond the text is ignored
+
+
+def test_reading_text_masks_names_the_gazetteer_does_not_know() -> None:
+    assert reading_text("关于金隅时代城小区电梯频繁故障的投诉") == "关于" + MASK_CHAR + "小区电梯频繁故障的投诉"
+    assert reading_text("投诉万豪酒店后厨油烟直排居民楼") == "投诉" + MASK_CHAR + "酒店后厨油烟直排居民楼"
+    assert reading_text("关于某小区电梯坏了") == "关于某小区电梯坏了"  # no name: nothing to mask
+    assert reading_text("市政府门口有人摆摊") == "市政府门口有人摆摊"
+
+
+def test_reading_text_numbers_become_one_digit() -> None:
+    assert reading_text("我住3号楼2单元502 电话13912345678") == "我住9号楼9单元9 电话9"
+    assert reading_text("12路公交车等了40分钟") == "9路公交车等了9分钟"
+
+
+def test_reading_text_drops_courtesies_and_call_lead_in() -> None:
+    letter = "关于频繁停电的反映\n尊敬的领导：您好！我们小区频繁停电。望有关部门高度重视。此致敬礼！"
+    assert reading_text(letter) == "关于频繁停电的反映 我们小区频繁停电。"
+    assert reading_text("市民来电反映：其小区停水") == "其小区停水"
+    assert reading_text("您好") == "您好"  # only a greeting: kept, the classifier reads a greeting
+
+
+def test_reading_words_are_jieba_words_of_the_reading() -> None:
+    text, words = reading("路灯不亮")
+    assert text == "路灯不亮" and "".join(words) == text and "路灯" in words

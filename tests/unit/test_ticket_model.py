@@ -81,7 +81,7 @@ def ticket_in(state: TicketState, legacy: bool = False) -> Ticket:
 def test_categories_in_order() -> None:
     assert list(CATEGORIES)[:3] == ["dog", "illegal_ads", "drainage"]
     assert list(CATEGORIES)[-1] == "other"
-    assert len(CATEGORIES) == 12
+    assert len(CATEGORIES) == 22
     assert CATEGORIES["heating"] == "供热"
 
 
