@@ -118,7 +118,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.add_argument("year", type=int)
     args = ap.parse_args(argv)
     if args.command == "import":
-        return cmd_import(args.file, args.by)
+        return cmd_import(args.file, args.by.strip() or _os_user())
     if not 2000 <= args.year <= 2100:
         ap.error("the year must be 2000–2100")
     return cmd_show(args.year) if args.command == "show" else cmd_export(args.year)

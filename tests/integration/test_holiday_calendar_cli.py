@@ -141,3 +141,7 @@ def test_by_defaults_to_the_os_user(db: tuple[str, Engine], tmp_path: Path) -> N
     assert cli(url, "import", write(tmp_path, SPRING), user="operator").returncode == 0
     with engine.connect() as conn:
         assert conn.execute(select(holiday_years.c.entered_by)).scalar_one() == "cli:operator"
+    assert cli(url, "import", write(tmp_path, SPRING.replace("2030-02-02", "2030-02-03")), "--by", " ",
+               user="operator2").returncode == 0
+    with engine.connect() as conn:  # an empty --by is the OS user too, never an anonymous "cli:"
+        assert conn.execute(select(holiday_years.c.entered_by)).scalar_one() == "cli:operator2"
