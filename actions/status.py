@@ -25,7 +25,11 @@ def status_variables(s: TicketStatus) -> Dict[str, str]:
         "state": s.state.value,
         "lead": s.lead_queue_name or runtime.catalogue().unit_name(s.lead_queue),
         "created": _fmt(s.created_at),
-        "deadline": _fmt(s.deadline_at),
+        # a resident needs when the problem will be handled (办结时限); while nobody has
+        # signed for it yet, also when that is due (the current step's deadline)
+        "deadline": _fmt(s.finish_deadline_at or s.deadline_at),
+        "sign_line": f"\n待承办单位签收，签收时限：{_fmt(s.deadline_at)}"
+        if s.finish_deadline_at is not None and s.finish_deadline_at != s.deadline_at else "",
         "last_event": f"{s.last_event_kind}（{_fmt(s.last_event_at)}）",
     }
 

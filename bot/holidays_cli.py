@@ -3,13 +3,13 @@
   import FILE.yml [--by NAME]   enter a year from a file (docs/holidays.md); refused whole
                                 with the line named when anything is wrong; moves the
                                 deadlines of open tickets the change affects
-  show YEAR                     the year as twelve month grids and where it comes from
+  show YEAR                     the year as twelve month grids, then its ranges and their source
   export YEAR                   the year in the file format (the city's, else the library's)
 """
 from __future__ import annotations
 
 import argparse
-import os
+import getpass
 import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -29,11 +29,24 @@ def _engine():
     return engine
 
 
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in the environment or the password database
+        return "cli"
+
+
 def cmd_import(path: str, by: str) -> int:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            raw = fh.read(hol.MAX_TEXT_BYTES + 1)  # never more: a huge file is refused, not parsed
+        if len(raw) > hol.MAX_TEXT_BYTES:
+            print(f"calendar import: {path} is larger than {hol.MAX_TEXT_BYTES // 1024} KB "
+                  "(a year's file is a few KB); nothing was saved", file=sys.stderr)
+            return 1
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        print(f"calendar import: cannot read {path}: {exc}", file=sys.stderr)
+        print(f"calendar import: cannot read {path}: {exc}; nothing was saved", file=sys.stderr)
         return 1
     try:
         year, ranges = hol.parse_yaml(text)
@@ -62,6 +75,7 @@ def cmd_show(year: int) -> int:
     try:
         with engine.connect() as conn:
             calendar = hol.calendar_from(*hol.load_rows(conn))
+        found = hol.export_year(engine, year)
     finally:
         engine.dispose()
     source = {"city": "市里录入的安排", "library": "chinese_calendar 库",
@@ -72,6 +86,11 @@ def cmd_show(year: int) -> int:
         for week in hol.month_grid(calendar, year, month):
             print(" ".join("  " if d is None else f"{d['day'].day:>2}" for d in week)
                   + "   " + " ".join("  " if d is None else f"{MARKS[d['status']]:>2}" for d in week))
+    if found:
+        print("\n日期 类型 来源")
+        for r in found[1]:
+            when = f"{r.start}" if r.start == r.end else f"{r.start} – {r.end}"
+            print(f"{when} {r.kind} {r.source}")
     return 0
 
 
@@ -93,13 +112,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     imp = sub.add_parser("import", help="enter a year from a YAML file")
     imp.add_argument("file")
-    imp.add_argument("--by", default=os.environ.get("USER", "cli"), help="who entered it (for the ticket log)")
+    imp.add_argument("--by", default=_os_user(), help="who entered it, for the ticket log (default: the OS user)")
     for name in ("show", "export"):
         p = sub.add_parser(name)
         p.add_argument("year", type=int)
     args = ap.parse_args(argv)
     if args.command == "import":
-        return cmd_import(args.file, args.by)
+        return cmd_import(args.file, args.by.strip() or _os_user())
     if not 2000 <= args.year <= 2100:
         ap.error("the year must be 2000–2100")
     return cmd_show(args.year) if args.command == "show" else cmd_export(args.year)

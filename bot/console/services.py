@@ -564,6 +564,8 @@ def actor_label(uow: ConsoleUnitOfWork, actor: str) -> str:
         return user.display_name if user is not None else name
     if kind == "resident":
         return "居民"
+    if kind == "cli" and name:  # python -m bot calendar import --by NAME
+        return f"命令行（{name}）"
     return SYSTEM_ACTORS.get(actor, "系统")
 
 

@@ -398,8 +398,16 @@ class Ticket:
             return self.dispatch_class.legacy_limit
         return self.limits.of(self.step)
 
-    def compute_deadline(self, calendar: WorkCalendar | None = None) -> datetime:
-        """The deadline from the events, on `calendar` (default: this process's calendar).
+    def finish_deadline(self, calendar: WorkCalendar | None = None) -> datetime:
+        """When the problem is due to be handled (办结时限), at whatever step the ticket is:
+        what a resident is told. Old-rule tickets: their one deadline."""
+        if self.limits is None or self.step != SIGN:
+            return self.deadline_at
+        return self.compute_deadline(calendar, step=FINISH)
+
+    def compute_deadline(self, calendar: WorkCalendar | None = None, step: str | None = None) -> datetime:
+        """The deadline from the events, on `calendar` (default: this process's calendar),
+        of the step the ticket is at (or of `step`).
 
         Per-step limits: 签收 runs from filing, 重办 or the last 退单; 办结 from the start of
         the handling period (受理 or the last 重办), plus granted extensions. Tickets filed
@@ -417,7 +425,7 @@ class Ticket:
                 extensions.append(int(e.data.get("days") or 0))
         if self.limits is None:
             deadline = deadline_for(self.dispatch_class, period, calendar)
-        elif self.step == SIGN:
+        elif (step or self.step) == SIGN:
             return self.limits.sign.due(sign_start, calendar)
         else:
             deadline = self.limits.finish.due(period, calendar)

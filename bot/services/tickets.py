@@ -62,6 +62,7 @@ class TicketStatus:
     # the unit whose worker signed (签收) in the current handling round, when recorded
     accepted_unit: str | None = None
     accepted_unit_name: str | None = None
+    finish_deadline_at: datetime | None = None  # 办结时限 (deadline_at is the current step's)
 
 
 def resident_of(sender_id: str) -> str:
@@ -199,6 +200,7 @@ def _status(uow: AbstractUnitOfWork, ticket: Ticket) -> TicketStatus:
         last_event_at=last.at,
         accepted_unit=unit,
         accepted_unit_name=uow.tickets.queue_name(unit) if unit else None,
+        finish_deadline_at=ticket.finish_deadline(),
     )
 
 

@@ -33,6 +33,13 @@ log = logging.getLogger(__name__)
 
 HOLIDAY, WORKDAY = "休", "班"
 KINDS = (HOLIDAY, WORKDAY)
+# Limits of one year's input, for the CLI and the console alike (a notice has ~13–16 ranges).
+MAX_RANGES = 60
+MAX_SOURCE = 200  # characters of a source (the notice's title and number)
+MAX_TEXT_BYTES = 256 * 1024  # a year file or a pasted block, checked before parsing
+FILE_KEYS = frozenset({"year", "source", "ranges"})
+RANGE_KEYS = frozenset({"date", "from", "to", "kind", "source"})
+WEEKDAYS = "一二三四五六日"
 
 
 class CalendarInputError(ValueError):
@@ -67,13 +74,33 @@ class DayChange:
 
 
 class _LineLoader(yaml.SafeLoader):
-    """Safe YAML that remembers the line of every mapping (as "__line__")."""
+    """Safe YAML that refuses duplicate keys and remembers the line of every mapping
+    (as "__line__") and of each of its keys (as "__keys__")."""
 
 
 def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    loader.flatten_mapping(node)
+    keys: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            seen = key in keys
+        except TypeError:  # an unhashable key: construct_mapping refuses it below
+            continue
+        if seen:
+            raise CalendarInputError(f"第{line}行：重复的键 {key}（第{keys[key]}行已有） / duplicate key {key!r}")
+        keys[key] = line
     value = loader.construct_mapping(node, deep=True)
     value["__line__"] = node.start_mark.line + 1
+    value["__keys__"] = keys
     return value
+
+
+def _refuse_unknown_keys(mapping: dict[str, Any], allowed: frozenset[str]) -> None:
+    for key, line in mapping["__keys__"].items():
+        if key not in allowed:
+            raise CalendarInputError(f"第{line}行：未知的键 {key}，只能是 {'、'.join(sorted(allowed))} / unknown key")
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_line)
@@ -100,19 +127,25 @@ def parse_yaml(text: str) -> tuple[int, list[DayRange]]:
         raise CalendarInputError(f"{line}：不是有效的YAML / not YAML") from None
     if not isinstance(raw, dict):
         raise CalendarInputError("第1行：文件须为含 year 和 ranges 的映射 / expected a mapping with year and ranges")
+    _refuse_unknown_keys(raw, FILE_KEYS)
     year = raw.get("year")
     if isinstance(year, bool) or not isinstance(year, int) or not 2000 <= year <= 2100:
         raise CalendarInputError(f"第{raw['__line__']}行：year 须为年份 / year must be a year")
     default_source = str(raw.get("source") or "").strip()
     items = raw.get("ranges")
-    if not isinstance(items, list) or not items:
+    if items is None:
+        items = []  # validate refuses an empty year, for the file and the console alike
+    if not isinstance(items, list):
         raise CalendarInputError(f"第{raw['__line__']}行：ranges 须为日期范围的列表 / ranges must be a list")
     ranges = []
     for item in items:
         if not isinstance(item, dict):
             raise CalendarInputError(f"年份 {year}：ranges 的每一项须为映射 / each range must be a mapping")
         line = int(item.pop("__line__"))
+        _refuse_unknown_keys(item, RANGE_KEYS)
         where = f"第{line}行"
+        if "date" in item and ("from" in item or "to" in item):
+            raise CalendarInputError(f"{where}：date 不能与 from、to 同时出现 / give date, or from and to, not both")
         if "date" in item:
             start = end = _day(item["date"], where)
         else:
@@ -135,9 +168,13 @@ def parse_rows(year_text: str, rows: Sequence[Mapping[str, str]]) -> tuple[int, 
     ranges = []
     for number, row in enumerate(rows, start=1):
         values = {k: str(row.get(k) or "").strip() for k in ("from", "to", "kind", "source")}
-        if not values["from"] and not values["to"]:
-            continue
         where = f"第{number}行"
+        if not values["from"]:
+            if values["to"]:
+                raise CalendarInputError(f"{where}：只填了结束日期，须填开始日期 / the row has an end but no start")
+            if values["source"]:
+                raise CalendarInputError(f"{where}：须填开始日期（只填了来源） / the row has a source but no date")
+            continue  # a blank row
         start = _day(values["from"] or values["to"], where)
         end = _day(values["to"] or values["from"], where)
         ranges.append(DayRange(start, end, values["kind"], values["source"], number))
@@ -145,7 +182,15 @@ def parse_rows(year_text: str, rows: Sequence[Mapping[str, str]]) -> tuple[int, 
 
 
 def validate(year: int, ranges: Sequence[DayRange]) -> dict[date, DayRange]:
-    """Every day of the year's schedule → its range; CalendarInputError names the line."""
+    """Every day of the year's schedule → its range; CalendarInputError names the line.
+    The one rule for the CLI and the console: a year is never empty, never more than
+    MAX_RANGES ranges, sources are short, a 班 is a weekend day."""
+    if not ranges:
+        raise CalendarInputError(f"{year}年没有任何日期范围：整年的安排不能为空（按通知录入放假和调休上班的日期） / "
+                                 "no ranges: a year's schedule cannot be empty")
+    if len(ranges) > MAX_RANGES:
+        raise CalendarInputError(f"共{len(ranges)}个日期范围，最多{MAX_RANGES}个；未保存任何内容 / "
+                                 f"{len(ranges)} ranges, at most {MAX_RANGES}")
     days: dict[date, DayRange] = {}
     for r in ranges:
         where = f"第{r.line}行"
@@ -153,6 +198,9 @@ def validate(year: int, ranges: Sequence[DayRange]) -> dict[date, DayRange]:
             raise CalendarInputError(f"{where}：未知的类型 {r.kind!r}，只能是 休 或 班 / unknown kind")
         if not r.source:
             raise CalendarInputError(f"{where}：须注明来源（通知文号） / the source notice is empty")
+        if len(r.source) > MAX_SOURCE:
+            raise CalendarInputError(f"{where}：来源最长{MAX_SOURCE}字（现有{len(r.source)}字） / "
+                                     f"the source is longer than {MAX_SOURCE} characters")
         if r.end < r.start:
             raise CalendarInputError(f"{where}：结束日期早于开始日期 / the range ends before it starts")
         if r.start.year != year or r.end.year != year:
@@ -165,6 +213,9 @@ def validate(year: int, ranges: Sequence[DayRange]) -> dict[date, DayRange]:
                                              f"{day} is marked both 休 and 班 (line {other.line})")
                 raise CalendarInputError(f"{where}：与第{other.line}行的日期范围重叠（{day}） / "
                                          f"overlaps line {other.line} on {day}")
+            if r.kind == WORKDAY and day.weekday() < 5:
+                raise CalendarInputError(f"{where}：{day} 是星期{WEEKDAYS[day.weekday()]}，本来就是工作日，"
+                                         "“班”只用于调休上班的周末 / 班 on a weekday means nothing")
             days[day] = r
     return days
 
@@ -253,15 +304,19 @@ def preview(engine: Engine, year: int, days: Mapping[date, DayRange]) -> tuple[C
         entries, years = load_rows(conn)
     before = calendar_from(entries, years)
     after = _with_year(entries, years, year, days)
+    return after, _changes(before, after, year)
+
+
+def _changes(before: CityWorkCalendar, after: CityWorkCalendar, year: int) -> list[DayChange]:
+    """The days whose working/non-working status really changes (a new source alone is no change)."""
     changes = []
     day = date(year, 1, 1)
     while day.year == year:
-        if before.is_workday(day) != after.is_workday(day) or \
-                entries.get(day) != ((days[day].kind, days[day].source) if day in days else None):
+        if before.is_workday(day) != after.is_workday(day):
             changes.append(DayChange(day, before.is_workday(day), after.is_workday(day),
                                      before.source(day), after.source(day)))
         day += DAY
-    return after, changes
+    return changes
 
 
 def _with_year(entries: Mapping[date, tuple[str, str]], years: Iterable[int], year: int,
@@ -287,7 +342,8 @@ def save_year(engine: Engine, year: int, days: Mapping[date, DayRange], actor: s
         new_year = {d: (r.kind, r.source) for d, r in days.items()}
         if year in years and old_year == new_year:
             return SaveResult(year, 0, [])
-        changed = len(set(old_year.items()) ^ set(new_year.items()))
+        calendar = _with_year(entries, years, year, days)
+        changed = len(_changes(calendar_from(entries, years), calendar, year))
         conn.execute(delete(holiday_days).where(holiday_days.c.year == year))
         if days:
             conn.execute(insert(holiday_days), [
@@ -299,7 +355,6 @@ def save_year(engine: Engine, year: int, days: Mapping[date, DayRange], actor: s
                          .values(entered_by=actor, entered_at=now))
         else:
             conn.execute(insert(holiday_years).values(year=year, entered_by=actor, entered_at=now))
-        calendar = _with_year(entries, years, year, days)
         moved = _move_deadlines(conn, calendar, actor, now)
     invalidate()
     log.info("holiday calendar %d saved by %s: %d days changed, %d open deadlines moved",

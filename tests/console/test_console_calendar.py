@@ -58,7 +58,7 @@ async def test_preview_shows_twelve_months_and_the_diff_and_saves_nothing(client
     assert '<td class="cal-day holiday" title="2030-02-04">4</td>' in html
     assert '<td class="cal-day holiday" title="2030-02-09">9</td>' in html  # a Saturday inside the holiday
     assert '<td class="cal-day rest" title="2030-02-16">16</td>' in html
-    assert "变化（8 天）" in html  # 2 Feb a working day, 4–8 Feb days off, 9–10 Feb now the notice's days
+    assert "变化（6 天）" in html  # 2 Feb a working day, 4–8 Feb days off (9–10 Feb stay days off)
     assert "<tr><td>2030-02-02</td><td>休息日（周一至周五）</td><td>工作日（市里安排）</td></tr>" in html
     assert 'formaction="/console/calendar/save"' in html
     assert counts(engine) == before

@@ -561,7 +561,10 @@ def test_status_of_own_ticket_by_number(db: Store, domain: dict, clock: Clock) -
                 "state": "派单",
                 "lead": "市公安局养犬管理",
                 "created": "2026-11-25 06:29",
-                "deadline": "2026-11-26 06:29",
+                # what a resident needs: when the problem is due to be handled (办结, 5 working
+                # days), and, while nobody has signed for it yet, when that is due (签收, 1)
+                "deadline": "2026-12-02 06:29",
+                "sign_line": "\n待承办单位签收，签收时限：2026-11-26 06:29",
                 "last_event": "派单（2026-11-25 06:29）",
             },
         )
