@@ -110,6 +110,7 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/console/retraining"): console_page(200, denied=NOT_ADMIN),
     ("POST", "/console/retraining/items/{item_id}/accept"): console_page(404, denied=NOT_ADMIN),
     ("POST", "/console/retraining/items/{item_id}/reject"): console_page(404, denied=NOT_ADMIN),
+    ("POST", "/console/retraining/items/{item_id}/undo"): console_page(404, denied=NOT_ADMIN),
     ("POST", "/console/retraining/places"): console_page(400, denied=NOT_ADMIN),  # empty form
     ("POST", "/console/retraining/train"): console_page(409, denied=NOT_ADMIN),  # one training at a time
     ("GET", "/console/retraining/models"): console_page(200, denied=NOT_ADMIN),
@@ -152,6 +153,7 @@ class World:
             "/console/users/{username}/active": "/console/users/victim/active",
             "/console/retraining/items/{item_id}/accept": "/console/retraining/items/999999/accept",
             "/console/retraining/items/{item_id}/reject": "/console/retraining/items/999999/reject",
+            "/console/retraining/items/{item_id}/undo": "/console/retraining/items/999999/undo",
             "/console/retraining/models/{model_id}": "/console/retraining/models/999999",
             "/console/retraining/models/{model_id}/confusion.png": "/console/retraining/models/999999/confusion.png",
             "/console/retraining/models/{model_id}/activate": "/console/retraining/models/999999/activate",
