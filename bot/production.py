@@ -15,6 +15,8 @@ Environment (production):
   QC_LOCK_PREFIX         optional alphanumeric key prefix (several deployments on one Redis)
   QC_AMQP_URL            RabbitMQ, e.g. amqp://qc:…@mq:5672/   (conversation + ticket events)
   QC_RASA_EVENTS_QUEUE   queue for Rasa's conversation events (default qc_rasa_events)
+  QC_RASA_EXCHANGE       the fanout exchange Rasa publishes them to (default <queue>.exchange: per
+                         deployment, not Rasa's shared rasa-exchange)
   QC_EVENTS_EXCHANGE     our ticket + notification events (topic exchange, default qc.events)
 """
 from __future__ import annotations
@@ -57,6 +59,7 @@ class ProductionSettings:
     amqp_url: str
     rasa_events_queue: str
     events_exchange: str
+    rasa_exchange: str = ""  # empty: derived from the queue name (from_env)
     rasa_events_max_length: int = 100_000  # the Rasa event queue's bounds (bot/eventbroker.py)
     rasa_events_ttl_hours: float = 168
     dead_letter_exchange: str = "qc.dead"
@@ -67,6 +70,7 @@ class ProductionSettings:
         prefix = (env.get("QC_LOCK_PREFIX") or "").strip() or None
         if prefix is not None and not prefix.isalnum():
             raise ProfileError("QC_LOCK_PREFIX must be alphanumeric (Rasa's rule for lock key prefixes)")
+        queue = (env.get("QC_RASA_EVENTS_QUEUE") or "qc_rasa_events").strip()
         return cls(
             database_url=_require(env, "QC_DATABASE_URL", ("postgresql",)),
             tracker_url=_require(env, "QC_TRACKER_DB_URL", ("postgresql",)),
@@ -74,7 +78,9 @@ class ProductionSettings:
             redis_url=_require(env, "QC_REDIS_URL", ("redis",)),
             lock_prefix=prefix,
             amqp_url=_require(env, "QC_AMQP_URL", ("amqp",)),
-            rasa_events_queue=(env.get("QC_RASA_EVENTS_QUEUE") or "qc_rasa_events").strip(),
+            rasa_events_queue=queue,
+            # Rasa's default exchange, rasa-exchange, is shared by every deployment on the vhost
+            rasa_exchange=(env.get("QC_RASA_EXCHANGE") or "").strip() or f"{queue}.exchange",
             events_exchange=(env.get("QC_EVENTS_EXCHANGE") or "qc.events").strip(),
             rasa_events_max_length=_positive(env, "QC_RASA_EVENTS_MAX_LENGTH", 100_000),
             rasa_events_ttl_hours=_positive(env, "QC_RASA_EVENTS_TTL_HOURS", 168),
@@ -159,6 +165,7 @@ def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None,
         '  password: ${QC_AMQP_PASSWORD}',
         "  queues:",
         f"    - {_q(s.rasa_events_queue)}",
+        f"  exchange_name: {_q(s.rasa_exchange or s.rasa_events_queue + '.exchange')}",
         # bounded and dead-lettered: nobody of ours reads it (README "Production")
         f"  max_length: {s.rasa_events_max_length}",
         f"  message_ttl_ms: {int(s.rasa_events_ttl_hours * 3600 * 1000)}",

@@ -46,7 +46,7 @@ from bot.web.clientaddr import client_address, trusted_proxies_from_env
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 20000
-MSG_BUSY = "系统暂时繁忙，您的消息没有处理成功，请稍后重发。"
+from bot.busy import MSG_BUSY  # noqa: E402 - shared with the cluster's nginx fallback
 # The action server is down: the message is kept and handled first thing next time (bot/actions_down.py).
 MSG_KEPT = "系统繁忙，您刚才的信息已记下，请稍后再试。"
 _install_actions_down()

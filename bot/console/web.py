@@ -63,6 +63,7 @@ class Console:
         self.engine = engine
         self.owns_engine = engine is None
         self.notifier: Notifier | None = None
+        self.notifier_task: asyncio.Task | None = None
         self.throttle = LoginThrottle()
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -580,18 +581,29 @@ async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
             publisher=publisher_from_env(console.engine),
         )
         task = asyncio.create_task(console.notifier.run(), name="console-notifier")
+        console.notifier_task = task
     try:
         yield
     finally:
-        if task is not None and console.notifier is not None:
-            await console.notifier.stop(task)  # lets the delivery in flight be recorded
-        if console.notifier is not None and console.notifier.publisher is not None:
-            await console.notifier.publisher.close()
+        await _stop_notifier(app)  # already done by on_shutdown when aiohttp ran it
         if http is not None:
             await http.close()
         holidays.uninstall(calendar)
         if console.owns_engine and console.engine is not None:
             console.engine.dispose()
+
+
+async def _stop_notifier(app: web.Application) -> None:
+    """Stop the notifier (the delivery in flight is finished and recorded) and close its
+    RabbitMQ connection. Runs on_shutdown, before aiohttp waits (up to its shutdown_timeout)
+    for every task started after start-up: the connection's reader tasks never end on their
+    own, so the web server lingered until stop_stack's SIGKILL. Idempotent."""
+    console = app[CONSOLE]
+    task, console.notifier_task = console.notifier_task, None
+    if task is not None and console.notifier is not None:
+        await console.notifier.stop(task)
+    if console.notifier is not None and console.notifier.publisher is not None:
+        await console.notifier.publisher.close()
 
 
 def print_demo_accounts(created: list[tuple[str, str, str, tuple[str, ...]]]) -> None:
@@ -631,3 +643,4 @@ def setup_console(app: web.Application, engine: Engine | None = None, config: Co
     retraining.setup(app)
     open311.setup(app)
     app.cleanup_ctx.append(_console_ctx)
+    app.on_shutdown.append(_stop_notifier)

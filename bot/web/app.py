@@ -29,9 +29,18 @@ def init_app(settings: Optional[Settings] = None) -> web.Application:
     return app
 
 
+# After SIGTERM: how long requests in flight may take before their connections are closed
+# (aiohttp's default, 60 s, outlives stop_stack's 15 s before SIGKILL). The notifier's
+# delivery in flight has its own grace (bot/console/notifier.py), before this one.
+SHUTDOWN_TIMEOUT_ENV = "QC_WEB_SHUTDOWN_TIMEOUT"
+
+
 def main() -> None:  # python -m bot.web.app
+    import os
+
     settings = Settings.from_env()
-    web.run_app(init_app(settings), host=settings.host, port=settings.port)
+    web.run_app(init_app(settings), host=settings.host, port=settings.port,
+                shutdown_timeout=float(os.environ.get(SHUTDOWN_TIMEOUT_ENV) or 5))
 
 
 if __name__ == "__main__":

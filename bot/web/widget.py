@@ -7,8 +7,10 @@
                                  ≤ QC_UPLOAD_RATE_LIMIT a minute per client address, default 10)
     GET  /widget/photo/<id>      an uploaded photo, by the random id the upload returned
 
-The page talks to Rasa's Socket.IO channel directly (QC_WIDGET_SOCKET_URL; by default the
-host the browser used with Rasa's port from QC_RASA_URL). Uploads are stored outside any
+The page talks to Rasa's Socket.IO channel at QC_WIDGET_SOCKET_URL: a URL, or `same-origin`
+(the page's own origin: behind nginx, which proxies /socket.io/ to Rasa; `make run-cluster`
+sets it); by default Rasa's own address from QC_RASA_URL. Never from the request's Host
+header, which the client chooses. Uploads are stored outside any
 web root (var/uploads/, QC_UPLOAD_DIR) under a random name and are only served by id.
 """
 from __future__ import annotations
@@ -51,7 +53,7 @@ STATIC = {
 class WidgetConfig:
     dist_dir: Path
     upload_dir: Path
-    socket_url: str = ""  # empty: the browser's host with Rasa's port
+    socket_url: str = ""  # a URL, SAME_ORIGIN, or empty: Rasa's address from QC_RASA_URL
     public_url: str = ""  # empty: the origin the request came to (for photo links in tickets)
     frame_ancestors: str = "*"  # pages allowed to embed the widget (CSP frame-ancestors)
     # our reverse proxies' addresses (QC_TRUSTED_PROXIES, comma-separated): behind them the
@@ -104,15 +106,19 @@ def _origin(request: web.Request) -> str:
     return f"{request.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
+SAME_ORIGIN = "same-origin"
+
+
 def socket_url(request: web.Request) -> str:
+    """Where the page's Socket.IO client connects; "" = the page's own origin. Configured,
+    never built from the Host header (a client could point residents anywhere)."""
     cfg = request.app[WIDGET]
+    if cfg.socket_url == SAME_ORIGIN:
+        return ""
     if cfg.socket_url:
         return cfg.socket_url
     rasa = urlsplit(request.app[SETTINGS].rasa_url)
-    host, _ = _host_port(request)
-    if host is None:
-        return f"{rasa.scheme}://{rasa.netloc}"
-    return f"{request.scheme}://{host}:{rasa.port or 5005}"
+    return f"{rasa.scheme}://{rasa.netloc}"
 
 
 def client_address(request: web.Request) -> str:
@@ -132,13 +138,16 @@ async def page(request: web.Request) -> web.StreamResponse:
     if not index.is_file():
         return _error(503, "widget_not_built", "widget not built: run `make widget`")
     url = socket_url(request)
-    parts = urlsplit(url)
-    ws = ("wss" if parts.scheme == "https" else "ws") + f"://{parts.netloc}"
+    connect = "'self'"  # same origin: 'self' covers ws(s) to it too (CSP 3)
+    if url:
+        parts = urlsplit(url)
+        ws = ("wss" if parts.scheme == "https" else "ws") + f"://{parts.netloc}"
+        connect += f" {parts.scheme}://{parts.netloc} {ws}"
     body = index.read_text(encoding="utf-8").replace("{{SOCKET_URL}}", html.escape(url, quote=True))
     resp = web.Response(text=body, content_type="text/html", charset="utf-8")
     resp.headers["Content-Security-Policy"] = (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-        f"connect-src 'self' {parts.scheme}://{parts.netloc} {ws}; base-uri 'none'; form-action 'none'; "
+        f"connect-src {connect}; base-uri 'none'; form-action 'none'; "
         f"frame-ancestors {cfg.frame_ancestors}"
     )
     resp.headers["Cache-Control"] = "no-cache"

@@ -28,7 +28,7 @@ def test_rasa_event_queue_keeps_the_newest_and_dead_letters_the_rest(tmp_path, m
     env = {"QC_PROFILE": "production", "QC_DATABASE_URL": "postgresql://x@127.0.0.1/x",
            "QC_TRACKER_DB_URL": "postgresql://x@127.0.0.1/y", "QC_REDIS_URL": "redis://127.0.0.1:6379/1",
            "QC_AMQP_URL": AMQP_URL, "QC_RASA_EVENTS_QUEUE": queue, "QC_RASA_EVENTS_MAX_LENGTH": "3",
-           "QC_DEAD_LETTER_EXCHANGE": dead}
+           "QC_DEAD_LETTER_EXCHANGE": dead, "QC_RASA_EXCHANGE": exchange}
     path = tmp_path / "endpoints.yml"
     path.write_text(endpoints_yaml("http://127.0.0.1:1/webhook", env), encoding="utf-8")
 
@@ -41,7 +41,7 @@ def test_rasa_event_queue_keeps_the_newest_and_dead_letters_the_rest(tmp_path, m
             dq = await ch.declare_queue(dead_queue, auto_delete=False)
             await dq.bind(dlx)
             cfg = read_endpoints_from_path(str(path)).event_broker
-            cfg.kwargs["exchange_name"] = exchange  # not the shared rasa_exchange
+            assert cfg.kwargs["exchange_name"] == exchange  # not the shared rasa-exchange
             broker = await EventBroker.create(cfg)
             try:
                 for i in range(5):

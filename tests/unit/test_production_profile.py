@@ -38,6 +38,7 @@ def test_production_moves_every_store_and_keeps_passwords_out_of_the_file():
                        "password": "${QC_REDIS_PASSWORD}", "key_prefix": "qingcheng"},
         "event_broker": {"type": "bot.eventbroker.BoundedPikaEventBroker", "url": "mq.internal", "port": 5673,
                          "username": "mq-user", "password": "${QC_AMQP_PASSWORD}", "queues": ["qc_rasa_events"],
+                         "exchange_name": "qc_rasa_events.exchange",
                          "max_length": 100000, "message_ttl_ms": 604800000, "dead_letter_exchange": "qc.dead",
                          "should_keep_unpublished_messages": True, "raise_on_failure": False},
     }

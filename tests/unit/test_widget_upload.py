@@ -160,14 +160,27 @@ def test_static_whitelist_and_page(dirs):
         r = await client.get("/widget/")
         assert r.status == 200
         html = await r.text()
-        # the browser's host with Rasa's port; a hostile Host header cannot inject markup
+        # Rasa's address (QC_RASA_URL); a hostile Host header cannot inject markup
         assert f'content="http://127.0.0.1:5005"' in html
         csp = r.headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "http://127.0.0.1:5005" in csp and "ws://127.0.0.1:5005" in csp
         r = await client.get("/widget/", headers={"Host": 'evil"><script>x</script>'})
         assert "<script>" not in await r.text()
+        # Rasa's configured address, never the client's Host header
+        r = await client.get("/widget/", headers={"Host": "evil.example"})
+        assert 'content="http://127.0.0.1:5005"' in await r.text()
+        assert "evil.example" not in r.headers["Content-Security-Policy"]
 
     run(dirs, check)
+
+
+def test_same_origin_socket_url(dirs):
+    async def check(client):
+        r = await client.get("/widget/", headers={"Host": "evil.example:33333"})
+        assert '<meta name="qc-socket-url" content="">' in await r.text()  # the widget then uses the page's origin
+        assert "connect-src 'self';" in r.headers["Content-Security-Policy"]
+
+    run(dirs, check, socket_url="same-origin")
 
 
 def test_configured_socket_url(dirs):
