@@ -13,6 +13,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
+from bot.identity import rest_sender
 from tests.ops.supervised import KEPT, Supervised, answer_for, answers, finish, say
 
 TOKEN = "serve-supervisor-" + uuid.uuid4().hex[:8]
@@ -95,8 +96,8 @@ def test_action_server_killed_resident_told_and_phone_kept(served, residents):
     seen = finish(served.url, sender, residents[0], "在吗")
     assert "保密吗" in seen[0]  # the kept number was used first: the next question is asked
     number = seen[-1]
-    assert [phone for phone, n in _reports(served.db)[sender]] == [PHONE]
-    assert _reports(served.db)[sender][0][1] in number
+    assert [phone for phone, n in _reports(served.db)[rest_sender(sender)]] == [PHONE]
+    assert _reports(served.db)[rest_sender(sender)][0][1] in number
 
 
 def _conversation_texts(served, sender: str) -> list:
@@ -179,7 +180,7 @@ def test_rasa_killed_mid_conversation_comes_back_and_conversation_goes_on(served
     old = served.kill("rasa")
     served.wait_restarted("rasa", old, served.health["rasa"])
     finish(served.url, sender, residents[1], "/deny")
-    assert len(_reports(served.db)[sender]) == 1
+    assert len(_reports(served.db)[rest_sender(sender)]) == 1
 
 
 def test_web_killed_comes_back(served):
