@@ -509,6 +509,8 @@ class TicketView:
     queue_names: dict[str, str] = field(default_factory=dict)
     actor_names: dict[str, str] = field(default_factory=dict)  # event actor → who a worker reads
     photo_reports: frozenset[int] = frozenset()  # reports with a resident photo we stored
+    # reports by a resident already on the ticket (one Open311 key counts as one): not counted
+    repeat_reports: frozenset[int] = frozenset()
     # The deadline counts a day of a year nobody entered (neither the city nor the library): Mon–Fri.
     weekday_only: bool = False
 
@@ -548,6 +550,7 @@ def ticket_view(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datet
         queue_names=names,
         actor_names=actors,
         photo_reports=frozenset(r.id for r in reports if stored_photo_of(r)),
+        repeat_reports=repeats_of(reports),
         weekday_only=counts_weekdays_only(ticket),
     )
 
@@ -576,6 +579,21 @@ def report_photo(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, report_id
     if name is None:
         raise NotFound(report_id)
     return name
+
+
+def repeats_of(reports: list[Any]) -> frozenset[int]:
+    """Reports by a resident who reported earlier on the ticket: the page labels them as
+    repeats, so its count of residents matches 反映人数 (bot.services.tickets.resident_of)."""
+    from bot.services.tickets import resident_of
+
+    seen: set[str] = set()
+    out = set()
+    for r in reports:
+        who = resident_of(r.sender_id if r.channel != "rest" or ":" in r.sender_id else "rest:" + r.sender_id)
+        if who in seen:
+            out.add(r.id)
+        seen.add(who)
+    return frozenset(out)
 
 
 def stored_photo_of(report: Any) -> Optional[str]:

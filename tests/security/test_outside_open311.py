@@ -148,6 +148,30 @@ async def test_one_key_is_rate_limited_and_its_repeats_count_as_one_resident(
         assert len(conn.execute(select(ticket_reports.c.id)).all()) == 6  # refused POSTs stored nothing
 
 
+async def test_the_console_counts_residents_as_the_ticket_does(engine: Engine, tmp_path: Path, widget_config: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside test of 6 May: 30 POSTs of one key showed 30 并单 entries and 居民反映（31）
+    while 反映人数 was 2. The page counts residents as the ticket does and labels the repeats."""
+    from tests.console.helpers import login, make_users
+
+    monkeypatch.setenv("QC_OPEN311_RATE_LIMIT", "30")
+    spammer, other = cli_api_key(engine, "刷单方"), cli_api_key(engine, "市民App")
+    address = "新城区海拉尔东路街道公主府社区"
+    async with TestClient(TestServer(make_app(engine, tmp_path, widget_config))) as client:
+        for i in range(6):
+            assert (await file_one(client, spammer, "有人遛狗不牵绳", address, account_id=f"u{i}"))[0] == 201
+        assert (await file_one(client, other, "有人遛狗不牵绳", address, account_id="n1"))[0] == 201
+        with engine.connect() as conn:
+            ticket_id, count = conn.execute(select(tickets.c.id, tickets.c.report_count)).one()
+        make_users(engine, ("root",))
+        await login(client, "root")
+        page = await (await client.get(f"/console/tickets/{ticket_id}")).text()
+    assert count == 2
+    assert "<dt>反映人数</dt><dd>2（并单）</dd>" in page
+    assert "居民反映（2 位居民，另有同一居民重复反映 5 次）" in page
+    assert page.count("同一居民重复反映（不计人数）") == 5 + 5  # each repeat report and its 并单 step
+
+
 async def test_bidi_overrides_and_line_breaks_cannot_disguise_a_ticket(engine: Engine, tmp_path: Path,
                                                                        widget_config: Any) -> None:
     from tests.console.helpers import login, make_users
