@@ -71,8 +71,9 @@ _CJK = "[\u4e00-\u9fff]"
 _TITLE = "先生|女士|小姐|师傅|阿姨|大爷|大妈|大姐|大哥|老师|同志|奶奶|爷爷|老人|老太太"
 _NAMES = (
     # 我叫王小明 / 名字是… / 姓名：… / 联系人：…: whatever follows is a name
-    re.compile(r"(我叫|名叫|名字是|名字叫|姓名[是为:：\s]*|联系人[是为:：\s]*|署名[:：\s]*|联系我[:：]\s*"
-               r"|(?:(?<=[，,。；;\s])|^)叫)(" + _CJK + "{2,3})"),
+    re.compile(r"(我叫|名叫|名字是|名字叫|姓名[是为:：\s]*|联系人[是为:：\s]*|署名[:：\s]*|联系我[:：]\s*)(" + _CJK + "{2,3})"),
+    # 我姓王，叫王小明: 叫 alone only before a surname (叫了物业 stays)
+    re.compile(r"((?:(?<=[，,。；;\s])|^)叫)((?:" + _SURNAMES + ")" + _CJK + "{1,2})"),
     # 我是王小明 / 本人王小明: a name only when it starts with a surname (我是业主 stays)
     re.compile(r"(我是|本人|我就是|这里是)((?:" + _SURNAMES + ")" + _CJK + "{1,2})(?=[^\u4e00-\u9fff]|$|(?:" + "，|电话|手机|住|在|家|联系" + "))"),
     # 姓王的 / 我姓王 / 免贵姓王
@@ -89,11 +90,11 @@ _NUM = r"(?:\d+|[一二三四五六七八九十百两〇零]+)"
 # a building / entrance / unit / floor / flat designation: 7幢, 2门, 东单元, 3号楼, 502室
 _HOUSE_PART = (
     _NUM + r"\s*(?:号楼|号院|栋楼?|幢|座|号?单元|号?门(?!口|前|外|卫)|层|楼(?!上|下|道|房|顶)|室|户|号房)"
-    r"|[A-Za-z]\s*(?:座|栋|区)|[东西南北中]\s*单元"
+    r"|[A-Za-z]\s*(?:座|栋|区)"
 )
 # after one, everything that still designates the flat: more parts, 402, 五零二, 12号
 _HOUSE = re.compile(
-    r"(?:" + _HOUSE_PART + r")(?:[\s,，、-]*(?:" + _HOUSE_PART + r"|" + _NUM + r"\s*号(?!线|路|街|院)"
+    r"(?:" + _HOUSE_PART + r")(?:[\s,，、-]*(?:" + _HOUSE_PART + r"|[东西南北中]\s*单元|" + _NUM + r"\s*号(?!线|路|街|院)"
     r"|\d{3,4}(?![\d号路街道线])|[一二三四五六七八九〇零]{3,4}(?![号路街道线]))+)*"
     r"|(?<![\d\-])\d{1,3}-\d{1,2}-\d{3,4}(?![\d\-])"
 )

@@ -154,9 +154,10 @@ def test_a_photo_is_its_uploaders_only(stack, web):
     (or an Open311 client) attached it to their own ticket, where another street's worker saw it."""
     owner = Chat(stack)
     up = upload(web, owner.sender)
-    url, view = up["url"], up["view"]
+    url = up["url"]
     # the reference is no public link; the uploader's own signed link shows it, a forged one not
     assert requests.get(url, timeout=30).status_code == 404
+    view = up["view"]
     assert requests.get(view, timeout=30).content == PNG
     assert requests.get(view.replace(f"s=rest:{owner.sender}", "s=rest:someone"), timeout=30).status_code == 404
     assert requests.get(re.sub(r"e=\d+", "e=9999999999", view), timeout=30).status_code == 404
