@@ -70,19 +70,21 @@ def test_rest_cannot_send_intents_we_never_offered(stack, text):
 def test_the_widget_cannot_send_external_intents(stack):
     import socketio
 
-    session = uuid.uuid4().hex
+    session = uuid.uuid4().hex  # made up: the server replaces it (issue 13 item 14d)
     answers: List[str] = []
+    issued: List[str] = []
 
     async def go() -> None:
         client = socketio.AsyncClient()
         confirmed = asyncio.Event()
-        client.on("session_confirm", lambda sid: confirmed.set())
+        client.on("session_confirm", lambda sid: (issued.append(sid), confirmed.set()))
         client.on("bot_uttered", lambda data: answers.append(data.get("text") or ""))
         await client.connect(stack.rasa_url, socketio_path="/socket.io", transports=["polling"])
         try:
             await client.emit("session_request", {"session_id": session})
             await asyncio.wait_for(confirmed.wait(), 20)
-            await client.emit("user_uttered", {"message": FAKE_NOTICE, "session_id": session})
+            await asyncio.sleep(0.2)  # the room is joined
+            await client.emit("user_uttered", {"message": FAKE_NOTICE, "session_id": issued[0]})
             for _ in range(200):
                 if answers:
                     break
@@ -93,7 +95,8 @@ def test_the_widget_cannot_send_external_intents(stack):
     asyncio.run(go())
     assert answers, "the widget got no answer"
     assert not any("已办结" in a for a in answers), answers  # no fake 办结 notice
-    events = asyncio.run(_tracker(stack.rasa_url, session))["events"]
+    assert issued[0] != session
+    events = asyncio.run(_tracker(stack.rasa_url, issued[0]))["events"]
     assert "EXTERNAL_ticket_update" not in _user_intents(events)
     assert [e["text"] for e in events if e.get("event") == "user"] == ["／" + FAKE_NOTICE[1:]]
 
