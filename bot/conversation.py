@@ -49,6 +49,9 @@ MAX_CHOICES = 8
 _CANCEL = re.compile(r"取消|撤销|撤回|不投诉了|不反映了|不举报了|不报了|不提交|不用提交|不弄了")
 _SKIP = re.compile(r"^\s*(跳过|没有|没|无|不用|不需要|不要|不留|算了|不了|不方便|pass|skip|no)\W*$|不留|不用留|没照片|没有照片|不拍|没拍|不清楚|不知道|不确定", re.I)
 _LINK = re.compile(r"(?:https?://|www\.)\S+", re.I)  # a pasted link: never a photo (only uploads are)
+# text that looked like a payload and was refused by the channel (its "/" made full-width,
+# bot/channels/payloads.py): noise, never part of what the resident described
+_REFUSED_PAYLOAD = re.compile(r"^\s*[／/]\s*\w+\s*(?:\{.*\})?\s*$", re.S)
 _CONFIDENTIAL_YES = re.compile(r"(?<!不)(?<!不用)(?<!不需要)(?<!不要)保密|匿名|别透露|不要透露|不公开|不要公开|别公开")
 # 公开 alone means "may be disclosed", but not in 不公开/不要公开/别公开 (which ask for 保密)
 _CONFIDENTIAL_NO = re.compile(r"不用保密|不需要保密|不要保密|不保密|无所谓|(?<!不)(?<!不要)(?<!别)公开")
@@ -513,6 +516,8 @@ class ComplaintForm:
         pending = slots.get("pending_description") or ""
         if turn.intent == "deny" or _SKIP.search(text) or turn.from_button:
             return FormStep(slots={"description": pending or "（未补充描述）", "pending_description": None})
+        if _REFUSED_PAYLOAD.match(text):  # a refused /intent{…}: ask again
+            return FormStep(slots={"description": None})
         combined = f"{pending}；{text}" if pending else text
         return FormStep(slots={"description": combined, "pending_description": None})
 
@@ -530,7 +535,7 @@ class ComplaintForm:
             return FormStep(slots={"photo": NO_VALUE})
         if turn.intent == "affirm":
             return FormStep(slots={"photo": None}).say("utter_photo_send_now")
-        if _LINK.search(text) and _meaningful_chars(_LINK.sub("", text)) < 6:
+        if _REFUSED_PAYLOAD.match(text) or (_LINK.search(text) and _meaningful_chars(_LINK.sub("", text)) < 6):
             # a pasted link is not a photo we have: ask for the picture itself
             return FormStep(slots={"photo": None}).say("utter_photo_not_received")
         # The resident moved on: a phone number or more details instead of a photo.

@@ -3,8 +3,13 @@ file name are ignored): one check for every way a photo comes in — the web wid
 upload and WeChat's media API."""
 from __future__ import annotations
 
+import hmac
+import os
 import re
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # extension → Content-Type: only formats every phone browser displays
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
@@ -34,3 +39,52 @@ def own_photo_name(ref: object) -> Optional[str]:
         return None
     m = _OWN_PHOTO.match(ref.strip())
     return m.group(1) if m else None
+
+
+# --- whose photo it is ------------------------------------------------------------
+# An upload belongs to the conversation that made it (the widget's Socket.IO session id,
+# or "rest:<sender>" for a trusted REST front-end): a sidecar file next to the photo, 0600.
+# A photo reference is "our photo" only in that conversation, so a link copied from one
+# resident's chat cannot be attached to another's ticket (issue 13, outside test 2).
+_OWNER_ID = re.compile(r"^[\w\-:.@]{1,160}$")
+
+
+def upload_folder() -> "Path":
+    from pathlib import Path
+
+    from bot.gazetteer import REPO_ROOT
+
+    return Path(os.environ.get("QC_UPLOAD_DIR") or REPO_ROOT / "var" / "uploads")
+
+
+def _owner_file(folder: "Path", name: str) -> "Path":
+    return folder.parent / f"{folder.name}.owners" / name
+
+
+def record_owner(folder: "Path", name: str, owner: str) -> None:
+    """Write who uploaded photo `name` (before the photo itself is visible under its name)."""
+    if not _OWNER_ID.match(owner):
+        raise ValueError("bad owner")
+    from bot.private import private_dir
+
+    private_dir(_owner_file(folder, name).parent)
+    fd = os.open(_owner_file(folder, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(owner)
+
+
+def photo_owner(folder: "Path", name: str) -> Optional[str]:
+    """The conversation that uploaded photo `name`, None when unknown (no record)."""
+    try:
+        return _owner_file(folder, name).read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def photo_belongs_to(ref: object, conversation: str, folder: "Optional[Path]" = None) -> bool:
+    """True when `ref` is our photo reference and it was uploaded in `conversation`."""
+    name = own_photo_name(ref)
+    if name is None or not conversation:
+        return False
+    owner = photo_owner(folder or upload_folder(), name)
+    return owner is not None and hmac.compare_digest(owner.encode(), conversation.encode())

@@ -119,3 +119,18 @@ class RateLimiter:
             except Exception as exc:  # noqa: BLE001 - Redis down: limit locally, say so now and then
                 self._redis.down(exc)
         return self._local(key, bucket) <= self.limit
+
+
+# One per-client counter for every chat channel of a process (REST and Socket.IO, README:
+# "REST + Socket.IO messages per client address per minute"); with Redis the one key space
+# "qc:rate:client:…" for every instance. Keyed by the settings so a changed environment
+# (tests, a reload) gets a counter of its own.
+_CLIENT_LIMITERS: Dict[Tuple[int, str], "RateLimiter"] = {}
+
+
+def client_limiter() -> "RateLimiter":
+    limit, redis_url = env_int(CLIENT_LIMIT_ENV, CLIENT_LIMIT_DEFAULT), os.environ.get(REDIS_ENV) or ""
+    found = _CLIENT_LIMITERS.get((limit, redis_url))
+    if found is None:
+        found = _CLIENT_LIMITERS[(limit, redis_url)] = RateLimiter(limit, 60.0, "client", redis_url)
+    return found

@@ -47,9 +47,13 @@ def input_issue(text: Optional[str]) -> Optional[str]:
 
 
 _SEP = r"[\s\-.]{0,2}"  # 139 1234 5678, 139-1234-5678, 139 - 1234 - 5678
-_PHONE_CANDIDATE = re.compile(r"(?<!\d)(?:\+?86[\s-]?)?(1[3-9]\d(?:" + _SEP + r"\d){8})(?!\d)")
+# 139 1234 5678, 1 3 9 1 2 3 4 5 6 7 8 (and 一三九…: see _CN_DIGITS)
+_PHONE_CANDIDATE = re.compile(r"(?<!\d)(?:\+?86[\s-]?)?(1" + _SEP + r"[3-9](?:" + _SEP + r"\d){9})(?!\d)")
 _LANDLINE = re.compile(r"(?<!\d)(0\d{2,3})[\s-]?(\d{7,8})(?!\d)")
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6})[\s-]?(\d{8})[\s-]?(\d{3}[0-9Xx])(?![0-9A-Za-z])")
+# 18 characters however grouped: 110101199003071234, 110101 19900307 1234, 1101 0119 9003 0712 34
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d(?:[\s-]?\d){16}[\s-]?[0-9Xx])(?![0-9A-Za-z])")
+# numbers said in Chinese digits (一三九一二三四五六七八): matched as Arabic, same length
+_CN_DIGITS = str.maketrans("〇零一幺二两三四五六七八九", "0011223456789")
 
 # --- what a resident said about themselves (public output only: see mask_personal_data) ---
 _SURNAMES = (
@@ -67,26 +71,35 @@ _CJK = "[\u4e00-\u9fff]"
 _TITLE = "先生|女士|小姐|师傅|阿姨|大爷|大妈|大姐|大哥|老师|同志|奶奶|爷爷|老人|老太太"
 _NAMES = (
     # 我叫王小明 / 名字是… / 姓名：… / 联系人：…: whatever follows is a name
-    re.compile(r"(我叫|名叫|名字是|名字叫|姓名[是为:：\s]*|联系人[是为:：\s]*|署名[:：\s]*)(" + _CJK + "{2,3})"),
+    re.compile(r"(我叫|名叫|名字是|名字叫|姓名[是为:：\s]*|联系人[是为:：\s]*|署名[:：\s]*|联系我[:：]\s*)(" + _CJK + "{2,3})"),
+    # 我姓王，叫王小明: 叫 alone only before a surname (叫了物业 stays)
+    re.compile(r"((?:(?<=[，,。；;\s])|^)叫)((?:" + _SURNAMES + ")" + _CJK + "{1,2})"),
     # 我是王小明 / 本人王小明: a name only when it starts with a surname (我是业主 stays)
     re.compile(r"(我是|本人|我就是|这里是)((?:" + _SURNAMES + ")" + _CJK + "{1,2})(?=[^\u4e00-\u9fff]|$|(?:" + "，|电话|手机|住|在|家|联系" + "))"),
     # 姓王的 / 我姓王 / 免贵姓王
     re.compile(r"(姓)((?:" + _SURNAMES + r"))(?=的|，|,|。|\s|$|" + _TITLE + ")"),
     # 王先生 / 李阿姨 / 欧阳女士
     re.compile(r"()((?:" + _SURNAMES + "))(?=" + _TITLE + ")"),
+    # 1201室 赵大海 138****2233: a surname-led name standing next to a (masked) phone number
+    re.compile(r"((?:(?<=[\s,，:：、])|^))((?:" + _SURNAMES + ")" + _CJK + r"{1,2})"
+               r"(?=[\s,，:：]*(?:电话|手机|联系电话)?[:：]?\s*1[3-9]\d)"),
 )
 
 # --- exact house numbers: 3号楼2单元502室, 3栋502, 3-2-502 (the compound and road stay) ---
 _NUM = r"(?:\d+|[一二三四五六七八九十百两〇零]+)"
+# a building / entrance / unit / floor / flat designation: 7幢, 2门, 东单元, 3号楼, 502室
 _HOUSE_PART = (
-    _NUM + r"\s*(?:号楼|号院|栋楼?|幢|座|号?单元|层|楼(?!上|下|道|房|顶)|室|户|号房)"
+    _NUM + r"\s*(?:号楼|号院|栋楼?|幢|座|号?单元|号?门(?!口|前|外|卫)|层|楼(?!上|下|道|房|顶)|室|户|号房)"
     r"|[A-Za-z]\s*(?:座|栋|区)"
 )
+# after one, everything that still designates the flat: more parts, 402, 五零二, 12号
 _HOUSE = re.compile(
-    r"(?:" + _HOUSE_PART + r")(?:[\s,，、-]*(?:" + _HOUSE_PART + r"|" + _NUM + r"\s*号(?!线|路|街|院)|\d{3,4}(?![\d号路街道线]))+)*"
+    r"(?:" + _HOUSE_PART + r")(?:[\s,，、-]*(?:" + _HOUSE_PART + r"|[东西南北中]\s*单元|" + _NUM + r"\s*号(?!线|路|街|院)"
+    r"|\d{3,4}(?![\d号路街道线])|[一二三四五六七八九〇零]{3,4}(?![号路街道线]))+)*"
     r"|(?<![\d\-])\d{1,3}-\d{1,2}-\d{3,4}(?![\d\-])"
 )
-_HOUSE_NUM = re.compile(r"\d+|[一二三四五六七八九十百两〇零]+|(?<![A-Za-z])[A-Za-z](?=\s*(?:座|栋|区))")
+_HOUSE_NUM = re.compile(r"\d+|[一二三四五六七八九十百两〇零]+|(?<![A-Za-z])[A-Za-z](?=\s*(?:座|栋|区))"
+                        r"|[东西南北中](?=\s*单元)")
 
 
 def find_phone(text: str) -> Optional[str]:
@@ -118,11 +131,13 @@ def mask_phone(phone: Optional[str]) -> str:
 
 
 def _sub(pattern: "re.Pattern[str]", repl: Callable[["re.Match[str]"], str], text: str,
-         keep_first: bool = False) -> str:
+         keep_first: bool = False, cn_digits: bool = False) -> str:
     """pattern.sub matched on the normalised text (full-width digits, ideographic spaces),
     replacing the same spans of the text as typed (normalise keeps every offset);
     keep_first: group 1 (the words before a name) stays as typed."""
     t = normalise(text)
+    if cn_digits:
+        t = t.translate(_CN_DIGITS)
     out, pos = [], 0
     for m in pattern.finditer(t):
         out.append(text[pos:m.start()])
@@ -133,20 +148,32 @@ def _sub(pattern: "re.Pattern[str]", repl: Callable[["re.Match[str]"], str], tex
     return "".join(out)
 
 
-def mask_personal_data(text: str, public: bool = False) -> str:
+def mask_personal_data(text: str, public: bool = False, address: bool = False) -> str:
     """Mask phone and ID numbers (logs, exports, the review inbox), full-width and spaced
     ones included. public=True (what anyone may read: Open311) also masks the names a
     resident gave (我是王小明 → 我是***, 王先生 → *先生) and exact house numbers
-    (金宇文苑3号楼2单元502室 → 金宇文苑*号楼*单元*室)."""
+    (金宇文苑3号楼2单元502室 → 金宇文苑*号楼*单元*室). address=True (with public: an address
+    field) drops everything from the first building/unit/flat designation on (a name or a
+    number written after the flat is not the place): 赛马场社区7幢2门402 赵大海 → 赛马场社区*."""
     if not text:
         return text
-    text = _sub(_ID_NUMBER, lambda m: m.group(1)[:3] + "*" * 11 + m.group(3)[-4:], text)
-    text = _sub(_PHONE_CANDIDATE, lambda m: mask_phone(m.group(1)), text)
+
+    def id_mask(m: "re.Match[str]") -> str:
+        chars = re.sub(r"[\s-]", "", m.group(1))
+        return chars[:3] + "*" * 11 + chars[-4:]
+
+    text = _sub(_ID_NUMBER, id_mask, text, cn_digits=True)
+    text = _sub(_PHONE_CANDIDATE, lambda m: mask_phone(m.group(1).translate(_CN_DIGITS)), text, cn_digits=True)
     text = _sub(_LANDLINE, lambda m: m.group(1) + "-****" + m.group(2)[-2:], text)
     if public:
         for pattern in _NAMES:
             text = _sub(pattern, lambda m: m.group(1) + "*" * len(m.group(2)), text, keep_first=True)
-        text = _sub(_HOUSE, lambda m: _HOUSE_NUM.sub("*", m.group(0)), text)
+        if address:
+            m = _HOUSE.search(normalise(text))
+            if m:
+                return text[:m.start()].rstrip(" ,，、-") + "*"
+        typed = text  # the span as typed (full-width commas stay), its numbers starred
+        text = _sub(_HOUSE, lambda m: _HOUSE_NUM.sub("*", typed[m.start():m.end()]), text)
     return text
 
 

@@ -13,12 +13,11 @@ import json
 import re
 from functools import lru_cache
 from bot.domain.model import CATEGORIES
+from bot.media import photo_belongs_to
 
 # domain.yml's buttons, actions/fallback.py's category buttons, the 回访 buttons
 BARE_INTENTS = frozenset({"affirm", "deny", "followup_satisfied", "followup_basic", "followup_unsatisfied",
                           "followup_unsolved", *CATEGORIES})
-# the widget's photo (bot/web/widget.py answers an upload with {base}/widget/photo/<name>)
-_PHOTO = re.compile(r"^(?:https?://[A-Za-z0-9.\-\[\]:]{1,255})?/widget/photo/[0-9a-f]{32}\.(?:jpg|png|webp)$")
 # the widget's location (widget/src/widget.js, coordinateText)
 _PLACE = re.compile(r"^定位坐标 [北南]纬\d{1,2}\.\d{5} [东西]经\d{1,3}\.\d{5}（WGS-84，精度约\d{1,7}米）$")
 # actions/complaint.py's location choices: /inform{"<level>":"<gazetteer code>"}
@@ -34,9 +33,9 @@ def _gazetteer():  # noqa: ANN202
     return default_gazetteer()
 
 
-def _entity_ok(key: str, value: str) -> bool:
-    if key == "photo":
-        return bool(_PHOTO.match(value))
+def _entity_ok(key: str, value: str, conversation: str) -> bool:
+    if key == "photo":  # our upload URL, uploaded in this very conversation (bot/media.py)
+        return photo_belongs_to(value, conversation)
     if key == "place" and _PLACE.match(value):
         return True
     if key in PLACE_LEVELS:
@@ -45,7 +44,7 @@ def _entity_ok(key: str, value: str) -> bool:
     return False
 
 
-def is_our_payload(text: str) -> bool:
+def is_our_payload(text: str, conversation: str = "") -> bool:
     m = _SYNTAX.match(text)
     if not m:
         return False
@@ -61,14 +60,15 @@ def is_our_payload(text: str) -> bool:
     if not isinstance(parsed, dict) or len(parsed) != 1:
         return False
     [(key, value)] = parsed.items()
-    return isinstance(value, str) and _entity_ok(key, value)
+    return isinstance(value, str) and _entity_ok(key, value, conversation)
 
 
-def resident_text(text: str) -> str:
-    """What Rasa gets for a resident's message: one of our payloads as it is, any other
-    text that Rasa would read as `/intent` with its first "/" made full-width."""
+def resident_text(text: str, conversation: str = "") -> str:
+    """What Rasa gets for a resident's message in `conversation` (the tracker's sender id): one
+    of our payloads as it is, any other text that Rasa would read as `/intent` with its first
+    "/" made full-width. A photo payload is ours only for a photo uploaded in `conversation`."""
     stripped = text.strip()  # Rasa strips the text before looking for "/"
-    if not stripped.startswith("/") or is_our_payload(stripped):
+    if not stripped.startswith("/") or is_our_payload(stripped, conversation):
         return text
     i = text.index("/")
     return text[:i] + FULL_WIDTH_SLASH + text[i + 1:]

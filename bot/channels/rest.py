@@ -38,7 +38,7 @@ from bot.bearer import bearer_ok
 from bot.channels.payloads import resident_text
 from bot.identity import rest_sender
 from bot.production import is_production
-from bot.ratelimit import CLIENT_LIMIT_DEFAULT, CLIENT_LIMIT_ENV, LIMIT_ENV, MSG_TOO_FAST, RateLimiter, env_int
+from bot.ratelimit import LIMIT_ENV, MSG_TOO_FAST, RateLimiter, client_limiter, env_int
 from bot.text import clean_message, mask_personal_data
 from bot.trackerstore import TrackerStoreUnavailable
 from bot.web.clientaddr import client_address, trusted_proxies_from_env
@@ -75,7 +75,7 @@ class RestInput(RasaRestInput):
                  limiter: Optional[RateLimiter] = None) -> None:
         self.limiter = limiter or RateLimiter(rate_limit or env_int(LIMIT_ENV, 20), rate_window, "rest")
         # per client address, whatever the sender ids (QC_CLIENT_RATE_LIMIT; behind QC_TRUSTED_PROXIES)
-        self.client_limiter = RateLimiter.from_env("rest-client", CLIENT_LIMIT_DEFAULT, env=CLIENT_LIMIT_ENV)
+        self.client_limiter = client_limiter()  # the one counter REST and Socket.IO share
         self.trusted_proxies = trusted_proxies_from_env()
         self.token = os.environ.get(TOKEN_ENV) or None
         if self.token is None and is_production():
@@ -115,11 +115,12 @@ class RestInput(RasaRestInput):
                 log.warning("rest: %s over %d messages in %gs, not processed", mask_personal_data(sender),
                             self.limiter.limit, self.limiter.window)
                 return error(429, "too_many_messages", MSG_TOO_FAST)
-            message = resident_text(clean_message(message))  # NUL / lone surrogates: no store keeps them
+            conversation = rest_sender(sender)
+            # NUL / lone surrogates: no store keeps them; a photo payload only for this conversation's upload
+            message = resident_text(clean_message(message), conversation)
             text = message if message.strip() else EMPTY_MESSAGE
             metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
             collector = CollectingOutputChannel()
-            conversation = rest_sender(sender)
             try:
                 await on_new_message(
                     UserMessage(text, collector, conversation, input_channel=self.name(), metadata=metadata)

@@ -21,13 +21,9 @@ Configured in credentials.yml as `bot.channels.socketio.SocketIOInput` (channel 
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import os
 import re
-import secrets
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
 import rasa.core.channels.channel
@@ -40,39 +36,15 @@ from socketio import AsyncServer
 from bot.actions_down import ActionServerUnavailable
 from bot.channels.payloads import resident_text
 from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS, MSG_BUSY, MSG_KEPT
-from bot.ratelimit import CLIENT_LIMIT_DEFAULT, CLIENT_LIMIT_ENV, MSG_TOO_FAST, RateLimiter
+from bot.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, new_session_id  # noqa: F401
+from bot.ratelimit import MSG_TOO_FAST, RateLimiter, client_limiter
 from bot.text import clean_message, mask_personal_data
 from bot.trackerstore import TrackerStoreUnavailable
 from bot.web.clientaddr import client_address, trusted_proxies_from_env
 
 log = logging.getLogger(__name__)
 
-SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 TOO_LONG = f"内容过长（超过 {MAX_MESSAGE_CHARS} 字），请分几次发送。"
-
-
-SECRET_ENV = "QC_SESSION_SECRET"
-_PROCESS_SECRET = secrets.token_bytes(32)
-
-
-def _secret() -> bytes:
-    value = os.environ.get(SECRET_ENV) or os.environ.get("QC_RASA_TOKEN")
-    return value.encode("utf-8") if value else _PROCESS_SECRET
-
-
-def _mac(nonce: str) -> str:
-    return hmac.new(_secret(), b"qc-socketio-session:" + nonce.encode("ascii"), hashlib.sha256).hexdigest()[:16]
-
-
-def new_session_id() -> str:
-    nonce = secrets.token_hex(8)
-    return nonce + _mac(nonce)
-
-
-def issued_by_us(session_id: Any) -> bool:
-    """True for a session id this server (or one sharing its secret) issued."""
-    return (isinstance(session_id, str) and bool(SESSION_ID.match(session_id))
-            and hmac.compare_digest(session_id[16:], _mac(session_id[:16])))
 
 
 def session_id_for(data: Any) -> str:
@@ -95,7 +67,7 @@ class SocketIOInput(RasaSocketIOInput):
         if getattr(self, "limiter", None) is None:
             self.limiter = RateLimiter.from_env("socketio", 20)
         if getattr(self, "client_limiter", None) is None:
-            self.client_limiter = RateLimiter.from_env("socketio-client", CLIENT_LIMIT_DEFAULT, env=CLIENT_LIMIT_ENV)
+            self.client_limiter = client_limiter()  # the one counter REST and Socket.IO share
         trusted = trusted_proxies_from_env()
         clients: Dict[str, str] = {}  # socket id → client address, for the per-client limit
 
@@ -160,7 +132,7 @@ class SocketIOInput(RasaSocketIOInput):
                 await output.send_text_message(sender_id, MSG_TOO_FAST)
                 return
             # only our buttons' payloads may be read as /intent{…} (bot/channels/payloads.py)
-            message = resident_text(clean_message(message))  # NUL / lone surrogates: no store keeps them
+            message = resident_text(clean_message(message), sender_id)  # NUL / lone surrogates: no store keeps them
             text = message if message.strip() else EMPTY_MESSAGE
             metadata = data.get(self.metadata_key) or {}
             if isinstance(metadata, str):

@@ -135,6 +135,8 @@ def file_request(uow: ConsoleUnitOfWork, api_key: str, params: dict[str, str], i
     media = params.get("media_url", "").strip() or None
     if media and not re.match(r"^https?://", media):
         raise BadRequest(400, "media_url must be an http(s) URL")
+    if media and "/widget/photo/" in media:  # a resident's upload is theirs, never a client's picture
+        raise BadRequest(400, "media_url must be a picture the client publishes, not one of our uploads")
     who = (params.get("account_id") or params.get("device_id") or params.get("email") or "anonymous").strip()[:120]
     key = f"open311:{client}:{(idempotency or uuid.uuid4().hex)[:100]}"
     draft = ComplaintDraft(
@@ -204,11 +206,12 @@ def _status(ticket: Ticket) -> str:
     return "open" if ticket.state in OPEN_STATES else "closed"
 
 
-def _public(text: str | None, personal: bool) -> str | None:
+def _public(text: str | None, personal: bool, address: bool = False) -> str | None:
     """What a reader may see of a resident's words: as written for a key of scope 'personal',
     else without phone/ID numbers, the names they gave or their exact house number (the one
-    masking function the logs use: bot.text.mask_personal_data)."""
-    return text if personal or not text else mask_personal_data(text, public=True)
+    masking function the logs use: bot.text.mask_personal_data); an address stops at the
+    building/unit/flat (what follows it is no place: a name, a number)."""
+    return text if personal or not text else mask_personal_data(text, public=True, address=address)
 
 
 def _request_json(ticket: Ticket, confidential: bool, media_url: str | None = None,
@@ -229,7 +232,7 @@ def _request_json(ticket: Ticket, confidential: bool, media_url: str | None = No
         "requested_datetime": _iso(ticket.created_at),
         "updated_datetime": _iso(ticket.updated_at),
         "expected_datetime": _iso(ticket.deadline_at),
-        "address": _public(ticket.location_text, personal),
+        "address": _public(ticket.location_text, personal, address=True),
         "address_id": ticket.community_code or ticket.street_code,
         "zipcode": None,
         "lat": None,

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from sqlalchemy.exc import IntegrityError
 
@@ -46,7 +46,7 @@ from bot.domain.model import (
 )
 from bot.domain.workcal import default_calendar
 from bot.gazetteer import default_gazetteer
-from bot.media import own_photo_name
+from bot.media import own_photo_name, photo_owner, upload_folder
 from bot.routing import default_catalogue, street_queue
 from bot.storage.repository import StaleTicket
 
@@ -509,6 +509,8 @@ class TicketView:
     queue_names: dict[str, str] = field(default_factory=dict)
     actor_names: dict[str, str] = field(default_factory=dict)  # event actor → who a worker reads
     photo_reports: frozenset[int] = frozenset()  # reports with a resident photo we stored
+    # reports by a resident already on the ticket (one Open311 key counts as one): not counted
+    repeat_reports: frozenset[int] = frozenset()
     # The deadline counts a day of a year nobody entered (neither the city nor the library): Mon–Fri.
     weekday_only: bool = False
 
@@ -547,7 +549,8 @@ def ticket_view(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datet
         suggested_lead=rule.lead if rule else None,
         queue_names=names,
         actor_names=actors,
-        photo_reports=frozenset(r.id for r in reports if own_photo_name(r.photo)),
+        photo_reports=frozenset(r.id for r in reports if stored_photo_of(r)),
+        repeat_reports=repeats_of(reports),
         weekday_only=counts_weekdays_only(ticket),
     )
 
@@ -574,10 +577,35 @@ def report_photo(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, report_id
     with uow:
         _get_visible(uow, p, ticket_id, now)
         row = next((r for r in uow.console.reports(ticket_id) if r.id == report_id), None)
-    name = own_photo_name(row.photo) if row is not None else None
+    name = stored_photo_of(row) if row is not None else None
     if name is None:
         raise NotFound(report_id)
     return name
+
+
+def repeats_of(reports: list[Any]) -> frozenset[int]:
+    """Reports by a resident who reported earlier on the ticket: the page labels them as
+    repeats, so its count of residents matches 反映人数 (bot.services.tickets.resident_of)."""
+    from bot.services.tickets import resident_of
+
+    seen: set[str] = set()
+    out = set()
+    for r in reports:
+        who = resident_of(r.sender_id if r.channel != "rest" or ":" in r.sender_id else "rest:" + r.sender_id)
+        if who in seen:
+            out.add(r.id)
+        seen.add(who)
+    return frozenset(out)
+
+
+def stored_photo_of(report: Any) -> Optional[str]:
+    """The stored photo of a report, only when the resident who filed it uploaded it: never an
+    Open311 client's link to our upload endpoint, never a photo another conversation uploaded."""
+    name = own_photo_name(report.photo)
+    if name is None or report.channel == "open311":
+        return None
+    owner = photo_owner(upload_folder(), name)  # no record: a WeChat download or an older upload
+    return name if owner is None or owner == report.sender_id else None
 
 
 def attachment_for(uow: ConsoleUnitOfWork, p: Principal, attachment_id: int, now: datetime) -> Attachment:

@@ -5,7 +5,12 @@
     GET  /widget/<file>          the page's scripts/styles, built into widget/dist/ by `make widget`
     POST /widget/upload          a photo (multipart field "file"; ≤ 5 MiB; JPEG/PNG/WebP by magic bytes;
                                  ≤ QC_UPLOAD_RATE_LIMIT a minute per client address, default 10)
-    GET  /widget/photo/<id>      an uploaded photo, by the random id the upload returned
+                                 for the conversation named by X-QC-Session (the widget's Socket.IO session
+                                 id) or X-QC-Rest-Sender (a trusted REST front-end: with QC_REST_TOKEN set,
+                                 also Authorization: Bearer); the photo belongs to that conversation only
+    GET  /widget/photo/<id>?s&e&sig  the uploader's own short-lived signed link (the upload answers it as
+                                 "view"); without a valid signature 404. Workers see photos only through
+                                 the console's permission-checked route.
 
 The page talks to Rasa's Socket.IO channel at QC_WIDGET_SOCKET_URL: a URL, or `same-origin`
 (the page's own origin: behind nginx, which proxies /socket.io/ to Rasa; `make run-cluster`
@@ -28,7 +33,9 @@ from urllib.parse import urlsplit
 from aiohttp import BodyPartReader, web
 
 from bot.gazetteer import REPO_ROOT
-from bot.media import CONTENT_TYPES, PHOTO_NAME, SNIFF_BYTES, sniff_image
+from bot.bearer import bearer_ok
+from bot.media import CONTENT_TYPES, PHOTO_NAME, SNIFF_BYTES, photo_owner, record_owner, sniff_image
+from bot.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, photo_link_ok, sign_photo_link
 from bot.private import private_dir
 from bot.ratelimit import MSG_TOO_FAST, UPLOAD_LIMIT_ENV, RateLimiter
 from bot.web import clientaddr
@@ -38,6 +45,9 @@ log = logging.getLogger(__name__)
 
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
 UPLOAD_HEADER = "X-QC-Widget"  # a custom header: a cross-site <form> cannot send it
+SESSION_HEADER = "X-QC-Session"  # the widget's Socket.IO session id: the photo's owner
+REST_SENDER_HEADER = "X-QC-Rest-Sender"  # a trusted REST front-end's sender
+_REST_SENDER = re.compile(r"^[\w\-:.@]{1,128}$")
 _PHOTO_NAME = re.compile(rf"^{PHOTO_NAME}$")
 _HOST = re.compile(r"^(?P<host>[A-Za-z0-9.\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?$")
 # the files of widget/dist/ the server hands out (nothing else from that folder)
@@ -168,10 +178,30 @@ async def static(request: web.Request) -> web.StreamResponse:
     return _security_headers(resp)
 
 
+def uploader(request: web.Request) -> Optional[str]:
+    """The conversation an upload is for (its tracker's sender id), None when not named right."""
+    session = request.headers.get(SESSION_HEADER, "")
+    if session:
+        # with the shared secret configured the web server checks the id was issued by Rasa
+        shared = os.environ.get(SECRET_ENV) or os.environ.get("QC_RASA_TOKEN")
+        ok = issued_by_us(session) if shared else bool(SESSION_ID.match(session))
+        return session if ok else None
+    sender = request.headers.get(REST_SENDER_HEADER, "")
+    if sender and _REST_SENDER.match(sender):
+        token = os.environ.get("QC_REST_TOKEN")
+        if token and not bearer_ok(request.headers.get("Authorization"), token):
+            return None
+        return "rest:" + sender
+    return None
+
+
 async def upload(request: web.Request) -> web.Response:
     cfg = request.app[WIDGET]
     if request.headers.get(UPLOAD_HEADER) != "1":
         return _error(403, "forbidden", "upload only from the widget")
+    owner = uploader(request)
+    if owner is None:
+        return _error(403, "no_session", "请在对话中上传照片（缺少会话）")
     if not await request.app[UPLOAD_LIMITER].hit(client_address(request)):
         log.warning("widget: upload rate limit reached for a client, refused")
         return _error(429, "too_many_uploads", MSG_TOO_FAST)
@@ -214,6 +244,7 @@ async def upload(request: web.Request) -> web.Response:
     private_dir(cfg.upload_dir)  # 0700 even when it existed (shared with WeChat and the console)
     path = photo_path(cfg.upload_dir, name)
     assert path is not None
+    record_owner(cfg.upload_dir, name, owner)  # before the photo exists under its name
     tmp = path.with_name(f".{name}.part")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -221,18 +252,26 @@ async def upload(request: web.Request) -> web.Response:
     os.replace(tmp, path)
     base = cfg.public_url or _origin(request)
     log.info("photo %s uploaded (%d bytes)", name, len(data))
-    return web.json_response({"id": name, "url": f"{base}/widget/photo/{name}"}, status=201)
+    # url: the reference the chat sends (ours only in this conversation); view: the uploader's
+    # own short-lived link to show it in the chat
+    return web.json_response({"id": name, "url": f"{base}/widget/photo/{name}",
+                              "view": f"{base}/widget/photo/{name}?{sign_photo_link(name, owner)}"}, status=201)
 
 
 async def photo(request: web.Request) -> web.StreamResponse:
-    path = photo_path(request.app[WIDGET].upload_dir, request.match_info["name"])
+    cfg = request.app[WIDGET]
+    name = request.match_info["name"]
+    path = photo_path(cfg.upload_dir, name)
     if path is None or not path.is_file():
         raise web.HTTPNotFound()
+    q = request.query
+    if not photo_link_ok(name, photo_owner(cfg.upload_dir, name), q.get("s", ""), q.get("e", ""), q.get("sig", "")):
+        raise web.HTTPNotFound()  # not the uploader's signed link, or expired: workers use the console
     ext = path.suffix.lstrip(".")
     resp = web.FileResponse(path, headers={
         "Content-Type": CONTENT_TYPES[ext],
         "Content-Disposition": "inline",
-        "Cache-Control": "private, max-age=86400",
+        "Cache-Control": "private, no-store",
         "Content-Security-Policy": "default-src 'none'; sandbox",
     })
     return _security_headers(resp)

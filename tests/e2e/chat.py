@@ -17,6 +17,7 @@ TOKEN = "e2e-" + uuid.uuid4().hex
 class Stack:
     rasa_url: str
     db_url: str
+    uploads: Optional[str] = None  # QC_UPLOAD_DIR of the stack: a web server next to it uses the same
 
     def engine(self):
         return make_engine(self.db_url)

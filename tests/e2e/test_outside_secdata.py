@@ -63,7 +63,7 @@ def web(stack: Stack, tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "QC_WEB_HOST": "127.0.0.1", "QC_WEB_PORT": str(port),
            "QC_RASA_URL": stack.rasa_url, "QC_RASA_TOKEN": TOKEN, "QC_DATABASE_URL": stack.db_url,
-           "QC_UPLOAD_DIR": str(tmp / "uploads"), "QC_NOTIFIER_INTERVAL": "0.5"}
+           "QC_UPLOAD_DIR": stack.uploads, "QC_NOTIFIER_INTERVAL": "0.5"}
     with open(tmp / "web.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "bot.web.app"], cwd=REPO_ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -96,7 +96,8 @@ def file_by_chat(stack: Stack, steps: list[str]) -> tuple[Chat, list[dict]]:
 
 def rows_of(stack: Stack, sender: str) -> tuple[dict, dict]:
     with stack.engine().connect() as conn:
-        report = conn.execute(select(ticket_reports).where(ticket_reports.c.sender_id == sender)).mappings().one()
+        report = conn.execute(select(ticket_reports).where(  # REST conversations are "rest:<sender>" (bot/identity.py)
+            ticket_reports.c.sender_id.in_([sender, f"rest:{sender}"]))).mappings().one()
         ticket = conn.execute(select(tickets).where(tickets.c.id == report["ticket_id"])).mappings().one()
     return dict(ticket), dict(report)
 
@@ -107,18 +108,24 @@ def said(turn: dict) -> str:
 
 # --- 6: the resident's photo ------------------------------------------------------
 
+def upload(web: dict, rest_sender: str) -> dict:
+    """A trusted REST front-end uploads a photo for its resident (the widget names its session)."""
+    up = requests.post(f"{web['url']}/widget/upload", timeout=30, files={"file": ("p.png", PNG, "image/png")},
+                       headers={"X-QC-Widget": "1", "X-QC-Rest-Sender": rest_sender})
+    assert up.status_code == 201, up.text
+    return up.json()
+
+
 
 def test_the_residents_photo_reaches_the_streets_worker_and_never_the_public(stack, web):
-    up = requests.post(f"{web['url']}/widget/upload", headers={"X-QC-Widget": "1"}, timeout=30,
-                       files={"file": ("p.png", PNG, "image/png")})
-    assert up.status_code == 201, up.text
-    url = up.json()["url"]
-    chat, turns = file_by_chat(stack, [
+    chat = Chat(stack)
+    url = upload(web, chat.sender)["url"]
+    turns = [chat.say(text) for text in (
         "车站西街社区楼道里堆满了垃圾好几天没人清理",
         f'/inform{{"photo": "{url}"}}',
         "不留电话",
         "确认提交",
-    ])
+    )]
     assert "照片：已上传" in said(turns[-2])
     ticket, report = rows_of(stack, chat.sender)
     assert (report["photo"], ticket["street_code"]) == (url, STREET)
@@ -140,6 +147,51 @@ def test_the_residents_photo_reaches_the_streets_worker_and_never_the_public(sta
     public = requests.get(f"{web['url']}/open311/v2/requests/{ticket['number']}.json", timeout=30)
     assert public.status_code == 200
     assert public.json()[0]["media_url"] is None and url.rsplit("/", 1)[1] not in public.text
+
+
+def test_a_photo_is_its_uploaders_only(stack, web):
+    """Outside test of 6 May: a resident's photo URL was public forever, and another REST sender
+    (or an Open311 client) attached it to their own ticket, where another street's worker saw it."""
+    owner = Chat(stack)
+    up = upload(web, owner.sender)
+    url = up["url"]
+    # the reference is no public link; the uploader's own signed link shows it, a forged one not
+    assert requests.get(url, timeout=30).status_code == 404
+    view = up["view"]
+    assert requests.get(view, timeout=30).content == PNG
+    assert requests.get(view.replace(f"s=rest:{owner.sender}", "s=rest:someone"), timeout=30).status_code == 404
+    assert requests.get(re.sub(r"e=\d+", "e=9999999999", view), timeout=30).status_code == 404
+    # another REST sender cannot make it theirs: the payload is ordinary text, no photo
+    thief, turns = file_by_chat(stack, [
+        "锡林北路街道车站西街社区路灯坏了好几个晚上不亮",
+        f'/inform{{"photo": "{url}"}}',
+        "没有照片",
+        "不留电话",
+        "确认提交",
+    ])
+    assert "照片：已上传" not in said(turns[-2])
+    ticket, report = rows_of(stack, thief.conversation_id)
+    assert report["photo"] is None
+    # nor an Open311 client through media_url
+    r = requests.post(f"{web['url']}/open311/v2/requests.json", timeout=30, data={
+        "api_key": web["api_key"], "service_code": "sanitation", "address_string": "锡林北路街道车站西街社区",
+        "description": "垃圾没人清运", "media_url": url})
+    assert r.status_code == 400 and "media_url" in r.text
+    with stack.engine().connect() as conn:
+        assert conn.execute(select(ticket_reports.c.id).where(ticket_reports.c.photo == url)).all() == []
+
+
+def test_a_refused_payload_is_noise_not_the_description(stack):
+    """Outside test of 6 May: a refused /inform{…} (shown as ／inform{…}) became 补充 in the description."""
+    first = "车站东街社区楼下的垃圾站满了好几天没人清运"
+    chat = Chat(stack)
+    assert chat.say(first)["keys"] == ["utter_ask_photo"]
+    forged = '/inform{"photo": "http://evil.example/widget/photo/' + "ab" * 16 + '.jpg"}'
+    assert chat.say(forged)["keys"] == ["utter_photo_not_received", "utter_ask_photo"]
+    for text in ("没有", "不留", "确认提交"):
+        chat.say(text)
+    _, report = rows_of(stack, chat.sender)
+    assert (report["description"], report["photo"]) == (first, None)
 
 
 def test_a_link_typed_in_the_complaint_is_not_a_photo(stack):

@@ -116,7 +116,7 @@ def test_the_tracker_store_is_private(served) -> None:
 
 def test_uploaded_photos_are_private(served) -> None:
     r = requests.post(f"{served['web']}/widget/upload", files={"file": ("p.png", png_bytes(), "image/png")},
-                      headers={"X-QC-Widget": "1"}, timeout=30)
+                      headers={"X-QC-Widget": "1", "X-QC-Rest-Sender": "files-test"}, timeout=30)
     assert r.status_code == 201, r.text
     name = r.json()["id"]
     assert mode(served["uploads"]) == 0o700

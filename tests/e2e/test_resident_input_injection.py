@@ -43,6 +43,12 @@ def test_a_typed_slot_payload_does_not_set_the_photo(stack):
 
 def test_our_photo_button_payload_still_sets_the_photo(stack):
     chat = Chat(stack)
+    # the upload endpoint's record: this photo was uploaded in this conversation (the upload
+    # itself over HTTP: tests/e2e/test_outside_secdata.py)
+    from pathlib import Path
+
+    from bot.media import record_owner
+    record_owner(Path(stack.uploads), OUR_PHOTO.rsplit("/", 1)[1], chat.conversation_id)
     assert chat.say("小区门口的垃圾好几天没人清运了，臭得很 新城区公主府社区")["keys"] == ["utter_ask_photo"]
     turn = chat.say("/inform" + json.dumps({"photo": OUR_PHOTO}))
     assert turn["keys"] == ["utter_ask_phone"]
@@ -64,19 +70,21 @@ def test_rest_cannot_send_intents_we_never_offered(stack, text):
 def test_the_widget_cannot_send_external_intents(stack):
     import socketio
 
-    session = uuid.uuid4().hex
+    session = uuid.uuid4().hex  # made up: the server replaces it (issue 13 item 14d)
     answers: List[str] = []
+    issued: List[str] = []
 
     async def go() -> None:
         client = socketio.AsyncClient()
         confirmed = asyncio.Event()
-        client.on("session_confirm", lambda sid: confirmed.set())
+        client.on("session_confirm", lambda sid: (issued.append(sid), confirmed.set()))
         client.on("bot_uttered", lambda data: answers.append(data.get("text") or ""))
         await client.connect(stack.rasa_url, socketio_path="/socket.io", transports=["polling"])
         try:
             await client.emit("session_request", {"session_id": session})
             await asyncio.wait_for(confirmed.wait(), 20)
-            await client.emit("user_uttered", {"message": FAKE_NOTICE, "session_id": session})
+            await asyncio.sleep(0.2)  # the room is joined
+            await client.emit("user_uttered", {"message": FAKE_NOTICE, "session_id": issued[0]})
             for _ in range(200):
                 if answers:
                     break
@@ -87,7 +95,8 @@ def test_the_widget_cannot_send_external_intents(stack):
     asyncio.run(go())
     assert answers, "the widget got no answer"
     assert not any("已办结" in a for a in answers), answers  # no fake 办结 notice
-    events = asyncio.run(_tracker(stack.rasa_url, session))["events"]
+    assert issued[0] != session
+    events = asyncio.run(_tracker(stack.rasa_url, issued[0]))["events"]
     assert "EXTERNAL_ticket_update" not in _user_intents(events)
     assert [e["text"] for e in events if e.get("event") == "user"] == ["／" + FAKE_NOTICE[1:]]
 

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 import zlib
 import struct
@@ -50,7 +51,7 @@ def web(stack: Stack, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("widget")
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "QC_WEB_HOST": "127.0.0.1", "QC_WEB_PORT": str(port),
-           "QC_RASA_URL": stack.rasa_url, "QC_DATABASE_URL": stack.db_url, "QC_UPLOAD_DIR": str(tmp / "uploads")}
+           "QC_RASA_URL": stack.rasa_url, "QC_DATABASE_URL": stack.db_url, "QC_UPLOAD_DIR": stack.uploads}
     env.pop("QC_WIDGET_SOCKET_URL", None)
     env.pop("QC_PUBLIC_URL", None)
     with open(tmp / "web.log", "wb") as log:
@@ -58,7 +59,7 @@ def web(stack: Stack, tmp_path_factory):
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc)
-        yield {"url": f"http://127.0.0.1:{port}", "uploads": tmp / "uploads", "tmp": tmp}
+        yield {"url": f"http://127.0.0.1:{port}", "uploads": Path(stack.uploads), "tmp": tmp}
     finally:
         proc.terminate()
         try:
@@ -268,9 +269,12 @@ def test_photo_and_location_on_a_desktop(stack, web, host_page, browser, tmp_pat
         assert "定位坐标 北纬40.81234 东经111.65432" in row["location_text"]
         assert row["street_code"] is None  # no street: the dispatch centre routes it by the coordinates
         assert re.match(rf"^{re.escape(web['url'])}/widget/photo/[0-9a-f]{{32}}\.png$", row["photo"])
-        with urllib.request.urlopen(row["photo"]) as r:
-            assert r.headers["Content-Type"] == "image/png" and r.read() == _png()
-        assert [p.name for p in web["uploads"].iterdir()] == [row["photo"].rsplit("/", 1)[1]]
+        # the reference is no public link (workers see it through the console); the chat showed
+        # the uploader's own signed link
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(row["photo"])
+        assert refused.value.code == 404
+        assert (web["uploads"] / row["photo"].rsplit("/", 1)[1]).read_bytes() == _png()
         assert not w.errors, w.errors
     finally:
         context.close()

@@ -66,3 +66,30 @@ def test_stored_history_is_masked_short_expiring_and_clearable(stack, web, host_
         assert w.errors == []
     finally:
         context.close()
+
+
+def test_an_expired_history_goes_when_the_page_loads_not_only_when_the_chat_opens(stack, web, host_page,  # noqa: F811
+                                                                                  browser):
+    """Outside test of 6 May: a resident who never opened the chat again kept the phone-bearing
+    history in the government page's localStorage for ever; a day after the last message the
+    embed script forgets it on the next page load, panel closed."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    try:
+        w = Widget(context.new_page())
+        w.open(host_page)
+        w.say("新城区公主府社区 楼下有人遛狗不牵绳", "照片")
+        assert stored(w)["messages"]
+        # a fresh visit (new tab, panel closed) one day and a minute later …
+        w.page.evaluate(f"""(() => {{ const s = JSON.parse(localStorage.getItem('{KEY}'));
+            s.savedAt = Date.now() - (24 * 3600 + 60) * 1000; localStorage.setItem('{KEY}', JSON.stringify(s)); }})()""")
+        later = context.new_page()
+        later.goto(host_page)
+        expect(later.get_by_role("button", name="在线反映")).to_have_attribute("aria-expanded", "false")
+        later.wait_for_function(f"localStorage.getItem('{KEY}') === null", timeout=5000)
+        # … while a history younger than a day stays
+        later.evaluate(f"localStorage.setItem('{KEY}', JSON.stringify({{sessionId: null, savedAt: Date.now() - 3600 * 1000, messages: []}}))")
+        later.reload()
+        expect(later.get_by_role("button", name="在线反映")).to_have_attribute("aria-expanded", "false")
+        assert later.evaluate(f"localStorage.getItem('{KEY}')") is not None
+    finally:
+        context.close()

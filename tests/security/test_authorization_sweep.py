@@ -22,7 +22,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from bot.web.widget import UPLOAD_HEADER
+from bot.sessionid import new_session_id
+from bot.web.widget import SESSION_HEADER, UPLOAD_HEADER
 from tests.console.helpers import STREET, csrf_of, file, login, make_users
 from tests.console.test_console_web import png_bytes
 from tests.security.conftest import row_counts
@@ -68,7 +69,7 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/widget"): every(302),
     ("GET", "/widget/"): every(200),
     ("GET", "/widget/{name}"): every(200),
-    ("GET", "/widget/photo/{name}"): every(200),
+    ("GET", "/widget/photo/{name}"): every(404),  # only the uploader's signed link shows it
     ("POST", "/widget/upload"): every(201),
     # Open311: reads public, filing needs an api_key (none given here → 403)
     ("GET", "/open311/discovery.json"): every(200),
@@ -184,7 +185,7 @@ async def _world(client: TestClient, engine: Engine) -> World:
     client.session.cookie_jar.clear()
     dispatched = file(engine, "sweep-2", description="楼下有人遛狗不牵绳", sender="resident-2")
     w.values.update(ticket=str(dispatched.ticket_id), number=dispatched.number, attachment="1")
-    up = await client.post("/widget/upload", data={"file": png_bytes()}, headers={UPLOAD_HEADER: "1"})
+    up = await client.post("/widget/upload", data={"file": png_bytes()}, headers={UPLOAD_HEADER: "1", SESSION_HEADER: new_session_id()})
     assert up.status == 201
     w.values["photo"] = (await up.json())["id"]
     # the resident sent that photo with the dispatched complaint (the console reads the same
@@ -218,7 +219,7 @@ async def _as(client: TestClient, principal: str) -> str:
 
 async def _request(client: TestClient, method: str, path: str, csrf: str, origin: str | None = None) -> Any:
     if method == "POST" and path == "/widget/upload":
-        return await client.post(path, data={"file": png_bytes()}, headers={UPLOAD_HEADER: "1"},
+        return await client.post(path, data={"file": png_bytes()}, headers={UPLOAD_HEADER: "1", SESSION_HEADER: new_session_id()},
                                  allow_redirects=False)
     if method == "POST" and path == "/console/login":
         page = await client.get("/console/login")

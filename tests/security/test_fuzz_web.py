@@ -23,7 +23,8 @@ from sqlalchemy.engine import Engine
 from bot.console import admin
 from bot.console.uow import ConsoleUnitOfWork
 from bot.storage.tables import ticket_events, tickets
-from bot.web.widget import UPLOAD_HEADER, UPLOAD_LIMITER
+from bot.sessionid import new_session_id
+from bot.web.widget import SESSION_HEADER, UPLOAD_HEADER, UPLOAD_LIMITER
 from bot.ratelimit import RateLimiter
 from tests.console.helpers import csrf_of, file, login, make_users
 from tests.console.test_console_web import png_bytes
@@ -246,7 +247,7 @@ async def test_widget_upload_multipart(fuzz_client: TestClient, widget_config: A
     form.add_field(field, io.BytesIO(data), filename=safe_name or "x",
                    content_type=ctype.encode("ascii", "replace").decode() or "application/octet-stream")
     before = sorted(widget_config.upload_dir.glob("*")) if widget_config.upload_dir.exists() else []
-    resp = await fuzz_client.post("/widget/upload", data=form, headers={UPLOAD_HEADER: "1"})
+    resp = await fuzz_client.post("/widget/upload", data=form, headers={UPLOAD_HEADER: "1", SESSION_HEADER: new_session_id()})
     _no_5xx(resp.status, f"{field} {data[:40]!r}")
     after = sorted(widget_config.upload_dir.glob("*")) if widget_config.upload_dir.exists() else []
     from bot.web.widget import sniff_image
@@ -265,7 +266,7 @@ async def test_widget_upload_multipart(fuzz_client: TestClient, widget_config: A
     "multipart/form-data; boundary=b", "multipart/form-data", "image/jpeg", "text/plain", "",
     "multipart/form-data; boundary=" + "x" * 300]))
 async def test_widget_upload_raw_bodies(fuzz_client: TestClient, widget_config: Any, body: bytes, ctype: str) -> None:
-    resp = await fuzz_client.post("/widget/upload", data=body, headers={UPLOAD_HEADER: "1", "Content-Type": ctype})
+    resp = await fuzz_client.post("/widget/upload", data=body, headers={UPLOAD_HEADER: "1", SESSION_HEADER: new_session_id(), "Content-Type": ctype})
     _no_5xx(resp.status, f"{ctype} {body[:60]!r}")
     assert resp.status in (400, 413, 415) or resp.status == 201
     if resp.status != 201:
@@ -276,7 +277,7 @@ async def test_oversized_upload_is_413_and_stores_nothing(fuzz_client: TestClien
     form = FormData()
     form.add_field("file", io.BytesIO(png_bytes() + b"\0" * (6 * 1024 * 1024)), filename="big.png",
                    content_type="image/png")
-    resp = await fuzz_client.post("/widget/upload", data=form, headers={UPLOAD_HEADER: "1"})
+    resp = await fuzz_client.post("/widget/upload", data=form, headers={UPLOAD_HEADER: "1", SESSION_HEADER: new_session_id()})
     assert resp.status == 413
     assert not widget_config.upload_dir.exists() or not any(widget_config.upload_dir.iterdir())
 
@@ -321,7 +322,7 @@ async def test_regression_broken_multipart_is_400_not_500(fuzz_client: TestClien
                        b"Content-Type: \x00\r\n\r\n\x89PNG\r\n\x1a\n\r\n--b--\r\n")
     for body, ctype in ((b"no boundary here", "multipart/form-data; boundary=b"), (bad_part_header,
                                                                                    "multipart/form-data; boundary=b")):
-        resp = await fuzz_client.post("/widget/upload", data=body, headers={UPLOAD_HEADER: "1", "Content-Type": ctype})
+        resp = await fuzz_client.post("/widget/upload", data=body, headers={UPLOAD_HEADER: "1", SESSION_HEADER: new_session_id(), "Content-Type": ctype})
         assert resp.status == 400 and (await resp.json())["error"] == "bad_request"
     assert not widget_config.upload_dir.exists() or not any(widget_config.upload_dir.iterdir())
     # the console's forms: the same broken body is a 400 page (was a 500)

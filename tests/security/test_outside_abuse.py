@@ -187,3 +187,60 @@ async def test_password_spraying_is_counted_per_forwarded_client(engine: Engine,
         worker = await _try_login(client, "grid", PASSWORD, "198.51.100.20")
     assert sprayed == [401] * 4 + [429] * 2
     assert worker == 303
+
+
+async def test_rest_and_socketio_share_one_per_client_counter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's backstop is "REST + Socket.IO messages per client address per minute": one
+    address alternating channels gets QC_CLIENT_RATE_LIMIT in total, not that much on each."""
+    from sanic import Sanic
+
+    from bot.channels.rest import RestInput
+    from bot.channels.socketio import SocketIOInput
+    from tests.security.test_rate_limits import free_port
+
+    monkeypatch.setenv("QC_CLIENT_RATE_LIMIT", "7")
+    monkeypatch.delenv("QC_REDIS_URL", raising=False)
+    monkeypatch.delenv("QC_TRUSTED_PROXIES", raising=False)
+    bot = RecordingBot()
+    Sanic.test_mode = True
+    app = Sanic(f"both_{uuid.uuid4().hex[:12]}")  # one Rasa server with both channels, as credentials.yml has
+    app.config.MOTD = False
+    app.blueprint(RestInput().blueprint(bot), url_prefix="/webhooks/rest")
+    channel = SocketIOInput(user_message_evt="user_uttered", bot_message_evt="bot_uttered", session_persistence=True)
+    app.blueprint(channel.blueprint(bot), url_prefix="/webhooks/socketio")
+    port = free_port()
+    server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True, access_log=False)
+    await server.startup()
+    base = f"http://127.0.0.1:{port}"
+    client = socketio.AsyncClient()
+    answers: list[str] = []
+    confirmed: list[str] = []
+    try:
+        rest_codes = [await rest(base, f"r-{uuid.uuid4().hex[:8]}", f"刷REST{i}") for i in range(5)]
+        client.on("session_confirm", lambda sid: confirmed.append(sid))
+        client.on("bot_uttered", lambda data: answers.append(data.get("text")))
+        await client.connect(base, socketio_path="/socket.io", transports=["polling"])
+        await client.emit("session_request", {})
+        for _ in range(50):
+            if confirmed:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        for j in range(5):
+            await client.emit("user_uttered", {"message": f"刷IO{j}", "session_id": confirmed[0]})
+            await asyncio.sleep(0.05)
+        for _ in range(60):
+            if len(answers) >= 5:
+                break
+            await asyncio.sleep(0.1)
+        more_rest = await rest(base, "r-last", "刷REST-last")
+    finally:
+        try:
+            await asyncio.wait_for(client.disconnect(), 2)
+        except asyncio.TimeoutError:
+            pass
+        await close(server)
+    assert rest_codes == [200] * 5
+    assert Counter(answers) == Counter({"收到：刷IO0": 1, "收到：刷IO1": 1, MSG_TOO_FAST: 3})
+    assert more_rest == 429
+    assert len(bot.messages) == 7

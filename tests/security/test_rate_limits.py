@@ -23,7 +23,8 @@ from sanic import Sanic
 from bot.channels.rest import RestInput
 from bot.channels.socketio import SocketIOInput
 from bot.ratelimit import MSG_TOO_FAST, RateLimiter
-from bot.web.widget import UPLOAD_HEADER, UPLOAD_LIMITER
+from bot.sessionid import new_session_id
+from bot.web.widget import SESSION_HEADER, UPLOAD_HEADER, UPLOAD_LIMITER
 from tests.console.test_console_web import png_bytes
 from tests.security.conftest import make_app
 
@@ -191,7 +192,7 @@ async def test_widget_upload_flood_refused_per_client(engine: Any, tmp_path: Pat
     async with TestClient(TestServer(app)) as client:
         statuses = []
         for _ in range(8):
-            r = await client.post("/widget/upload", data={"file": png_bytes()}, headers={UPLOAD_HEADER: "1"})
+            r = await client.post("/widget/upload", data={"file": png_bytes()}, headers={UPLOAD_HEADER: "1", SESSION_HEADER: new_session_id()})
             statuses.append(r.status)
             if r.status == 429:
                 assert (await r.json()) == {"error": "too_many_uploads", "message": MSG_TOO_FAST}
@@ -214,7 +215,7 @@ async def test_widget_upload_limit_behind_our_proxy_counts_each_client(engine: A
             out = []
             for xff in forwarded:
                 r = await client.post("/widget/upload", data={"file": png_bytes()},
-                                      headers={UPLOAD_HEADER: "1", "X-Forwarded-For": xff})
+                                      headers={UPLOAD_HEADER: "1", SESSION_HEADER: new_session_id(), "X-Forwarded-For": xff})
                 out.append(r.status)
             return out
 

@@ -204,6 +204,21 @@ def test_mask_personal_data_is_idempotent(text: str) -> None:
         ("公主府小区二号楼三单元五层", "公主府小区*号楼*单元*层"),
         ("锡林南路3-2-502门口漏水", "锡林南路*-*-*门口漏水"),
         ("A座1203室外噪音", "*座*室外噪音"),
+        # what a second outside test still read (and variants)
+        ("赛马场社区7幢2门402", "赛马场社区*幢*门*"),
+        ("赛马场社区７幢２门４０２楼道灯不亮", "赛马场社区*幢*门*楼道灯不亮"),
+        ("22号院6号楼东单元1102", "*号院*号楼*单元*"),
+        ("如意小区3号楼西单元501室", "如意小区*号楼*单元*室"),
+        ("三号楼二单元五零二", "*号楼*单元*"),
+        ("我姓王，叫王小明", "我姓*，叫***"),
+        ("联系我：马云飞", "联系我：***"),
+        ("金桥小区1201室 赵大海 13804712233", "金桥小区*室 *** 138****2233"),
+        ("1201室，刘德华，13804712233", "*室，***，138****2233"),
+        ("电话1 3 9 1 2 3 4 5 6 7 8", "电话139****5678"),
+        ("手机一三九一二三四五六七八", "手机139****5678"),
+        ("手机幺三九一二三四五六七八", "手机139****5678"),
+        ("身份证1101 0119 9003 0712 34", "身份证110***********1234"),
+        ("身份证1501-0219-9001-0112-3X", "身份证150***********123X"),
     ],
 )
 def test_mask_personal_data_public(text: str, expected: str) -> None:
@@ -223,7 +238,20 @@ def test_mask_personal_data_public(text: str, expected: str) -> None:
         "工单 QC-261124-0003 进度",
         "12345热线",
         "楼上漏水",
+        "小区3号门口堆了垃圾",
+        "东单元门口路灯坏了",
+        "叫了物业也不管",
     ],
 )
 def test_mask_personal_data_public_leaves_places_and_words(text: str) -> None:
     assert mask_personal_data(text, public=True) == text
+
+
+@pytest.mark.parametrize("address,expected", [
+    ("新城区公主府社区1201室 赵大海 13804712233", "新城区公主府社区*"),
+    ("赛马场社区7幢2门402", "赛马场社区*"),
+    ("新华大街12号门口", "新华大街12号门口"),
+    ("锡林北路街道车站西街社区", "锡林北路街道车站西街社区"),
+])
+def test_mask_personal_data_public_address_stops_at_the_building(address: str, expected: str) -> None:
+    assert mask_personal_data(address, public=True, address=True) == expected

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.channels.socketio import session_id_for
+from bot.sessionid import new_session_id
 from bot.web.app import init_app
 from bot.web.keys import Settings
 from bot.web.widget import MAX_PHOTO_BYTES, WIDGET, WidgetConfig, photo_path
@@ -22,7 +23,8 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
 WEBP = b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\x00" * 200
 GIF = b"GIF89a" + b"\x00" * 200
 HTML = b"<html><script>alert(1)</script></html>"
-HEADERS = {"X-QC-Widget": "1"}
+SESSION = new_session_id()
+HEADERS = {"X-QC-Widget": "1", "X-QC-Session": SESSION}
 NAME = re.compile(r"^[0-9a-f]{32}\.(jpg|png|webp)$")
 
 
@@ -71,7 +73,9 @@ def test_upload_then_download_by_id(dirs, data, ext):
         assert [p.name for p in uploads.iterdir()] == [body["id"]]
         assert (uploads / body["id"]).read_bytes() == data
         assert (uploads / body["id"]).stat().st_mode & 0o077 == 0  # not world/group readable
-        got = await client.get(f"/widget/photo/{body['id']}")
+        assert (await client.get(f"/widget/photo/{body['id']}")).status == 404  # no public link
+        assert body["view"].startswith(body["url"] + f"?s={SESSION}&e=")
+        got = await client.get("/" + body["view"].split("://", 1)[1].split("/", 1)[1])
         assert got.status == 200
         assert got.headers["Content-Type"] == {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}[ext]
         assert got.headers["X-Content-Type-Options"] == "nosniff"

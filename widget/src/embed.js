@@ -123,6 +123,18 @@
   function writeState(json) {
     try { window.localStorage.setItem(STATE_KEY, json); } catch (e) { /* storage full or blocked */ }
   }
+  // A day after the last message the history goes as soon as a page with this script loads,
+  // whether or not the resident opens the chat again (widget.js: HISTORY_TTL_MS).
+  var HISTORY_TTL_MS = 24 * 60 * 60 * 1000;
+  (function expireState() {
+    var raw = readState();
+    if (raw === null) return;
+    var saved = null;
+    try { saved = JSON.parse(raw); } catch (e) { /* corrupt: forget it */ }
+    if (!saved || typeof saved.savedAt !== "number" || !(Date.now() - saved.savedAt < HISTORY_TTL_MS)) {
+      try { window.localStorage.removeItem(STATE_KEY); } catch (e) { /* blocked */ }
+    }
+  })();
 
   window.addEventListener("message", function (ev) {
     if (ev.origin !== origin || ev.source !== frame.contentWindow || !ev.data) return;

@@ -294,12 +294,12 @@
     if (!file) return;
     if (file.size > MAX_PHOTO_BYTES) { note("照片不能超过 5 MB，请压缩后再上传。"); return; }
     if (PHOTO_TYPES.indexOf(file.type) < 0) { note("只能上传 JPEG、PNG 或 WebP 格式的照片。"); return; }
-    if (!ready) { setStatus("正在连接服务器，请稍候再上传。"); return; }
+    if (!ready || !state.sessionId) { setStatus("正在连接服务器，请稍候再上传。"); return; }
     var body = new FormData();
     body.append("file", file, "photo");
     setStatus("正在上传照片…");
     fileInput.disabled = true;
-    fetch("upload", { method: "POST", body: body, headers: { "X-QC-Widget": "1" }, credentials: "same-origin" })
+    fetch("upload", { method: "POST", body: body, headers: { "X-QC-Widget": "1", "X-QC-Session": state.sessionId }, credentials: "same-origin" })
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (j) { return { ok: r.ok, body: j }; });
       })
@@ -309,7 +309,7 @@
           note(typeof res.body.message === "string" ? res.body.message : "照片上传失败，请稍后重试。");
           return;
         }
-        sendToBot("/inform" + JSON.stringify({ photo: res.body.url }), { image: res.body.url, text: "（现场照片）" });
+        sendToBot("/inform" + JSON.stringify({ photo: res.body.url }), { image: typeof res.body.view === "string" ? res.body.view : res.body.url, text: "（现场照片）" });
       })
       .catch(function () {
         setStatus("");
