@@ -32,7 +32,7 @@ def _report(stack, chat: Chat) -> dict:
         row = conn.execute(
             select(ticket_reports.c.description, ticket_reports.c.phone, tickets.c.category, tickets.c.street_code)
             .join(tickets, tickets.c.id == ticket_reports.c.ticket_id)
-            .where(ticket_reports.c.sender_id == chat.sender)
+            .where(ticket_reports.c.sender_id == chat.conversation_id)
         ).mappings().all()
     assert len(row) == 1, row
     return dict(row[0])
@@ -103,8 +103,8 @@ def _resolved_ticket(stack, chat: Chat) -> str:
         svc.create_user(ConsoleUnitOfWork(engine), "admin_dialogue", "回访测试", "a-long-password-1", "admin", [], now)
     with ConsoleUnitOfWork(engine) as uow:
         principal = svc.Principal.of(uow.console.get_user_by_username("admin_dialogue"))
-    draft = ComplaintDraft(chat.sender, "rest", "roads_lighting", "路灯坏了一个星期", "新城区", None, None, False,
-                           f"{chat.sender}:1")
+    draft = ComplaintDraft(chat.conversation_id, "rest", "roads_lighting", "路灯坏了一个星期", "新城区", None, None,
+                           False, f"{chat.conversation_id}:1")
     route = Route("municipal_facilities", ("street:150102001",), "150102", "150102001", None, DispatchClass.NORMAL, "测试")
     filed = file_complaint(ConsoleUnitOfWork(engine), draft, route, now)
     svc.perform(ConsoleUnitOfWork(engine), principal, filed.ticket_id, "accept", {}, now)
@@ -199,11 +199,11 @@ def test_cancel_at_the_summary_is_a_cancel_not_a_denied_category(stack) -> None:
     assert chat.say(UNSURE)["keys"] == ["utter_clarify_category"]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        sources = [r["source"] for r in _inbox_rows(stack, chat.sender)]
+        sources = [r["source"] for r in _inbox_rows(stack, chat.conversation_id)]
         if "deny" in sources or ("fallback" in sources and time.monotonic() > deadline - 5):
             break
         time.sleep(0.2)
-    assert [r["source"] for r in _inbox_rows(stack, chat.sender)] == ["fallback"]
+    assert [r["source"] for r in _inbox_rows(stack, chat.conversation_id)] == ["fallback"]
 
 
 def test_a_correction_at_the_summary_changes_the_category_and_goes_on(stack) -> None:
@@ -218,8 +218,8 @@ def test_a_correction_at_the_summary_changes_the_category_and_goes_on(stack) -> 
     assert chat.say("确认")["keys"][0] in ("utter_complaint_filed", "utter_complaint_merged")
     assert _report(stack, chat)["category"] == "drainage"
     deadline = time.monotonic() + 10  # the inbox is written in the background
-    while not _inbox_rows(stack, chat.sender) and time.monotonic() < deadline:
+    while not _inbox_rows(stack, chat.conversation_id) and time.monotonic() < deadline:
         time.sleep(0.2)
     # recorded as the resident's correction, with the category they gave
-    assert _inbox_rows(stack, chat.sender) == [{"source": "deny", "text": complaint, "correction": {
+    assert _inbox_rows(stack, chat.conversation_id) == [{"source": "deny", "text": complaint, "correction": {
         "denied": "noise", "intent": "drainage", "chosen_by": "resident"}}]
