@@ -223,3 +223,54 @@ def test_a_correction_at_the_summary_changes_the_category_and_goes_on(stack) -> 
     # recorded as the resident's correction, with the category they gave
     assert _inbox_rows(stack, chat.sender) == [{"source": "deny", "text": complaint, "correction": {
         "denied": "noise", "intent": "drainage", "chosen_by": "resident"}}]
+
+
+# --- the outside tester, on today's catalogue: corrections, contact clauses, "不知道" -------------
+
+NOISY = "海拉尔东路街道公主府社区旁边工厂晚上一直很吵"
+
+
+@pytest.mark.parametrize("correction", ["不对，是化工厂排废气污染，不是噪音", "不是噪音，是油烟", "类别不对，是大气污染"])
+def test_a_correction_to_ecology_at_the_summary_is_taken(stack, correction: str) -> None:
+    chat = Chat(stack)
+    assert chat.say(NOISY)["keys"] == ["utter_ask_photo"]
+    assert chat.say("跳过")["keys"] == ["utter_ask_phone"]
+    assert "噪声扰民" in chat.say("跳过")["bot"][0]["text"]
+    corrected = chat.say(correction)
+    assert corrected["keys"] == ["utter_complaint_summary"]  # shown again, with the new category
+    assert "生态环境" in corrected["bot"][0]["text"] and "噪声扰民" not in corrected["bot"][0]["text"]
+    assert chat.say("确认")["keys"][0] in ("utter_complaint_filed", "utter_complaint_merged")
+    assert _report(stack, chat)["category"] == "ecology"
+    deadline = time.monotonic() + 10  # the inbox is written in the background
+    while not _inbox_rows(stack, chat.sender) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _inbox_rows(stack, chat.sender) == [{"source": "deny", "text": NOISY, "correction": {
+        "denied": "noise", "intent": "ecology", "chosen_by": "resident"}}]
+
+
+@pytest.mark.parametrize("message, category, description", [
+    ("公主府社区下水井盖缺失，联系方式：13847112345", "roads_lighting", "公主府社区下水井盖缺失"),
+    ("市民来电反映：海拉尔东路街道公主府社区门口的路灯不亮已经一个星期了，晚上出行很不方便，希望尽快修复。联系方式：13847112345。",
+     "roads_lighting", "市民来电反映：海拉尔东路街道公主府社区门口的路灯不亮已经一个星期了，晚上出行很不方便，希望尽快修复。"),
+])
+def test_a_complaint_with_a_contact_clause_is_the_complaint(stack, message: str, category: str,
+                                                            description: str) -> None:
+    chat = Chat(stack)
+    assert chat.say(message)["keys"] == ["utter_ask_photo"]  # understood, the place taken
+    assert chat.say("没有")["keys"] == ["utter_ask_confidential"]  # the phone is the contact
+    assert chat.say("不需要")["keys"] == ["utter_complaint_summary"]
+    assert chat.say("确认")["keys"][0] in ("utter_complaint_filed", "utter_complaint_merged")
+    report = _report(stack, chat)
+    assert (report["category"], report["phone"], report["street_code"]) == (category, "13847112345", "150102001")
+    assert report["description"] == description
+
+
+@pytest.mark.parametrize("typed", ["不知道", "不知道啊", "你看着办", "跳过", "确认提交"])
+def test_an_unclear_answer_to_the_category_buttons_files_under_other(stack, typed: str) -> None:
+    chat = Chat(stack)
+    assert chat.say(UNSURE)["keys"] == ["utter_clarify_category"]
+    # never the category question again: 其他, said so, and the form goes on
+    assert chat.say(typed)["keys"] == ["utter_category_other", "utter_ask_photo"]
+    _finish(chat)
+    report = _report(stack, chat)
+    assert (report["category"], report["description"], report["street_code"]) == ("other", UNSURE, "150102001")
