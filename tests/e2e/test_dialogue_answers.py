@@ -276,3 +276,17 @@ def test_an_unclear_answer_to_the_category_buttons_files_under_other(stack, type
     _finish(chat)
     report = _report(stack, chat)
     assert (report["category"], report["description"], report["street_code"]) == ("other", UNSURE, "150102001")
+
+
+def test_a_plain_no_then_the_right_category_at_the_summary(stack) -> None:
+    """The tester's second try: "不对", then "是化工厂排废气污染" (once filed under 排水与污水)."""
+    chat = Chat(stack)
+    assert chat.say(NOISY)["keys"] == ["utter_ask_photo"]
+    assert chat.say("跳过")["keys"] == ["utter_ask_phone"]
+    assert chat.say("跳过")["keys"] == ["utter_complaint_summary"]
+    assert chat.say("不对")["keys"][0] == "utter_confirm_what_wrong"
+    corrected = chat.say("是化工厂排废气污染")
+    assert corrected["keys"] == ["utter_complaint_summary"]
+    assert "生态环境" in corrected["bot"][0]["text"]
+    assert chat.say("确认")["keys"][0] in ("utter_complaint_filed", "utter_complaint_merged")
+    assert _report(stack, chat)["category"] == "ecology"
