@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, FormValidationAction, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import latest_turn, log, safe
+from actions.common import intent_ranking, latest_turn, log, safe
 from bot import runtime
 from bot.conversation import (
     AUX_SLOTS,
@@ -20,6 +20,7 @@ from bot.conversation import (
     NO_VALUE,
     CategoryMatcher,
     ComplaintForm,
+    category_without_contact,
     next_slot,
     own_photo,
     summary_variables,
@@ -35,6 +36,21 @@ REQUESTED_SLOT = "requested_slot"
 def category_matcher() -> CategoryMatcher:
     """Typed category names and keywords as the routing catalogue has them (new codes included)."""
     return CategoryMatcher({code: (rule.name, rule.keywords) for code, rule in runtime.catalogue().categories.items()})
+
+
+def category_despite_contact(tracker: Tracker) -> List[EventType]:
+    """Events that start the complaint form when the message is a complaint the classifier
+    missed only because of its contact clause ("…井盖缺失，联系方式：138…" read as inform or
+    nlu_fallback); [] otherwise. The form takes the category from the slot, the phone from the text."""
+    turn = latest_turn(tracker)
+    if turn.from_button:
+        return []
+    ranking = [r for r in intent_ranking(tracker) if r.get("name") != "nlu_fallback"]
+    code = category_without_contact(turn.text, ranking, category_matcher())
+    if not code:
+        return []
+    log.info("category %s read without the contact clause for %s", code, safe(tracker.sender_id))
+    return [SlotSet("category", code), FollowupAction("complaint_form")]
 
 
 def _form() -> ComplaintForm:
@@ -53,6 +69,9 @@ class ActionInformOutsideForm(Action):
         return "action_inform_outside_form"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+        recovered = category_despite_contact(tracker)
+        if recovered:  # "…井盖缺失，联系方式：138…": a complaint, not a detail
+            return recovered
         photo = own_photo(latest_turn(tracker))
         if photo:
             dispatcher.utter_message(response="utter_photo_kept")

@@ -10,6 +10,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import intent_ranking, latest_turn
+from actions.complaint import category_despite_contact
 from bot.domain.model import CATEGORIES
 from bot.locations import mentions_from_entities
 from bot.retraining.collect import collect_turn, fallback_source
@@ -39,6 +40,9 @@ class ActionClarify(Action):
             dispatcher.utter_message(response=f"utter_input_{issue}")
             return []
         ranking = [r for r in intent_ranking(tracker) if r.get("name") != "nlu_fallback"]
+        recovered = category_despite_contact(tracker)
+        if recovered:  # "…，联系方式：138…。": the complaint is understood without the contact clause
+            return recovered
         if not turn.from_button:  # the review inbox: what the model was unsure about
             collect_turn(fallback_source(ranking), turn.text, ranking, tracker.sender_id,
                          (tracker.latest_message or {}).get("message_id"))

@@ -73,6 +73,10 @@ _PHONE_CLAUSE = re.compile(r"(?:我的?|本人)?(?:联系)?(?:电话|手机|手�
                            r"(?:\+?86[\s-]?)?(?:1[3-9]\d(?:[\s-]?\d){8}|0\d{2,3}[\s-]?\d{7,8})|"
                            r"(?<!\d)(?:\+?86[\s-]?)?1[3-9]\d(?:[\s-]?\d){8}(?!\d)")
 _NAME_CLAUSE = re.compile(r"^(?:我|本人)(?:叫|姓名是|名字是|是(?!业主|住户|居民|租户|房东|老人|学生|家长|这|那|本|楼|一|个))[\u4e00-\u9fff·]{2,4}$|^(?:我|本人)姓[\u4e00-\u9fff]{1,2}$|^本人[\u4e00-\u9fff·]{2,4}$")
+# "不知道", "你看着办": the resident cannot say which category
+_NO_IDEA = re.compile(r"不知道|不清楚|不晓得|不确定|说不清|看着办|随便|你们定|你定|都行|都可以|跳过|确认|提交")
+# a contact clause ("联系方式：138…"): the classifier reads the complaint better without it
+_CONTACT_CLAUSE = re.compile(r"(?:联系方式|联系电话|电话|手机)(?:号码|号)?(?:是|为|[:：])?\s*(?:\+?86[\s-]?)?(?:1[3-9]\d|0\d{2,3})")
 _CLAUSE_SPLIT = re.compile(r"([，,。；;！!\s]+)")
 
 
@@ -165,6 +169,13 @@ class CategoryMatcher:
                 return best
         return None
 
+    def named(self, text: str, prefer: Sequence[str] = ()) -> Optional[str]:
+        """The category the text names by a name or the catalogue's keywords only (no guess)."""
+        said = _NEGATED.sub("", text or "")
+        allowed = [c for c in self.codes if c != "other"]
+        return (self._best({c: max((len(n) for n in self.names[c] if n in said), default=0) for c in allowed}, prefer)
+                or self._best({c: sum(len(k) for k in self.keywords[c] if k in said) for c in allowed}, prefer))
+
     @staticmethod
     def _best(scores: Mapping[str, int], prefer: Sequence[str] = ()) -> Optional[str]:
         top = max(scores.values(), default=0)
@@ -174,6 +185,25 @@ class CategoryMatcher:
         if len(winners) > 1:
             winners = [c for c in winners if c in prefer]
         return winners[0] if len(winners) == 1 else None
+
+
+def category_without_contact(text: str, ranking: Sequence[Mapping[str, Any]], matcher: CategoryMatcher,
+                             floor: float = 0.08) -> Optional[str]:
+    """A complaint the classifier missed because of its contact clause ("公主府社区下水井盖缺失，
+    联系方式：138…" read as inform): the category the text names without the clause (the
+    catalogue's names and keywords, ties decided by the classifier's ranking), else the
+    likeliest category of the ranking. None when there is no contact clause or no category."""
+    if not text or not _CONTACT_CLAUSE.search(text):
+        return None
+    stripped = strip_personal_details(text)
+    if stripped == text or _meaningful_chars(stripped) < MIN_DESCRIPTION_CHARS:
+        return None
+    ranked = [str(r.get("name")) for r in ranking
+              if r.get("name") in matcher.codes and float(r.get("confidence") or 0) >= floor]
+    named = matcher.named(stripped, prefer=ranked)
+    if named:
+        return named
+    return next((c for c in ranked if c != "other"), None)
 
 
 def _bigrams(text: str) -> set:
@@ -296,7 +326,7 @@ class ComplaintForm:
                 return False
             return not (requested == "location" and self._mentions(turn))
         if turn.intent in CHITCHAT and turn.confidence >= 0.7 and _meaningful_chars(turn.text) <= 6:
-            return True
+            return requested != "category"  # "不知道啊" to the category question is an answer (其他)
         return False
 
     def cancel(self) -> FormStep:
@@ -321,8 +351,13 @@ class ComplaintForm:
             category = chosen
             if chosen is not None:
                 step.inbox = {"choice": chosen, "text": slots.get("pending_description")}
-            elif turn.intent not in ("affirm", "deny") and not _SKIP.search(turn.text or ""):
-                extra = (turn.text or "").strip()
+            else:
+                # "不知道", "你看着办", "确认提交": asking again would loop; the dispatch centre decides
+                category = "other"
+                step.say("utter_category_other")
+                if (turn.intent not in ("affirm", "deny") and not _SKIP.search(turn.text or "")
+                        and not _NO_IDEA.search(turn.text or "")):
+                    extra = (turn.text or "").strip()
         step.slots["category"] = category
         if as_button:
             text = "；".join(t for t in (slots.get("pending_description") or "", extra) if t)
@@ -391,9 +426,12 @@ class ComplaintForm:
 
     # --- answers ---------------------------------------------------------
     def answer_category(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
-        if turn.from_button:
-            return FormStep(slots={"category": turn.intent if turn.intent in CATEGORIES else None})
-        return FormStep(slots={"category": self.categories.choose(turn.text, turn.intent)})
+        if turn.from_button and turn.intent in CATEGORIES:
+            return FormStep(slots={"category": turn.intent})
+        chosen = None if turn.from_button else self.categories.choose(turn.text, turn.intent)
+        if chosen is None:  # one unclear answer: never ask again (it loops); the dispatch centre decides
+            return FormStep(slots={"category": "other"}).say("utter_category_other")
+        return FormStep(slots={"category": chosen})
 
     def answer_location(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
         step = FormStep()

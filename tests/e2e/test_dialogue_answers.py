@@ -32,7 +32,7 @@ def _report(stack, chat: Chat) -> dict:
         row = conn.execute(
             select(ticket_reports.c.description, ticket_reports.c.phone, tickets.c.category, tickets.c.street_code)
             .join(tickets, tickets.c.id == ticket_reports.c.ticket_id)
-            .where(ticket_reports.c.sender_id == chat.conversation_id)
+            .where(ticket_reports.c.sender_id == chat.conversation_id)  # channel + sender (issue 13.3)
         ).mappings().all()
     assert len(row) == 1, row
     return dict(row[0])
@@ -104,7 +104,7 @@ def _resolved_ticket(stack, chat: Chat) -> str:
     with ConsoleUnitOfWork(engine) as uow:
         principal = svc.Principal.of(uow.console.get_user_by_username("admin_dialogue"))
     draft = ComplaintDraft(chat.conversation_id, "rest", "roads_lighting", "路灯坏了一个星期", "新城区", None, None,
-                           False, f"{chat.conversation_id}:1")
+                           False, f"{chat.conversation_id}:1")  # a resident is channel + sender (issue 13.3)
     route = Route("municipal_facilities", ("street:150102001",), "150102", "150102001", None, DispatchClass.NORMAL, "测试")
     filed = file_complaint(ConsoleUnitOfWork(engine), draft, route, now)
     svc.perform(ConsoleUnitOfWork(engine), principal, filed.ticket_id, "accept", {}, now)
@@ -199,11 +199,11 @@ def test_cancel_at_the_summary_is_a_cancel_not_a_denied_category(stack) -> None:
     assert chat.say(UNSURE)["keys"] == ["utter_clarify_category"]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        sources = [r["source"] for r in _inbox_rows(stack, chat.conversation_id)]
+        sources = [r["source"] for r in _inbox_rows(stack, chat.sender)]
         if "deny" in sources or ("fallback" in sources and time.monotonic() > deadline - 5):
             break
         time.sleep(0.2)
-    assert [r["source"] for r in _inbox_rows(stack, chat.conversation_id)] == ["fallback"]
+    assert [r["source"] for r in _inbox_rows(stack, chat.sender)] == ["fallback"]
 
 
 def test_a_correction_at_the_summary_changes_the_category_and_goes_on(stack) -> None:
@@ -218,8 +218,75 @@ def test_a_correction_at_the_summary_changes_the_category_and_goes_on(stack) -> 
     assert chat.say("确认")["keys"][0] in ("utter_complaint_filed", "utter_complaint_merged")
     assert _report(stack, chat)["category"] == "drainage"
     deadline = time.monotonic() + 10  # the inbox is written in the background
-    while not _inbox_rows(stack, chat.conversation_id) and time.monotonic() < deadline:
+    while not _inbox_rows(stack, chat.sender) and time.monotonic() < deadline:
         time.sleep(0.2)
     # recorded as the resident's correction, with the category they gave
-    assert _inbox_rows(stack, chat.conversation_id) == [{"source": "deny", "text": complaint, "correction": {
+    assert _inbox_rows(stack, chat.sender) == [{"source": "deny", "text": complaint, "correction": {
         "denied": "noise", "intent": "drainage", "chosen_by": "resident"}}]
+
+
+# --- the outside tester, on today's catalogue: corrections, contact clauses, "不知道" -------------
+
+NOISY = "海拉尔东路街道公主府社区旁边工厂晚上一直很吵"
+
+
+@pytest.mark.parametrize("correction", ["不对，是化工厂排废气污染，不是噪音", "不是噪音，是油烟", "类别不对，是大气污染"])
+def test_a_correction_to_ecology_at_the_summary_is_taken(stack, correction: str) -> None:
+    chat = Chat(stack)
+    assert chat.say(NOISY)["keys"] == ["utter_ask_photo"]
+    assert chat.say("跳过")["keys"] == ["utter_ask_phone"]
+    assert "噪声扰民" in chat.say("跳过")["bot"][0]["text"]
+    corrected = chat.say(correction)
+    assert corrected["keys"] == ["utter_complaint_summary"]  # shown again, with the new category
+    assert "生态环境" in corrected["bot"][0]["text"] and "噪声扰民" not in corrected["bot"][0]["text"]
+    assert chat.say("确认")["keys"][0] in ("utter_complaint_filed", "utter_complaint_merged")
+    assert _report(stack, chat)["category"] == "ecology"
+    deadline = time.monotonic() + 10  # the inbox is written in the background
+    while not _inbox_rows(stack, chat.sender) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _inbox_rows(stack, chat.sender) == [{"source": "deny", "text": NOISY, "correction": {
+        "denied": "noise", "intent": "ecology", "chosen_by": "resident"}}]
+
+
+@pytest.mark.parametrize("message, categories, description", [
+    # 下水井盖: a manhole cover, 市政设施 or 排水 (both routes reach the street)
+    ("公主府社区下水井盖缺失，联系方式：13847112345", {"roads_lighting", "drainage"}, "公主府社区下水井盖缺失"),
+    ("市民来电反映：海拉尔东路街道公主府社区门口的路灯不亮已经一个星期了，晚上出行很不方便，希望尽快修复。联系方式：13847112345。",
+     {"roads_lighting"}, "市民来电反映：海拉尔东路街道公主府社区门口的路灯不亮已经一个星期了，晚上出行很不方便，希望尽快修复。"),
+])
+def test_a_complaint_with_a_contact_clause_is_the_complaint(stack, message: str, categories: set,
+                                                            description: str) -> None:
+    chat = Chat(stack)
+    assert chat.say(message)["keys"] == ["utter_ask_photo"]  # understood, the place taken
+    assert chat.say("没有")["keys"] == ["utter_ask_confidential"]  # the phone is the contact
+    assert chat.say("不需要")["keys"] == ["utter_complaint_summary"]
+    assert chat.say("确认")["keys"][0] in ("utter_complaint_filed", "utter_complaint_merged")
+    report = _report(stack, chat)
+    assert report["category"] in categories
+    assert (report["phone"], report["street_code"]) == ("13847112345", "150102001")
+    assert report["description"] == description
+
+
+@pytest.mark.parametrize("typed", ["不知道", "不知道啊", "你看着办", "跳过", "确认提交"])
+def test_an_unclear_answer_to_the_category_buttons_files_under_other(stack, typed: str) -> None:
+    chat = Chat(stack)
+    assert chat.say(UNSURE)["keys"] == ["utter_clarify_category"]
+    # never the category question again: 其他, said so, and the form goes on
+    assert chat.say(typed)["keys"] == ["utter_category_other", "utter_ask_photo"]
+    _finish(chat)
+    report = _report(stack, chat)
+    assert (report["category"], report["description"], report["street_code"]) == ("other", UNSURE, "150102001")
+
+
+def test_a_plain_no_then_the_right_category_at_the_summary(stack) -> None:
+    """The tester's second try: "不对", then "是化工厂排废气污染" (once filed under 排水与污水)."""
+    chat = Chat(stack)
+    assert chat.say(NOISY)["keys"] == ["utter_ask_photo"]
+    assert chat.say("跳过")["keys"] == ["utter_ask_phone"]
+    assert chat.say("跳过")["keys"] == ["utter_complaint_summary"]
+    assert chat.say("不对")["keys"][0] == "utter_confirm_what_wrong"
+    corrected = chat.say("是化工厂排废气污染")
+    assert corrected["keys"] == ["utter_complaint_summary"]
+    assert "生态环境" in corrected["bot"][0]["text"]
+    assert chat.say("确认")["keys"][0] in ("utter_complaint_filed", "utter_complaint_merged")
+    assert _report(stack, chat)["category"] == "ecology"

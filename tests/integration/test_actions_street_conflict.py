@@ -39,6 +39,7 @@ def test_the_named_street_and_the_compound_disagree_so_the_form_asks(domain: dic
     assert slots == {
         "confirm": None,
         "category": "sanitation",
+        "category_offered": None,  # activation closes the category buttons (typed answers)
         "pending_description": None,
         "location_mentions": MENTIONS,
         "location": None,

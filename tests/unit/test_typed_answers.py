@@ -13,6 +13,7 @@ from bot.conversation import (
     CategoryMatcher,
     ComplaintForm,
     Turn,
+    category_without_contact,
     followup_answer,
     next_slot,
     strip_personal_details,
@@ -50,7 +51,7 @@ OFFERED = {"category_offered": True, "pending_description": PENDING, "location_m
 @pytest.mark.parametrize("text, intent, category", [
     ("其他", "nlu_fallback", "other"),
     ("都不是", "deny", "other"),
-    ("是环境污染问题", "affirm", "sanitation"),  # 环境污染 ~ 环境卫生/垃圾 (no 生态环境 in this catalogue)
+    ("是环境污染问题", "affirm", "ecology"),  # 污染: a keyword of 生态环境 in the catalogue
     ("市政设施", "nlu_fallback", "roads_lighting"),
     ("噪声扰民", "noise", "noise"),
     ("是狗的问题", "affirm", "dog"),
@@ -65,11 +66,59 @@ def test_a_typed_category_answer_continues_the_complaint(form: ComplaintForm, te
     assert step.done is False and next_slot(step.slots) == "location"
 
 
-def test_a_typed_answer_naming_no_category_is_more_of_the_complaint(form: ComplaintForm) -> None:
+def test_a_typed_answer_naming_no_category_is_more_of_the_complaint_under_other(form: ComplaintForm) -> None:
     step = form.step(OFFERED, None, turn("就在我家楼下每天晚上都这样", "nlu_fallback", 0.2))
-    assert step.slots["category"] is None
+    # no category question after the buttons (it looped): 其他, and the resident is told
+    assert step.slots["category"] == "other" and step.responses == [("utter_category_other", {})]
     assert step.slots["description"] == PENDING + "；就在我家楼下每天晚上都这样"
-    assert step.inbox is None and next_slot(step.slots) == "category"
+    assert step.inbox is None and next_slot(step.slots) == "location"
+
+
+@pytest.mark.parametrize("text, intent", [("不知道", "deny"), ("不知道啊", "out_of_scope"), ("你看着办", "nlu_fallback"),
+                                          ("跳过", "deny"), ("确认提交", "affirm")])
+def test_an_unclear_answer_to_the_buttons_files_under_other(form: ComplaintForm, text: str, intent: str) -> None:
+    step = form.step(OFFERED, None, turn(text, intent))
+    assert step.slots["category"] == "other" and step.responses == [("utter_category_other", {})]
+    assert step.slots["description"] == PENDING  # "不知道" is no part of the complaint
+    assert step.done is False and next_slot(step.slots) == "location"
+
+
+@pytest.mark.parametrize("text, intent", [("不知道", "deny"), ("不知道啊", "out_of_scope"), ("你看着办", "greet")])
+def test_an_unclear_answer_to_the_category_question_is_other_not_a_loop(form: ComplaintForm, text: str,
+                                                                       intent: str) -> None:
+    step = form.step({"description": PENDING}, "category", turn(text, intent, 0.95))
+    assert step.reject is False
+    assert step.slots == {"category": "other"} and step.responses == [("utter_category_other", {})]
+
+
+@pytest.mark.parametrize("text, ranking, category", [
+    ("公主府社区下水井盖缺失，联系方式：13847112345", [{"name": "inform", "confidence": 0.7},
+                                                  {"name": "roads_lighting", "confidence": 0.2},
+                                                  {"name": "drainage", "confidence": 0.09}], "roads_lighting"),
+    ("公主府社区下水井盖缺失，联系方式：13847112345", [{"name": "inform", "confidence": 0.7},
+                                                  {"name": "drainage", "confidence": 0.2},
+                                                  {"name": "roads_lighting", "confidence": 0.09}], "drainage"),
+    ("门口的路灯坏了好几天，联系电话 13847112345。", [{"name": "inform", "confidence": 0.9}], "roads_lighting"),
+    ("有个事情想说一下，电话13847112345", [{"name": "inform", "confidence": 0.9},
+                                        {"name": "noise", "confidence": 0.1}], "noise"),
+])
+def test_a_complaint_is_read_without_its_contact_clause(text: str, ranking: list, category: str) -> None:
+    assert category_without_contact(text, ranking, catalogue_matcher()) == category
+
+
+@pytest.mark.parametrize("text, ranking", [
+    ("公主府社区下水井盖缺失", [{"name": "roads_lighting", "confidence": 0.2}]),  # no contact clause: the model decides
+    ("联系方式：13847112345", [{"name": "noise", "confidence": 0.2}]),  # nothing but the contact
+    ("我在公主府社区，电话13847112345", [{"name": "inform", "confidence": 0.9}]),  # no category anywhere
+])
+def test_no_category_is_made_up_from_a_contact_clause(text: str, ranking: list) -> None:
+    assert category_without_contact(text, ranking, catalogue_matcher()) is None
+
+
+@pytest.mark.parametrize("text", ["不对，是化工厂排废气污染，不是噪音", "不是噪音，是油烟", "类别不对，是大气污染",
+                                  "是化工厂排废气污染"])
+def test_a_correction_to_ecology_is_read_from_the_corrected_clause(text: str) -> None:
+    assert catalogue_matcher().choose(text, "deny", exclude=["noise"]) == "ecology"
 
 
 def test_a_phone_typed_after_the_buttons_is_the_contact_not_the_description(form: ComplaintForm) -> None:
