@@ -28,7 +28,7 @@ FLOOR_EMERGENCY_RECALL = 0.95  # target 0.97 (60/63)
 FLOOR_EMERGENCY_PRECISION = 0.96  # target 0.95 (60/62)
 FLOOR_ROUTING = 0.96  # target 0.95 (117/121)
 FLOOR_FALSE_ALARMS = 2  # target 0: complaints of the set answered with the emergency reply (two power_supply)
-FLOOR_SPLIT_FALSE_ALARMS = 1  # target 0: 有人私建养殖场 (the classifier alone, on 有人)
+FLOOR_SPLIT_FALSE_ALARMS = 0  # target 0 (reached in round two)
 
 
 @pytest.fixture(scope="module")
