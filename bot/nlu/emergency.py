@@ -32,9 +32,10 @@ EMERGENCY = "emergency"
 _PERSON = r"(?:人|老人|孩子|小孩|儿童|学生|男的|女的|男子|女子|老头|老太|大爷|大妈|宝宝|婴儿|幼儿|工人|司机|行人|邻居|老伴|老头子|我爸|我妈|我)"
 STRONG = [
     # in the water
-    r"落水|溺水|掉(?:进|到|入|下)(?:了)?(?:河|湖|水|池塘|水库|冰窟窿|冰窟|井|窨井|水渠|渠|化粪池)|掉(?:了)?(?:河|湖|水|冰窟窿|井)里",
+    r"落水|溺水|掉(?:进|到|入|下)(?:了)?(?:河|湖|水|池塘|水库|冰窟窿|冰窟|井|窨井|水渠|渠|化粪池)|掉(?:了)?(?:河|湖|水|冰窟窿|井)里|"
+    r"(?:掉|跌|摔|坠)(?:进|入|到)(?:了)?[^，,。]{1,12}(?:井|河|湖|水库|池塘|冰窟窿|化粪池|深坑|基坑)(?:里|中|内)?",
     # trapped
-    r"被困(?!扰)|困在|被关在|关在电梯|卡在电梯|(?:电梯|屋里|房间|地下室|车库)[^，,。！!？?]{0,12}(?:出不来|出不去|打不开门)",
+    r"被困(?!扰)|困在|被关在|关在电梯|卡在电梯|(?:电梯|屋里|房间|地下室|车库)[^，,。！!？?车]{0,12}(?:出不来|出不去|打不开门)",
     r"困(?:在)?电梯|关(?:在)?电梯里|电梯里(?:还)?(?:有|关着|困着)人|人(?:被)?(?:关|困|卡)(?:在)?(?:里面|里头)|"
     r"(?:出不来|出不去)了?[^，,。]{0,6}电梯|(?:在|关|困)里(?:面|头|边)[^，,。]{0,4}(?:出不来|出不去)|电梯[^，,。]{0,6}(?:卡住|卡在|停在半|停在两层)",
     # fire now
@@ -46,15 +47,22 @@ STRONG = [
     r"受伤|流血|出血|血流|昏迷|晕倒|晕过去|昏过去|叫不醒|不省人事|没(?:有)?(?:了)?(?:呼吸|心跳)|抽搐|倒地不起|"
     r"躺(?:在地上)?(?:着)?不动|倒在(?:地上|血泊)|(?:摔|倒)[^，,。]{0,6}(?:起不来|动不了|不能动|流血|不动)|骨折|头破|"
     r"(?:浑身|满脸|满头|一身)是血|(?:人|他|她|叫)[^，,。]{0,4}没(?:了)?(?:有)?反应|喘不上气|喘不过气|心脏病犯|犯病了|休克|口吐白沫|中毒|"
+    r"(?:人|男子|女子|男的|女的|老人|老太太|老头|大爷|大妈|孩子|小孩|学生|老伴|父亲|母亲|其父|其母)[^，,。把将]{0,5}"
+    r"(?:倒在(?:路边|路上|路旁|街上|楼道|家里|屋里|门口|雪地|卫生间|厕所|地)|倒地)|昏倒|晕厥|"
     r"在(?:河|湖|水|水库|池塘)里(?:扑腾|挣扎)|被(?:水|洪水|河水)冲走|(?:狗|犬)[^，,。]{0,4}(?:正在|在)咬",
     r"(?:被|让)(?:车|汽车|货车|卡车|电动车|公交车)?撞(?:了|倒|伤)|车祸|砸伤|砸(?:到|着)(?:了)?人|压在(?:下面|底下)|被埋",
     # violence
     r"打架|斗殴|打起来|持刀|拿(?:着)?刀|动(?:了)?刀|砍人|捅(?:了|伤)?人|行凶|抢劫|(?:正在|在)打人|殴打|被打(?:了|伤)|挥刀|"
     r"拿(?:着)?(?:砍刀|斧子)|抢(?:包|东西)",
+    # someone fell in, someone still inside a stuck lift, someone not answering (calm and elderly words)
+    r"(?:有人|人|孩子|小孩|老人|老伴|男子|女子|大爷|大妈|学生)[^，,。把将]{0,4}(?:掉|摔|跌|栽)(?:了)?(?:下去|进去)了",
+    r"(?:老伴|老头|老太|孩子|小孩|孙子|孙女|我妈|我爸|母亲|父亲|其母|其父|老人|有人|人)[^，,。]{0,3}(?:还)?(?:在|关在|困在|卡在)电梯(?:里|里头|里面|里边|内)"
+    r"|电梯[^，,。]{0,10}(?:里头|里面|里边)[^，,。]{0,4}(?:有人|关着人|困着人|人还在|还有人)",
+    r"(?:喊|叫)(?:他|她|人)?(?:也|都)?不应|(?:老伴|老头|老人|孩子|人)[^，,。]{0,3}快不行了",
     # a child in a car
     r"(?:孩子|小孩|婴儿|宝宝|幼儿)[^，,。]{0,8}(?:锁|关|困|闷)(?:在)?车(?:里|内)|(?:锁|关|闷)(?:在)?车(?:里|内)[^，,。]{0,8}(?:孩子|小孩|婴儿|宝宝|幼儿)",
     # live wires, people about to fall or jump
-    r"(?:电线|高压线|电缆)[^，,。]{0,10}(?:冒火花|打火花|冒火|着火)|触电|电到人",
+    r"(?:电线|高压线|电缆|电线杆|变压器|电箱)[^，,。]{0,10}(?:冒火花|打火花|冒火|着火|噼啪|火花)|触电|电到人|电着人|(?:人|孩子|小孩)[^，,。]{0,6}(?:碰|摸|挨)(?:到|着)了?[^，,。]{0,4}(?:电线|高压线)",
     r"跳楼|轻生|自杀|要跳河|割腕|(?:站|坐|爬)(?:在|到)?(?:楼顶|窗台|阳台)(?:边|外)|挂在(?:阳台|窗户|窗)外",
     r"请求(?:立即|马上|紧急)?(?:救援|救助|救人)|(?:叫|派|来)(?:个|辆)?救护车|需要救护车|紧急求助",
 ]
@@ -65,7 +73,7 @@ WEAK = [
     r"冒烟|冒黑烟|冒浓烟|浓烟|烟很大|烟特别大|焦糊味|烧焦味",
     r"(?:孩子|小孩)[^，,。]{0,10}(?:车里|车内)",
     r"掉下去|摔下去|坠落|坠楼",
-    r"电线[^，,。]{0,8}(?:掉|断|垂|耷拉)",
+    r"电线[^，,。]{0,8}(?:掉|断|垂|耷拉)[^，,。]{0,8}(?:有人|孩子|小孩|行人|人来人往|过路)",
     r"救命|快来人|救救|打(?:了)?(?:110|119|120)|(?<!燃气)报警(?!器)",
 ]
 # what makes a clause not about danger now
@@ -79,6 +87,9 @@ NOT_NOW = re.compile(
     r"吓死|吓人|要出人命|出人命|"
     r"已经(?:救|送|扑灭|灭了|没事|好了|处理)|救上来了|灭了|扑灭|处理完|才(?:来|到|修好|放出来|出来|救出来)|后来|结果",
 )
+# yesterday's danger is past unless it is still going on (从昨晚到现在一直有煤气味)
+_PAST_DAY = re.compile(r"昨天|昨晚|昨儿|前天|前晚|前两天|那天")
+_STILL = re.compile(r"一直|还在|还是|到现在|现在|仍|至今")
 _CLAUSE = re.compile(r"[。！!？?；;，,\n]+|\s{1,}")
 _STRONG = [re.compile(p) for p in STRONG]
 _WEAK = [re.compile(p) for p in WEAK]
@@ -92,8 +103,14 @@ def evidence(text: str) -> Tuple[Optional[str], Optional[str]]:
     """(strong sign, weak sign) found in a clause that is about now; None where none."""
     clean = normalise(text or "")
     strong = weak = None
-    for clause in _clauses(clean):
-        if NOT_NOW.search(clause):
+    clauses = _clauses(clean)
+    # a sign split over two short clauses (摔倒了 起不来了) counts when neither is hypothetical/past
+    # (and the clause before them does not put them in the past: 去年冬天 我老伴摔倒了 起不来)
+    pairs = [clauses[i] + clauses[i + 1] for i in range(len(clauses) - 1)
+             if len(clauses[i]) <= 12 and len(clauses[i + 1]) <= 12
+             and not (i and NOT_NOW.search(clauses[i - 1]))]
+    for clause in clauses + pairs:
+        if NOT_NOW.search(clause) or (_PAST_DAY.search(clause) and not _STILL.search(clause)):
             continue
         for rx in _STRONG:
             m = rx.search(clause)
@@ -106,8 +123,14 @@ def evidence(text: str) -> Tuple[Optional[str], Optional[str]]:
     return strong, weak
 
 
+# fear alone (我害怕得很, 吓死了) is how a frightened caller talks too: it takes a clause's
+# sign away, but over a whole message without a sign only the hypothetical/past markers count
+_FEAR = re.compile(r"担心|担忧|害怕|怕|恐怕|小心|注意|吓死|吓人")
+
+
 def hypothetical(text: str) -> bool:
-    return bool(NOT_NOW.search(normalise(text or "")))
+    clean = normalise(text or "")
+    return any(not _FEAR.fullmatch(m.group(0)) for m in NOT_NOW.finditer(clean))
 
 
 def decide(text: str, ranking: List[Dict[str, Any]], weak_min: float = 0.25, sure_min: float = 0.1,

@@ -38,6 +38,12 @@ _UNKNOWN_PLACE = re.compile(
 _LEADING_NOISE = re.compile(
     r"^(?:[和与跟及])?(?:.*?(?:我们|咱们|你们|他们|我家|我住|住在|就在|位于|地址|地点|家住|是在|在|到|从|去|的|了|是|这个|那个|这|那|这边|那边|附近|对面|旁边|门口|楼下|楼上|小区里))*"
 )
+# a letter's or a call's preamble (关于…的投诉, 投诉…, 市民来电反映…) and the anonymising 某 are
+# never part of a place name: cut them and do not snap back over them
+_PREAMBLE = re.compile(
+    r"^(?:(?:市民|来电人?|群众|居民)?(?:来电)?(?:称|反映|反应|投诉|举报|咨询|求助|建议)[：:]?|关于|对于|有关|针对|"
+    r"投诉|举报|反映|反应|请求|建议|要求|强烈|实名|某某|某)+"
+)
 _GENERIC = {"小区", "马路", "街道", "道路", "公路", "马路上", "这条路", "那条路", "我们小区", "本小区", "学校", "医院", "市场", "公园", "广场"}
 
 
@@ -71,6 +77,9 @@ def _unknown_places_in(text: str, offset: int, boundaries: set) -> List[Dict[str
             start += cut.end()
         while start > 0 and start + offset not in boundaries:
             start -= 1
+        pre = _PREAMBLE.match(text[start:end])
+        if pre and pre.end():
+            start += pre.end()  # may split a jieba token (关于某 | 小区): the place starts here
         name = text[start:end]
         if len(name) < 3 or name in _GENERIC or re.fullmatch(r"[\d号楼栋单元]+" + _PLACE_SUFFIX, name):
             continue

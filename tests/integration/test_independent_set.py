@@ -21,14 +21,14 @@ SPLIT = DATA / "test_split.jsonl"
 REGISTERS = {"chat", "call", "letter", "elderly", "title"}
 
 # floors: what the model reaches now (targets of issue 15 in the comments)
-FLOOR_ACCURACY = 0.91  # target 0.92 (reached 0.912)
-FLOOR_MACRO_F1 = 0.91  # target 0.90 (0.912)
-FLOOR_REGISTER_F1 = 0.89  # target 0.88 in every register (lowest: chat 0.895)
+FLOOR_ACCURACY = 0.915  # target 0.92 (round one 0.912, round two 0.918)
+FLOOR_MACRO_F1 = 0.915  # target 0.90 (0.917)
+FLOOR_REGISTER_F1 = 0.90  # target 0.88 in every register (lowest: call 0.904, elderly 0.904)
 FLOOR_EMERGENCY_RECALL = 0.95  # target 0.97 (60/63)
-FLOOR_EMERGENCY_PRECISION = 0.95  # target 0.95 (60/63)
-FLOOR_ROUTING = 0.94  # target 0.95 (114/121)
-FLOOR_FALSE_ALARMS = 3  # target 0: complaints of the set answered with the emergency reply
-FLOOR_SPLIT_FALSE_ALARMS = 2  # target 0: two 私建 complaints ("有人…" near 河道/村) read as emergencies
+FLOOR_EMERGENCY_PRECISION = 0.96  # target 0.95 (60/62)
+FLOOR_ROUTING = 0.96  # target 0.95 (117/121)
+FLOOR_FALSE_ALARMS = 2  # target 0: complaints of the set answered with the emergency reply (two power_supply)
+FLOOR_SPLIT_FALSE_ALARMS = 0  # target 0 (reached in round two)
 
 
 @pytest.fixture(scope="module")

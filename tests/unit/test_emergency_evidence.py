@@ -100,3 +100,60 @@ def test_ordinary_rankings_pass_through() -> None:
     r = ranking(("heating", 0.9), ("other", 0.1))
     assert decide("暖气不热", r) == r
     assert decide("暖气不热", []) == []
+
+
+# rules added in round two: calm and elderly phrasings of danger now
+@pytest.mark.parametrize("text", [
+    "来电人称其母亲被困电梯内，请求尽快处置",
+    "市民来电反映：一名儿童掉进了路边没有盖子的污水井里",
+    "市民来电反映：有一男子倒在路边，呼之不应",
+    "同志我跟你说 我家老伴 在卫生间摔倒了 起不来了",
+    "来电人称其父亲在家中突然昏倒",
+    "路口电线杆上的电线一直在噼啪打火花",
+    "有个小孩摸到了垂下来的电线",
+])
+def test_round_two_danger_now(text: str) -> None:
+    assert evidence(text)[0] is not None
+
+
+@pytest.mark.parametrize("text", [
+    "小区门口电线耷拉下来好几天了 供电局也不来修",
+    "路边电线断了垂在树上 一直没人管",
+    "有人把装修垃圾倒在路边",
+    "煤气罐没气了 送气的一直不来",
+    "同志我跟你说 去年冬天 我老伴摔倒了 起不来",
+])
+def test_round_two_not_now(text: str) -> None:
+    strong, weak = evidence(text)
+    assert strong is None and weak is None
+
+
+@pytest.mark.parametrize("text", [
+    "路口井盖没了 刚才有个孩子掉下去了",
+    "同志 电梯停了 我老伴还在电梯里头",
+    "电梯卡住不动了 里面还有人",
+    "我敲了半天门 喊她也不应",
+    "从昨晚到现在屋里一直有煤气味",
+])
+def test_round_two_fell_in_still_inside_no_answer(text: str) -> None:
+    assert evidence(text)[0] is not None
+
+
+@pytest.mark.parametrize("text", [
+    "昨天晚上电线冒火花 今天就停电了",
+    "前两天有人掉下去了 到今天井盖还没补上",
+    "孩子差点掉下去了 井盖到现在也没人补",
+])
+def test_round_two_yesterday_and_near_misses_are_not_now(text: str) -> None:
+    assert evidence(text)[0] is None
+
+
+def test_fear_alone_does_not_take_a_sure_classifier_emergency_away() -> None:
+    text = "同志我害怕得很 隔壁屋里一直有人在喊 砸门 听着像出大事了"
+    assert decide(text, ranking(("emergency", 0.3), ("noise", 0.27)))[0]["name"] == EMERGENCY
+    assert decide("万一出事了 隔壁一直有人在喊", ranking(("emergency", 0.3), ("noise", 0.27)))[0]["name"] == "noise"
+
+
+def test_a_car_that_cannot_get_out_is_not_a_person_trapped() -> None:
+    assert evidence("车库卷帘门坏了 车进不去出不来") == (None, None)
+    assert evidence("地下车库门坏了 人在里面出不来")[0] is not None

@@ -192,3 +192,20 @@ def test_reading_text_drops_courtesies_and_call_lead_in() -> None:
 def test_reading_words_are_jieba_words_of_the_reading() -> None:
     text, words = reading("路灯不亮")
     assert text == "路灯不亮" and "".join(words) == text and "路灯" in words
+
+
+@pytest.mark.parametrize("text, place", [
+    ("关于金隅时代城小区电梯频繁故障的投诉", "金隅时代城小区"),
+    ("投诉万豪酒店后厨油烟直排居民楼 阳光花园小区的居民都受不了", "阳光花园小区"),
+    ("举报青山路有人夜里偷倒建筑垃圾", "青山路"),
+    ("反映锦绣家园小区停车难", "锦绣家园小区"),
+    ("市民来电反映：其所在福泰花园小区暖气不热", "福泰花园小区"),
+])
+def test_a_preamble_is_not_part_of_the_place(matcher: LocationMatcher, text: str, place: str) -> None:
+    places = [e["value"] for e in matcher.extract(text) if e["entity"] == "place"]
+    assert places == [place]
+
+
+@pytest.mark.parametrize("text", ["关于某小区电梯故障的投诉", "关于某路段路灯不亮的反映", "投诉某小区物业乱收费"])
+def test_an_anonymised_place_is_no_place(matcher: LocationMatcher, text: str) -> None:
+    assert [e for e in matcher.extract(text) if e["entity"] == "place"] == []
