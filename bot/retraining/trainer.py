@@ -73,7 +73,9 @@ class RetrainSettings:
         from bot.retraining.serving import read_api
 
         env = os.environ
-        api = {} if env.get("QC_RASA_TOKEN") else read_api()
+        # The running servers' address from the API file even when the environment gives only
+        # the token (QC_RASA_TOKEN=x bot models rollback); an address in the environment wins.
+        api = read_api()
         if env.get("QC_RASA_URL") and env["QC_RASA_URL"].rstrip("/") != api.get("rasa_url", "").rstrip("/"):
             api = {}  # the running servers `make run` wrote down are not the ones asked for
         return cls(

@@ -276,3 +276,21 @@ def test_a_place_added_in_the_console_answers_where_it_happened(served: Served) 
     assert "属于哪个街道或社区" not in _texts(turn), turn["messages"]
     slots = _slots(turn)
     assert slots.get("street_code") == ANSWER_STREET and slots.get("location_status") == "resolved", slots
+
+
+def test_cli_with_only_the_token_in_the_env_takes_the_url_from_the_api_file(served: Served) -> None:
+    chosen = next(r for r in served.registry() if Path(r["path"]).name == "admin-choice.tar.gz")
+    # an address in the environment always wins: a closed port, so nothing is activated
+    closed = {**served.env, "QC_RASA_TOKEN": TOKEN, "QC_RASA_URL": f"http://127.0.0.1:{_free_port()}"}
+    refused = subprocess.run([sys.executable, "-m", "bot", "models", "activate", str(chosen["id"]), "--by", "root"],
+                             cwd=REPO_ROOT, env=closed, capture_output=True, text=True, timeout=240)
+    assert refused.returncode == 1, refused.stdout
+    assert served.served_file() != "admin-choice.tar.gz"
+
+    only_token = {**served.env, "QC_RASA_TOKEN": TOKEN}  # no QC_RASA_URL: var/rasa-api.json's
+    done = subprocess.run([sys.executable, "-m", "bot", "models", "activate", str(chosen["id"]), "--by", "root"],
+                          cwd=REPO_ROOT, env=only_token, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert served.served_file() == "admin-choice.tar.gz"
+    active = [Path(r["path"]).name for r in served.registry() if r["status"] == "active"]
+    assert active == ["admin-choice.tar.gz"]
