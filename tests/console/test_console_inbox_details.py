@@ -136,6 +136,30 @@ async def test_the_span_warning_names_the_message_and_offers_the_marked_name_who
     assert f"{name} " in (data_dir / "dictionaries" / "places.txt").read_text(encoding="utf-8")
 
 
+async def test_a_marked_span_that_is_not_a_name_is_neither_recommended_nor_added(
+        retrain_client: TestClient, engine: Engine, data_dir: Path) -> None:
+    make_users(engine, ("root",))
+    text = "头疼 新城区的路灯坏了好几天"
+    item = _add(engine, Sample("fallback", text, "fallback:r:m9", "other", 0.1))
+    csrf = await login(retrain_client, "root")
+    words = (data_dir / "dictionaries" / "places.txt").read_bytes()
+    resp = await post(retrain_client, f"/console/retraining/items/{item}/accept", csrf, intent="roads_lighting",
+                      mention="头疼 新城", entity="place")
+    page = await resp.text()
+    assert resp.status == 200 and f"关于第 {item} 条" in page
+    assert "加入分词词典" not in page and "（推荐）" not in page
+    resp = await post(retrain_client, f"/console/retraining/items/{item}/accept", csrf, intent="roads_lighting",
+                      mention="头疼 新城", entity="place", add_word="1")
+    assert resp.status == 400
+    assert "2–20个汉字、字母或数字" in await resp.text()
+    assert (data_dir / "dictionaries" / "places.txt").read_bytes() == words
+    for junk in ("新城，", "新城区!", "新"):
+        resp = await post(retrain_client, f"/console/retraining/items/{item}/accept", csrf, intent="roads_lighting",
+                          mention=junk, entity="place", add_word="1")
+        assert resp.status == 400, junk
+    assert (data_dir / "dictionaries" / "places.txt").read_bytes() == words
+
+
 async def test_the_inbox_page_shows_no_server_path(retrain_client: TestClient, engine: Engine, data_dir: Path) -> None:
     make_users(engine, ("root",))
     await login(retrain_client, "root")
