@@ -118,7 +118,8 @@ def _accept(engine: Any, settings: RetrainSettings, item_id: int, intent: str, m
         if span.warning and not confirm_snap:
             return {"warning": span.warning, "item_id": item_id, "text": item["text"], "intent": intent,
                     "mention": mention.strip(), "entity": entity, "snapped": span.text,
-                    "can_add_word": not add_word and entity == "place"}
+                    "can_add_word": not add_word and entity == "place"
+                                    and nludata.plausible_word(mention.strip())}
         spans.append(span)
     line = nludata.markup(item["text"], spans)
     path, written = nludata.add_examples(settings.data_dir / "nlu", intent, [line])  # atomic, deduplicated

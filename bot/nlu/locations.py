@@ -102,18 +102,27 @@ class LocationMatcher:
         from bot.dictionaries import load_into_jieba
 
         load_into_jieba()  # domain words too: 路灯 must not become the end of a road name
-        for alias in aliases:
+        self.aliases: Dict[str, str] = {}
+        self.nlp = spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "jieba"}}})
+        self._ruler = self.nlp.add_pipe("entity_ruler", config={"phrase_matcher_attr": "ORTH", "validate": False})
+        self.add(aliases)
+
+    def add(self, aliases: Dict[str, str]) -> None:
+        """More names (a place an admin added while the server runs): jieba words + patterns."""
+        import jieba
+
+        new = {a: lvl for a, lvl in aliases.items() if a not in self.aliases}
+        for alias in new:
             # one token per name, in or out of context. Names gazetteer.txt already loaded
             # are not added again: jieba.add_word adds to the dictionary total each time, and
             # an inflated total flips splits (路灯不亮 → 路/灯不亮, a road ending in 路).
             if jieba.dt.FREQ.get(alias, 0) < PLACE_FREQ:
                 jieba.add_word(alias, PLACE_FREQ, "ns")
-        self.aliases = aliases
-        self.nlp = spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "jieba"}}})
-        ruler = self.nlp.add_pipe("entity_ruler", config={"phrase_matcher_attr": "ORTH", "validate": False})
-        patterns = [{"label": level, "pattern": alias, "id": alias} for alias, level in aliases.items()]
-        with self.nlp.select_pipes(enable=[]):
-            ruler.add_patterns(patterns)
+        self.aliases.update(new)
+        patterns = [{"label": level, "pattern": alias, "id": alias} for alias, level in new.items()]
+        if patterns:
+            with self.nlp.select_pipes(enable=[]):
+                self._ruler.add_patterns(patterns)
 
     def extract(self, text: str) -> List[Dict[str, Any]]:
         clean = normalise(text or "")[:MAX_NLU_CHARS]
@@ -146,6 +155,7 @@ class GazetteerEntityExtractor(GraphComponent, EntityExtractorMixin):
         self._storage = model_storage
         self._resource = resource
         self._matcher = LocationMatcher(aliases) if aliases else None
+        self._live = None  # the place table last merged in (bot.gazetteer.default_gazetteer)
 
     @classmethod
     def create(cls, config, model_storage, resource, execution_context: ExecutionContext) -> "GazetteerEntityExtractor":
@@ -163,7 +173,26 @@ class GazetteerEntityExtractor(GraphComponent, EntityExtractorMixin):
     def load(cls, config, model_storage, resource, execution_context, **kwargs: Any) -> "GazetteerEntityExtractor":
         with model_storage.read_from(resource) as folder:
             aliases = json.loads((Path(folder) / cls.ALIASES_FILE).read_text(encoding="utf-8"))
-        return cls(config, model_storage, resource, aliases)
+        loaded = cls(config, model_storage, resource, aliases)
+        loaded._merge_live_places()
+        return loaded
+
+    def _merge_live_places(self) -> None:
+        """The served model knows the names of its training data; an admin adds places to
+        the running table (console → QC_TRAIN_DATA_DIR or data/). Names added since are
+        merged in when the table changes (the same reloading accessor the action server
+        uses), so a new place is extracted without retraining or restarting."""
+        from bot.gazetteer import default_gazetteer
+
+        try:
+            live = default_gazetteer()
+        except Exception as exc:  # noqa: BLE001 - a broken table must not stop parsing
+            logger.warning("place table not reloaded: %s", exc)
+            return
+        if live is self._live or self._matcher is None:
+            return
+        self._matcher.add(build_aliases(live))
+        self._live = live
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         # Only mark where places are (for the tokenizer's mask); annotated entities stay.
@@ -177,6 +206,7 @@ class GazetteerEntityExtractor(GraphComponent, EntityExtractorMixin):
     def process(self, messages: List[Message]) -> List[Message]:
         if self._matcher is None:
             return messages
+        self._merge_live_places()
         for message in messages:
             found = self.add_extractor_name(self._matcher.extract(message.get(TEXT) or ""))
             message.set(LOCATION_SPANS, [(e["start"], e["end"]) for e in found])

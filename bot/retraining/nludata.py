@@ -260,12 +260,21 @@ def remove_examples(nlu_dir: Path, file_name: str, lines: Iterable[str]) -> List
         return removed
 
 
+_WORD = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]{2,20}")
+
+
+def plausible_word(name: str) -> bool:
+    """A name for the jieba dictionary: 2–20 Han characters, letters or digits, nothing else
+    (a marked span with a space or punctuation is two words, not one name)."""
+    return bool(_WORD.fullmatch(name or "")) and not (name or "").isdigit()
+
+
 def add_word(data_dir: Path, name: str) -> bool:
     """A place name into the jieba dictionary only (data/dictionaries/places.txt), so that
     the tokenizer keeps it whole; False when it is there already."""
-    name = "".join((name or "").split())
-    if not (2 <= len(name) <= 40) or any(c in name for c in ",|\"# "):
-        raise ValueError("地名须为2–40个字，且不含逗号、竖线、引号或#")
+    name = (name or "").strip()
+    if not plausible_word(name):
+        raise ValueError("只有像地名的词才能加入分词词典：2–20个汉字、字母或数字，不含空格和标点")
     with data_lock(data_dir):
         dict_path = Path(data_dir) / "dictionaries" / "places.txt"
         words = dict_path.read_text(encoding="utf-8") if dict_path.exists() else ""

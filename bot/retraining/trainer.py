@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -73,7 +74,9 @@ class RetrainSettings:
         from bot.retraining.serving import read_api
 
         env = os.environ
-        api = {} if env.get("QC_RASA_TOKEN") else read_api()
+        # The running servers' address from the API file even when the environment gives only
+        # the token (QC_RASA_TOKEN=x bot models rollback); an address in the environment wins.
+        api = read_api()
         if env.get("QC_RASA_URL") and env["QC_RASA_URL"].rstrip("/") != api.get("rasa_url", "").rstrip("/"):
             api = {}  # the running servers `make run` wrote down are not the ones asked for
         return cls(
@@ -301,14 +304,40 @@ def train_candidate(data_dir: Path, config: Path, out_dir: Path, name: str = "ca
     return archive, duration
 
 
+_WARNING_LINE = re.compile(r"^\S+:\d+: \w*Warning\b")
+# an absolute path (not the path part of a URL: http://host/x is preceded by : or /)
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"():,/]+/)*[^\s'\"():,/]*")
+
+
+def clean_log(raw: str) -> str:
+    """What the admin reads: Python warnings (the line and its indented source line) left
+    out, paths under the repository made relative and other server paths cut to the name."""
+    out, message_lines, in_source = [], 0, False
+    root = str(REPO_ROOT).rstrip("/") + "/"
+    for line in re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", raw).splitlines():
+        if _WARNING_LINE.match(line):  # file:line: XWarning: message (may go on), then "  source"
+            message_lines, in_source = 4, False
+            continue
+        indented = line[:1] in (" ", "\t")
+        if indented and (message_lines or in_source):
+            message_lines, in_source = 0, True
+            continue
+        if message_lines and not indented:
+            message_lines -= 1
+            continue
+        in_source = False
+        line = line.replace(root, "")
+        line = _ABS_PATH.sub(lambda m: Path(m.group(0)).name or "", line)
+        out.append(line)
+    return "\n".join(out)
+
+
 def log_tail(path: Optional[Path], lines: int = 40) -> str:
     if not path or not Path(path).exists():
         return ""
     from bot.text import mask_personal_data
 
-    import re
-
-    raw = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", Path(path).read_text(encoding="utf-8", errors="replace"))
+    raw = clean_log(Path(path).read_text(encoding="utf-8", errors="replace"))
     return mask_personal_data("\n".join(raw.splitlines()[-lines:]))
 
 

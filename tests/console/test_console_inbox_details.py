@@ -6,6 +6,7 @@ such, and the reviewed-examples accuracy says what it measures."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -136,6 +137,30 @@ async def test_the_span_warning_names_the_message_and_offers_the_marked_name_who
     assert f"{name} " in (data_dir / "dictionaries" / "places.txt").read_text(encoding="utf-8")
 
 
+async def test_a_marked_span_that_is_not_a_name_is_neither_recommended_nor_added(
+        retrain_client: TestClient, engine: Engine, data_dir: Path) -> None:
+    make_users(engine, ("root",))
+    text = "头疼 新城区的路灯坏了好几天"
+    item = _add(engine, Sample("fallback", text, "fallback:r:m9", "other", 0.1))
+    csrf = await login(retrain_client, "root")
+    words = (data_dir / "dictionaries" / "places.txt").read_bytes()
+    resp = await post(retrain_client, f"/console/retraining/items/{item}/accept", csrf, intent="roads_lighting",
+                      mention="头疼 新城", entity="place")
+    page = await resp.text()
+    assert resp.status == 200 and f"关于第 {item} 条" in page
+    assert "加入分词词典" not in page and "（推荐）" not in page
+    resp = await post(retrain_client, f"/console/retraining/items/{item}/accept", csrf, intent="roads_lighting",
+                      mention="头疼 新城", entity="place", add_word="1")
+    assert resp.status == 400
+    assert "2–20个汉字、字母或数字" in await resp.text()
+    assert (data_dir / "dictionaries" / "places.txt").read_bytes() == words
+    for junk in ("新城，", "新城区!", "新"):
+        resp = await post(retrain_client, f"/console/retraining/items/{item}/accept", csrf, intent="roads_lighting",
+                          mention=junk, entity="place", add_word="1")
+        assert resp.status == 400, junk
+    assert (data_dir / "dictionaries" / "places.txt").read_bytes() == words
+
+
 async def test_the_inbox_page_shows_no_server_path(retrain_client: TestClient, engine: Engine, data_dir: Path) -> None:
     make_users(engine, ("root",))
     await login(retrain_client, "root")
@@ -167,3 +192,33 @@ async def test_the_model_make_trained_reads_as_such_and_reviewed_accuracy_is_lab
     listing = await (await retrain_client.get("/console/retraining/models")).text()
     assert "<td>models/</td>" not in listing
     assert listing.count("make（data/ 改动后训练，未评测）") == 1
+
+
+async def test_the_training_log_on_the_model_page_shows_no_server_path_and_no_warnings(
+        retrain_client: TestClient, engine: Engine, tmp_path: Path) -> None:
+    make_users(engine, ("root",))
+    site = "/opt/venv/lib/python3.10/site-packages"
+    archive = tmp_path / "store" / "model-1" / "20261125-020000-candidate.tar.gz"
+    log = tmp_path / "train.log"
+    log.write_text(
+        f"{site}/rasa/shared/utils/io.py:99: UserWarning: Misaligned entity annotation\n"
+        "  warnings.warn(\n"
+        f"{site}/sqlalchemy/orm/relationships.py:3441: SAWarning: relationship 'X' will copy column\n"
+        "  util.warn(\n"
+        "Building prefix dict from the default dictionary ...\n"
+        "Loading model from cache /tmp/jieba.cache\n"
+        f"Your Rasa model is trained and saved at '{archive}'.\n"
+        f"data: {REPO_ROOT}/data/nlu/complaints.yml, http://127.0.0.1:5005/model ok\n", encoding="utf-8")
+    with engine.begin() as conn:
+        model_id = conn.execute(insert(model_registry).values(
+            created_at=NOW, created_by="root", status="candidate", progress=100, path=str(archive),
+            metrics={}, finished_at=NOW, log_path=str(log))).inserted_primary_key[0]
+    await login(retrain_client, "root")
+    page = await (await retrain_client.get(f"/console/retraining/models/{model_id}")).text()
+    shown = page.split("<h2>训练日志</h2>", 1)[1].split("</pre>", 1)[0]
+    assert re.search(r"(?<![\w.:/])/[\w.-]+/", shown) is None, shown  # no absolute path
+    assert "Warning" not in shown and "warnings.warn" not in shown and "site-packages" not in shown
+    assert "Loading model from cache jieba.cache" in shown
+    assert "saved at &#39;20261125-020000-candidate.tar.gz&#39;" in shown or \
+        "saved at '20261125-020000-candidate.tar.gz'" in shown
+    assert "data: data/nlu/complaints.yml, http://127.0.0.1:5005/model ok" in shown
