@@ -12,7 +12,10 @@ DIR_MODE = 0o700
 def private_dir(folder: Path | str) -> Path:
     """Create `folder` (and missing parents, 0700) if needed, and make it 0700."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for parent in reversed(missing):  # mkdir(parents=True) would give the parents the umask's mode
+        parent.mkdir(exist_ok=True, mode=DIR_MODE)
+        os.chmod(parent, DIR_MODE)
     os.chmod(folder, DIR_MODE)
     return folder
 

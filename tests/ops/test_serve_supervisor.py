@@ -114,16 +114,22 @@ def test_widget_socketio_told_and_message_kept_while_action_server_down(served, 
 
     import socketio
 
-    session = uuid.uuid4().hex
+    issued: list = []  # the server issues (and signs) the session id; a made-up one is replaced
     got: list = []
 
     async def go():
         sio = socketio.AsyncClient(reconnection=False)
         sio.on("bot_uttered", lambda data: got.append(data.get("text")))
+        sio.on("session_confirm", lambda sid: issued.append(sid))
         await sio.connect(f"http://127.0.0.1:{served.ports['rasa']}", socketio_path="/socket.io",
                           transports=["polling"])
         try:
-            await sio.emit("session_request", {"session_id": session})
+            await sio.emit("session_request", {})
+            for _ in range(300):
+                if issued:
+                    break
+                await asyncio.sleep(0.1)
+            session = issued[0]
 
             async def utter(message: str, n: int = 1) -> list:
                 start = len(got)
@@ -147,7 +153,7 @@ def test_widget_socketio_told_and_message_kept_while_action_server_down(served, 
     down, after = asyncio.run(go())
     assert down == [KEPT]  # not 助手正在输入… and then nothing
     assert KEPT not in after and after
-    assert _conversation_texts(served, session).count(PHONE) == 2  # kept (pending), then handled
+    assert _conversation_texts(served, issued[0]).count(PHONE) == 2  # kept (pending), then handled
 
 
 def test_wechat_told_and_message_kept_while_action_server_down(served):
