@@ -110,7 +110,7 @@ async def test_a_span_off_the_token_boundaries_is_warned_about_before_writing(
     resp = await post(retrain_client, f"/console/retraining/items/{item}/accept", csrf, intent="dog",
                       mention="如意", entity="community", confirm_snap="1")
     assert resp.status == 303
-    text = (data_dir / "nlu" / "complaints_part1.yml").read_text(encoding="utf-8")
+    text = (data_dir / "nlu" / "environment.yml").read_text(encoding="utf-8")
     assert "    - [如意社区](community)有好几只流浪狗天天叫\n" in text
     with engine.connect() as conn:
         row = conn.execute(select(review_items)).mappings().one()

@@ -168,7 +168,7 @@ async def _admin_corrects_retrains_activates(stack, settings, engine, item_id: i
         resp = await post(client, f"/console/retraining/items/{item_id}/accept", csrf, intent=RIGHT, mention="",
                           entity="place")
         assert resp.status == 303, await resp.text()
-        nlu = (settings.data_dir / "nlu" / "complaints_part2.yml").read_text(encoding="utf-8")
+        nlu = (settings.data_dir / "nlu" / "environment.yml").read_text(encoding="utf-8")
         assert f"    - {WRONG}\n" in nlu
 
         resp = await post(client, "/console/retraining/train", csrf)
@@ -290,4 +290,4 @@ def test_the_pages_in_a_browser(small_stack, tmp_path: Path) -> None:
     finally:
         stop_stack([proc])
     line = "    - [如意社区](community)门口天天有人摆摊卖菜\n"
-    assert line in (settings.data_dir / "nlu" / "complaints_part2.yml").read_text(encoding="utf-8")
+    assert line in (settings.data_dir / "nlu" / "streets.yml").read_text(encoding="utf-8")

@@ -41,10 +41,10 @@ def test_markup_escapes_the_residents_brackets() -> None:
 
 def test_examples_go_to_the_block_of_their_intent_deduplicated(data_dir: Path) -> None:
     nlu = data_dir / "nlu"
-    before = (nlu / "complaints_part2.yml").read_text(encoding="utf-8")
-    others = {p.name: p.read_bytes() for p in nlu.glob("*.yml") if p.name != "complaints_part2.yml"}
+    before = (nlu / "environment.yml").read_text(encoding="utf-8")
+    others = {p.name: p.read_bytes() for p in nlu.glob("*.yml") if p.name != "environment.yml"}
     path, added = add_examples(nlu, "noise", ["楼下广场舞的音箱咚咚响到十点", "楼下广场舞的音箱咚咚响到十点！"])
-    assert path == nlu / "complaints_part2.yml"
+    assert path == nlu / "environment.yml"
     assert added == ["楼下广场舞的音箱咚咚响到十点", "楼下广场舞的音箱咚咚响到十点！"]
     after = path.read_text(encoding="utf-8")
     # exactly two lines inserted, right after the last example of the noise block
@@ -54,7 +54,7 @@ def test_examples_go_to_the_block_of_their_intent_deduplicated(data_dir: Path) -
     last = max(i for i in range(start, end) if lines_before[i].startswith("    - "))
     assert lines_after == lines_before[: last + 1] + [
         "    - 楼下广场舞的音箱咚咚响到十点", "    - 楼下广场舞的音箱咚咚响到十点！"] + lines_before[last + 1:]
-    assert {p.name: p.read_bytes() for p in nlu.glob("*.yml") if p.name != "complaints_part2.yml"} == others
+    assert {p.name: p.read_bytes() for p in nlu.glob("*.yml") if p.name != "environment.yml"} == others
     # the same text again (markup or not): nothing is written
     mtime = path.stat().st_mtime_ns
     assert add_examples(nlu, "noise", ["楼下广场舞的音箱咚咚响到十点"]) == (None, [])
