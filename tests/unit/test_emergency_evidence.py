@@ -157,3 +157,105 @@ def test_fear_alone_does_not_take_a_sure_classifier_emergency_away() -> None:
 def test_a_car_that_cannot_get_out_is_not_a_person_trapped() -> None:
     assert evidence("车库卷帘门坏了 车进不去出不来") == (None, None)
     assert evidence("地下车库门坏了 人在里面出不来")[0] is not None
+
+
+# round three (issue 15): the shapes of danger now in every register: a person in a danger state,
+# a hazard present, violence or a break-in now, a call for rescue; the time a story is set in
+DANGER_NOW_EVERY_REGISTER = [
+    # chat
+    "小区门口俩人动手了 一个拿着板砖往头上拍",
+    "有人在撬对门的锁 我从猫眼看见的 现在还在撬",
+    "大太阳底下 车里关着个娃 哭得嗓子都哑了",
+    "有个骑车的被渣土车刮倒了 躺马路上没起来",
+    "地下通道水都漫到腰了 有个老人困在中间",
+    # call transcripts
+    "来电人称其父亲患有阿尔茨海默病，今早出门后至今未归，请求协助寻找。",
+    "市民来电反映：某小区地下车库积水已没过车顶，疑似仍有人员在车内。",
+    "市民来电反映：一处车棚顶棚垮塌，一名老人被压在下面，无法动弹。",
+    "来电人称：其母亲突发胸痛、呼吸困难，请求协助联系急救。",
+    # letters
+    "关于小区化粪池有儿童落入的紧急求助\n尊敬的领导：刚才一名男孩掉进了化粪池，请立即派人救援！",
+    "关于高压线断落的紧急反映\n您好！小区门外一根高压线被风刮断，断头还在冒火星，来往行人很多。",
+    # elderly speech
+    "同志啊 我那老头子刚才吃着饭呢 筷子一下掉了 嘴也歪了 话都说不利索了",
+    "闺女 我刚才在卫生间滑倒了 到现在还坐在地上起不来 儿女都不在家",
+    "我跟你说 我老伴在里屋睡觉 我叫他叫半天都不吭声 屋里还生着炉子",
+    "同志 这电梯升到一半停住了 黑咕隆咚的 我还在里面呢",
+    "我跟你说 厨房那个燃气灶 一股臭味 窗户开了味还是冲",
+    "我家老头有点失智 今天一早又自己出去了 有人看见他在铁道边上晃悠",
+    "他下去捞桶 结果人也栽进去了 半天没动静",
+    "刚才有个娃在坑边上玩 一下就滑进去了",
+    # titles
+    "轿车内锁着婴儿 车主不在",
+    "河上冰裂 一名少年跌入冰窟",
+    "广告牌砸落压住行人",
+    "掉落的高压线带电 路人围着看",
+]
+ALARMING_BUT_NOT_NOW_EVERY_REGISTER = [
+    # chat
+    "街边的老柳树根都松了 砸着人咋办",
+    "烧烤店烟道全是油 着火了可咋办",
+    "邻居把电瓶车推进楼道充电 万一着了咋整",
+    # call transcripts
+    "来电人咨询：燃气泄漏报警器在哪里可以免费安装。",
+    "来电人反映某路口车辆不让行，前几天有老人被剐蹭，希望加装信号灯。",
+    # letters
+    "关于电梯反复困人物业拖延维修的投诉\n尊敬的领导：上个月电梯困人，物业一小时后才到，至今电梯仍时好时坏。",
+    # elderly speech
+    "同志我跟你说 前阵子我们楼下电线着火 烧了好一会儿 到现在那线还耷拉着没人修",
+    "我跟你说 昨天后半夜 变压器砰的一声冒了火 然后就全黑了 到现在也没来电",
+    "楼前那棵杨树树干空了 一起风我就怕它倒了砸着人",
+    "哪天着了火 我们这些老的跑都跑不出去",
+    "去年夏天有个孩子从那个坎上摔下去了 到现在也没装栏杆",
+    # titles
+    "家里着火了保险能赔吗",
+    "这个路口没有红绿灯 迟早出人命",
+]
+
+
+@pytest.mark.parametrize("text", DANGER_NOW_EVERY_REGISTER)
+def test_round_three_danger_now_every_register(text: str) -> None:
+    assert evidence(text)[0] is not None
+
+
+@pytest.mark.parametrize("text", ALARMING_BUT_NOT_NOW_EVERY_REGISTER)
+def test_round_three_alarming_words_are_not_danger_now(text: str) -> None:
+    assert evidence(text)[0] is None
+
+
+def test_sparks_that_cut_the_power_are_a_repair_unless_people_are_near() -> None:
+    assert evidence("电线杆上冒火花 整片都停电了")[0] is None
+    assert evidence("电线杆上冒火花 整片都停电了")[1] is not None
+    assert evidence("电线杆上冒火花 整片都停电了 底下就是人行道")[0] is not None
+    assert evidence("配电室往外冒火星子 请派人抢修")[0] is None
+    assert evidence("配电室往外冒火星子 有股烧焦的味")[0] is not None
+
+
+def test_smoke_from_a_chimney_or_a_barbecue_is_no_sign() -> None:
+    assert evidence("工厂烟囱冒黑烟 呛死人")[1] is None
+    assert evidence("烧烤摊浓烟滚滚 窗户都不敢开")[1] is None
+    assert evidence("邻居家门缝往外冒烟")[1] is not None
+
+
+def test_without_a_sign_the_classifier_needs_a_situation_told_about_now() -> None:
+    leaflets = "商场门口有人发传单 拉着人不放"
+    assert evidence(leaflets) == (None, None)
+    assert decide(leaflets, ranking(("emergency", 0.6), ("illegal_ads", 0.3)))[0]["name"] == "illegal_ads"
+    feared = "楼前那棵杨树树干空了 一起风我就怕它倒了砸着人"
+    assert decide(feared, ranking(("emergency", 0.6), ("greenery", 0.3)))[0]["name"] == "greenery"
+    bus = "等了快一个钟头公交都没来"
+    assert decide(bus, ranking(("emergency", 0.5), ("transport", 0.4)))[0]["name"] == "transport"
+    told_now = "隔壁屋里有人在喊 一直砸门 听着像出大事了"
+    assert decide(told_now, ranking(("emergency", 0.3), ("noise", 0.2)))[0]["name"] == EMERGENCY
+
+
+def test_a_what_if_sign_needs_a_classifier_sure_of_an_emergency() -> None:
+    text = "烧烤店烟道全是油 着火了可咋办"
+    assert evidence(text) == (None, "着火")
+    assert decide(text, ranking(("ecology", 0.5), ("emergency", 0.4)))[0]["name"] == "ecology"
+    assert decide(text, ranking(("emergency", 0.6), ("ecology", 0.3)))[0]["name"] == EMERGENCY
+
+
+def test_a_weak_sign_said_with_urgency_needs_less() -> None:
+    assert decide("邻居家门缝往外冒烟 快来人", ranking(("other", 0.8), ("emergency", 0.15)))[0]["name"] == EMERGENCY
+    assert decide("邻居家门缝往外冒烟", ranking(("other", 0.8), ("emergency", 0.15)))[0]["name"] == "other"
