@@ -21,13 +21,13 @@ SPLIT = DATA / "test_split.jsonl"
 REGISTERS = {"chat", "call", "letter", "elderly", "title"}
 
 # floors: what the model reaches now (targets of issue 15 in the comments)
-FLOOR_ACCURACY = 0.915  # target 0.92 (round one 0.912, round two 0.918)
-FLOOR_MACRO_F1 = 0.915  # target 0.90 (0.917)
-FLOOR_REGISTER_F1 = 0.90  # target 0.88 in every register (lowest: call 0.904, elderly 0.904)
-FLOOR_EMERGENCY_RECALL = 0.95  # target 0.97 (60/63)
-FLOOR_EMERGENCY_PRECISION = 0.96  # target 0.95 (60/62)
+FLOOR_ACCURACY = 0.94  # target 0.92 (round one 0.912, round two 0.918, round three 0.943)
+FLOOR_MACRO_F1 = 0.935  # target 0.90 (0.940)
+FLOOR_REGISTER_F1 = 0.92  # target 0.88 in every register (lowest: call 0.926)
+FLOOR_EMERGENCY_RECALL = 0.99  # target 0.97 (63/63: one miss fails)
+FLOOR_EMERGENCY_PRECISION = 0.98  # target 0.95 (63/64)
 FLOOR_ROUTING = 0.96  # target 0.95 (117/121)
-FLOOR_FALSE_ALARMS = 2  # target 0: complaints of the set answered with the emergency reply (two power_supply)
+FLOOR_FALSE_ALARMS = 1  # target 0: complaints of the set answered with the emergency reply (one, elderly speech)
 FLOOR_SPLIT_FALSE_ALARMS = 0  # target 0 (reached in round two)
 
 
@@ -88,3 +88,20 @@ def test_figures_beside_the_split(independent, split, capsys) -> None:
 def test_no_ordinary_complaint_gets_the_emergency_reply(independent, split) -> None:
     assert split[1]["emergency"]["false_alarms_on_complaints"] <= FLOOR_SPLIT_FALSE_ALARMS
     assert independent[1]["emergency"]["false_alarms_on_complaints"] <= FLOOR_FALSE_ALARMS
+
+
+# the blind-written development set (tests/data/dev/blind_emergency.jsonl: 30% emergencies told in
+# calm words, traps with alarming words); it may be read, so it guides but does not measure
+DEV_BLIND = DATA / "dev" / "blind_emergency.jsonl"
+FLOOR_DEV_EMERGENCY_RECALL = 0.99  # 107/108
+FLOOR_DEV_FALSE_ALARMS = 0
+
+
+def test_the_blind_dev_set_emergencies(parser, capsys) -> None:
+    rows = load_rows(DEV_BLIND)
+    figs = figures(rows, explain_rows(parser, rows), list(CATEGORIES), default_router())
+    with capsys.disabled():
+        print()
+        print("\n".join(report_lines("blind dev set", figs, top_confusions=8)))
+    assert figs["emergency"]["recall"] >= FLOOR_DEV_EMERGENCY_RECALL
+    assert figs["emergency"]["false_alarms_on_complaints"] <= FLOOR_DEV_FALSE_ALARMS
