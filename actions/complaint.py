@@ -28,7 +28,8 @@ from bot.conversation import (
 from bot.domain.model import CATEGORIES, ComplaintDraft
 from bot.locations import CONFLICT, Resolution
 from bot.retraining.collect import collect_choice, collect_turn
-from bot.services.tickets import SHANGHAI, file_complaint
+from bot.domain.clock import SHANGHAI
+from bot.services.tickets import file_complaint
 
 REQUESTED_SLOT = "requested_slot"
 

@@ -11,7 +11,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.common import log, safe
 from bot import runtime
 from bot.domain.model import parse_ticket_number
-from bot.services.tickets import SHANGHAI, TicketStatus, ticket_status, tickets_for_sender
+from bot.domain.clock import SHANGHAI
+from bot.services.tickets import TicketStatus, ticket_status, tickets_for_sender
 
 
 def _fmt(dt) -> str:

@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 os.environ["RASA_TELEMETRY_ENABLED"] = "false"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bot.gazetteer import REPO_ROOT  # noqa: E402
+from bot.paths import REPO_ROOT  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 PARALLEL_JOBS = 2

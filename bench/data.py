@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from bot.domain.model import CATEGORIES
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 
 SPLIT_PATH = REPO_ROOT / "tests" / "data" / "test_split.jsonl"
 NLU_DIR = REPO_ROOT / "data" / "nlu"

@@ -19,7 +19,7 @@ os.environ["RASA_TELEMETRY_ENABLED"] = "false"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench.systems import KEYWORDS, LABELS, OURS, STOCK, TFIDF, KeywordRules, Prediction, TfidfLR  # noqa: E402
-from bot.gazetteer import REPO_ROOT  # noqa: E402
+from bot.paths import REPO_ROOT  # noqa: E402
 from bot.metrics import label_scores  # noqa: E402
 
 INDEPENDENT_DIR = REPO_ROOT / "tests" / "data" / "independent"

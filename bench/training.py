@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Tuple
 
 import yaml
 
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 
 VENV_BIN = Path(sys.executable).parent
 RASA = str(VENV_BIN / "rasa")

@@ -94,10 +94,10 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
 
 def cmd_run_rasa(args: argparse.Namespace) -> int:
     """Write the endpoints file from the environment, then become the Rasa server (systemd)."""
-    from bot.gazetteer import REPO_ROOT
+    from bot.paths import REPO_ROOT, VAR_DIR
     from bot.production import endpoints_yaml, rasa_env
 
-    out = Path(args.endpoints_out or REPO_ROOT / "var" / f"endpoints-{args.port}.yml")
+    out = Path(args.endpoints_out or VAR_DIR / f"endpoints-{args.port}.yml")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(endpoints_yaml(args.action_url), encoding="utf-8")
     env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", **rasa_env()}

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from bot.busy import MSG_BUSY
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT, VAR_DIR
 from bot.production import ACTIONS_TOKEN_ENV
 from bot.serve import VENV_BIN, _wait_http, actions_command, stop_stack
 
@@ -401,7 +401,7 @@ def run_cluster(instances: int, proxy_port: int) -> int:
     env = dict(os.environ)
     settings = ProductionSettings.from_env(env)
     ensure_databases([settings.database_url, settings.tracker_url])
-    work_dir = Path(os.environ.get("QC_CLUSTER_DIR") or REPO_ROOT / "var" / "cluster")
+    work_dir = Path(os.environ.get("QC_CLUSTER_DIR") or VAR_DIR / "cluster")
     cluster = Cluster(env=env, work_dir=work_dir, instances=instances, proxy_port=proxy_port,
                       api_token=os.environ.get("QC_RASA_TOKEN") or "cluster-" + uuid.uuid4().hex)
     from bot.retraining.serving import prepare

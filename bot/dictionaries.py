@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, List
 
-from bot.gazetteer import DATA_DIR, Gazetteer
+from bot.paths import DATA_DIR
+from bot.gazetteer import Gazetteer
 
 DICTIONARY_DIR = DATA_DIR / "dictionaries"
 GAZETTEER_DICT = DICTIONARY_DIR / "gazetteer.txt"

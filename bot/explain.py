@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 from bot.domain.model import CATEGORIES
-from bot.gazetteer import REPO_ROOT, default_gazetteer
+from bot.paths import REPO_ROOT
+from bot.gazetteer import default_gazetteer
 from bot.locations import LocationResolver, Resolution, mentions_from_entities
 from bot.routing import default_router
 

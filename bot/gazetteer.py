@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT / "data"
+from bot.paths import DATA_DIR
+
 GAZETTEER_DIR = DATA_DIR / "gazetteer"
 PLACES_CSV = DATA_DIR / "locations" / "places.csv"
 

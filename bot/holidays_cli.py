@@ -15,7 +15,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import List, Optional
 
-from bot.domain.workcal import SHANGHAI
+from bot.domain.clock import SHANGHAI
 from bot.storage import holidays as hol
 
 MARKS = {"work": "·", "rest": "_", "holiday": "休", "makeup": "班"}

@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence
 
 import yaml
 
-from bot.gazetteer import DATA_DIR
+from bot.paths import DATA_DIR
 from bot.text import normalise
 
 KNOWLEDGE_PATH = DATA_DIR / "knowledge" / "consult.yml"

@@ -52,9 +52,9 @@ _OWNER_ID = re.compile(r"^[\w\-:.@]{1,160}$")
 def upload_folder() -> "Path":
     from pathlib import Path
 
-    from bot.gazetteer import REPO_ROOT
+    from bot.paths import VAR_DIR
 
-    return Path(os.environ.get("QC_UPLOAD_DIR") or REPO_ROOT / "var" / "uploads")
+    return Path(os.environ.get("QC_UPLOAD_DIR") or VAR_DIR / "uploads")
 
 
 def _owner_file(folder: "Path", name: str) -> "Path":

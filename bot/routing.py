@@ -13,7 +13,8 @@ import yaml
 
 from bot.domain.limits import LimitsError, TimeLimits, use_time_limits
 from bot.domain.model import CATEGORIES, DispatchClass, Route
-from bot.gazetteer import DATA_DIR, Gazetteer, default_gazetteer
+from bot.paths import DATA_DIR
+from bot.gazetteer import Gazetteer, default_gazetteer
 from bot.locations import PARTIAL, RESOLVED, Resolution
 
 CATALOGUE_PATH = DATA_DIR / "routing" / "catalogue.yml"

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import List, Optional
 
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT, VAR_DIR
 from bot.production import ACTIONS_TOKEN_ENV
 
 VENV_BIN = Path(sys.executable).parent
@@ -39,7 +39,7 @@ def actions_command(port: int) -> List[str]:
     return [sys.executable, "-m", "bot.actions_server", "--port", str(port), "--actions", "actions"]
 
 
-def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, log_dir: Path = REPO_ROOT / "var",
+def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, log_dir: Path = VAR_DIR,
                 api_token: Optional[str] = None, env: Optional[dict] = None,
                 sqlite_trackers: bool = True) -> List[subprocess.Popen]:
     """Start both servers (used by `serve` and by the end-to-end tests). Embedded profile:
@@ -98,7 +98,7 @@ def stop_stack(procs: List[subprocess.Popen]) -> None:
             os.killpg(p.pid, signal.SIGKILL)
 
 
-def start_web(rasa_port: int, web_port: int, api_token: Optional[str], log_dir: Path = REPO_ROOT / "var",
+def start_web(rasa_port: int, web_port: int, api_token: Optional[str], log_dir: Path = VAR_DIR,
               env: Optional[dict] = None) -> subprocess.Popen:
     """The third process: our aiohttp server (work console, Open311, chat widget)."""
     log_dir.mkdir(parents=True, exist_ok=True)

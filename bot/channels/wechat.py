@@ -68,7 +68,7 @@ from bot.channels.rest import MSG_BUSY, MSG_KEPT
 from bot.channels.wechat_api import DEFAULT_API_BASE, OUT_OF_WINDOW, Timeouts, WeChatApi, WeChatApiError, to_thread
 from bot.channels.wechat_crypto import CryptoError, MessageCrypto, sha1_signature, signature_ok
 from bot.channels.wechat_xml import BadXml, encrypted_envelope, parse_message, text_reply
-from bot.gazetteer import REPO_ROOT
+from bot.paths import VAR_DIR
 from bot.private import private_dir
 from bot.media import SNIFF_BYTES, sniff_image
 from bot.text import clean_message, normalise
@@ -132,7 +132,7 @@ class WeChatConfig:
     mode: str = "auto"  # auto: safe when an EncodingAESKey is set, else plain
     api_base: str = DEFAULT_API_BASE
     database_url: Optional[str] = None  # None: QC_DATABASE_URL / var/qingcheng.db, like the ticket store
-    upload_dir: Path = REPO_ROOT / "var" / "uploads"
+    upload_dir: Path = VAR_DIR / "uploads"
     public_url: str = ""  # photo references: {public_url}/widget/photo/<name> (relative when empty)
     template_id: str = ""
     template_field: str = "content"
@@ -186,7 +186,7 @@ class WeChatConfig:
             mode=str(creds.get("mode") or "auto"),
             api_base=str(creds.get("api_base") or os.environ.get(API_BASE_ENV) or DEFAULT_API_BASE),
             database_url=creds.get("database_url") or None,
-            upload_dir=Path(creds.get("upload_dir") or os.environ.get("QC_UPLOAD_DIR") or REPO_ROOT / "var" / "uploads"),
+            upload_dir=Path(creds.get("upload_dir") or os.environ.get("QC_UPLOAD_DIR") or VAR_DIR / "uploads"),
             public_url=str(creds.get("public_url") or os.environ.get("QC_PUBLIC_URL") or "").rstrip("/"),
             template_id=str(creds.get("template_id") or os.environ.get(TEMPLATE_ENV) or ""),
             template_field=str(creds.get("template_field") or "content"),

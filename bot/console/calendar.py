@@ -21,7 +21,8 @@ from typing import Any
 from aiohttp import web
 
 from bot.console.web import CONSOLE, PREFIX, now_utc, principal_of, render
-from bot.domain.workcal import SHANGHAI, default_calendar
+from bot.domain.clock import SHANGHAI
+from bot.domain.workcal import default_calendar
 from bot.storage import holidays as hol
 from bot.storage.repository import StaleTicket
 

@@ -31,7 +31,7 @@ from bot.console import auth
 from bot.console.names import category_label, queue_label
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import CATEGORIES, OPEN_STATES, ComplaintDraft, Ticket
-from bot.domain.workcal import SHANGHAI
+from bot.domain.clock import SHANGHAI
 from bot.media import own_photo_name
 from bot.storage.tables import ticket_reports, tickets
 from bot.ratelimit import MSG_TOO_FAST, RateLimiter

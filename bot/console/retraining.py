@@ -24,7 +24,7 @@ from bot.console.admin import _require
 from bot.console.names import category_label
 from bot.console.web import CONSOLE, PREFIX, now_utc, render
 from bot.domain.model import CATEGORIES
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.retraining import inbox, nludata, trainer
 from bot.retraining.trainer import RetrainError, RetrainSettings, TrainingBusy
 from bot.web.keys import SETTINGS

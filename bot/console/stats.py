@@ -38,7 +38,7 @@ from bot.domain.model import (
     REOPEN,
     Ticket,
 )
-from bot.domain.workcal import SHANGHAI
+from bot.domain.clock import SHANGHAI
 from bot.storage.tables import metadata
 from bot.storage.tables import tickets as tickets_table
 

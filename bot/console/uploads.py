@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot import media
-from bot.gazetteer import REPO_ROOT
+from bot.paths import VAR_DIR
 from bot.private import private_dir
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
-DEFAULT_UPLOAD_DIR = REPO_ROOT / "var" / "uploads"
+DEFAULT_UPLOAD_DIR = VAR_DIR / "uploads"
 
 # content type → file extension; only formats every phone browser displays.
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}

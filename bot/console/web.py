@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -38,7 +38,7 @@ from bot.console.throttle import LoginThrottle
 from bot.console.uow import ConsoleUnitOfWork
 from bot.console.uploads import MAX_UPLOAD_BYTES, path_of
 from bot.domain.model import EVENT_KINDS, TicketState, parse_ticket_number
-from bot.domain.workcal import SHANGHAI
+from bot.domain.clock import SHANGHAI, now_utc
 from bot.media import CONTENT_TYPES
 from bot.text import display_text, unstorable
 from bot.web.clientaddr import client_address
@@ -96,10 +96,6 @@ class Console:
 CONSOLE = web.AppKey("console", Console)
 CONSOLE_CONFIG = web.AppKey("console_config", ConsoleConfig)  # set before start to override the environment
 CONSOLE_ENGINE = web.AppKey("console_engine", Engine)  # set before start to share an engine (tests)
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def fmt_time(dt: datetime | None, full: bool = False) -> str:

@@ -17,7 +17,8 @@ from enum import Enum
 from typing import Any
 
 from bot.domain.limits import FINISH, SIGN, Limit, StepLimits, time_limits
-from bot.domain.workcal import SHANGHAI, WorkCalendar, add_working_time
+from bot.domain.clock import SHANGHAI
+from bot.domain.workcal import WorkCalendar, add_working_time
 
 CATEGORIES: dict[str, str] = {
     "dog": "文明养犬",

@@ -17,12 +17,12 @@ docs/holidays.md.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
-# China has had no daylight saving since 1991: a fixed offset avoids needing tzdata.
-SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
+from bot.domain.clock import SHANGHAI
+
 DAY = timedelta(days=1)
 log = logging.getLogger(__name__)
 

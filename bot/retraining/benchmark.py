@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.retraining.trainer import RetrainSettings, effective_config, train_candidate, validate_data
 
 TARGET_S = 180.0  # the target: a full retraining under 3 minutes on the 2-core machine

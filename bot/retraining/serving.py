@@ -23,12 +23,13 @@ from typing import Callable, Dict, Optional, Sequence
 from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 
-from bot.gazetteer import REPO_ROOT
+from bot.domain.clock import now_utc
+from bot.paths import VAR_DIR
 from bot.retraining import trainer
 from bot.retraining.tables import model_registry
 
 MAKE = trainer.MAKE  # created_by / activated_by of a model `make` trained
-API_FILE = REPO_ROOT / "var" / "rasa-api.json"  # QC_RASA_API_FILE
+API_FILE = VAR_DIR / "rasa-api.json"  # QC_RASA_API_FILE
 
 
 def api_file() -> Path:
@@ -46,7 +47,7 @@ def _known(engine: Engine, deploy_dir: Path) -> set:
 
 
 def _register(engine: Engine, archive: Path, status: str) -> int:
-    now = trainer.now_utc()
+    now = now_utc()
     active = status == "active"
     with engine.begin() as conn:
         if active:

@@ -28,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -36,7 +36,8 @@ from sqlalchemy import delete, desc, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from bot.gazetteer import REPO_ROOT
+from bot.domain.clock import now_utc
+from bot.paths import REPO_ROOT, VAR_DIR
 from bot.retraining.tables import model_registry, training_lock
 
 LOCK_NAME = "train"
@@ -47,10 +48,6 @@ LOAD_TIMEOUT = 30.0  # seconds one Rasa server gets to load a model (PUT /model 
 log = logging.getLogger(__name__)
 
 
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 @dataclass(frozen=True)
 class RetrainSettings:
     """Where training reads and writes. Tests point data_dir at a copy of data/."""
@@ -58,7 +55,7 @@ class RetrainSettings:
     data_dir: Path = REPO_ROOT / "data"  # QC_TRAIN_DATA_DIR
     config: Path = REPO_ROOT / "config.yml"  # QC_TRAIN_CONFIG
     domain: Path = REPO_ROOT / "domain.yml"
-    store_dir: Path = REPO_ROOT / "var" / "models"  # QC_MODEL_STORE: candidates, logs, pictures
+    store_dir: Path = VAR_DIR / "models"  # QC_MODEL_STORE: candidates, logs, pictures
     deploy_dir: Path = REPO_ROOT / "models"  # QC_MODEL_DIR: the newest archive here is what a restart loads
     test_split: Path = REPO_ROOT / "tests" / "data" / "test_split.jsonl"
     margin: float = 0.01  # QC_RETRAIN_MARGIN: allowed drop of split accuracy (0.01 = 1 point)
@@ -82,7 +79,7 @@ class RetrainSettings:
         return cls(
             data_dir=Path(env.get("QC_TRAIN_DATA_DIR") or REPO_ROOT / "data"),
             config=Path(env.get("QC_TRAIN_CONFIG") or REPO_ROOT / "config.yml"),
-            store_dir=Path(env.get("QC_MODEL_STORE") or REPO_ROOT / "var" / "models"),
+            store_dir=Path(env.get("QC_MODEL_STORE") or VAR_DIR / "models"),
             deploy_dir=Path(env.get("QC_MODEL_DIR") or REPO_ROOT / "models"),
             margin=float(env.get("QC_RETRAIN_MARGIN", "0.01")),
             rasa_url=env.get("QC_RASA_URL") or api.get("rasa_url") or "http://127.0.0.1:5005",

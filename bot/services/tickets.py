@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from bot.domain.clock import SHANGHAI
 from bot.domain.model import (
     ACCEPT,
     CATEGORIES,
@@ -26,8 +27,6 @@ from bot.storage.uow import AbstractUnitOfWork
 
 MERGE_WINDOW = timedelta(days=7)
 MERGE_REASON = "同一社区7日内同类诉求"
-# China has had no daylight saving since 1991: a fixed offset avoids needing tzdata.
-SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 MAX_ATTEMPTS = 3
 
 

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 
+from bot.paths import VAR_DIR
 from bot.storage.tables import TRIGGER_DDL, metadata
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DATABASE_URL_ENV = "QC_DATABASE_URL"
 
 
@@ -22,7 +22,7 @@ def default_url() -> str:
         return url
     from bot.private import private_dir
 
-    var = private_dir(REPO_ROOT / "var")  # 0700: the stores and uploads below hold residents' data
+    var = private_dir(VAR_DIR)  # 0700: the stores and uploads below hold residents' data
     return f"sqlite:///{var / 'qingcheng.db'}"
 
 

@@ -26,7 +26,8 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from bot.domain.model import OPEN_STATES, Ticket
-from bot.domain.workcal import DAY, SHANGHAI, ChineseWorkCalendar, CityWorkCalendar, use_calendar
+from bot.domain.clock import SHANGHAI
+from bot.domain.workcal import DAY, ChineseWorkCalendar, CityWorkCalendar, use_calendar
 from bot.storage.tables import holiday_days, holiday_years, tickets
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import BodyPartReader, web
 
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT, VAR_DIR
 from bot.bearer import bearer_ok
 from bot.media import CONTENT_TYPES, PHOTO_NAME, SNIFF_BYTES, photo_owner, record_owner, sniff_image
 from bot.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, photo_link_ok, sign_photo_link
@@ -74,7 +74,7 @@ class WidgetConfig:
     def from_env(cls) -> "WidgetConfig":
         return cls(
             dist_dir=Path(os.environ.get("QC_WIDGET_DIST") or REPO_ROOT / "widget" / "dist"),
-            upload_dir=Path(os.environ.get("QC_UPLOAD_DIR") or REPO_ROOT / "var" / "uploads"),
+            upload_dir=Path(os.environ.get("QC_UPLOAD_DIR") or VAR_DIR / "uploads"),
             socket_url=os.environ.get("QC_WIDGET_SOCKET_URL", "").rstrip("/"),
             public_url=os.environ.get("QC_PUBLIC_URL", "").rstrip("/"),
             frame_ancestors=os.environ.get("QC_WIDGET_FRAME_ANCESTORS", "*"),

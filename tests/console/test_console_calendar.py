@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from bot.console import calendar as calendar_page
-from bot.domain.workcal import SHANGHAI
+from bot.domain.clock import SHANGHAI
 from bot.storage.tables import holiday_days, holiday_years, ticket_events, tickets
 from tests.console.helpers import csrf_of, file, login, make_users
 

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from bot.storage.tables import holiday_days, holiday_years, ticket_events
-from bot.domain.workcal import SHANGHAI
+from bot.domain.clock import SHANGHAI
 from tests.console.helpers import file, login, make_users
 
 pytestmark = pytest.mark.asyncio

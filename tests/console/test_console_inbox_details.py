@@ -17,7 +17,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
 from bot.console.retraining import RETRAIN_SETTINGS
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.retraining.inbox import Sample, record
 from bot.retraining.tables import model_registry, review_items
 from bot.retraining.trainer import RetrainSettings

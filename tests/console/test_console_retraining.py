@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from bot.console.retraining import RETRAIN_SETTINGS
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.retraining.inbox import Sample, record, record_choice
 from bot.retraining.tables import review_items
 from bot.retraining.trainer import RetrainSettings, acquire_lock

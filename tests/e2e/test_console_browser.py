@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from bot.console import services as svc
 from bot.console.uow import ConsoleUnitOfWork
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.storage.tables import ticket_events, tickets
 from tests.e2e.chat import TOKEN, Chat, Stack
 from tests.e2e.conftest import CHROMIUM, _free_port, wait_http

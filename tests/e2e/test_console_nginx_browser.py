@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from tests.e2e.conftest import CHROMIUM, _free_port, wait_http
 
 sync_api = pytest.importorskip("playwright.sync_api")

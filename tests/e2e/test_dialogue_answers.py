@@ -16,7 +16,7 @@ from sqlalchemy import select
 from bot.console import services as svc
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import ComplaintDraft, DispatchClass, Route
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.retraining.tables import review_items
 from bot.services.tickets import file_complaint
 from bot.storage.tables import ticket_events, ticket_reports, tickets

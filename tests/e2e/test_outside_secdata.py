@@ -26,7 +26,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.storage.tables import ticket_events, ticket_reports, tickets
 from tests.e2e.chat import TOKEN, Chat, Stack
 from tests.e2e.conftest import _free_port, wait_http

@@ -32,7 +32,7 @@ from sqlalchemy import insert, select
 
 from bot.console import services as svc
 from bot.console.uow import ConsoleUnitOfWork
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.retraining.tables import model_registry
 from bot.retraining.trainer import now_utc
 from bot.runtime import prepare_store

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.storage.tables import ticket_reports, tickets
 from tests.e2e.chat import Stack
 from tests.e2e.conftest import CHROMIUM, _free_port, wait_http

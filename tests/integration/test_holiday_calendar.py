@@ -21,7 +21,8 @@ from sqlalchemy.engine import Engine
 from bot.console import services as svc
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import ComplaintDraft, DispatchClass, Route, TicketState
-from bot.domain.workcal import SHANGHAI, ChineseWorkCalendar, CityWorkCalendar, default_calendar, use_calendar
+from bot.domain.clock import SHANGHAI
+from bot.domain.workcal import ChineseWorkCalendar, CityWorkCalendar, default_calendar, use_calendar
 from bot.holidays_cli import main as calendar_cli
 from bot.services.tickets import file_complaint
 from bot.storage import holidays as hol

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 from typing import Dict, List, Optional, Sequence
 
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 
 _CHILD = re.compile(r"supervisor: (?:watching|started) (?P<name>[\w-]+) \(pid (?P<pid>\d+)\)")
 

@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from bot.busy import MSG_BUSY
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 
 
 def _free_port() -> int:

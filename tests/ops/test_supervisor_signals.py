@@ -11,7 +11,7 @@ import time
 
 import psutil
 
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 
 SCRIPT = textwrap.dedent("""
     import subprocess, sys

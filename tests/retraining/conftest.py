@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.storage.engine import init_db, make_engine
 from bot.storage.tables import metadata
 

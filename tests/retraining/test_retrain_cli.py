@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.retraining.tables import model_registry
 from bot.retraining.trainer import acquire_lock
 from bot.storage.engine import init_db, make_engine

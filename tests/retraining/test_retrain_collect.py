@@ -25,7 +25,7 @@ from actions.complaint import ValidateComplaintForm
 from actions.fallback import ActionClarify
 from bot import runtime
 from bot.conversation import ComplaintForm
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.retraining import collect
 from bot.retraining.inbox import Sample, record, record_choice, review_group
 from bot.retraining.tables import review_items

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from bot.cluster import find_nginx, free_port, nginx_conf
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.serve import _wait_http, actions_command, stop_stack
 
 SECRET = "nginx-" + uuid.uuid4().hex

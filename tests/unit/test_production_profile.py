@@ -88,7 +88,7 @@ def test_shipped_nginx_config_is_what_the_generator_writes():
     """deploy/nginx/qingcheng.conf is the generator's output for the README's example hosts
     (regenerate it with the command in the README when bot/cluster.py changes)."""
     from bot.cluster import nginx_conf
-    from bot.gazetteer import REPO_ROOT
+    from bot.paths import REPO_ROOT
 
     expected = nginx_conf("0.0.0.0:80", "10.0.0.10:8081", ["10.0.0.21:5005", "10.0.0.22:5005"],
                           ["10.0.0.21:5055", "10.0.0.22:5055"], ["10.0.0.30:8080"], prefix=None, user="www-data")
@@ -99,7 +99,7 @@ def test_systemd_units_run_commands_that_exist():
     import re
 
     from bot.cli import main
-    from bot.gazetteer import REPO_ROOT
+    from bot.paths import REPO_ROOT
 
     units = sorted((REPO_ROOT / "deploy" / "systemd").glob("*.service"))
     assert [u.name for u in units] == ["qingcheng-actions@.service", "qingcheng-rasa@.service", "qingcheng-web.service"]

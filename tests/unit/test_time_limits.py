@@ -14,7 +14,7 @@ from bot.console import stats
 from bot.domain import limits as limits_mod
 from bot.domain.limits import FINISH, SIGN, Limit, LimitsError, StepLimits, TimeLimits, time_limits, use_time_limits
 from bot.domain.model import ComplaintDraft, DispatchClass, Route, Ticket, TicketState, deadline_for
-from bot.domain.workcal import SHANGHAI
+from bot.domain.clock import SHANGHAI
 from bot.routing import CATALOGUE_PATH
 
 S = TicketState

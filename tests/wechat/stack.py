@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 from bot.serve import VENV_BIN, _wait_http, actions_command, stop_stack
 
 CREDENTIALS = """\
