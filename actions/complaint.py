@@ -26,7 +26,7 @@ from bot.conversation import (
     summary_variables,
 )
 from bot.domain.model import CATEGORIES, ComplaintDraft
-from bot.locations import CONFLICT, Resolution
+from bot.reference.locations import CONFLICT, Resolution
 from bot.retraining.collect import collect_choice, collect_turn
 from bot.domain.clock import SHANGHAI
 from bot.services.tickets import file_complaint

@@ -7,7 +7,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.knowledge import default_knowledge
+from bot.reference.knowledge import default_knowledge
 
 
 class ActionConsult(Action):

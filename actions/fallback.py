@@ -12,7 +12,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.common import intent_ranking, latest_turn
 from actions.complaint import category_despite_contact
 from bot.domain.model import CATEGORIES
-from bot.locations import mentions_from_entities
+from bot.reference.locations import mentions_from_entities
 from bot.retraining.collect import collect_turn, fallback_source
 from bot.text import input_issue
 

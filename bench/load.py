@@ -63,7 +63,7 @@ class Resident:
 def candidate_residents() -> List[Resident]:
     """Communities whose short name (X社区) names exactly one unit, in gazetteer order,
     each with a complaint (categories in turn) and the district written before it."""
-    from bot.gazetteer import default_gazetteer
+    from bot.reference.gazetteer import default_gazetteer
 
     g = default_gazetteer()
     cats = list(COMPLAINTS)

@@ -21,15 +21,15 @@ def routed_examples(examples: Sequence[Example]) -> List[int]:
 
 class RouteJudge:
     def __init__(self):
-        from bot.gazetteer import default_gazetteer
-        from bot.locations import LocationResolver
-        from bot.routing import default_router
+        from bot.reference.gazetteer import default_gazetteer
+        from bot.reference.locations import LocationResolver
+        from bot.reference.routing import default_router
 
         self.router = default_router()
         self.resolver = LocationResolver(default_gazetteer())
 
     def resolution(self, parse: Dict):
-        from bot.locations import mentions_from_entities
+        from bot.reference.locations import mentions_from_entities
 
         return self.resolver.resolve(mentions_from_entities(parse.get("entities") or []))
 

@@ -102,7 +102,7 @@ class KeywordRules:
     notion of greetings, status questions or emergencies, so those always come out wrong."""
 
     def __init__(self, catalogue=None):
-        from bot.routing import RoutingCatalogue
+        from bot.reference.routing import RoutingCatalogue
 
         cat = catalogue or RoutingCatalogue.load()
         self.keywords = {code: tuple(rule.keywords) for code, rule in cat.categories.items()}

@@ -60,8 +60,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_dict(args: argparse.Namespace) -> int:
-    from bot.dictionaries import write_gazetteer_dictionary
-    from bot.gazetteer import Gazetteer
+    from bot.reference.dictionaries import write_gazetteer_dictionary
+    from bot.reference.gazetteer import Gazetteer
 
     path = write_gazetteer_dictionary(Gazetteer.load())
     print(f"wrote {path}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from bot.domain.model import CATEGORIES
-from bot.locations import (
+from bot.reference.locations import (
     AMBIGUOUS,
     CONFLICT,
     NONE,

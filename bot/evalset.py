@@ -110,7 +110,7 @@ def report_lines(name: str, figs: Mapping[str, Any], top_confusions: int = 12) -
 def main(argv: Sequence[str]) -> int:
     from bot.domain.model import CATEGORIES
     from bot.explain import Parser
-    from bot.routing import default_router
+    from bot.reference.routing import default_router
 
     import logging
 

@@ -9,9 +9,9 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 from bot.domain.model import CATEGORIES
 from bot.paths import REPO_ROOT
-from bot.gazetteer import default_gazetteer
-from bot.locations import LocationResolver, Resolution, mentions_from_entities
-from bot.routing import default_router
+from bot.reference.gazetteer import default_gazetteer
+from bot.reference.locations import LocationResolver, Resolution, mentions_from_entities
+from bot.reference.routing import default_router
 
 MODELS_DIR = REPO_ROOT / "models"
 NON_INTENTS = {"nlu_fallback"}

@@ -8,9 +8,9 @@ import threading
 from functools import lru_cache
 from typing import Callable, TypeVar
 
-from bot.gazetteer import default_gazetteer
-from bot.locations import LocationResolver
-from bot.routing import default_catalogue, default_router
+from bot.reference.gazetteer import default_gazetteer
+from bot.reference.locations import LocationResolver
+from bot.reference.routing import default_catalogue, default_router
 from bot.storage.engine import init_db, make_engine
 from bot.storage.uow import SqlAlchemyUnitOfWork
 
@@ -36,7 +36,7 @@ def reference_queues(catalogue, gazetteer):
 
 def prepare_store(eng) -> None:
     """Schema, then the queues and the routing catalogue as the data files say now."""
-    from bot.gazetteer import default_gazetteer
+    from bot.reference.gazetteer import default_gazetteer
     from bot.services.tickets import sync_queues, sync_routing_rules
 
     init_db(eng)

@@ -28,7 +28,7 @@ FULL_WIDTH_SLASH = "／"
 
 @lru_cache(maxsize=1)
 def _gazetteer():  # noqa: ANN202
-    from bot.gazetteer import default_gazetteer
+    from bot.reference.gazetteer import default_gazetteer
 
     return default_gazetteer()
 

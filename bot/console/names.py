@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 from bot.domain.model import CATEGORIES, DISPATCH_CENTER
-from bot.gazetteer import default_gazetteer
-from bot.routing import default_catalogue, street_queue
+from bot.reference.gazetteer import default_gazetteer
+from bot.reference.routing import default_catalogue, street_queue
 
 STREET_PREFIX = "street:"
 

@@ -74,7 +74,7 @@ class BadRequest(Exception):
 
 
 async def services(request: web.Request) -> web.Response:
-    from bot.routing import default_catalogue
+    from bot.reference.routing import default_catalogue
 
     cat = default_catalogue()
     return _json(
@@ -97,9 +97,9 @@ async def services(request: web.Request) -> web.Response:
 
 
 def _route_for(category: str, address: str, description: str) -> Any:
-    from bot.gazetteer import default_gazetteer
-    from bot.locations import LocationResolver, Mention
-    from bot.routing import default_router
+    from bot.reference.gazetteer import default_gazetteer
+    from bot.reference.locations import LocationResolver, Mention
+    from bot.reference.routing import default_router
 
     g = default_gazetteer()
     mentions = []

@@ -45,9 +45,9 @@ from bot.domain.model import (
     TicketState,
 )
 from bot.domain.workcal import default_calendar
-from bot.gazetteer import default_gazetteer
+from bot.reference.gazetteer import default_gazetteer
 from bot.media import own_photo_name, photo_owner, upload_folder
-from bot.routing import default_catalogue, street_queue
+from bot.reference.routing import default_catalogue, street_queue
 from bot.storage.repository import StaleTicket
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 optional override per category.
 
 The numbers live in data/routing/catalogue.yml (`dispatch_classes`, and `limits` under a
-category); `TimeLimits.parse` reads that mapping, bot.routing hands it over. A ticket
+category); `TimeLimits.parse` reads that mapping, bot.reference.routing hands it over. A ticket
 records the limits it was filed under in its 受理 (and 改类) event, so a later edit of the
 catalogue does not move the deadlines of tickets already filed; tickets filed before
 per-step limits keep their single stored deadline (the class's `hours`, the old rule).
@@ -139,7 +139,7 @@ _loader: Callable[[], TimeLimits] | None = None
 
 
 def use_time_limits(limits: TimeLimits | None = None, loader: Callable[[], TimeLimits] | None = None) -> None:
-    """Set this process's limits (tests), or how to load them on first use (bot.routing)."""
+    """Set this process's limits (tests), or how to load them on first use (bot/__init__.py: the catalogue's)."""
     global _limits, _loader
     _limits = limits
     if loader is not None:
@@ -149,8 +149,6 @@ def use_time_limits(limits: TimeLimits | None = None, loader: Callable[[], TimeL
 def time_limits() -> TimeLimits:
     global _limits
     if _limits is None:
-        if _loader is None:
-            import bot.routing  # noqa: F401  registers the catalogue loader (import here: no circle)
         assert _loader is not None, "no time limits configured"
         _limits = _loader()
     return _limits

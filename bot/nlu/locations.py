@@ -3,7 +3,7 @@ built from the gazetteer and the place mapping table, wrapped as a Rasa graph co
 
 Entities: {"entity": district|street|community|place, "value": <alias>, ...}. The alias
 list is stored in the model, so a trained model extracts the same names wherever it runs;
-`bot.locations.LocationResolver` turns aliases into codes against the current data.
+`bot.reference.locations.LocationResolver` turns aliases into codes against the current data.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from rasa.shared.nlu.constants import ENTITIES, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from bot.dictionaries import PLACE_FREQ
-from bot.gazetteer import GAZETTEER_DIR, PLACES_CSV, Gazetteer
+from bot.reference.dictionaries import PLACE_FREQ
+from bot.reference.gazetteer import GAZETTEER_DIR, PLACES_CSV, Gazetteer
 from bot.nlu.tokenizer import LOCATION_SPANS
 from bot.text import MAX_NLU_CHARS, normalise
 
@@ -99,7 +99,7 @@ class LocationMatcher:
         import jieba
         import spacy
 
-        from bot.dictionaries import load_into_jieba
+        from bot.reference.dictionaries import load_into_jieba
 
         load_into_jieba()  # domain words too: 路灯 must not become the end of a road name
         self.aliases: Dict[str, str] = {}
@@ -155,7 +155,7 @@ class GazetteerEntityExtractor(GraphComponent, EntityExtractorMixin):
         self._storage = model_storage
         self._resource = resource
         self._matcher = LocationMatcher(aliases) if aliases else None
-        self._live = None  # the place table last merged in (bot.gazetteer.default_gazetteer)
+        self._live = None  # the place table last merged in (bot.reference.gazetteer.default_gazetteer)
 
     @classmethod
     def create(cls, config, model_storage, resource, execution_context: ExecutionContext) -> "GazetteerEntityExtractor":
@@ -182,7 +182,7 @@ class GazetteerEntityExtractor(GraphComponent, EntityExtractorMixin):
         the running table (console → QC_TRAIN_DATA_DIR or data/). Names added since are
         merged in when the table changes (the same reloading accessor the action server
         uses), so a new place is extracted without retraining or restarting."""
-        from bot.gazetteer import default_gazetteer
+        from bot.reference.gazetteer import default_gazetteer
 
         try:
             live = default_gazetteer()

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from bot.dictionaries import PLACE_FREQ
-from bot.gazetteer import PLACES_FIELDS
+from bot.reference.dictionaries import PLACE_FREQ
+from bot.reference.gazetteer import PLACES_FIELDS
 
 ENTITY_TYPES = ("place", "community", "street", "district")  # the domain's place entities
 INBOX_FILE = "inbox.yml"  # intents no data/nlu file has yet
@@ -78,7 +78,7 @@ class SpanError(ValueError):
 
 def tokens_of(text: str, dictionary_dir: Optional[Path] = None) -> List[Tuple[int, int]]:
     """(start, end) of the pipeline's jieba tokens (same normalisation, same dictionaries)."""
-    from bot.dictionaries import load_into_jieba
+    from bot.reference.dictionaries import load_into_jieba
     from bot.nlu.tokenizer import jieba_tokens
 
     if dictionary_dir is not None:

@@ -13,7 +13,7 @@ import pytest
 from bot.domain.model import CATEGORIES
 from bot.evalset import explain_rows, figures, load_rows, report_lines
 from bot.explain import Parser, latest_model
-from bot.routing import default_router
+from bot.reference.routing import default_router
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 INDEPENDENT = sorted((DATA / "independent").glob("*.jsonl"))

@@ -86,7 +86,7 @@ def test_a_new_place_goes_to_the_mapping_table_and_the_dictionary(data_dir: Path
     assert add_place(data_dir, "青城智谷") is False
     assert (data_dir / "locations" / "places.csv").read_text(encoding="utf-8").endswith("青城智谷,,150105,,,审核页添加\n")
     assert "青城智谷 50000 ns\n" in (data_dir / "dictionaries" / "places.txt").read_text(encoding="utf-8")
-    from bot.gazetteer import read_places_csv
+    from bot.reference.gazetteer import read_places_csv
 
     assert "place:青城智谷" in [p.code for p, _ in read_places_csv(data_dir / "locations" / "places.csv")]
     with pytest.raises(ValueError):

@@ -15,8 +15,8 @@ from bot.conversation import (
     required_slots,
     summary_variables,
 )
-from bot.gazetteer import default_gazetteer
-from bot.locations import LocationResolver
+from bot.reference.gazetteer import default_gazetteer
+from bot.reference.locations import LocationResolver
 
 DRAFT = "draft-0001"
 BUTTON_JINXIU_SAIHAN = '/inform{"community":"150105006034"}'

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.dictionaries import GAZETTEER_DICT, gazetteer_dictionary_lines, load_into_jieba
+from bot.reference.dictionaries import GAZETTEER_DICT, gazetteer_dictionary_lines, load_into_jieba
 from bot.paths import REPO_ROOT
-from bot.gazetteer import Gazetteer
+from bot.reference.gazetteer import Gazetteer
 from bot.nlu.tokenizer import jieba_tokens
 
 NLU_DIR = REPO_ROOT / "data" / "nlu"

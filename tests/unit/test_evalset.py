@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.evalset import figures, predicted_label, report_lines
-from bot.routing import default_router
+from bot.reference.routing import default_router
 
 LABELS = ["dog", "heating", "transport"]
 

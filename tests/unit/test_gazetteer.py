@@ -1,4 +1,4 @@
-"""bot/gazetteer.py against the real data in data/gazetteer and data/locations/places.csv."""
+"""bot/reference/gazetteer.py against the real data in data/gazetteer and data/locations/places.csv."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.gazetteer import GAZETTEER_DIR, PLACES_CSV, Gazetteer, default_gazetteer, read_places_csv
+from bot.reference.gazetteer import GAZETTEER_DIR, PLACES_CSV, Gazetteer, default_gazetteer, read_places_csv
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""bot/knowledge.py against data/knowledge/consult.yml."""
+"""bot/reference/knowledge.py against data/knowledge/consult.yml."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.knowledge import KnowledgeBase, default_knowledge
+from bot.reference.knowledge import KnowledgeBase, default_knowledge
 
 FALLBACK = "这个问题我还不能确定，请拨打 12345 市民服务热线咨询，或留下问题由工作人员答复。"
 

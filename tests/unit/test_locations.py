@@ -1,11 +1,11 @@
-"""bot/locations.py: LocationResolver against the real gazetteer."""
+"""bot/reference/locations.py: LocationResolver against the real gazetteer."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.gazetteer import default_gazetteer
-from bot.locations import (
+from bot.reference.gazetteer import default_gazetteer
+from bot.reference.locations import (
     AMBIGUOUS,
     NONE,
     RESOLVED,

@@ -7,7 +7,7 @@ from typing import List, Tuple
 
 import pytest
 
-from bot.gazetteer import Gazetteer
+from bot.reference.gazetteer import Gazetteer
 from bot.nlu.reading import MASK_CHAR, reading, reading_text
 from bot.nlu.locations import LocationMatcher, build_aliases, unknown_places
 from bot.nlu.tokenizer import LOCATION_TOKEN, jieba_tokens
@@ -119,7 +119,7 @@ def test_unknown_places_snap_to_token_boundaries() -> None:
 
 @pytest.fixture(scope="module")
 def dictionaries() -> None:
-    from bot.dictionaries import load_into_jieba
+    from bot.reference.dictionaries import load_into_jieba
 
     load_into_jieba()
 

@@ -1,4 +1,4 @@
-"""bot/routing.py: the routing catalogue (data/routing/catalogue.yml) and Router.route."""
+"""bot/reference/routing.py: the routing catalogue (data/routing/catalogue.yml) and Router.route."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from bot.domain.model import CATEGORIES, DispatchClass
-from bot.gazetteer import default_gazetteer
-from bot.locations import LocationResolver, Mention, Resolution
-from bot.routing import (
+from bot.reference.gazetteer import default_gazetteer
+from bot.reference.locations import LocationResolver, Mention, Resolution
+from bot.reference.routing import (
     DISPATCH_CENTER,
     CatalogueError,
     Router,

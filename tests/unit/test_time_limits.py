@@ -15,7 +15,7 @@ from bot.domain import limits as limits_mod
 from bot.domain.limits import FINISH, SIGN, Limit, LimitsError, StepLimits, TimeLimits, time_limits, use_time_limits
 from bot.domain.model import ComplaintDraft, DispatchClass, Route, Ticket, TicketState, deadline_for
 from bot.domain.clock import SHANGHAI
-from bot.routing import CATALOGUE_PATH
+from bot.reference.routing import CATALOGUE_PATH
 
 S = TicketState
 NOW = datetime(2026, 11, 24, 10, tzinfo=SHANGHAI)  # Tuesday

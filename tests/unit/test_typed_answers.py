@@ -19,9 +19,9 @@ from bot.conversation import (
     strip_personal_details,
     summary_variables,
 )
-from bot.gazetteer import default_gazetteer
-from bot.locations import LocationResolver
-from bot.routing import default_catalogue
+from bot.reference.gazetteer import default_gazetteer
+from bot.reference.locations import LocationResolver
+from bot.reference.routing import default_catalogue
 
 DRAFT = "draft-0002"
 PENDING = "那个东西坏了好久了一直没人管"

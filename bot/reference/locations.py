@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, List, Mapping, Optional, Sequence
 
-from bot.gazetteer import Gazetteer, Place
+from bot.reference.gazetteer import Gazetteer, Place
 
 RESOLVED, AMBIGUOUS, UNRESOLVED, NONE = "resolved", "ambiguous", "unresolved", "none"
 # the conversation's status of a location known only to its district (bot/conversation.py)
@@ -38,7 +38,7 @@ class Mention:
         value = str(ent.get("value") if ent.get("value") is not None else ent.get("text", ""))
         text = ent.get("text") or value
         if value.isdigit() and text == value:  # a button's code: show the name instead
-            from bot.gazetteer import default_gazetteer
+            from bot.reference.gazetteer import default_gazetteer
 
             text = default_gazetteer().name_of(value) or value
         return cls(str(text), level, value, ent.get("start"), ent.get("end"))

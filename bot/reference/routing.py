@@ -11,11 +11,11 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from bot.domain.limits import LimitsError, TimeLimits, use_time_limits
+from bot.domain.limits import LimitsError, TimeLimits
 from bot.domain.model import CATEGORIES, DispatchClass, Route
 from bot.paths import DATA_DIR
-from bot.gazetteer import Gazetteer, default_gazetteer
-from bot.locations import PARTIAL, RESOLVED, Resolution
+from bot.reference.gazetteer import Gazetteer, default_gazetteer
+from bot.reference.locations import PARTIAL, RESOLVED, Resolution
 
 CATALOGUE_PATH = DATA_DIR / "routing" / "catalogue.yml"
 DISPATCH_CENTER = "dispatch_center"
@@ -153,14 +153,11 @@ def default_catalogue() -> RoutingCatalogue:
     return RoutingCatalogue.load()
 
 
-# The domain reads the 签收/办结 limits from the catalogue on first use.
-use_time_limits(loader=lambda: default_catalogue().time_limits)
-
 _router: List[Router] = []
 
 
 def default_router() -> Router:
-    """One router, rebuilt when the place table was reloaded (bot.gazetteer)."""
+    """One router, rebuilt when the place table was reloaded (bot.reference.gazetteer)."""
     cat, g = default_catalogue(), default_gazetteer()
     if not _router or _router[0].catalogue is not cat or _router[0].g is not g:
         _router[:] = [Router(cat, g)]

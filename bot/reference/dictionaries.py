@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterable, List
 
 from bot.paths import DATA_DIR
-from bot.gazetteer import Gazetteer
+from bot.reference.gazetteer import Gazetteer
 
 DICTIONARY_DIR = DATA_DIR / "dictionaries"
 GAZETTEER_DICT = DICTIONARY_DIR / "gazetteer.txt"
