@@ -347,7 +347,7 @@ def write_report(results: Dict, path: Path) -> Path:
         f"Each served system runs as in production: `bot.serve.start_stack` (action server + Rasa server, "
         "`--enable-api` with a token, a fresh temporary SQLite ticket store; ours with its SQLite tracker store as "
         "`make run` has it, the stock peer with Rasa's default in-memory tracker store). Ours also loads "
-        "`bot/rasa_speedups.py` (Rasa's per-call schema check and event-type lookup done once); the stock peer runs Rasa as shipped. "
+        "`bot/rasa_ext/speedups.py` (Rasa's per-call schema check and event-type lookup done once); the stock peer runs Rasa as shipped. "
         f"Residents at once: {levels}, after {st['warmup']} warm-up complaint(s) that are not timed. "
         "Each resident completes a whole complaint over the REST channel (aiohttp): first message names a unique "
         "community and the problem → photo? `/deny` → phone? `/deny` → summary `/affirm` → ticket number; a resident "
@@ -364,7 +364,7 @@ def write_report(results: Dict, path: Path) -> Path:
         "shipped — under the same closed loop (4 turns a conversation): what Rasa 3.6 itself costs per turn on this "
         "machine before any assistant logic. Ours does far more per turn (NLU with places, a form, two or three "
         "action-server calls, a persistent tracker store) but runs some of Rasa's internals faster "
-        "(bot/rasa_speedups.py), so the yardstick is a reference, not a bound.",
+        "(bot/rasa_ext/speedups.py), so the yardstick is a reference, not a bound.",
         "",
         f"Highest throughput measured: ours {best_ours:.1f} turns/s, stock {best_stock:.1f} turns/s "
         f"(the issue expects a stock bot to saturate near {ISSUE_STOCK_TURNS_PER_S:.0f} turns/s on this kind of machine)"

@@ -158,7 +158,7 @@ http {{
             proxy_pass http://qc_actions;
 {proxy}
             # Every action server down: nginx's 502 reaches Rasa, which tells the resident
-            # and keeps the message for when they are back (bot/actions_down.py).
+            # and keeps the message for when they are back (bot/rasa_ext/actions_down.py).
         }}
         location / {{
             proxy_pass http://qc_rasa;

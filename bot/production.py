@@ -60,7 +60,7 @@ class ProductionSettings:
     rasa_events_queue: str
     events_exchange: str
     rasa_exchange: str = ""  # empty: derived from the queue name (from_env)
-    rasa_events_max_length: int = 100_000  # the Rasa event queue's bounds (bot/eventbroker.py)
+    rasa_events_max_length: int = 100_000  # the Rasa event queue's bounds (bot/rasa_ext/eventbroker.py)
     rasa_events_ttl_hours: float = 168
     dead_letter_exchange: str = "qc.dead"
 
@@ -120,8 +120,8 @@ def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None,
         if embedded_tracker_db:
             # not in memory: a model swapped in through PUT /model (the console's 启用) gets a
             # fresh agent, and conversations in progress must go on with it
-            # (bot/sqlite_trackerstore.py: Rasa's SQL store on SQLite costs ~40 % of its CPU)
-            lines += ["tracker_store:", "  type: bot.sqlite_trackerstore.SQLiteTrackerStore",
+            # (bot/rasa_ext/sqlite_trackerstore.py: Rasa's SQL store on SQLite costs ~40 % of its CPU)
+            lines += ["tracker_store:", "  type: bot.rasa_ext.sqlite_trackerstore.SQLiteTrackerStore",
                       f"  db: {_q(embedded_tracker_db)}"]
         return "\n".join(lines) + "\n"
     s = ProductionSettings.from_env(env)
@@ -129,8 +129,8 @@ def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None,
     lines += [
         "tracker_store:",
         # Rasa's SQL tracker store that rides out a restart and never falls back to
-        # memory quietly (see bot/trackerstore.py).
-        "  type: bot.trackerstore.ResilientSQLTrackerStore",
+        # memory quietly (see bot/rasa_ext/trackerstore.py).
+        "  type: bot.rasa_ext.trackerstore.ResilientSQLTrackerStore",
         "  dialect: postgresql",
         f"  url: {_q(t.hostname or '127.0.0.1')}",
         f"  port: {t.port or 5432}",
@@ -143,8 +143,8 @@ def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None,
     r = urlsplit(s.redis_url)
     lines += [
         "lock_store:",
-        # Rasa's RedisLockStore with atomic ticket changes (see bot/lockstore.py).
-        "  type: bot.lockstore.AtomicRedisLockStore",
+        # Rasa's RedisLockStore with atomic ticket changes (see bot/rasa_ext/lockstore.py).
+        "  type: bot.rasa_ext.lockstore.AtomicRedisLockStore",
         f"  url: {_q(r.hostname or '127.0.0.1')}",
         f"  port: {r.port or 6379}",
         f"  db: {int(r.path.lstrip('/') or 1)}",
@@ -158,7 +158,7 @@ def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None,
     a = urlsplit(s.amqp_url)
     lines += [
         "event_broker:",
-        "  type: bot.eventbroker.BoundedPikaEventBroker",
+        "  type: bot.rasa_ext.eventbroker.BoundedPikaEventBroker",
         f"  url: {_q(a.hostname or '127.0.0.1')}",
         f"  port: {a.port or 5672}",
         f"  username: {_q(unquote(a.username or 'guest'))}",

@@ -33,21 +33,21 @@ from rasa.core.channels.rest import RestInput as RasaRestInput
 from sanic import Blueprint, response
 from sanic.request import Request
 
-from bot.actions_down import ActionServerUnavailable, install as _install_actions_down
+from bot.rasa_ext.actions_down import ActionServerUnavailable, install as _install_actions_down
 from bot.bearer import bearer_ok
 from bot.channels.payloads import resident_text
 from bot.identity import rest_sender
 from bot.production import is_production
 from bot.ratelimit import LIMIT_ENV, MSG_TOO_FAST, RateLimiter, client_limiter, env_int
 from bot.text import clean_message, mask_personal_data
-from bot.trackerstore import TrackerStoreUnavailable
+from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 from bot.web.clientaddr import client_address, trusted_proxies_from_env
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 20000
 from bot.busy import MSG_BUSY  # noqa: E402 - shared with the cluster's nginx fallback
-# The action server is down: the message is kept and handled first thing next time (bot/actions_down.py).
+# The action server is down: the message is kept and handled first thing next time (bot/rasa_ext/actions_down.py).
 MSG_KEPT = "系统繁忙，您刚才的信息已记下，请稍后再试。"
 _install_actions_down()
 # Rasa strips whitespace and then drops the turn; a zero-width space survives and our
@@ -130,7 +130,7 @@ class RestInput(RasaRestInput):
             except ActionServerUnavailable:
                 log.error("message from %s kept: the action server is down", mask_personal_data(sender))
                 return error(503, "actions_unavailable", MSG_KEPT)
-            except (Exception, TrackerStoreUnavailable):  # the latter is a BaseException (bot/trackerstore.py)
+            except (Exception, TrackerStoreUnavailable):  # the latter is a BaseException (bot/rasa_ext/trackerstore.py)
                 log.exception("message from %s failed", mask_personal_data(sender))
                 return error(503, "unavailable", MSG_BUSY)
             # the front-end named the resident `sender`: answer in its terms

@@ -33,13 +33,13 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from socketio import AsyncServer
 
-from bot.actions_down import ActionServerUnavailable
+from bot.rasa_ext.actions_down import ActionServerUnavailable
 from bot.channels.payloads import resident_text
 from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS, MSG_BUSY, MSG_KEPT
 from bot.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, new_session_id  # noqa: F401
 from bot.ratelimit import MSG_TOO_FAST, RateLimiter, client_limiter
 from bot.text import clean_message, mask_personal_data
-from bot.trackerstore import TrackerStoreUnavailable
+from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 from bot.web.clientaddr import client_address, trusted_proxies_from_env
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class SocketIOInput(RasaSocketIOInput):
             except ActionServerUnavailable:
                 log.error("socket.io message from %s kept: the action server is down", mask_personal_data(sender_id))
                 await output.send_text_message(sender_id, MSG_KEPT)
-            except (Exception, TrackerStoreUnavailable):  # the latter is a BaseException (bot/trackerstore.py)
+            except (Exception, TrackerStoreUnavailable):  # the latter is a BaseException (bot/rasa_ext/trackerstore.py)
                 log.exception("socket.io message from %s failed", mask_personal_data(sender_id))
                 await output.send_text_message(sender_id, MSG_BUSY)
 

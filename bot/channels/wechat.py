@@ -63,7 +63,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.channels import wechat_store as st
-from bot.actions_down import ActionServerUnavailable
+from bot.rasa_ext.actions_down import ActionServerUnavailable
 from bot.channels.rest import MSG_BUSY, MSG_KEPT
 from bot.channels.wechat_api import DEFAULT_API_BASE, OUT_OF_WINDOW, Timeouts, WeChatApi, WeChatApiError, to_thread
 from bot.channels.wechat_crypto import CryptoError, MessageCrypto, sha1_signature, signature_ok
@@ -72,7 +72,7 @@ from bot.paths import VAR_DIR
 from bot.private import private_dir
 from bot.media import SNIFF_BYTES, sniff_image
 from bot.text import clean_message, normalise
-from bot.trackerstore import TrackerStoreUnavailable
+from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 
 log = logging.getLogger(__name__)
 

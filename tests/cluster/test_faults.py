@@ -58,7 +58,7 @@ def test_action_server_killed_mid_conversation(cluster, production_env):
 def test_all_action_servers_down_at_submission_then_retry(cluster, production_env):
     """Injected: both action servers killed just before the resident confirms (/affirm).
     Checked: the resident is told 系统繁忙，您刚才的信息已记下… (nginx's 502 reaches Rasa,
-    bot/actions_down.py), no ticket is stored while they are down; after they are restarted
+    bot/rasa_ext/actions_down.py), no ticket is stored while they are down; after they are restarted
     the resident's next message first handles the kept /affirm, which files the complaint
     exactly once, under the number the resident is told."""
     from bench.load import TICKET_RE, Outcome, reply_kind

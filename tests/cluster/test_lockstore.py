@@ -1,4 +1,4 @@
-"""bot.lockstore.AtomicRedisLockStore on the real Redis: several lock stores (as several
+"""bot.rasa_ext.lockstore.AtomicRedisLockStore on the real Redis: several lock stores (as several
 Rasa servers hold) drawing tickets for one conversation at once never draw the same
 number, and a finished ticket's cleanup never deletes a ticket drawn meanwhile."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from tests.cluster.conftest import REDIS_URL, require_services
 def _stores(n: int, prefix: str):
     from urllib.parse import urlsplit
 
-    from bot.lockstore import AtomicRedisLockStore
+    from bot.rasa_ext.lockstore import AtomicRedisLockStore
 
     u = urlsplit(REDIS_URL)
     return [AtomicRedisLockStore(host=u.hostname, port=u.port or 6379, db=int(u.path.lstrip("/") or 1),

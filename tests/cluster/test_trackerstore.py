@@ -1,4 +1,4 @@
-"""bot.trackerstore.ResilientSQLTrackerStore on the real PostgreSQL, side by side with Rasa's
+"""bot.rasa_ext.trackerstore.ResilientSQLTrackerStore on the real PostgreSQL, side by side with Rasa's
 own SQLTrackerStore: the same saves leave the same rows, the same retrieves return the
 same trackers (latest session, all sessions), the event broker gets the same events once;
 a failed write is retried without duplicates, an outage ends in TrackerStoreUnavailable
@@ -92,7 +92,7 @@ def test_same_rows_trackers_and_broker_events_as_rasas_store(schemas, monkeypatc
     from rasa.core.tracker_store import SQLTrackerStore
     from rasa.shared.core.trackers import DialogueStateTracker
 
-    from bot.trackerstore import ResilientSQLTrackerStore
+    from bot.rasa_ext.trackerstore import ResilientSQLTrackerStore
 
     events = _conversation()
     cut = [5, 12, 30, 50, 53, 60, 90, len(events)]  # turn ends, the second session starts at 51
@@ -134,7 +134,7 @@ def test_a_failed_write_is_retried_once_without_duplicates(schemas, monkeypatch,
     from rasa.shared.core.trackers import DialogueStateTracker
     from sqlalchemy.exc import OperationalError
 
-    from bot.trackerstore import ResilientSQLTrackerStore
+    from bot.rasa_ext.trackerstore import ResilientSQLTrackerStore
 
     broker = RecordingBroker()
     store = _store(ResilientSQLTrackerStore, schemas[0], monkeypatch, domain, broker, retry_seconds=5)
@@ -162,7 +162,7 @@ def test_an_outage_raises_unavailable_and_publishes_nothing(schemas, monkeypatch
     import sqlalchemy as sa
     from rasa.shared.core.trackers import DialogueStateTracker
 
-    from bot.trackerstore import ResilientSQLTrackerStore, TrackerStoreUnavailable
+    from bot.rasa_ext.trackerstore import ResilientSQLTrackerStore, TrackerStoreUnavailable
 
     broker = RecordingBroker()
     store = _store(ResilientSQLTrackerStore, schemas[0], monkeypatch, domain, broker, retry_seconds=0.6)
@@ -182,7 +182,7 @@ def test_a_cancelled_save_stores_its_turn_before_the_cancellation_goes_on(schema
 
     from rasa.shared.core.trackers import DialogueStateTracker
 
-    from bot.trackerstore import ResilientSQLTrackerStore
+    from bot.rasa_ext.trackerstore import ResilientSQLTrackerStore
 
     store = _store(ResilientSQLTrackerStore, schemas[0], monkeypatch, domain, RecordingBroker())
     events = _conversation()[:12]

@@ -1,4 +1,4 @@
-"""The embedded tracker store (bot/sqlite_trackerstore.py) on a real SQLite file: exactly
+"""The embedded tracker store (bot/rasa_ext/sqlite_trackerstore.py) on a real SQLite file: exactly
 the events Rasa saved come back, each stored once, sessions as Rasa's SQL store cuts them,
 and a second store on the same file (another process, a swapped-in model) sees them."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import (ActionExecuted, SessionStarted, SlotSet, UserUttered)
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from bot.sqlite_trackerstore import SQLiteTrackerStore
+from bot.rasa_ext.sqlite_trackerstore import SQLiteTrackerStore
 
 DOMAIN = Domain.from_yaml("""
 version: "3.1"

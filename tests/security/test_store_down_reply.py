@@ -1,4 +1,4 @@
-"""When the tracker store stays unreachable, bot/trackerstore.py raises TrackerStoreUnavailable,
+"""When the tracker store stays unreachable, bot/rasa_ext/trackerstore.py raises TrackerStoreUnavailable,
 a BaseException so Rasa cannot fall back quietly. Our channels still answer the resident
 politely: the REST channel with a 503 and a JSON error body, the widget's Socket.IO channel
 with the busy message, and the next message (store back) is served normally."""
@@ -17,7 +17,7 @@ from rasa.core.channels.channel import UserMessage
 from bot.channels.rest import MSG_BUSY, RestInput
 from bot.channels.socketio import SocketIOInput
 from bot.ratelimit import RateLimiter
-from bot.trackerstore import TrackerStoreUnavailable
+from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 from tests.security.test_rate_limits import close, serve
 
 pytestmark = pytest.mark.asyncio

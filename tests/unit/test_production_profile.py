@@ -31,12 +31,12 @@ def test_production_moves_every_store_and_keeps_passwords_out_of_the_file():
     doc = yaml.safe_load(text)  # plain YAML: ${VAR} stays a string until Rasa reads it
     assert doc == {
         "action_endpoint": {"url": "http://10.0.0.10:8081/webhook", "enable_selective_domain": True},
-        "tracker_store": {"type": "bot.trackerstore.ResilientSQLTrackerStore", "dialect": "postgresql",
+        "tracker_store": {"type": "bot.rasa_ext.trackerstore.ResilientSQLTrackerStore", "dialect": "postgresql",
                           "url": "db.internal", "port": 5433, "db": "qingcheng_tracker", "username": "qc",
                           "password": "${QC_TRACKER_DB_PASSWORD}"},
-        "lock_store": {"type": "bot.lockstore.AtomicRedisLockStore", "url": "cache.internal", "port": 6380, "db": 2,
+        "lock_store": {"type": "bot.rasa_ext.lockstore.AtomicRedisLockStore", "url": "cache.internal", "port": 6380, "db": 2,
                        "password": "${QC_REDIS_PASSWORD}", "key_prefix": "qingcheng"},
-        "event_broker": {"type": "bot.eventbroker.BoundedPikaEventBroker", "url": "mq.internal", "port": 5673,
+        "event_broker": {"type": "bot.rasa_ext.eventbroker.BoundedPikaEventBroker", "url": "mq.internal", "port": 5673,
                          "username": "mq-user", "password": "${QC_AMQP_PASSWORD}", "queues": ["qc_rasa_events"],
                          "exchange_name": "qc_rasa_events.exchange",
                          "max_length": 100000, "message_ttl_ms": 604800000, "dead_letter_exchange": "qc.dead",

@@ -1,4 +1,4 @@
-"""bot/rasa_speedups.py: the faster checks give exactly Rasa's own verdicts."""
+"""bot/rasa_ext/speedups.py: the faster checks give exactly Rasa's own verdicts."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pytest
 from jsonschema import ValidationError
 
 import bot.nlu  # noqa: F401  (installs the speed-ups, as loading our model does)
-from bot.rasa_speedups import action_response_validator, response_is_valid
+from bot.rasa_ext.speedups import action_response_validator, response_is_valid
 from rasa.core.actions.action import RemoteAction
 from rasa.shared.core.events import Event
 from rasa.shared.utils.common import all_subclasses
@@ -77,13 +77,13 @@ def test_rasa_raises_its_own_error_for_a_bad_response():
 
 
 def test_the_patch_is_installed_once():
-    from bot.rasa_speedups import install
+    from bot.rasa_ext.speedups import install
 
     patched = RemoteAction._validate_action_result
     install()
     install()
     assert RemoteAction._validate_action_result is patched
-    assert patched.__module__ == "bot.rasa_speedups"
+    assert patched.__module__ == "bot.rasa_ext.speedups"
 
 
 def test_event_types_resolve_as_rasa_resolves_them():

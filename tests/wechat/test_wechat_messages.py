@@ -157,10 +157,10 @@ async def test_bot_failure_asks_to_resend(h):
 
 
 async def test_tracker_store_down_asks_to_resend(h):
-    """TrackerStoreUnavailable is a BaseException (bot/trackerstore.py): it must still end in
+    """TrackerStoreUnavailable is a BaseException (bot/rasa_ext/trackerstore.py): it must still end in
     the polite busy reply, not in a dropped request WeChat would retry into the same outage."""
     from bot.channels.wechat import MSG_BUSY
-    from bot.trackerstore import TrackerStoreUnavailable
+    from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 
     async def store_down(message):
         raise TrackerStoreUnavailable("tracker store unreachable (retrieve)")

@@ -1,0 +1,44 @@
+"""Rasa's RabbitMQ event broker with a bounded queue.
+
+Rasa declares its event queue (QC_RASA_EVENTS_QUEUE, default qc_rasa_events) durable and
+unbounded. Nothing of ours consumes it — it is there for whoever archives or analyses
+conversations — so with no reader it grew without bound (308 messages after a short
+session; in a month, the broker's memory alarm). Here it is declared with a length limit
+(QC_RASA_EVENTS_MAX_LENGTH, default 100000 messages) and a message TTL
+(QC_RASA_EVENTS_TTL_HOURS, default 168 = 7 days); what falls off either end is
+dead-lettered to the fanout exchange QC_DEAD_LETTER_EXCHANGE (default qc.dead), where an
+operator may bind a queue to keep it (unbound: dropped).
+
+RabbitMQ refuses to redeclare a queue with other arguments: a queue made by the old,
+unbounded declaration must be deleted once (README "Production").
+
+Used by the production endpoints file (bot/production.py: type bot.rasa_ext.eventbroker.BoundedPikaEventBroker).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import aio_pika
+from rasa.core.brokers.pika import PikaEventBroker
+
+
+def queue_arguments(max_length: int, ttl_ms: int, dead_letter_exchange: str) -> Dict[str, Any]:
+    return {"x-max-length": int(max_length), "x-overflow": "drop-head", "x-message-ttl": int(ttl_ms),
+            "x-dead-letter-exchange": dead_letter_exchange}
+
+
+class BoundedPikaEventBroker(PikaEventBroker):
+    def __init__(self, *args: Any, max_length: int = 100_000, message_ttl_ms: int = 7 * 24 * 3600 * 1000,
+                 dead_letter_exchange: str = "qc.dead", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue_arguments = queue_arguments(max_length, message_ttl_ms, dead_letter_exchange)
+        self.dead_letter_exchange = dead_letter_exchange
+
+    async def _set_up_exchange(self, channel: aio_pika.RobustChannel) -> aio_pika.RobustExchange:
+        await channel.declare_exchange(self.dead_letter_exchange, type=aio_pika.ExchangeType.FANOUT, durable=True)
+        return await super()._set_up_exchange(channel)
+
+    async def _bind_queue(self, queue_name: str, channel: aio_pika.RobustChannel,  # type: ignore[override]
+                          exchange: aio_pika.Exchange) -> None:
+        queue = await channel.declare_queue(queue_name, durable=True, arguments=self.queue_arguments)
+        await queue.bind(exchange, "")
