@@ -117,10 +117,10 @@ run: train widget console-assets
 	@$(PY) -m bot serve --rasa-port $(RASA_PORT) --actions-port $(ACTIONS_PORT)
 
 actions: install
-	$(PY) -m bot.actions_server --port $(ACTIONS_PORT) --actions actions
+	$(PY) -m bot.ops.actions_server --port $(ACTIONS_PORT) --actions actions
 
 shell: train
-	@$(PY) -m bot.actions_server --port $(ACTIONS_PORT) --actions actions > var/actions.log 2>&1 & pid=$$!; \
+	@$(PY) -m bot.ops.actions_server --port $(ACTIONS_PORT) --actions actions > var/actions.log 2>&1 & pid=$$!; \
 	  trap "kill $$pid" EXIT; sleep 5; $(RASA) shell --endpoints endpoints.yml
 
 test: train widget console-assets nginx-deps browser-deps

@@ -12,7 +12,7 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import intent_ranking, latest_turn, log, safe
-from bot import runtime
+from bot.ops import runtime
 from bot.conversation import (
     AUX_SLOTS,
     FORM_SLOTS,

@@ -18,7 +18,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import latest_turn, log, safe
 from actions.status import status_variables
-from bot import runtime
+from bot.ops import runtime
 from bot.console.services import record_follow_up
 from bot.conversation import followup_answer
 from bot.domain.model import TicketState, parse_ticket_number

@@ -9,7 +9,7 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import log, safe
-from bot import runtime
+from bot.ops import runtime
 from bot.domain.model import parse_ticket_number
 from bot.domain.clock import SHANGHAI
 from bot.services.tickets import TicketStatus, ticket_status, tickets_for_sender

@@ -136,7 +136,7 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
     from bench.routing import routing_scores
     from bench.systems import KEYWORDS, LABELS, OURS, STOCK, TFIDF, KeywordRules, Prediction, RasaModel, TfidfLR
     from bench.understanding import confusion_plot, scores, summarise_folds
-    from bot.explain import latest_model
+    from bot.nlu.explain import latest_model
 
     results: Dict = {"settings": asdict(settings), "machine": machine_info(),
                      "date": time.strftime("%Y-%m-%d %H:%M %Z"), "train": {}, "plots": []}
@@ -165,7 +165,7 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
     our_model = model or latest_model()
     if settings.retraining:
         log("retraining as an admin starts it (bot/retraining: rasa data validate, rasa train, evaluation on the split) …")
-        from bot.retraining.benchmark import full_retraining
+        from bench.retraining import full_retraining
 
         results["retraining"] = full_retraining(work / "retraining")
         r = results["retraining"]

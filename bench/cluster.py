@@ -3,7 +3,7 @@
     from bench.cluster import run_cluster_bench
     result = run_cluster_bench(residents=50, instances=(1, 2))
 
-For each instance count a fresh cluster (bot/cluster.py: n Rasa servers + n action servers
+For each instance count a fresh cluster (bot/ops/cluster.py: n Rasa servers + n action servers
 + the web server behind nginx, production profile) is started on fresh PostgreSQL schemas
 (ticket store, tracker store), a fresh Redis key prefix and RabbitMQ queue; N simulated
 residents (bench/load.py) complete whole complaints at once through nginx; then the store is
@@ -71,7 +71,7 @@ def _one(n: int, residents: int, work_dir: Path, model: Optional[str], log) -> D
     from sqlalchemy import create_engine
 
     from bench.load import check_tickets, pick_residents, run_residents
-    from bot.cluster import Cluster, RasaHttpParser
+    from bot.ops.cluster import Cluster, RasaHttpParser
 
     tag = uuid.uuid4().hex[:8]
     tickets_schema, tracker_schema = f"qc_bench_tickets_{tag}", f"qc_bench_tracker_{tag}"
@@ -140,7 +140,7 @@ def _cleanup_amqp(queue: str, exchange: str) -> None:
 def run_cluster_bench(residents: int = 50, instances: Iterable[int] = (1, 2), tiny: bool = False,
                       model: Optional[str] = None, work_dir: Optional[Path] = None, log=print) -> Dict:
     """{"runs": [per instance count], "scaling": tickets/s of the last count ÷ the first}."""
-    from bot.explain import latest_model
+    from bot.nlu.explain import latest_model
 
     if tiny:
         residents = 2

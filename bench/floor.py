@@ -110,7 +110,7 @@ async def _load(base_url: str, concurrency: int, per_worker: int) -> Tuple[List[
 
 def run_floor(levels: Sequence[Tuple[int, int]], work_dir: Path, log=print) -> Dict:
     """Train the minimal bot, serve it, run every level; {train_s, runs: [...]}."""
-    from bot.serve import _wait_http, stop_stack
+    from bot.ops.serve import _wait_http, stop_stack
 
     work_dir.mkdir(parents=True, exist_ok=True)
     _write_project(work_dir)

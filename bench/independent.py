@@ -4,7 +4,7 @@
 ours = the latest model in models/, the TF-IDF and keyword peers fitted here, the stock
 peer only when a trained stock model is given (`make bench` trains one and passes its
 predictions in). Figures: label accuracy and macro-F1 overall and per register, emergency
-recall/precision (emergency = the intent itself), computed by bot.metrics.
+recall/precision (emergency = the intent itself), computed by bot.retraining.metrics.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench.systems import KEYWORDS, LABELS, OURS, STOCK, TFIDF, KeywordRules, Prediction, TfidfLR  # noqa: E402
 from bot.paths import REPO_ROOT  # noqa: E402
-from bot.metrics import label_scores  # noqa: E402
+from bot.retraining.metrics import label_scores  # noqa: E402
 
 INDEPENDENT_DIR = REPO_ROOT / "tests" / "data" / "independent"
 REGISTERS = ("chat", "call", "letter", "elderly", "title")
@@ -78,7 +78,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from bench import data
     from bench.systems import RasaModel
     from bench.worker import quiet_rasa
-    from bot.explain import latest_model
+    from bot.nlu.explain import latest_model
 
     quiet_rasa()
     rows = load_independent()

@@ -1,6 +1,6 @@
 """Speed through the real servers over HTTP.
 
-A served system is started the way it runs in production (bot.serve.start_stack: the
+A served system is started the way it runs in production (bot.ops.serve.start_stack: the
 action server and the Rasa server, HTTP API on with a token, a fresh SQLite ticket store),
 then N simulated residents talk to it at once over the REST channel (aiohttp), each
 completing a whole complaint. Every turn's latency is recorded; /model/parse is timed on
@@ -83,7 +83,7 @@ def candidate_residents() -> List[Resident]:
 def pick_residents(parser, n: int) -> List[Resident]:
     """The first n candidates our own model reads as intended (right category, the place
     resolved to that community): the scripted path is the one ours should take."""
-    from bot.explain import explain
+    from bot.nlu.explain import explain
 
     out = []
     for r in candidate_residents():
@@ -371,11 +371,11 @@ def bench_served(system: str, model: Path, residents: Sequence[Resident], levels
                  parse_texts: Sequence[str], work_dir: Path, warmup: int = 2, log=print) -> ServedResult:
     """Start the stack on `model`, warm it up, run every (concurrency, residents per worker)
     level, time /model/parse, stop the stack, check the store."""
-    from bot.serve import start_stack, stop_stack
+    from bot.ops.serve import start_stack, stop_stack
     from bot.storage.engine import make_engine
 
     try:  # schema + queues + routing rules, as `python -m bot serve` and the e2e tests prepare it
-        from bot.runtime import prepare_store
+        from bot.ops.runtime import prepare_store
     except ImportError:
         from bot.storage.engine import init_db as prepare_store
 

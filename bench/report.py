@@ -176,7 +176,7 @@ def serving_table(results: Dict) -> str:
 def routing_table(results: Dict) -> str:
     rows = []
     notes = {
-        OURS: "our classifier, location extractor, resolver and router (bot.explain)",
+        OURS: "our classifier, location extractor, resolver and router (bot.nlu.explain)",
         STOCK: "its category, **our** location resolution, our router",
         TFIDF: "its category, **our** location resolution, our router",
         KEYWORDS: "its category, **our** location resolution, our router",
@@ -301,7 +301,7 @@ def write_report(results: Dict, path: Path) -> Path:
         "The systems:",
         "",
         f"- **{LABELS[OURS]}**: the project's pipeline. Split: the shipped model; CV: `rasa train nlu --config config.yml` per fold. "
-        "When the fallback fires, the category is the best-ranked one the resident is offered first (`bot.explain.category_of`); "
+        "When the fallback fires, the category is the best-ranked one the resident is offered first (`bot.nlu.explain.category_of`); "
         "that category also counts as its intent.",
         f"- **{LABELS[STOCK]}**: `bench/configs/stock_zh.yml` — `language: zh`, JiebaTokenizer, CountVectorsFeaturizer, "
         f"DIETClassifier, EntitySynonymMapper, as the Rasa docs / `rasa init` write it, trained on the same data and "
@@ -344,7 +344,7 @@ def write_report(results: Dict, path: Path) -> Path:
         "",
         "## Speed through the real servers",
         "",
-        f"Each served system runs as in production: `bot.serve.start_stack` (action server + Rasa server, "
+        f"Each served system runs as in production: `bot.ops.serve.start_stack` (action server + Rasa server, "
         "`--enable-api` with a token, a fresh temporary SQLite ticket store; ours with its SQLite tracker store as "
         "`make run` has it, the stock peer with Rasa's default in-memory tracker store). Ours also loads "
         "`bot/rasa_ext/speedups.py` (Rasa's per-call schema check and event-type lookup done once); the stock peer runs Rasa as shipped. "
@@ -391,7 +391,7 @@ def write_report(results: Dict, path: Path) -> Path:
         "",
         "## Retraining (what an admin's 重新训练 costs)",
         "",
-        "The console's retraining on the shipped data (bot/retraining/benchmark.py): data validation, a full "
+        "The console's retraining on the shipped data (bench/retraining.py): data validation, a full "
         "`rasa train`, and the evaluation that decides whether the candidate may be activated.",
         "",
         retraining_table(results),

@@ -2,7 +2,7 @@
 not ambiguous), the share whose lead department (the catalogue's lead for the TRUE
 category) and street are both right.
 
-Ours: bot.explain.explain() of our parse (our classifier, our location extractor and
+Ours: bot.nlu.explain.explain() of our parse (our classifier, our location extractor and
 resolver, our router). The peers only classify, so they get our router applied to their
 predicted category with OUR location resolution; the stock Rasa model also extracts
 entities (DIET), so it is scored a second time with its own entities fed to our resolver.
@@ -45,7 +45,7 @@ class RouteJudge:
 
 def routing_scores(examples: Sequence[Example], preds: Dict[str, Sequence[Prediction]]) -> Dict[str, Dict]:
     """{system: {n, right, share}} plus "stock_own_entities" when the stock parses are there."""
-    from bot.explain import explain
+    from bot.nlu.explain import explain
 
     judge = RouteJudge()
     idx = routed_examples(examples)

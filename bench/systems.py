@@ -36,10 +36,10 @@ class Prediction:
 
 
 class RasaModel:
-    """A trained Rasa model loaded in this process (bot.explain.Parser: Agent.load + parse)."""
+    """A trained Rasa model loaded in this process (bot.nlu.explain.Parser: Agent.load + parse)."""
 
     def __init__(self, system: str, model: Path):
-        from bot.explain import Parser
+        from bot.nlu.explain import Parser
 
         self.system = system
         self.model = model
@@ -48,14 +48,14 @@ class RasaModel:
         self.load_seconds = time.perf_counter() - t0
 
     def predict(self, texts: Sequence[str]) -> List[Prediction]:
-        from bot.explain import category_of
+        from bot.nlu.explain import category_of
 
         out = []
         for t in texts:
             parse = self.parser.parse(t)
             intent = (parse.get("intent") or {}).get("name")
             if self.system == OURS:
-                # the assistant's own semantics (bot.explain.category_of): when the fallback
+                # the assistant's own semantics (bot.nlu.explain.category_of): when the fallback
                 # fired, the best-ranked category is what the resident is offered first
                 cat = category_of(parse)
                 if intent == "nlu_fallback" and cat:

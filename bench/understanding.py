@@ -1,6 +1,6 @@
 """Accuracy, macro-F1 and per-category precision/recall/F1, and the confusion-matrix
 plots (ASCII category codes on the axes, since the machine may have no CJK font), computed
-and drawn by bot.metrics."""
+and drawn by bot.retraining.metrics."""
 from __future__ import annotations
 
 import statistics
@@ -9,7 +9,7 @@ from typing import Dict, List, Sequence
 
 from bench.data import CATEGORY_LABELS, Example
 from bench.systems import LABELS, Prediction
-from bot.metrics import accuracy, draw_confusion_grid, label_scores
+from bot.retraining.metrics import accuracy, draw_confusion_grid, label_scores
 
 MISSING = "(none)"
 

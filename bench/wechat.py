@@ -109,7 +109,7 @@ async def measure(webhook: str, standin: WeChatStandIn, token: str = TOKEN, appi
 
 def run(senders: int = 20, model: Optional[str] = None, work: Optional[Path] = None) -> Dict:
     """Start the stand-in and the real servers with the WeChat channel on, measure, stop."""
-    from bot.explain import latest_model
+    from bot.nlu.explain import latest_model
     from bot.storage.engine import init_db, make_engine
     from tests.wechat.conftest import free_port
     from tests.wechat.stack import start_wechat_stack

@@ -38,7 +38,7 @@ def _quiet() -> None:
 
 def cmd_parse(args: argparse.Namespace) -> int:
     _quiet()
-    from bot.explain import Parser, read_jsonl_texts
+    from bot.nlu.explain import Parser, read_jsonl_texts
 
     if not args.text and not args.jsonl:
         print("parse: give a text or --jsonl FILE", file=sys.stderr)
@@ -69,20 +69,20 @@ def cmd_dict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bot.serve import serve
+    from bot.ops.serve import serve
 
     return serve(args.rasa_port, args.actions_port)
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from bot.cluster import run_cluster
+    from bot.ops.cluster import run_cluster
 
     return run_cluster(args.instances, args.proxy_port)
 
 
 def cmd_endpoints(args: argparse.Namespace) -> int:
     """The Rasa endpoints file for this environment (production profile: every store)."""
-    from bot.production import endpoints_yaml
+    from bot.ops.production import endpoints_yaml
 
     text = endpoints_yaml(args.action_url)
     if args.out:
@@ -95,17 +95,17 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
 def cmd_run_rasa(args: argparse.Namespace) -> int:
     """Write the endpoints file from the environment, then become the Rasa server (systemd)."""
     from bot.paths import REPO_ROOT, VAR_DIR
-    from bot.production import endpoints_yaml, rasa_env
+    from bot.ops.production import endpoints_yaml, rasa_env
 
     out = Path(args.endpoints_out or VAR_DIR / f"endpoints-{args.port}.yml")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(endpoints_yaml(args.action_url), encoding="utf-8")
     env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", **rasa_env()}
-    # bot.rasa_run adds QC_RASA_TOKEN (or QC_RASA_TOKEN_FILE's) itself: never on a command line (`ps`)
+    # bot.ops.rasa_run adds QC_RASA_TOKEN (or QC_RASA_TOKEN_FILE's) itself: never on a command line (`ps`)
     python = sys.executable
-    cmd = [python, "-m", "bot.rasa_run", "run", "-i", args.host, "-p", str(args.port), "--credentials",
+    cmd = [python, "-m", "bot.ops.rasa_run", "run", "-i", args.host, "-p", str(args.port), "--credentials",
            "credentials.yml", "--endpoints", str(out), "--model", args.model]
-    from bot.rasa_run import token_from_env
+    from bot.ops.rasa_run import token_from_env
 
     if token_from_env(os.environ):
         cmd += ["--enable-api"]
@@ -116,7 +116,7 @@ def cmd_run_rasa(args: argparse.Namespace) -> int:
 
 def cmd_prepare_store(args: argparse.Namespace) -> int:
     """Migrations (alembic upgrade head), queues and routing rules; safe to run on every start."""
-    from bot.runtime import prepare_store
+    from bot.ops.runtime import prepare_store
     from bot.storage.engine import make_engine
 
     engine = make_engine()
@@ -130,7 +130,7 @@ def cmd_prepare_store(args: argparse.Namespace) -> int:
 
 def cmd_nginx_conf(args: argparse.Namespace) -> int:
     """nginx.conf for the production layout on separate hosts (deploy/nginx/)."""
-    from bot.cluster import nginx_conf
+    from bot.ops.cluster import nginx_conf
 
     sys.stdout.write(nginx_conf(args.listen, args.internal_listen, args.rasa, args.actions, args.web,
                                 prefix=None, user=args.user))
@@ -219,7 +219,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                 raise trainer.RetrainError("没有可以回退到的上一个模型")
             trainer.activatable(engine, settings, prev["id"])
         if not settings.rasa_token:
-            from bot.retraining.serving import api_file
+            from bot.retraining.rasa_api import api_file
 
             print(f"models: 找不到 Rasa 服务器的 API 令牌：没有 QC_RASA_TOKEN，也没有 {api_file()}"
                   "（make run / make run-cluster 启动时写下）。请先启动服务，或设置 QC_RASA_TOKEN 和 QC_RASA_URL。",

@@ -144,7 +144,7 @@ class EventPublisher:
 
 def publisher_from_env(engine: Engine) -> Optional[EventPublisher]:
     """The production profile's publisher (None in the embedded default)."""
-    from bot.production import ProductionSettings, is_production
+    from bot.ops.production import ProductionSettings, is_production
 
     if not is_production():
         return None

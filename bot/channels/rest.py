@@ -37,7 +37,7 @@ from bot.rasa_ext.actions_down import ActionServerUnavailable, install as _insta
 from bot.bearer import bearer_ok
 from bot.channels.payloads import resident_text
 from bot.identity import rest_sender
-from bot.production import is_production
+from bot.ops.production import is_production
 from bot.ratelimit import LIMIT_ENV, MSG_TOO_FAST, RateLimiter, client_limiter, env_int
 from bot.text import clean_message, mask_personal_data
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
@@ -46,7 +46,7 @@ from bot.web.clientaddr import client_address, trusted_proxies_from_env
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 20000
-from bot.busy import MSG_BUSY  # noqa: E402 - shared with the cluster's nginx fallback
+from bot.channels.busy import MSG_BUSY  # noqa: E402 - shared with the cluster's nginx fallback
 # The action server is down: the message is kept and handled first thing next time (bot/rasa_ext/actions_down.py).
 MSG_KEPT = "系统繁忙，您刚才的信息已记下，请稍后再试。"
 _install_actions_down()

@@ -12,7 +12,7 @@ operator may bind a queue to keep it (unbound: dropped).
 RabbitMQ refuses to redeclare a queue with other arguments: a queue made by the old,
 unbounded declaration must be deleted once (README "Production").
 
-Used by the production endpoints file (bot/production.py: type bot.rasa_ext.eventbroker.BoundedPikaEventBroker).
+Used by the production endpoints file (bot/ops/production.py: type bot.rasa_ext.eventbroker.BoundedPikaEventBroker).
 """
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ def fallback_source(ranking: List[Mapping[str, Any]]) -> str:
 
 
 def _in_transaction(write: Callable[..., Optional[int]], *args: Any) -> Optional[int]:
-    from bot import runtime
+    from bot.ops import runtime
 
     with runtime.engine().begin() as conn:
         return write(conn, *args)

@@ -1,6 +1,6 @@
 """Candidate against the active model: the held-out split (tests/data/test_split.jsonl,
 never trained on) and the reviewed inbox examples. Per-intent precision/recall/F1 and a
-confusion-matrix picture, both from bot.metrics."""
+confusion-matrix picture, both from bot.retraining.metrics."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sqlalchemy.engine import Engine
 
-from bot.metrics import draw_confusion, label_scores
+from bot.retraining.metrics import draw_confusion, label_scores
 
 Example = Tuple[str, str]  # (text, true label)
 
@@ -30,7 +30,7 @@ def predicted_label(parse: Dict[str, Any]) -> str:
 
 
 def scores(truth: Sequence[str], pred: Sequence[str]) -> Dict[str, Any]:
-    """bot.metrics.label_scores over the true labels, rounded, rows under "per_intent"."""
+    """bot.retraining.metrics.label_scores over the true labels, rounded, rows under "per_intent"."""
     s = label_scores(truth, pred)
     if not s["n"]:
         return {"n": 0, "accuracy": None, "macro_f1": None, "per_intent": {}}
@@ -45,7 +45,7 @@ def scores(truth: Sequence[str], pred: Sequence[str]) -> Dict[str, Any]:
 
 def evaluate_model(archive: Path, split: Sequence[Example], reviewed: Sequence[Example],
                    picture: Optional[Path] = None, title: str = "") -> Dict[str, Any]:
-    from bot.explain import Parser
+    from bot.nlu.explain import Parser
 
     parser = Parser(Path(archive))
     split_pred = [predicted_label(parser.parse(t)) for t, _ in split]

@@ -10,32 +10,22 @@ registry does not know):
 The active archive is then made the newest in models/, so the servers' `--model models`
 (and a supervisor restarting one of them later) load it.
 
-The servers' API address and token are written to var/rasa-api.json (mode 600) so that
-the CLI (`python -m bot models activate|rollback`) finds them the way the servers do.
+The servers' API address and token are written to var/rasa-api.json (bot/retraining/rasa_api.py).
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Sequence
 
 from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 
 from bot.domain.clock import now_utc
-from bot.paths import VAR_DIR
 from bot.retraining import trainer
+from bot.retraining.rasa_api import publish_api
 from bot.retraining.tables import model_registry
 
 MAKE = trainer.MAKE  # created_by / activated_by of a model `make` trained
-API_FILE = VAR_DIR / "rasa-api.json"  # QC_RASA_API_FILE
-
-
-def api_file() -> Path:
-    return Path(os.environ.get("QC_RASA_API_FILE") or API_FILE)
-
-
 def _known(engine: Engine, deploy_dir: Path) -> set:
     """Every archive the registry knows, and its deployed copy in models/."""
     out = set()
@@ -85,29 +75,6 @@ def choose_model(engine: Engine, settings: trainer.RetrainSettings,
             f"（会评测）后启用，或运行 python -m bot retrain --wait，再 python -m bot models activate 编号。")
     trainer.deploy(settings, Path(active["path"]))  # newest in models/: Rasa loads it
     return deploy
-
-
-def publish_api(rasa_urls: Sequence[str], token: str, path: Optional[Path] = None) -> Path:
-    """Write where the Rasa servers' HTTP API is and its token, readable by this user only."""
-    path = path or api_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = json.dumps({"rasa_url": rasa_urls[0], "rasa_model_urls": ",".join(rasa_urls), "token": token})
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(body)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return path
-
-
-def read_api(path: Optional[Path] = None) -> Dict[str, str]:
-    """What publish_api wrote ({} when nothing is running or it cannot be read)."""
-    try:
-        raw = json.loads((path or api_file()).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return {k: str(raw.get(k) or "") for k in ("rasa_url", "rasa_model_urls", "token")}
 
 
 def prepare(rasa_urls: Sequence[str], token: str, say: Callable[[str], None] = print) -> str:

@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.domain.clock import now_utc
 from bot.paths import REPO_ROOT, VAR_DIR
+from bot.retraining.rasa_api import read_api
 from bot.retraining.tables import model_registry, training_lock
 
 LOCK_NAME = "train"
@@ -67,8 +68,6 @@ class RetrainSettings:
     @classmethod
     def from_env(cls) -> "RetrainSettings":
         from bot.storage.engine import default_url
-
-        from bot.retraining.serving import read_api
 
         env = os.environ
         # The running servers' address from the API file even when the environment gives only

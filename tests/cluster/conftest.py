@@ -1,4 +1,4 @@
-"""The production cluster (bot/cluster.py) on real PostgreSQL, Redis and RabbitMQ.
+"""The production cluster (bot/ops/cluster.py) on real PostgreSQL, Redis and RabbitMQ.
 
 One cluster per test session: 2 Rasa servers, 2 action servers, the web server, nginx;
 ticket store and tracker store in two fresh PostgreSQL schemas (dropped at the end), the
@@ -155,8 +155,8 @@ def _delete_queue(name: str) -> None:
 
 @pytest.fixture(scope="session")
 def cluster(production_env, tmp_path_factory):
-    from bot.cluster import Cluster
-    from bot.explain import latest_model
+    from bot.ops.cluster import Cluster
+    from bot.nlu.explain import latest_model
 
     c = Cluster(env=production_env, work_dir=tmp_path_factory.mktemp("cluster"), instances=2,
                 model=str(latest_model()))

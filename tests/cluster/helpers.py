@@ -10,7 +10,7 @@ from urllib.parse import quote
 from sqlalchemy import create_engine, text
 
 
-from bot.cluster import RasaHttpParser as HttpParser  # noqa: E402,F401  (re-exported for the tests)
+from bot.ops.cluster import RasaHttpParser as HttpParser  # noqa: E402,F401  (re-exported for the tests)
 from bot.identity import rest_sender
 
 

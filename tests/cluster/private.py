@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from bot.cluster import free_port
+from bot.ops.cluster import free_port
 
 
 def _pg_bin(name: str) -> str:

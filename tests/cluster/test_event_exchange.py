@@ -29,7 +29,7 @@ def test_two_deployments_on_one_vhost_keep_their_conversation_events_apart(tmp_p
     from rasa.core.brokers.broker import EventBroker
     from rasa.core.utils import read_endpoints_from_path
 
-    from bot.production import endpoints_yaml, rasa_env
+    from bot.ops.production import endpoints_yaml, rasa_env
 
     tag = uuid.uuid4().hex[:10]
     dead = f"qc.test.dead.{tag}"

@@ -1,7 +1,7 @@
 """issue 20 item 3: the Rasa event queue is bounded and dead-lettered, on the real RabbitMQ.
 
 The broker is built the way a Rasa server builds it: from the production endpoints file
-(bot/production.py) through Rasa's EventBroker.create. Every name is unique to the test
+(bot/ops/production.py) through Rasa's EventBroker.create. Every name is unique to the test
 (queue, Rasa exchange, dead-letter exchange and its queue), so nobody else's queue sees
 these messages, and all of them are deleted at the end."""
 from __future__ import annotations
@@ -20,7 +20,7 @@ def test_rasa_event_queue_keeps_the_newest_and_dead_letters_the_rest(tmp_path, m
     from rasa.core.brokers.broker import EventBroker
     from rasa.core.utils import read_endpoints_from_path
 
-    from bot.production import endpoints_yaml, rasa_env
+    from bot.ops.production import endpoints_yaml, rasa_env
 
     tag = uuid.uuid4().hex[:10]
     queue, exchange, dead, dead_queue = (f"qc_test_evq_{tag}", f"qc.test.rasa.{tag}", f"qc.test.dead.{tag}",

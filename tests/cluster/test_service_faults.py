@@ -29,8 +29,8 @@ def faulty(tmp_path_factory):
     require_services()
     from sqlalchemy import create_engine
 
-    from bot.cluster import Cluster
-    from bot.explain import latest_model
+    from bot.ops.cluster import Cluster
+    from bot.nlu.explain import latest_model
     from tests.cluster.private import PrivatePostgres, PrivateRedis, ThreadedTcpProxy
 
     pg = PrivatePostgres().init()

@@ -20,7 +20,7 @@ import aiohttp
 import psutil
 
 from bench.load import check_tickets, converse, pick_residents
-from bot.cluster import RasaHttpParser
+from bot.ops.cluster import RasaHttpParser
 from tests.ops.supervised import Supervised, answers
 
 TOKEN = "cluster-supervisor-" + uuid.uuid4().hex[:8]

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from bot.explain import latest_model
-from bot.serve import start_stack, stop_stack
-from bot.runtime import prepare_store
+from bot.nlu.explain import latest_model
+from bot.ops.serve import start_stack, stop_stack
+from bot.ops.runtime import prepare_store
 from bot.storage.engine import make_engine
 
 from tests.e2e.chat import TOKEN, Stack
 
 
 def wait_http(url: str, proc, timeout: float = 60) -> None:
-    """bot.serve's start-up wait, raising: the test's own server must answer or the test stops."""
-    from bot.serve import _wait_http
+    """bot.ops.serve's start-up wait, raising: the test's own server must answer or the test stops."""
+    from bot.ops.serve import _wait_http
 
     if not _wait_http(url, timeout, proc):
         raise RuntimeError(f"{url} did not answer" if proc.poll() is None else f"server exited with {proc.returncode}")

@@ -2,7 +2,7 @@
 
 nginx used to send `Host` without the port, and the console compares the browser's
 `Origin` with it: every POST, log-in included, got 403 on :8000. Here our web server sits
-behind a private nginx (bot.cluster.nginx_conf, the cluster's own configuration) on a
+behind a private nginx (bot.ops.cluster.nginx_conf, the cluster's own configuration) on a
 random port; a grid worker logs in and does 签收 in Chromium."""
 from __future__ import annotations
 
@@ -36,11 +36,11 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def behind_nginx(tmp_path_factory):
     """(console URL through nginx, ticket number) — the web server on a fresh SQLite store."""
-    from bot.cluster import find_nginx, nginx_conf
+    from bot.ops.cluster import find_nginx, nginx_conf
     from bot.console import services as svc
     from bot.console.uow import ConsoleUnitOfWork
     from bot.domain.model import ComplaintDraft, DispatchClass, Route
-    from bot.runtime import prepare_store
+    from bot.ops.runtime import prepare_store
     from bot.services.tickets import file_complaint
     from bot.storage.engine import make_engine
 

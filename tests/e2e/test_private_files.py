@@ -1,4 +1,4 @@
-"""Issue 13 item 14, checked from outside on the servers `make run` starts (bot.serve's
+"""Issue 13 item 14, checked from outside on the servers `make run` starts (bot.ops.serve's
 start_stack + start_web), as another local user would look: `ps` (/proc/<pid>/cmdline) and
 file modes (`ls -l`). The Rasa API token is on no command line, yet the API still takes it;
 the ticket store, the tracker store and uploaded photos are 0600 in 0700 folders, under a
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from bot.explain import latest_model
+from bot.nlu.explain import latest_model
 from bot.paths import REPO_ROOT
-from bot.serve import start_stack, start_web, stop_stack
+from bot.ops.serve import start_stack, start_web, stop_stack
 from tests.console.test_console_web import png_bytes
 
 TOKEN = "e2e-secret-" + uuid.uuid4().hex

@@ -46,7 +46,7 @@ from actions.complaint import (
 from actions.consult import ActionConsult
 from actions.fallback import ActionClarify
 from actions.status import ActionTicketStatus
-from bot import runtime
+from bot.ops import runtime
 from bot.conversation import ComplaintForm
 from bot.domain.model import CATEGORIES
 from bot.storage.engine import init_db, make_engine
@@ -198,7 +198,7 @@ def no_default_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A fresh ticket store the actions write to (bot.runtime points at it)."""
+    """A fresh ticket store the actions write to (bot.ops.runtime points at it)."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'actions.db'}"
     else:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from actions.followup import ActionFollowUp, ActionTicketUpdate
-from bot import runtime
+from bot.ops import runtime
 from bot.console import services as svc
 from bot.console.uow import ConsoleUnitOfWork
 from bot.storage.engine import init_db, make_engine

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.domain.model import CATEGORIES
-from bot.evalset import explain_rows, figures, load_rows, report_lines
-from bot.explain import Parser, latest_model
+from bot.retraining.evalset import explain_rows, figures, load_rows, report_lines
+from bot.nlu.explain import Parser, latest_model
 from bot.reference.routing import default_router
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.explain import Parser, latest_model
+from bot.nlu.explain import Parser, latest_model
 
 SPLIT = Path(__file__).resolve().parents[1] / "data" / "test_split.jsonl"
 TARGET = 0.95

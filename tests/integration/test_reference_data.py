@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from bot.runtime import prepare_store
+from bot.ops.runtime import prepare_store
 from bot.storage.engine import make_engine
 from bot.storage.tables import queues, routing_rules
 

@@ -1,6 +1,6 @@
 """issue 20 follow-up: while every Rasa server is down (a restart takes ~20 s) a REST client
 got nginx's HTML 502 page. Through a real nginx with the cluster's configuration
-(bot.cluster.nginx_conf) and no live upstream, /webhooks/ answers the REST channel's own
+(bot.ops.cluster.nginx_conf) and no live upstream, /webhooks/ answers the REST channel's own
 error: HTTP 503, JSON, {"error": "unavailable", "message": MSG_BUSY}; other paths keep
 nginx's own answer. The shipped deploy/nginx/qingcheng.conf is the same generator's output
 (tests/unit/test_production_profile.py)."""
@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from bot.busy import MSG_BUSY
+from bot.channels.busy import MSG_BUSY
 from bot.paths import REPO_ROOT
 
 
@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def nginx_without_upstream(tmp_path):
-    from bot.cluster import find_nginx, nginx_conf
+    from bot.ops.cluster import find_nginx, nginx_conf
 
     try:
         nginx = find_nginx()

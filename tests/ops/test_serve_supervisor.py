@@ -53,7 +53,7 @@ def served(tmp_path_factory):
 @pytest.fixture(scope="module")
 def residents(served):
     from bench.load import pick_residents
-    from bot.cluster import RasaHttpParser
+    from bot.ops.cluster import RasaHttpParser
 
     return pick_residents(RasaHttpParser(f"http://127.0.0.1:{served.ports['rasa']}", TOKEN), 3)
 

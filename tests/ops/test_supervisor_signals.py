@@ -1,4 +1,4 @@
-"""bot/supervisor.py driven as a process: SIGTERM stops every child and exits 0; a child
+"""bot/ops/supervisor.py driven as a process: SIGTERM stops every child and exits 0; a child
 that exits with a code is logged with that code and restarted."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from bot.paths import REPO_ROOT
 
 SCRIPT = textwrap.dedent("""
     import subprocess, sys
-    from bot.supervisor import Supervisor
+    from bot.ops.supervisor import Supervisor
     def spawn(name):
         code = "import time; time.sleep(600)" if name == "sleeper" else "raise SystemExit(3)"
         return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)

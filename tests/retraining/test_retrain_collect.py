@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 import actions.complaint as complaint_module
 from actions.complaint import ValidateComplaintForm
 from actions.fallback import ActionClarify
-from bot import runtime
+from bot.ops import runtime
 from bot.conversation import ComplaintForm
 from bot.paths import REPO_ROOT
 from bot.retraining import collect

@@ -1,6 +1,6 @@
 """Issue 13 item 1, from the outside: the action server as an attacker on the network sees it.
 
-The real stack (bot.serve.start_stack: action server + Rasa, a fresh SQLite ticket store)
+The real stack (bot.ops.serve.start_stack: action server + Rasa, a fresh SQLite ticket store)
 with a known QC_ACTIONS_TOKEN in its environment. The attacker posts a recorded tracker that
 files a complaint straight to /webhook (what filed a ticket on 1b9772b); a resident talks
 through Rasa, which sends the secret, and is served as before."""
@@ -14,9 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.explain import latest_model
-from bot.runtime import prepare_store
-from bot.serve import start_stack, stop_stack
+from bot.nlu.explain import latest_model
+from bot.ops.runtime import prepare_store
+from bot.ops.serve import start_stack, stop_stack
 from bot.storage.engine import make_engine
 
 from tests.security.conftest import row_counts

@@ -1,4 +1,4 @@
-"""Issue 13 item 1, nginx's part, from the outside: the nginx.conf bot/cluster.py generates
+"""Issue 13 item 1, nginx's part, from the outside: the nginx.conf bot/ops/cluster.py generates
 (the same generator writes deploy/nginx/qingcheng.conf) never lets the public reach the
 action server; only the internal listener does, and there the secret is still required.
 
@@ -14,9 +14,9 @@ import uuid
 import pytest
 import requests
 
-from bot.cluster import find_nginx, free_port, nginx_conf
+from bot.ops.cluster import find_nginx, free_port, nginx_conf
 from bot.paths import REPO_ROOT
-from bot.serve import _wait_http, actions_command, stop_stack
+from bot.ops.serve import _wait_http, actions_command, stop_stack
 
 SECRET = "nginx-" + uuid.uuid4().hex
 

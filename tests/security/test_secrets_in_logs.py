@@ -1,6 +1,6 @@
 """Secrets never appear in logs, and the Rasa HTTP API is closed without its token.
 
-One full run of the real stack (bot.serve.start_stack + start_web: action server, Rasa with
+One full run of the real stack (bot.ops.serve.start_stack + start_web: action server, Rasa with
 our channels, the web server with the console and its notifier), every secret set to a
 unique value: the Rasa token, the WeChat token / EncodingAESKey / AppSecret, the access_token
 the WeChat API stand-in hands out, a console password. A resident files a complaint over
@@ -29,9 +29,9 @@ from sqlalchemy import select
 
 from bot.console import services as svc
 from bot.console.uow import ConsoleUnitOfWork
-from bot.explain import latest_model
-from bot.runtime import prepare_store
-from bot.serve import start_stack, start_web, stop_stack
+from bot.nlu.explain import latest_model
+from bot.ops.runtime import prepare_store
+from bot.ops.serve import start_stack, start_web, stop_stack
 from bot.storage.engine import make_engine
 from bot.storage.tables import ticket_reports
 from tests.wechat.standin import JPEG, WeChatStandIn
@@ -164,9 +164,9 @@ async def test_no_secret_in_any_log_and_the_rasa_api_needs_its_token(tmp_path: P
 
 def test_start_stack_never_opens_the_rasa_api_without_a_token(monkeypatch: pytest.MonkeyPatch,
                                                               tmp_path: Path) -> None:
-    """bot.serve starts Rasa with --enable-api only together with a token, which it passes in
-    the environment (bot.rasa_run adds it), never on the command line (`ps` shows that)."""
-    import bot.serve as serve
+    """bot.ops.serve starts Rasa with --enable-api only together with a token, which it passes in
+    the environment (bot.ops.rasa_run adds it), never on the command line (`ps` shows that)."""
+    import bot.ops.serve as serve
 
     commands: List[List[str]] = []
     envs: List[dict] = []
@@ -191,7 +191,7 @@ def test_start_stack_never_opens_the_rasa_api_without_a_token(monkeypatch: pytes
         with pytest.raises(RuntimeError):
             serve.start_stack(free_port(), free_port(), model="models", log_dir=tmp_path, api_token=token)
         [(rasa, env)] = [(c, e) for c, e in zip(commands, envs) if "actions" not in c]
-        assert "--auth-token" not in rasa and "bot.rasa_run" in rasa
+        assert "--auth-token" not in rasa and "bot.ops.rasa_run" in rasa
         if token:
             assert "--enable-api" in rasa and env["QC_RASA_TOKEN"] == token
             assert not any(token in part for part in rasa)

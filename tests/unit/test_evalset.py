@@ -1,10 +1,10 @@
-"""bot/evalset.py: the figures `make test` prints for the independent set, on rows whose
+"""bot/retraining/evalset.py: the figures `make test` prints for the independent set, on rows whose
 answers are known."""
 from __future__ import annotations
 
 import pytest
 
-from bot.evalset import figures, predicted_label, report_lines
+from bot.retraining.evalset import figures, predicted_label, report_lines
 from bot.reference.routing import default_router
 
 LABELS = ["dog", "heating", "transport"]

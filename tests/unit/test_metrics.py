@@ -1,4 +1,4 @@
-"""bot/metrics.py: the figures on a small example worked out by hand, and the pictures."""
+"""bot/retraining/metrics.py: the figures on a small example worked out by hand, and the pictures."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from bot.metrics import accuracy, draw_confusion, draw_confusion_grid, label_scores
+from bot.retraining.metrics import accuracy, draw_confusion, draw_confusion_grid, label_scores
 
 # a: tp 2, fp 1 (#4), fn 1 (#2) -> P 2/3, R 2/3, F1 2/3
 # b: tp 1, fp 1 (#2), fn 1 (#4) -> P 1/2, R 1/2, F1 1/2

@@ -1,10 +1,10 @@
-"""The production profile's generated Rasa endpoints file (bot/production.py)."""
+"""The production profile's generated Rasa endpoints file (bot/ops/production.py)."""
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from bot.production import ProfileError, endpoints_yaml, rasa_env
+from bot.ops.production import ProfileError, endpoints_yaml, rasa_env
 
 ENV = {
     "QC_PROFILE": "production",
@@ -86,8 +86,8 @@ def test_a_missing_or_wrong_setting_is_refused_by_name(name, value, message):
 
 def test_shipped_nginx_config_is_what_the_generator_writes():
     """deploy/nginx/qingcheng.conf is the generator's output for the README's example hosts
-    (regenerate it with the command in the README when bot/cluster.py changes)."""
-    from bot.cluster import nginx_conf
+    (regenerate it with the command in the README when bot/ops/cluster.py changes)."""
+    from bot.ops.cluster import nginx_conf
     from bot.paths import REPO_ROOT
 
     expected = nginx_conf("0.0.0.0:80", "10.0.0.10:8081", ["10.0.0.21:5005", "10.0.0.22:5005"],
@@ -114,7 +114,7 @@ def test_systemd_units_run_commands_that_exist():
 def test_the_cluster_web_server_activates_models_on_every_rasa_server(tmp_path):
     """The console reaches Rasa's API through the internal proxy (one server per request);
     a retrained model must reach all of them: QC_RASA_MODEL_URLS lists each one directly."""
-    from bot.cluster import Cluster
+    from bot.ops.cluster import Cluster
     from bot.retraining.trainer import RetrainSettings
 
     cluster = Cluster(env=ENV, work_dir=tmp_path, instances=3, api_token="tok")

@@ -1,6 +1,6 @@
 """The real Rasa server + action server with the WeChat channel enabled, configured the
 way an operator would: a credentials file with ${QC_WECHAT_*} and the secrets in the
-environment, the API base pointing at the stand-in. (bot.serve.start_stack always uses
+environment, the API base pointing at the stand-in. (bot.ops.serve.start_stack always uses
 the repository's credentials.yml, so this starts the two processes itself.)"""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from bot.paths import REPO_ROOT
-from bot.serve import VENV_BIN, _wait_http, actions_command, stop_stack
+from bot.ops.serve import VENV_BIN, _wait_http, actions_command, stop_stack
 
 CREDENTIALS = """\
 bot.channels.rest.RestInput:
@@ -45,7 +45,7 @@ def start_wechat_stack(tmp: Path, rasa_port: int, actions_port: int, model: str,
     full_env = {**os.environ, **env, "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT)}
     rasa = str(VENV_BIN / "rasa")
     cmds = {
-        "actions": actions_command(actions_port),  # ours: loopback (bot/actions_server.py)
+        "actions": actions_command(actions_port),  # ours: loopback (bot/ops/actions_server.py)
         "rasa": [rasa, "run", "-i", "127.0.0.1", "--port", str(rasa_port), "--credentials", str(credentials),
                  "--endpoints", str(endpoints), "--model", model]
         # the HTTP API the console's notification outbox calls (trigger_intent)

@@ -14,7 +14,7 @@ from bot.channels.wechat_store import wechat_residents
 from bot.console.notifier import DeliveryError, RasaChannel
 from bot.console.repository import OutboxMessage
 
-from bot.explain import latest_model
+from bot.nlu.explain import latest_model
 from bot.storage.engine import init_db, make_engine
 from bot.storage.tables import ticket_reports, tickets
 from tests.wechat.conftest import AES_KEY, APPID, SECRET, TOKEN, free_port

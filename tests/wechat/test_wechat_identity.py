@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from bot.explain import latest_model
+from bot.nlu.explain import latest_model
 from bot.storage.engine import init_db, make_engine
 from bot.storage.tables import ticket_events, ticket_reports, tickets
 from tests.wechat.conftest import AES_KEY, APPID, SECRET, TOKEN, free_port

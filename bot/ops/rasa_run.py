@@ -2,7 +2,7 @@
 command line: a command line is readable by every local user (`ps`, /proc/<pid>/cmdline),
 an environment and a 0600 file only by the service's own user.
 
-    python -m bot.rasa_run run --enable-api …   # token: QC_RASA_TOKEN, else the file QC_RASA_TOKEN_FILE
+    python -m bot.ops.rasa_run run --enable-api …   # token: QC_RASA_TOKEN, else the file QC_RASA_TOKEN_FILE
 
 The token is added to this process's own argument list (which `ps` does not see) and Rasa's
 command line entry point runs in this process, as `rasa` would.
@@ -27,7 +27,7 @@ def token_from_env(env: "os._Environ[str] | dict[str, str]") -> str:
 def main() -> None:
     args = sys.argv[1:]
     if "--auth-token" in args:
-        sys.exit("bot.rasa_run: pass the token in QC_RASA_TOKEN or QC_RASA_TOKEN_FILE, not on the command line")
+        sys.exit("bot.ops.rasa_run: pass the token in QC_RASA_TOKEN or QC_RASA_TOKEN_FILE, not on the command line")
     token = token_from_env(os.environ)
     if token and "--enable-api" in args:
         args += ["--auth-token", token]

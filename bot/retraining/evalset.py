@@ -4,11 +4,11 @@ overall and per register, emergency recall/precision, routing on located message
 
 Rows: {"text", "intent", "register"?, "street_code"?}. `intent` is the code a 12345
 dispatcher would pick (a category code or consult/emergency/...). The predicted label is
-the assistant's own reading (bot.explain): the category it acts on, else the intent; when
+the assistant's own reading (bot.nlu.explain): the category it acts on, else the intent; when
 the fallback fired on a non-category, the best-ranked intent. An emergency counts as
 predicted only when the intent itself is `emergency` (only then is the emergency reply sent).
 
-    python -m bot.evalset FILE [FILE...]   (uses the latest model in models/)
+    python -m bot.retraining.evalset FILE [FILE...]   (uses the latest model in models/)
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from bot.metrics import label_scores
+from bot.retraining.metrics import label_scores
 
 EMERGENCY = "emergency"
 FALLBACK = "nlu_fallback"
@@ -46,7 +46,7 @@ def predicted_label(explained: Mapping[str, Any], parse: Optional[Mapping[str, A
 
 def figures(rows: Sequence[Mapping[str, Any]], explained: Sequence[Mapping[str, Any]],
             labels: Sequence[str], router=None) -> Dict[str, Any]:
-    """rows[i] was read as explained[i] (bot.explain output plus "label")."""
+    """rows[i] was read as explained[i] (bot.nlu.explain output plus "label")."""
     truth = [r["intent"] for r in rows]
     pred = [e["label"] for e in explained]
     out: Dict[str, Any] = {"all": label_scores(truth, pred)}
@@ -76,7 +76,7 @@ def figures(rows: Sequence[Mapping[str, Any]], explained: Sequence[Mapping[str, 
 
 
 def explain_rows(parser, rows: Iterable[Mapping[str, Any]]) -> List[Dict[str, Any]]:
-    from bot.explain import explain
+    from bot.nlu.explain import explain
 
     out = []
     for r in rows:
@@ -109,7 +109,7 @@ def report_lines(name: str, figs: Mapping[str, Any], top_confusions: int = 12) -
 
 def main(argv: Sequence[str]) -> int:
     from bot.domain.model import CATEGORIES
-    from bot.explain import Parser
+    from bot.nlu.explain import Parser
     from bot.reference.routing import default_router
 
     import logging

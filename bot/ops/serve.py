@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from bot.paths import REPO_ROOT, VAR_DIR
-from bot.production import ACTIONS_TOKEN_ENV
+from bot.ops.production import ACTIONS_TOKEN_ENV
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -34,9 +34,9 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> bool:
 
 
 def actions_command(port: int) -> List[str]:
-    """Our action server (bot/actions_server.py): rasa_sdk on QC_ACTIONS_HOST (default
+    """Our action server (bot/ops/actions_server.py): rasa_sdk on QC_ACTIONS_HOST (default
     loopback), checking QC_ACTIONS_TOKEN."""
-    return [sys.executable, "-m", "bot.actions_server", "--port", str(port), "--actions", "actions"]
+    return [sys.executable, "-m", "bot.ops.actions_server", "--port", str(port), "--actions", "actions"]
 
 
 def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, log_dir: Path = VAR_DIR,
@@ -46,7 +46,7 @@ def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, 
     trackers in `log_dir`/trackers-<port>.db, or in Rasa's default in-memory store when
     `sqlite_trackers` is false (the benchmark's stock peer)."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    from bot.production import endpoints_yaml, rasa_env
+    from bot.ops.production import endpoints_yaml, rasa_env
 
     env = {**os.environ, **(env or {}), "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT)}
     env.update(rasa_env(env))  # QC_PROFILE=production: passwords the endpoints file refers to
@@ -58,8 +58,8 @@ def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, 
                                         embedded_tracker_db=str(log_dir / f"trackers-{rasa_port}.db") if sqlite_trackers else None),
                          encoding="utf-8")
     actions_cmd = actions_command(actions_port)
-    # through bot.rasa_run: the API token from the environment, not the command line (`ps` shows that)
-    rasa_cmd = [str(VENV_BIN / "python"), "-m", "bot.rasa_run", "run", "-i", "127.0.0.1", "--port", str(rasa_port),
+    # through bot.ops.rasa_run: the API token from the environment, not the command line (`ps` shows that)
+    rasa_cmd = [str(VENV_BIN / "python"), "-m", "bot.ops.rasa_run", "run", "-i", "127.0.0.1", "--port", str(rasa_port),
                 "--credentials", "credentials.yml", "--endpoints", str(endpoints), "--model", model or "models",
                 "--cors", "*"]
     if api_token:
@@ -80,7 +80,7 @@ def spawn(cmd: List[str], env: dict, log_path: Path) -> subprocess.Popen:
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    proc.qc_args = (cmd, env, log_path)  # type: ignore[attr-defined]  # what bot.supervisor restarts
+    proc.qc_args = (cmd, env, log_path)  # type: ignore[attr-defined]  # what bot.ops.supervisor restarts
     return proc
 
 
@@ -112,7 +112,7 @@ def start_web(rasa_port: int, web_port: int, api_token: Optional[str], log_dir: 
 
 
 def serve(rasa_port: int, actions_port: int) -> int:
-    from bot.runtime import prepare_store
+    from bot.ops.runtime import prepare_store
     from bot.storage.engine import default_url, make_engine
 
     prepare_store(make_engine())  # schema, queues and routing rules before the first resident writes
@@ -146,9 +146,9 @@ def serve(rasa_port: int, actions_port: int) -> int:
   Open311 API:        http://127.0.0.1:{web_port}/open311/v2/services.json
   Logs:               var/actions-{rasa_port}.log, var/rasa-{rasa_port}.log, var/web-{web_port}.log
 Press Ctrl-C to stop.""", flush=True)
-    from bot.supervisor import Supervisor
+    from bot.ops.supervisor import Supervisor
 
     children = dict(zip(("actions", "rasa", "web"), procs))
-    # A dead child is restarted with the same command, environment and log (bot/supervisor.py).
+    # A dead child is restarted with the same command, environment and log (bot/ops/supervisor.py).
     return Supervisor(children, lambda name: spawn(*children[name].qc_args),
                       lambda: stop_stack(list(children.values()))).run()

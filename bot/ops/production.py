@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional
 from urllib.parse import unquote, urlsplit
 
 PROFILE_ENV = "QC_PROFILE"
-ACTIONS_TOKEN_ENV = "QC_ACTIONS_TOKEN"  # the action server's shared secret (bot/actions_server.py)
+ACTIONS_TOKEN_ENV = "QC_ACTIONS_TOKEN"  # the action server's shared secret (bot/ops/actions_server.py)
 PRODUCTION = "production"
 
 
@@ -114,7 +114,7 @@ def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None,
     # no action of ours reads the domain: Rasa need not serialise it into every call
     lines = ["action_endpoint:", f"  url: {_q(action_url)}", "  enable_selective_domain: true"]
     if ((os.environ if env is None else env).get(ACTIONS_TOKEN_ENV) or "").strip():
-        # the action server's shared secret (bot/actions_server.py); Rasa substitutes it
+        # the action server's shared secret (bot/ops/actions_server.py); Rasa substitutes it
         lines += ["  headers:", f"    Authorization: Bearer ${{{ACTIONS_TOKEN_ENV}}}"]
     if not is_production(env):
         if embedded_tracker_db:

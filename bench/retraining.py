@@ -2,7 +2,7 @@
 "校验数据并训练新模型" costs on the shipped data — `rasa data validate`, the full `rasa
 train`, and the candidate's held-out split score — each timed separately.
 
-    from bot.retraining.benchmark import full_retraining
+    from bench.retraining import full_retraining
     result = full_retraining(Path(tmpdir))   # {"validate_s", "train_s", "evaluate_s", "total_s", "split": {...}}
 """
 
@@ -43,7 +43,7 @@ def full_retraining(out_dir: Path, data_dir: Optional[Path] = None, config: Opti
     return result
 
 
-if __name__ == "__main__":  # python -m bot.retraining.benchmark
+if __name__ == "__main__":  # python -m bench.retraining
     import json
     import tempfile
 
