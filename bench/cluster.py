@@ -41,7 +41,7 @@ def _tracker_problems(tracker_url: str, outcomes) -> int:
     tests/cluster/helpers.py: each user message once, each turn ended before the next)."""
     from sqlalchemy import create_engine, text
 
-    from bot.identity import rest_sender
+    from bot.security.identity import rest_sender
 
     bad = 0
     engine = create_engine(tracker_url, future=True)

@@ -321,7 +321,7 @@ def check_tickets(db_url: str, outcomes: Sequence[Outcome]) -> Dict:
     """Every confirmed complaint exactly once in the store, under the number returned."""
     from sqlalchemy import select
 
-    from bot.identity import REST_PREFIX
+    from bot.security.identity import REST_PREFIX
     from bot.storage.engine import make_engine
     from bot.storage.tables import ticket_reports, tickets
 
@@ -336,7 +336,7 @@ def check_tickets(db_url: str, outcomes: Sequence[Outcome]) -> Dict:
     finally:
         engine.dispose()
     stored: Dict[str, List[str]] = {}
-    for sender, number in rows:  # REST conversations are stored as "rest:<sender>" (bot/identity.py)
+    for sender, number in rows:  # REST conversations are stored as "rest:<sender>" (bot/security/identity.py)
         stored.setdefault(sender.removeprefix(REST_PREFIX), []).append(number)
     confirmed = [o for o in outcomes if o.confirmed]
     lost = [o.sender for o in confirmed if not stored.get(o.sender)]

@@ -47,7 +47,7 @@ if __name__ == "__main__":  # python -m bench.retraining
     import json
     import tempfile
 
-    from bot.cli import _quiet
+    from bot.cli.main import _quiet
 
     _quiet()  # rasa logs every parse of the evaluation otherwise
     with tempfile.TemporaryDirectory() as tmp:

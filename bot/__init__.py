@@ -1,9 +1,9 @@
 """青城诉求 — citizen grievance assistant for Hohhot."""
 
-from bot import logmask as _logmask
+from bot.security import logmask as _logmask
 from bot.domain.limits import use_time_limits as _use_time_limits
 
-_logmask.install()  # phone and ID numbers masked in every log record of the process (bot/logmask.py)
+_logmask.install()  # phone and ID numbers masked in every log record of the process (bot/security/logmask.py)
 
 
 def _catalogue_time_limits():

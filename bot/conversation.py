@@ -23,7 +23,7 @@ from bot.reference.locations import (
     Resolution,
     building_text,
 )
-from bot.media import own_photo_name
+from bot.uploads import own_photo_name
 from bot.text import find_phone, input_issue, valid_phone
 
 FORM_SLOTS = ("category", "location", "description", "photo", "phone", "confidential", "confirm")

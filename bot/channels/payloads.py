@@ -13,7 +13,7 @@ import json
 import re
 from functools import lru_cache
 from bot.domain.model import CATEGORIES
-from bot.media import photo_belongs_to
+from bot.uploads import photo_belongs_to
 
 # domain.yml's buttons, actions/fallback.py's category buttons, the 回访 buttons
 BARE_INTENTS = frozenset({"affirm", "deny", "followup_satisfied", "followup_basic", "followup_unsatisfied",
@@ -34,7 +34,7 @@ def _gazetteer():  # noqa: ANN202
 
 
 def _entity_ok(key: str, value: str, conversation: str) -> bool:
-    if key == "photo":  # our upload URL, uploaded in this very conversation (bot/media.py)
+    if key == "photo":  # our upload URL, uploaded in this very conversation (bot/uploads.py)
         return photo_belongs_to(value, conversation)
     if key == "place" and _PLACE.match(value):
         return True

@@ -8,7 +8,7 @@ POST /webhooks/rest/webhook {"sender": "...", "message": "..."} → [bot message
   instead of being silently dropped;
 - an oversized message gets a 413 and nothing is processed;
 - a sender over QC_RATE_LIMIT messages a minute (default 20, like WeChat) gets a 429 with a
-  polite message and nothing is processed (bot/ratelimit.py: shared through Redis when
+  polite message and nothing is processed (bot/security/ratelimit.py: shared through Redis when
   QC_REDIS_URL is set). credentials.yml may set `rate_limit` / `rate_window` instead;
 - a client address (behind QC_TRUSTED_PROXIES: the forwarded one) over QC_CLIENT_RATE_LIMIT
   messages a minute (default 300, for carrier NAT) gets the same 429, however many sender
@@ -16,7 +16,7 @@ POST /webhooks/rest/webhook {"sender": "...", "message": "..."} → [bot message
 - it is for trusted front-ends: with QC_REST_TOKEN set (production), a call without
   `Authorization: Bearer <QC_REST_TOKEN>` gets a 401 and nothing is processed;
 - the conversation (and the tickets filed in it) is "rest:<sender>": a REST client cannot
-  name a WeChat openid or a widget session and reach that resident (bot/identity.py);
+  name a WeChat openid or a widget session and reach that resident (bot/security/identity.py);
 - text Rasa would read as `/intent{…}` passes only when it is one of our buttons' payloads
   (bot/channels/payloads.py); any other is ordinary text.
 """
@@ -34,11 +34,11 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.rasa_ext.actions_down import ActionServerUnavailable, install as _install_actions_down
-from bot.bearer import bearer_ok
+from bot.security.bearer import bearer_ok
 from bot.channels.payloads import resident_text
-from bot.identity import rest_sender
+from bot.security.identity import rest_sender
 from bot.ops.production import is_production
-from bot.ratelimit import LIMIT_ENV, MSG_TOO_FAST, RateLimiter, client_limiter, env_int
+from bot.security.ratelimit import LIMIT_ENV, MSG_TOO_FAST, RateLimiter, client_limiter, env_int
 from bot.text import clean_message, mask_personal_data
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 from bot.web.clientaddr import client_address, trusted_proxies_from_env

@@ -15,7 +15,7 @@ Configured in credentials.yml as `bot.channels.socketio.SocketIOInput` (channel 
   MAX_MESSAGE_CHARS → the resident is told, empty → reaches the assistant (which asks
   for text) instead of being dropped;
 - a sender (session) over QC_RATE_LIMIT messages a minute (default 20) is told to slow down
-  and nothing is processed (bot/ratelimit.py; shared through Redis when QC_REDIS_URL is set);
+  and nothing is processed (bot/security/ratelimit.py; shared through Redis when QC_REDIS_URL is set);
   so is a client address (behind QC_TRUSTED_PROXIES the forwarded one) over
   QC_CLIENT_RATE_LIMIT messages a minute (default 300), however many sessions it opens.
 """
@@ -36,8 +36,8 @@ from socketio import AsyncServer
 from bot.rasa_ext.actions_down import ActionServerUnavailable
 from bot.channels.payloads import resident_text
 from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS, MSG_BUSY, MSG_KEPT
-from bot.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, new_session_id  # noqa: F401
-from bot.ratelimit import MSG_TOO_FAST, RateLimiter, client_limiter
+from bot.security.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, new_session_id  # noqa: F401
+from bot.security.ratelimit import MSG_TOO_FAST, RateLimiter, client_limiter
 from bot.text import clean_message, mask_personal_data
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 from bot.web.clientaddr import client_address, trusted_proxies_from_env

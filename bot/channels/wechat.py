@@ -69,8 +69,7 @@ from bot.channels.wechat_api import DEFAULT_API_BASE, OUT_OF_WINDOW, Timeouts, W
 from bot.channels.wechat_crypto import CryptoError, MessageCrypto, sha1_signature, signature_ok
 from bot.channels.wechat_xml import BadXml, encrypted_envelope, parse_message, text_reply
 from bot.paths import VAR_DIR
-from bot.private import private_dir
-from bot.media import SNIFF_BYTES, sniff_image
+from bot.uploads import SNIFF_BYTES, save_photo, sniff_image, upload_folder
 from bot.text import clean_message, normalise
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 
@@ -186,7 +185,7 @@ class WeChatConfig:
             mode=str(creds.get("mode") or "auto"),
             api_base=str(creds.get("api_base") or os.environ.get(API_BASE_ENV) or DEFAULT_API_BASE),
             database_url=creds.get("database_url") or None,
-            upload_dir=Path(creds.get("upload_dir") or os.environ.get("QC_UPLOAD_DIR") or VAR_DIR / "uploads"),
+            upload_dir=Path(creds.get("upload_dir") or upload_folder()),
             public_url=str(creds.get("public_url") or os.environ.get("QC_PUBLIC_URL") or "").rstrip("/"),
             template_id=str(creds.get("template_id") or os.environ.get(TEMPLATE_ENV) or ""),
             template_field=str(creds.get("template_field") or "content"),
@@ -749,15 +748,7 @@ class WeChatGateway:
 
     def _save_upload(self, data: bytes, ext: str) -> str:
         """Under var/uploads/ (never a web root) with a random name, like the widget's uploads."""
-        folder = Path(self.config.upload_dir)
-        private_dir(folder)  # 0700 even when it existed
-        name = f"{secrets.token_hex(16)}.{ext}"
-        tmp = folder / f".{name}.part"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, folder / name)
-        return name
+        return save_photo(data, ext, Path(self.config.upload_dir))
 
     async def _event(self, inbound: Inbound, meta: Dict[str, Any]) -> Union[BotTurn, str, None]:
         event = (inbound.fields.get("Event") or "").lower()

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.console.uploads import upload_dir
+from bot.uploads import upload_folder
 from bot.web.clientaddr import trusted_proxies_from_env
 
 
@@ -18,7 +18,7 @@ def _flag(name: str, default: str = "0") -> bool:
 class ConsoleConfig:
     cookie_secure: bool = False  # QC_COOKIE_SECURE=1 behind HTTPS
     session_hours: float = 8.0  # QC_SESSION_HOURS
-    upload_dir: Path = field(default_factory=upload_dir)  # QC_UPLOAD_DIR (default var/uploads)
+    upload_dir: Path = field(default_factory=upload_folder)  # QC_UPLOAD_DIR (default var/uploads)
     rasa_token: str | None = None  # QC_RASA_TOKEN: the Rasa server's --auth-token
     notifier: bool = True  # QC_NOTIFIER=0: no background worker (tests drive it by hand)
     notifier_interval: float = 2.0  # QC_NOTIFIER_INTERVAL seconds
@@ -32,7 +32,7 @@ class ConsoleConfig:
         return cls(
             cookie_secure=_flag("QC_COOKIE_SECURE"),
             session_hours=float(os.environ.get("QC_SESSION_HOURS", "8")),
-            upload_dir=upload_dir(),
+            upload_dir=upload_folder(),
             rasa_token=os.environ.get("QC_RASA_TOKEN") or None,
             notifier=_flag("QC_NOTIFIER", "1"),
             notifier_interval=float(os.environ.get("QC_NOTIFIER_INTERVAL", "2")),

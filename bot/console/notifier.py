@@ -174,7 +174,7 @@ class Notifier:
         publisher: Any = None,
     ) -> None:
         self.uow_factory = uow_factory
-        # Production profile: ticket + notification events to RabbitMQ (bot/events.py).
+        # Production profile: ticket + notification events to RabbitMQ (bot/services/events.py).
         self.publisher = publisher
         self.channels = channels
         self.interval = interval

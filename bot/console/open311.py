@@ -32,9 +32,9 @@ from bot.console.names import category_label, queue_label
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import CATEGORIES, OPEN_STATES, ComplaintDraft, Ticket
 from bot.domain.clock import SHANGHAI
-from bot.media import own_photo_name
+from bot.uploads import own_photo_name
 from bot.storage.tables import ticket_reports, tickets
-from bot.ratelimit import MSG_TOO_FAST, RateLimiter
+from bot.security.ratelimit import MSG_TOO_FAST, RateLimiter
 from bot.text import clean_message, mask_personal_data, unstorable
 
 PREFIX = "/open311/v2"

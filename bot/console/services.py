@@ -18,7 +18,6 @@ from bot.console.names import category_label, is_known_queue, queue_label
 from bot.console.repository import Attachment, OutboxMessage, TicketFilter, User
 from bot.console.tables import ROLES
 from bot.console.uow import ConsoleUnitOfWork
-from bot.console.uploads import StoredFile, UploadRejected, store_image
 from bot.domain.model import (
     ACCEPT,
     APPROVE_EXTENSION,
@@ -46,7 +45,7 @@ from bot.domain.model import (
 )
 from bot.domain.workcal import default_calendar
 from bot.reference.gazetteer import default_gazetteer
-from bot.media import own_photo_name, photo_owner, upload_folder
+from bot.uploads import StoredFile, UploadRejected, own_photo_name, photo_owner, store_image, upload_folder
 from bot.reference.routing import default_catalogue, street_queue
 from bot.storage.repository import StaleTicket
 

@@ -13,7 +13,7 @@ import hashlib
 import os
 from datetime import datetime, timedelta
 
-from bot.ratelimit import REDIS_ENV, SharedRedis, env_int
+from bot.security.ratelimit import REDIS_ENV, SharedRedis, env_int
 
 Key = tuple[str, str]
 ANY_USER = "\x00any"  # the per-client count (no user name contains NUL: the form refuses it)

@@ -36,10 +36,9 @@ from bot.console.names import category_label, department_choices, queue_label, s
 from bot.console.notifier import Notifier, channels_for
 from bot.console.throttle import LoginThrottle
 from bot.console.uow import ConsoleUnitOfWork
-from bot.console.uploads import MAX_UPLOAD_BYTES, path_of
 from bot.domain.model import EVENT_KINDS, TicketState, parse_ticket_number
 from bot.domain.clock import SHANGHAI, now_utc
-from bot.media import CONTENT_TYPES
+from bot.uploads import CONTENT_TYPES, MAX_PHOTO_BYTES, path_of
 from bot.text import display_text, unstorable
 from bot.web.clientaddr import client_address
 from bot.web.keys import SETTINGS
@@ -451,7 +450,7 @@ async def ticket_page(request: web.Request, error: str = "", status: int = 200, 
         departments=department_choices(),
         streets=street_choices(),
         categories=svc.recategorise_choices() if "recategorise" in view.actions else (),
-        max_upload_mb=MAX_UPLOAD_BYTES // (1024 * 1024),
+        max_upload_mb=MAX_PHOTO_BYTES // (1024 * 1024),
         title=view.ticket.number,
     )
 
@@ -471,7 +470,7 @@ async def ticket_action(request: web.Request) -> web.StreamResponse:
     photo = None
     field = form.get("photo")
     if isinstance(field, web.FileField):
-        photo = field.file.read(MAX_UPLOAD_BYTES + 1) or None
+        photo = field.file.read(MAX_PHOTO_BYTES + 1) or None
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     try:
         result = await console.run(svc.perform, p, ticket_id, action, fields, now_utc(), photo, console.config.upload_dir)
@@ -566,7 +565,7 @@ async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
     http: aiohttp.ClientSession | None = None
     task: asyncio.Task | None = None
     if console.config.notifier:
-        from bot.events import publisher_from_env
+        from bot.services.events import publisher_from_env
 
         http = aiohttp.ClientSession()
         console.notifier = Notifier(

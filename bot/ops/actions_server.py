@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Optional
 
-from bot.bearer import bearer_ok
+from bot.security.bearer import bearer_ok
 
 HOST_ENV = "QC_ACTIONS_HOST"
 TOKEN_ENV = "QC_ACTIONS_TOKEN"

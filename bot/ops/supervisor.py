@@ -18,7 +18,7 @@ import time
 from collections import deque
 from typing import Callable, Deque, Dict, List, MutableMapping, Optional, TextIO
 
-from bot.ratelimit import env_int
+from bot.security.ratelimit import env_int
 
 MAX_BACKOFF = 30.0
 

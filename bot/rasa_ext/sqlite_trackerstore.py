@@ -29,7 +29,7 @@ from rasa.core.tracker_store import TrackerStore
 from rasa.shared.core.events import SessionStarted
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from bot.private import private_sqlite
+from bot.security.private import private_sqlite
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ def default_url() -> str:
     url = os.environ.get(DATABASE_URL_ENV)
     if url:
         return url
-    from bot.private import private_dir
+    from bot.security.private import private_dir
 
     var = private_dir(VAR_DIR)  # 0700: the stores and uploads below hold residents' data
     return f"sqlite:///{var / 'qingcheng.db'}"
@@ -38,7 +38,7 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         from sqlalchemy.engine import make_url
 
-        from bot.private import private_sqlite
+        from bot.security.private import private_sqlite
 
         if make_url(url).database:
             private_sqlite(make_url(url).database)  # 0600 before SQLite creates it

@@ -21,7 +21,7 @@ from bot.domain.model import (
     TicketState,
     format_ticket_number,
 )
-from bot.identity import REST_CHANNEL, legacy_rest_sender
+from bot.security.identity import REST_CHANNEL, legacy_rest_sender
 from bot.storage.tables import (
     queues,
     routing_rules,
@@ -135,7 +135,7 @@ class SqlTicketRepository(AbstractTicketRepository):
 
     @staticmethod
     def _reported_by(sender_id: str) -> Any:
-        """Reports of this resident (bot/identity.py): their sender id, and for "rest:<s>"
+        """Reports of this resident (bot/security/identity.py): their sender id, and for "rest:<s>"
         also REST reports stored as the bare <s> before sender ids were namespaced."""
         bare = legacy_rest_sender(sender_id)
         if bare is None:

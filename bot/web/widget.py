@@ -24,7 +24,6 @@ import html
 import logging
 import os
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
@@ -32,18 +31,17 @@ from urllib.parse import urlsplit
 
 from aiohttp import BodyPartReader, web
 
-from bot.paths import REPO_ROOT, VAR_DIR
-from bot.bearer import bearer_ok
-from bot.media import CONTENT_TYPES, PHOTO_NAME, SNIFF_BYTES, photo_owner, record_owner, sniff_image
-from bot.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, photo_link_ok, sign_photo_link
-from bot.private import private_dir
-from bot.ratelimit import MSG_TOO_FAST, UPLOAD_LIMIT_ENV, RateLimiter
+from bot.paths import REPO_ROOT
+from bot.security.bearer import bearer_ok
+from bot.uploads import (CONTENT_TYPES, MAX_PHOTO_BYTES, PHOTO_NAME, SNIFF_BYTES, photo_owner, save_photo, sniff_image,
+                         upload_folder)
+from bot.security.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, photo_link_ok, sign_photo_link
+from bot.security.ratelimit import MSG_TOO_FAST, UPLOAD_LIMIT_ENV, RateLimiter
 from bot.web import clientaddr
 from bot.web.keys import SETTINGS
 
 log = logging.getLogger(__name__)
 
-MAX_PHOTO_BYTES = 5 * 1024 * 1024
 UPLOAD_HEADER = "X-QC-Widget"  # a custom header: a cross-site <form> cannot send it
 SESSION_HEADER = "X-QC-Session"  # the widget's Socket.IO session id: the photo's owner
 REST_SENDER_HEADER = "X-QC-Rest-Sender"  # a trusted REST front-end's sender
@@ -74,7 +72,7 @@ class WidgetConfig:
     def from_env(cls) -> "WidgetConfig":
         return cls(
             dist_dir=Path(os.environ.get("QC_WIDGET_DIST") or REPO_ROOT / "widget" / "dist"),
-            upload_dir=Path(os.environ.get("QC_UPLOAD_DIR") or VAR_DIR / "uploads"),
+            upload_dir=upload_folder(),
             socket_url=os.environ.get("QC_WIDGET_SOCKET_URL", "").rstrip("/"),
             public_url=os.environ.get("QC_PUBLIC_URL", "").rstrip("/"),
             frame_ancestors=os.environ.get("QC_WIDGET_FRAME_ANCESTORS", "*"),
@@ -240,16 +238,7 @@ async def upload(request: web.Request) -> web.Response:
     ext = sniff_image(bytes(data[:SNIFF_BYTES]))
     if ext is None:
         return _error(415, "bad_type", "只能上传 JPEG、PNG 或 WebP 格式的照片")
-    name = f"{secrets.token_hex(16)}.{ext}"
-    private_dir(cfg.upload_dir)  # 0700 even when it existed (shared with WeChat and the console)
-    path = photo_path(cfg.upload_dir, name)
-    assert path is not None
-    record_owner(cfg.upload_dir, name, owner)  # before the photo exists under its name
-    tmp = path.with_name(f".{name}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    name = save_photo(bytes(data), ext, cfg.upload_dir, owner)
     base = cfg.public_url or _origin(request)
     log.info("photo %s uploaded (%d bytes)", name, len(data))
     # url: the reference the chat sends (ours only in this conversation); view: the uploader's

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 
 
 from bot.ops.cluster import RasaHttpParser as HttpParser  # noqa: E402,F401  (re-exported for the tests)
-from bot.identity import rest_sender
+from bot.security.identity import rest_sender
 
 
 class AlternatingSession:
@@ -43,7 +43,7 @@ def tracker_url(env: Mapping[str, str]) -> str:
 
 
 def stored_events(env: Mapping[str, str], sender: str) -> List[Dict[str, Any]]:
-    """The conversation of this REST sender (stored as "rest:<sender>", bot/identity.py), as
+    """The conversation of this REST sender (stored as "rest:<sender>", bot/security/identity.py), as
     the tracker store holds it, in insertion order."""
     engine = create_engine(tracker_url(env), future=True)
     try:

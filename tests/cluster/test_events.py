@@ -1,4 +1,4 @@
-"""Ticket and notification events to RabbitMQ (bot/events.py) on real PostgreSQL and a
+"""Ticket and notification events to RabbitMQ (bot/services/events.py) on real PostgreSQL and a
 real RabbitMQ: every row published once, the cursor moves only after RabbitMQ's confirm,
 and while RabbitMQ is away nothing moves and nothing is lost."""
 from __future__ import annotations
@@ -79,7 +79,7 @@ def test_events_published_once_with_confirms_and_held_while_rabbitmq_is_away(sto
     import aio_pika
 
     from bot.console.tables import feed_cursors
-    from bot.events import OUTBOX_CURSOR, TICKET_CURSOR, EventPublisher
+    from bot.services.events import OUTBOX_CURSOR, TICKET_CURSOR, EventPublisher
 
     exchange_name = f"qc.test.events.{uuid.uuid4().hex[:8]}"
     a = urlsplit(AMQP_URL)

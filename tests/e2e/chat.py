@@ -29,7 +29,7 @@ class Chat:
     def __init__(self, stack: Stack, sender: Optional[str] = None):
         self.stack = stack
         self.sender = sender or "e2e-" + uuid.uuid4().hex[:12]
-        self.conversation_id = "rest:" + self.sender  # the REST channel's key (bot/identity.py)
+        self.conversation_id = "rest:" + self.sender  # the REST channel's key (bot/security/identity.py)
         self._seen = 0
 
     async def _post(self, message: str) -> List[Dict[str, Any]]:

@@ -96,7 +96,7 @@ def file_by_chat(stack: Stack, steps: list[str]) -> tuple[Chat, list[dict]]:
 
 def rows_of(stack: Stack, sender: str) -> tuple[dict, dict]:
     with stack.engine().connect() as conn:
-        report = conn.execute(select(ticket_reports).where(  # REST conversations are "rest:<sender>" (bot/identity.py)
+        report = conn.execute(select(ticket_reports).where(  # REST conversations are "rest:<sender>" (bot/security/identity.py)
             ticket_reports.c.sender_id.in_([sender, f"rest:{sender}"]))).mappings().one()
         ticket = conn.execute(select(tickets).where(tickets.c.id == report["ticket_id"])).mappings().one()
     return dict(ticket), dict(report)

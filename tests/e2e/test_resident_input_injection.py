@@ -47,7 +47,7 @@ def test_our_photo_button_payload_still_sets_the_photo(stack):
     # itself over HTTP: tests/e2e/test_outside_secdata.py)
     from pathlib import Path
 
-    from bot.media import record_owner
+    from bot.uploads import record_owner
     record_owner(Path(stack.uploads), OUR_PHOTO.rsplit("/", 1)[1], chat.conversation_id)
     assert chat.say("小区门口的垃圾好几天没人清运了，臭得很 新城区公主府社区")["keys"] == ["utter_ask_photo"]
     turn = chat.say("/inform" + json.dumps({"photo": OUR_PHOTO}))

@@ -23,7 +23,7 @@ from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import ComplaintDraft, DispatchClass, Route, TicketState
 from bot.domain.clock import SHANGHAI
 from bot.domain.workcal import ChineseWorkCalendar, CityWorkCalendar, default_calendar, use_calendar
-from bot.holidays_cli import main as calendar_cli
+from bot.cli.holidays import main as calendar_cli
 from bot.services.tickets import file_complaint
 from bot.storage import holidays as hol
 from bot.storage.engine import init_db, make_engine

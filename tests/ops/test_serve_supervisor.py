@@ -13,7 +13,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from bot.identity import rest_sender
+from bot.security.identity import rest_sender
 from tests.ops.supervised import KEPT, Supervised, answer_for, answers, finish, say
 
 TOKEN = "serve-supervisor-" + uuid.uuid4().hex[:8]

@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from bot.sessionid import new_session_id
+from bot.security.sessionid import new_session_id
 from bot.web.widget import SESSION_HEADER, UPLOAD_HEADER
 from tests.console.helpers import STREET, csrf_of, file, login, make_users
 from tests.console.test_console_web import png_bytes

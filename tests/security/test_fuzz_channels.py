@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from bot.channels.payloads import resident_text
 from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS, RestInput
 from bot.channels.wechat_store import TABLES
-from bot.ratelimit import RateLimiter
+from bot.security.ratelimit import RateLimiter
 from bot.text import clean_message
 from tests.security.conftest import NASTY_TEXT, hostile_text
 from tests.security.test_rate_limits import RecordingBot, close, serve
@@ -203,7 +203,7 @@ async def test_rest_json_fields(rest: Any, sender: Any, message: Any, metadata: 
         return
     assert isinstance(sender, str) and isinstance(message, str) and len(bot.messages) == heard + 1
     got = bot.messages[-1]
-    assert got.sender_id == "rest:" + sender  # bot/identity.py
+    assert got.sender_id == "rest:" + sender  # bot/security/identity.py
     # "\x00" is cleaned to " ": then it is empty; Rasa's UserMessage strips the text
     cleaned = resident_text(clean_message(message))
     assert got.text == (cleaned.strip() if cleaned.strip() else EMPTY_MESSAGE)

@@ -23,9 +23,9 @@ from sqlalchemy.engine import Engine
 from bot.console import admin
 from bot.console.uow import ConsoleUnitOfWork
 from bot.storage.tables import ticket_events, tickets
-from bot.sessionid import new_session_id
+from bot.security.sessionid import new_session_id
 from bot.web.widget import SESSION_HEADER, UPLOAD_HEADER, UPLOAD_LIMITER
-from bot.ratelimit import RateLimiter
+from bot.security.ratelimit import RateLimiter
 from tests.console.helpers import csrf_of, file, login, make_users
 from tests.console.test_console_web import png_bytes
 from tests.security.conftest import FORM, NASTY_TEXT, form_body, hostile_text, make_app, row_counts

@@ -22,7 +22,7 @@ import socketio
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.engine import Engine
 
-from bot.ratelimit import MSG_TOO_FAST
+from bot.security.ratelimit import MSG_TOO_FAST
 from tests.console.helpers import PASSWORD, csrf_of, make_users
 from tests.security.conftest import make_app
 from tests.security.test_rate_limits import RecordingBot, close, serve

@@ -22,8 +22,8 @@ from sanic import Sanic
 
 from bot.channels.rest import RestInput
 from bot.channels.socketio import SocketIOInput
-from bot.ratelimit import MSG_TOO_FAST, RateLimiter
-from bot.sessionid import new_session_id
+from bot.security.ratelimit import MSG_TOO_FAST, RateLimiter
+from bot.security.sessionid import new_session_id
 from bot.web.widget import SESSION_HEADER, UPLOAD_HEADER, UPLOAD_LIMITER
 from tests.console.test_console_web import png_bytes
 from tests.security.conftest import make_app
@@ -48,7 +48,7 @@ class RecordingBot:
         await message.output_channel.send_text_message(message.sender_id, f"收到：{message.text}")
 
     def by_sender(self) -> Counter:
-        # the REST channel keys conversations "rest:<sender>" (bot/identity.py)
+        # the REST channel keys conversations "rest:<sender>" (bot/security/identity.py)
         return Counter(m.sender_id.removeprefix("rest:") for m in self.messages)
 
 

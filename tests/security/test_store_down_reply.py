@@ -16,7 +16,7 @@ from rasa.core.channels.channel import UserMessage
 
 from bot.channels.rest import MSG_BUSY, RestInput
 from bot.channels.socketio import SocketIOInput
-from bot.ratelimit import RateLimiter
+from bot.security.ratelimit import RateLimiter
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 from tests.security.test_rate_limits import close, serve
 

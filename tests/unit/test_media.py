@@ -1,9 +1,9 @@
-"""bot/media.py: the one magic-byte check behind the widget's uploads and WeChat's photos."""
+"""bot/uploads.py: the one magic-byte check behind the widget's uploads and WeChat's photos."""
 from __future__ import annotations
 
 import pytest
 
-from bot.media import CONTENT_TYPES, SNIFF_BYTES, sniff_image
+from bot.uploads import CONTENT_TYPES, SNIFF_BYTES, sniff_image
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 200
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
@@ -34,11 +34,11 @@ def test_everything_else_is_not_an_image(data: bytes) -> None:
 def test_every_entry_point_uses_this_check() -> None:
     import bot.channels.wechat as wechat
     import bot.web.widget as widget
-    from bot.console import uploads
+    from bot import uploads
 
     assert wechat.sniff_image is sniff_image and widget.sniff_image is sniff_image
     # the console's after-photos: the same check, answered as a Content-Type
-    assert [uploads.sniff_image(d[:SNIFF_BYTES]) for d in (JPEG, PNG, WEBP, b"GIF89a")] == \
+    assert [uploads.content_type_of(d[:SNIFF_BYTES]) for d in (JPEG, PNG, WEBP, b"GIF89a")] == \
         ["image/jpeg", "image/png", "image/webp", None]
 
 
@@ -50,7 +50,7 @@ NAME = "0123456789abcdef" * 2 + ".jpg"
 @pytest.mark.parametrize("ref", [f"/widget/photo/{NAME}", f"https://12345.example.cn/widget/photo/{NAME}",
                                  f"http://127.0.0.1:8080/widget/photo/{NAME}"])
 def test_our_photo_references(ref: str) -> None:
-    from bot.media import own_photo_name
+    from bot.uploads import own_photo_name
 
     assert own_photo_name(ref) == NAME
 
@@ -60,6 +60,6 @@ def test_our_photo_references(ref: str) -> None:
                                  f"/uploads/{NAME}", f"https://a.example/x/widget/photo/{NAME}",
                                  f"/widget/photo/{NAME[:-4]}.svg", "x" * 600])
 def test_anything_else_is_not_our_photo(ref) -> None:
-    from bot.media import own_photo_name
+    from bot.uploads import own_photo_name
 
     assert own_photo_name(ref) is None

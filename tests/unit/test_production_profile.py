@@ -98,7 +98,7 @@ def test_shipped_nginx_config_is_what_the_generator_writes():
 def test_systemd_units_run_commands_that_exist():
     import re
 
-    from bot.cli import main
+    from bot.cli.main import main
     from bot.paths import REPO_ROOT
 
     units = sorted((REPO_ROOT / "deploy" / "systemd").glob("*.service"))

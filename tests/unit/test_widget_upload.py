@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.channels.socketio import session_id_for
-from bot.sessionid import new_session_id
+from bot.security.sessionid import new_session_id
 from bot.web.app import init_app
 from bot.web.keys import Settings
 from bot.web.widget import MAX_PHOTO_BYTES, WIDGET, WidgetConfig, photo_path

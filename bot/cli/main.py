@@ -280,7 +280,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     co.set_defaults(func=cmd_console)
     ca = sub.add_parser("calendar", add_help=False, help="holiday calendar: import FILE.yml | show YEAR | export YEAR")
     ca.add_argument("rest", nargs=argparse.REMAINDER)
-    ca.set_defaults(func=lambda a: __import__("bot.holidays_cli", fromlist=["main"]).main(a.rest))
+    ca.set_defaults(func=lambda a: __import__("bot.cli.holidays", fromlist=["main"]).main(a.rest))
     rt = sub.add_parser("retrain", help="validate the data and train a candidate model")
     rt.add_argument("--wait", action="store_true", help="wait for the run and print its result")
     rt.add_argument("--data-dir", help="training data folder (default data/, or QC_TRAIN_DATA_DIR)")

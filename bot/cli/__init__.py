@@ -1,0 +1,1 @@
+"""Command lines: `python -m bot` (main.py) and its `calendar` commands (holidays.py)."""
