@@ -395,7 +395,7 @@ def test_sqlite_engine_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("QC_DATABASE_URL", "postgresql://example/qc")
     assert engine_module.default_url() == "postgresql://example/qc"
     monkeypatch.delenv("QC_DATABASE_URL")
-    monkeypatch.setattr(engine_module, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(engine_module, "VAR_DIR", tmp_path / "var")
     assert engine_module.default_url() == f"sqlite:///{tmp_path / 'var' / 'qingcheng.db'}"
     assert (tmp_path / "var").is_dir()
 
