@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from bot.gazetteer import REPO_ROOT
+from bot.paths import REPO_ROOT
 
 NLU_DIR = REPO_ROOT / "data" / "nlu"
 _BLOCK = re.compile(r"^- (intent|regex|synonym|lookup): (\S+)\s*$", re.M)
