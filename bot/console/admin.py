@@ -9,18 +9,12 @@ from aiohttp import web
 
 from bot.console import auth
 from bot.console import services as svc
+from bot.console.http import CONSOLE, PREFIX, render, require
 from bot.console.names import department_choices, street_choices
 from bot.console.tables import ROLES
 from bot.console.uow import ConsoleUnitOfWork
-from bot.console.web import CONSOLE, PREFIX, now_utc, principal_of, render
+from bot.domain.clock import now_utc
 from bot.domain.model import DISPATCH_CENTER
-
-
-def _require(request: web.Request, *roles: str) -> svc.Principal:
-    p = principal_of(request)
-    if p.role not in roles:
-        raise web.HTTPNotFound()  # pages a role may not use do not exist for it
-    return p
 
 
 def _outbox(uow: ConsoleUnitOfWork, status: str | None) -> tuple[list[Any], dict[str, int]]:
@@ -29,7 +23,7 @@ def _outbox(uow: ConsoleUnitOfWork, status: str | None) -> tuple[list[Any], dict
 
 
 async def outbox_page(request: web.Request) -> web.Response:
-    _require(request, "admin", "dispatcher")
+    require(request, "admin", "dispatcher")
     status = request.query.get("status") or None
     if status not in (None, "pending", "sent", "failed"):
         raise web.HTTPNotFound()
@@ -45,7 +39,7 @@ def _retry(uow: ConsoleUnitOfWork, message_id: int) -> bool:
 
 
 async def outbox_retry(request: web.Request) -> web.StreamResponse:
-    _require(request, "admin", "dispatcher")
+    require(request, "admin", "dispatcher")
     raw = request.match_info["message_id"]
     if not raw.isdigit():
         raise web.HTTPNotFound()
@@ -62,7 +56,7 @@ def _users(uow: ConsoleUnitOfWork) -> tuple[list[Any], list[dict[str, Any]]]:
 
 
 async def users_page(request: web.Request, error: str = "", shown: dict[str, str] | None = None, status: int = 200) -> web.Response:
-    _require(request, "admin")
+    require(request, "admin")
     users, keys = await request.app[CONSOLE].run(_users)
     queues = [(DISPATCH_CENTER, "12345派单中心"), *department_choices(), *((f"street:{c}", n) for c, n in street_choices())]
     return await render(
@@ -72,7 +66,7 @@ async def users_page(request: web.Request, error: str = "", shown: dict[str, str
 
 
 async def users_create(request: web.Request) -> web.StreamResponse:
-    _require(request, "admin")
+    require(request, "admin")
     form = request["form"]
     password = auth.random_password()
     queues = [str(q) for q in form.getall("queues", []) if str(q)]
@@ -92,7 +86,7 @@ async def users_create(request: web.Request) -> web.StreamResponse:
 
 
 async def users_password(request: web.Request) -> web.StreamResponse:
-    _require(request, "admin")
+    require(request, "admin")
     username = request.match_info["username"]
     password = auth.random_password()
     try:
@@ -116,7 +110,7 @@ def _set_active(uow: ConsoleUnitOfWork, username: str, active: bool, me: int) ->
 
 
 async def users_active(request: web.Request) -> web.StreamResponse:
-    p = _require(request, "admin")
+    p = require(request, "admin")
     active = request["form"].get("active") == "1"
     try:
         await request.app[CONSOLE].run(_set_active, request.match_info["username"], active, p.id)
@@ -125,7 +119,7 @@ async def users_active(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"{PREFIX}/users")
 
 
-API_KEY_SCOPES = ("public", "personal")  # personal: unmasked descriptions (bot/console/open311.py)
+API_KEY_SCOPES = ("public", "personal")  # personal: unmasked descriptions (bot/web/open311.py)
 
 
 def create_api_key(uow: ConsoleUnitOfWork, name: str, scope: str = "public") -> str:
@@ -142,7 +136,7 @@ def create_api_key(uow: ConsoleUnitOfWork, name: str, scope: str = "public") -> 
 
 
 async def api_key_create(request: web.Request) -> web.StreamResponse:
-    _require(request, "admin")
+    require(request, "admin")
     name = str(request["form"].get("name") or "")
     try:
         key = await request.app[CONSOLE].run(create_api_key, name)

@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.console.web import CONSOLE, PREFIX, now_utc, principal_of, render
-from bot.domain.clock import SHANGHAI
+from bot.console.http import CONSOLE, PREFIX, render, require
+from bot.domain.clock import SHANGHAI, now_utc
 from bot.domain.workcal import default_calendar
 from bot.storage import holidays as hol
 from bot.storage.repository import StaleTicket
@@ -31,13 +31,6 @@ MORE_ROWS = 10  # what 增加空行 adds
 MAX_BLANK_ROWS = 60
 FIELDS = ("from", "to", "kind", "source")
 BAD_YEAR = "年份须为2000到2100之间的数字 / the year must be a number from 2000 to 2100"
-
-
-def _require_admin(request: web.Request) -> Any:
-    p = principal_of(request)
-    if p.role != "admin":
-        raise web.HTTPNotFound()
-    return p
 
 
 def _blank() -> dict[str, str]:
@@ -82,7 +75,7 @@ def missing_year_warning() -> int | None:
 
 
 async def calendar_page(request: web.Request) -> web.Response:
-    _require_admin(request)
+    require(request, "admin")
     today = now_utc().astimezone(SHANGHAI).date()
     raw = request.query.get("year")
     if raw is None or raw == "":
@@ -138,7 +131,7 @@ async def _refused(request: web.Request, year_text: str, exc: _Refused) -> web.R
 
 
 async def calendar_preview(request: web.Request) -> web.Response:
-    _require_admin(request)
+    require(request, "admin")
     form = request["form"]
     engine = request.app[CONSOLE].engine
     year_text = str(form.get("year") or "")
@@ -160,7 +153,7 @@ async def calendar_preview(request: web.Request) -> web.Response:
 
 
 async def calendar_save(request: web.Request) -> web.StreamResponse:
-    p = _require_admin(request)
+    p = require(request, "admin")
     form = request["form"]
     engine = request.app[CONSOLE].engine
     year_text = str(form.get("year") or "")
@@ -179,11 +172,12 @@ async def calendar_save(request: web.Request) -> web.StreamResponse:
 
 async def calendar_get_post_route(request: web.Request) -> web.StreamResponse:
     """GET on preview/save (a reload, a bookmark): the page for admins, 404 like the page for others."""
-    _require_admin(request)
+    require(request, "admin")
     raise web.HTTPSeeOther(f"{PREFIX}/calendar")
 
 
 def setup(app: web.Application) -> None:
+    app[CONSOLE].missing_year = missing_year_warning
     r = app.router
     r.add_get(f"{PREFIX}/calendar", calendar_page)
     r.add_post(f"{PREFIX}/calendar/preview", calendar_preview)

@@ -45,7 +45,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     now = datetime.now(timezone.utc)
     try:
         if args.command == "seed":
-            from bot.console.web import print_demo_accounts
+            from bot.console.services import print_demo_accounts
 
             created = svc.seed_demo_accounts(_uow(), now)
             if created:

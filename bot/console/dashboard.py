@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.console import stats
+from bot.console.http import CONSOLE, PREFIX, STATIC, principal_of, render, require
 from bot.console.repository import TicketFilter
 from bot.console.services import Principal
-from bot.console.web import CONSOLE, PREFIX, STATIC, now_utc, principal_of, render
+from bot.domain.clock import now_utc
 
 
 def dashboard_scope(p: Principal) -> TicketFilter:
@@ -43,12 +44,12 @@ async def dashboard_page(request: web.Request) -> web.Response:
 
 
 async def export_index(request: web.Request) -> web.Response:
-    _admin_only(request)
+    require(request, "admin")
     return await render(request, "export.html", tables=stats.exportable_tables(), title="导出")
 
 
 async def export_table(request: web.Request) -> web.StreamResponse:
-    _admin_only(request)
+    require(request, "admin")
     name = request.match_info["table"]
     console = request.app[CONSOLE]
     try:
@@ -63,11 +64,6 @@ async def export_table(request: web.Request) -> web.StreamResponse:
             "Content-Disposition": f'attachment; filename="{name}-{stamp}.csv"',
         },
     )
-
-
-def _admin_only(request: web.Request) -> None:
-    if principal_of(request).role != "admin":
-        raise web.HTTPNotFound()
 
 
 def setup(app: web.Application) -> None:

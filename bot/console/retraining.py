@@ -20,9 +20,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.console.admin import _require
+from bot.console.http import CONSOLE, PREFIX, render, require
 from bot.console.names import category_label
-from bot.console.web import CONSOLE, PREFIX, now_utc, render
+from bot.domain.clock import now_utc
 from bot.domain.model import CATEGORIES
 from bot.paths import REPO_ROOT
 from bot.retraining import inbox, nludata, trainer
@@ -83,7 +83,7 @@ def _inbox(engine: Any, status: str) -> tuple[list[inbox.InboxGroup], dict[str, 
 
 async def inbox_page(request: web.Request, status: int = 200, error: str = "", done: str = "",
                      review: dict[str, Any] | None = None, shown: str = "") -> web.Response:
-    _require(request, "admin")
+    require(request, "admin")
     shown = shown or request.query.get("status") or "new"
     if shown not in ("new", "accepted", "rejected"):
         raise web.HTTPNotFound()
@@ -150,7 +150,7 @@ def _undo(engine: Any, settings: RetrainSettings, item_id: int) -> None:
 
 
 async def item_accept(request: web.Request) -> web.StreamResponse:
-    p = _require(request, "admin")
+    p = require(request, "admin")
     form = request["form"]
     item_id = _item_id(request)
     try:
@@ -167,7 +167,7 @@ async def item_accept(request: web.Request) -> web.StreamResponse:
 
 
 async def item_undo(request: web.Request) -> web.StreamResponse:
-    _require(request, "admin")
+    require(request, "admin")
     try:
         await asyncio.to_thread(_undo, request.app[CONSOLE].engine, settings_of(request), _item_id(request))
     except RetrainError as exc:
@@ -181,14 +181,14 @@ def _reject(engine: Any, item_id: int, who: str) -> int:
 
 
 async def item_reject(request: web.Request) -> web.StreamResponse:
-    p = _require(request, "admin")
+    p = require(request, "admin")
     if not await asyncio.to_thread(_reject, request.app[CONSOLE].engine, _item_id(request), p.username):
         raise web.HTTPNotFound()
     raise web.HTTPSeeOther(f"{BASE}?done=rejected")
 
 
 async def place_add(request: web.Request) -> web.StreamResponse:
-    _require(request, "admin")
+    require(request, "admin")
     form = request["form"]
     try:
         added = await asyncio.to_thread(
@@ -207,7 +207,7 @@ async def place_add(request: web.Request) -> web.StreamResponse:
 
 
 async def train_start(request: web.Request) -> web.StreamResponse:
-    p = _require(request, "admin")
+    p = require(request, "admin")
     try:
         model_id = await asyncio.to_thread(trainer.start_training, request.app[CONSOLE].engine,
                                            settings_of(request), p.username)
@@ -219,7 +219,7 @@ async def train_start(request: web.Request) -> web.StreamResponse:
 
 
 async def models_page(request: web.Request, status: int = 200, error: str = "") -> web.Response:
-    _require(request, "admin")
+    require(request, "admin")
     engine = request.app[CONSOLE].engine
     models = await asyncio.to_thread(trainer.list_models, engine)
     run = await asyncio.to_thread(trainer.running, engine)
@@ -229,7 +229,7 @@ async def models_page(request: web.Request, status: int = 200, error: str = "") 
 
 
 async def model_page(request: web.Request, status: int = 200, error: str = "", done: str = "") -> web.Response:
-    _require(request, "admin")
+    require(request, "admin")
     model_id = _item_id(request, "model_id")
     model = await asyncio.to_thread(trainer.get_model, request.app[CONSOLE].engine, model_id)
     if model is None:
@@ -254,7 +254,7 @@ async def model_page(request: web.Request, status: int = 200, error: str = "", d
 
 
 async def model_confusion(request: web.Request) -> web.StreamResponse:
-    _require(request, "admin")
+    require(request, "admin")
     model = await asyncio.to_thread(trainer.get_model, request.app[CONSOLE].engine, _item_id(request, "model_id"))
     picture = ((model or {}).get("metrics") or {}).get("candidate", {}) or {}
     path = picture.get("confusion_png")
@@ -264,7 +264,7 @@ async def model_confusion(request: web.Request) -> web.StreamResponse:
 
 
 async def model_activate(request: web.Request) -> web.StreamResponse:
-    p = _require(request, "admin")
+    p = require(request, "admin")
     model_id = _item_id(request, "model_id")
     try:
         await asyncio.to_thread(trainer.activate, request.app[CONSOLE].engine, settings_of(request), model_id,
@@ -275,7 +275,7 @@ async def model_activate(request: web.Request) -> web.StreamResponse:
 
 
 async def rollback(request: web.Request) -> web.StreamResponse:
-    p = _require(request, "admin")
+    p = require(request, "admin")
     try:
         model = await asyncio.to_thread(trainer.rollback, request.app[CONSOLE].engine, settings_of(request), p.username)
     except RetrainError as exc:

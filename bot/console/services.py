@@ -45,9 +45,16 @@ from bot.domain.model import (
 )
 from bot.domain.workcal import default_calendar
 from bot.reference.gazetteer import default_gazetteer
-from bot.uploads import StoredFile, UploadRejected, own_photo_name, photo_owner, store_image, upload_folder
 from bot.reference.routing import default_catalogue, street_queue
 from bot.storage.repository import StaleTicket
+from bot.uploads import (
+    StoredFile,
+    UploadRejected,
+    own_photo_name,
+    photo_owner,
+    store_image,
+    upload_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -1079,3 +1086,13 @@ def record_follow_up(
 
 def category_names() -> dict[str, str]:
     return {code: category_label(code) for code in CATEGORIES}
+
+
+def print_demo_accounts(created: list[tuple[str, str, str, tuple[str, ...]]]) -> None:
+    if not created:
+        return
+    print("Console demo accounts (passwords shown once; stored hashed — reset with "
+          "`python -m bot console passwd USER`):", flush=True)
+    for username, password, role, queues in created:
+        where = ", ".join(queue_label(q) for q in queues) or "全部"
+        print(f"  {username:<11} {password}   {role:<10} {where}", flush=True)

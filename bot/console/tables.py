@@ -108,7 +108,7 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("active", Boolean, nullable=False, default=True),
     Column("created_at", UtcDateTime, nullable=False),
-    # what the key may read: 'public' (masked, like no key) or 'personal' (bot/console/open311.py)
+    # what the key may read: 'public' (masked, like no key) or 'personal' (bot/web/open311.py)
     Column("scope", String(16), nullable=False, default="public", server_default="public"),
 )
 

@@ -120,7 +120,7 @@ def serve(rasa_port: int, actions_port: int) -> int:
     # The console pushes ticket news to residents through Rasa's HTTP API (local only, token).
     from bot.console.services import seed_demo_accounts
     from bot.console.uow import ConsoleUnitOfWork
-    from bot.console.web import print_demo_accounts
+    from bot.console.services import print_demo_accounts
     from datetime import datetime, timezone
 
     token = os.environ.get("QC_RASA_TOKEN") or secrets.token_urlsafe(24)

@@ -1,8 +1,8 @@
-"""aiohttp application factory for our web server (console + chat widget).
+"""aiohttp application factory for our web server (chat widget, work console, Open311).
 
-Routes and middlewares are set up here, in one place; resources are opened and closed
-with cleanup_ctx; shared objects live under typed AppKeys (see bot.web.keys).
-Each feature contributes a `setup_<feature>(app)` called below.
+Each feature contributes a `setup_<feature>(app)` called below (its routes and its
+cleanup_ctx); the middleware chain is set here, in one place; shared objects live under
+typed AppKeys (see bot.web.keys).
 """
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from typing import Optional
 
 from aiohttp import web
 
+from bot.console import middleware as console_mw
+from bot.console.app import setup_console
+from bot.web import open311
 from bot.web.keys import SETTINGS, Settings
-from bot.console.web import setup_console
 from bot.web.widget import setup_widget
 
 
@@ -25,7 +27,17 @@ def init_app(settings: Optional[Settings] = None) -> web.Application:
     app.router.add_get("/health", health)
     # features register themselves here (one line each)
     setup_widget(app)  # chat widget: /widget/ (bot/web/widget.py)
-    setup_console(app)  # work console: /console/, Open311: /open311/v2/ (bot/console/)
+    setup_console(app)  # work console: /console/ (bot/console/)
+    open311.setup(app)  # Open311 GeoReport v2: /open311/v2/ (bot/web/open311.py)
+    # Outermost first; each passes on what is not its own. Open311 answers its errors in
+    # JSON before the console's error pages (console and unknown paths) see them.
+    app.middlewares.extend([
+        console_mw.error_middleware,
+        open311.error_middleware,
+        console_mw.input_middleware,  # NUL / lone surrogates in a path or query: refused everywhere
+        console_mw.headers_middleware,
+        console_mw.session_middleware,
+    ])
     return app
 
 

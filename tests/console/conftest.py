@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.engine import Engine
 
 from bot.console.config import ConsoleConfig
-from bot.console.web import CONSOLE_CONFIG, CONSOLE_ENGINE
+from bot.console.http import CONSOLE_CONFIG, CONSOLE_ENGINE
 from bot.storage.engine import init_db, make_engine
 from bot.storage.tables import metadata
 from bot.web.app import init_app

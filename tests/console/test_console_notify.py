@@ -19,7 +19,7 @@ from bot.console.config import ConsoleConfig
 from bot.console.notifier import ConsoleChannel, Notifier, RasaChannel, backoff, drain_once
 from bot.console.tables import outbox
 from bot.console.uow import ConsoleUnitOfWork
-from bot.console.web import CONSOLE_CONFIG, CONSOLE_ENGINE
+from bot.console.http import CONSOLE_CONFIG, CONSOLE_ENGINE
 from bot.storage.tables import ticket_events, tickets
 from bot.web.app import init_app
 from bot.web.keys import Settings

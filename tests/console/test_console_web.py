@@ -75,7 +75,7 @@ async def test_secure_cookie_when_configured(engine: Engine, upload_dir: Path) -
     from aiohttp.test_utils import TestServer
 
     from bot.console.config import ConsoleConfig
-    from bot.console.web import CONSOLE_CONFIG, CONSOLE_ENGINE
+    from bot.console.http import CONSOLE_CONFIG, CONSOLE_ENGINE
     from bot.web.app import init_app
     from bot.web.keys import Settings
     from tests.console.helpers import csrf_of
@@ -490,7 +490,7 @@ async def test_login_throttle_counts_the_client_behind_our_proxy(engine: Engine,
     from aiohttp.test_utils import TestServer
 
     from bot.console.config import ConsoleConfig
-    from bot.console.web import CONSOLE_CONFIG, CONSOLE_ENGINE
+    from bot.console.http import CONSOLE_CONFIG, CONSOLE_ENGINE
     from bot.web.app import init_app
     from bot.web.keys import Settings
     from tests.console.helpers import csrf_of

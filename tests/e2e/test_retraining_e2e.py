@@ -27,7 +27,7 @@ from bot.console import services as svc
 from bot.console.config import ConsoleConfig
 from bot.console.retraining import RETRAIN_SETTINGS
 from bot.console.uow import ConsoleUnitOfWork
-from bot.console.web import CONSOLE_CONFIG, CONSOLE_ENGINE
+from bot.console.http import CONSOLE_CONFIG, CONSOLE_ENGINE
 from bot.paths import REPO_ROOT
 from bot.retraining import trainer
 from bot.retraining.tables import model_registry, review_items

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from bot.console.config import ConsoleConfig
-from bot.console.web import CONSOLE_CONFIG, CONSOLE_ENGINE
+from bot.console.http import CONSOLE_CONFIG, CONSOLE_ENGINE
 from bot.storage.engine import init_db, make_engine
 from bot.web.app import init_app
 from bot.web.keys import Settings

@@ -190,7 +190,7 @@ async def _world(client: TestClient, engine: Engine) -> World:
     w.values["photo"] = (await up.json())["id"]
     # the resident sent that photo with the dispatched complaint (the console reads the same
     # upload folder in production: QC_UPLOAD_DIR)
-    from bot.console.web import CONSOLE_CONFIG
+    from bot.console.http import CONSOLE_CONFIG
     from bot.storage.tables import ticket_reports
     from bot.web.widget import WIDGET
 

@@ -174,7 +174,7 @@ async def test_password_spraying_is_counted_per_forwarded_client(engine: Engine,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    from bot.console.web import CONSOLE_CONFIG
+    from bot.console.http import CONSOLE_CONFIG
 
     monkeypatch.setenv("QC_LOGIN_CLIENT_LIMIT", "4")
     monkeypatch.delenv("QC_REDIS_URL", raising=False)

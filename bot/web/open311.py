@@ -19,8 +19,12 @@ media_url is only a photo URL an Open311 client posted itself, never a resident'
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -28,14 +32,17 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bot.console import auth
+from bot.console.http import CONSOLE, read_form
 from bot.console.names import category_label, queue_label
 from bot.console.uow import ConsoleUnitOfWork
-from bot.domain.model import CATEGORIES, OPEN_STATES, ComplaintDraft, Ticket
 from bot.domain.clock import SHANGHAI
-from bot.uploads import own_photo_name
-from bot.storage.tables import ticket_reports, tickets
+from bot.domain.model import CATEGORIES, OPEN_STATES, ComplaintDraft, Ticket
 from bot.security.ratelimit import MSG_TOO_FAST, RateLimiter
+from bot.storage.tables import ticket_reports, tickets
 from bot.text import clean_message, mask_personal_data, unstorable
+from bot.uploads import own_photo_name
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/open311/v2"
 RATE_LIMIT_ENV = "QC_OPEN311_RATE_LIMIT"  # POSTs per API key per minute; default 30
@@ -50,9 +57,26 @@ def error_response(status: int, description: str) -> web.Response:
                              dumps=_dumps)
 
 
-def _dumps(value: Any) -> str:
-    import json
+@web.middleware
+async def error_middleware(request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
+    """Errors under /open311/ in Open311's JSON format ([{code, description}]), as its
+    clients expect: never an HTML page, never a stack trace."""
+    if not request.path.startswith("/open311/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects
+        return error_response(exc.status, exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - logged with its trace; the client gets a JSON 500
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal error")
 
+
+def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -164,8 +188,6 @@ def file_request(uow: ConsoleUnitOfWork, api_key: str, params: dict[str, str], i
 
 
 async def post_request(request: web.Request) -> web.Response:
-    from bot.console.web import CONSOLE
-
     if request.content_type == "application/json":
         try:
             raw = await request.json()
@@ -177,8 +199,6 @@ async def post_request(request: web.Request) -> web.Response:
             return error_response(400, "every value must be a string or a number")
         params = {str(k): str(v) for k, v in raw.items() if v is not None}
     else:
-        from bot.console.web import read_form
-
         form = await read_form(request)
         params = {k: str(v) for k, v in form.items() if isinstance(v, str)}
     for k, v in request.query.items():
@@ -321,8 +341,6 @@ def query_requests(uow: ConsoleUnitOfWork, params: dict[str, str], now: datetime
 
 
 async def get_requests(request: web.Request) -> web.Response:
-    from bot.console.web import CONSOLE
-
     try:
         found = await request.app[CONSOLE].run(query_requests, dict(request.query), datetime.now(timezone.utc))
     except BadRequest as exc:
@@ -331,8 +349,6 @@ async def get_requests(request: web.Request) -> web.Response:
 
 
 async def get_request(request: web.Request) -> web.Response:
-    from bot.console.web import CONSOLE
-
     number = request.match_info["request_id"]
     params = {"service_request_id": number}
     if request.query.get("api_key"):
