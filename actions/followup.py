@@ -19,10 +19,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.common import latest_turn, log, safe
 from actions.status import status_variables
 from bot.ops import runtime
-from bot.console.services import record_follow_up
 from bot.conversation import followup_answer
 from bot.domain.model import TicketState, parse_ticket_number
-from bot.services.tickets import ticket_status, tickets_for_sender
+from bot.services.tickets import record_follow_up, ticket_status, tickets_for_sender
 
 # the 回访 question is out (a featurised slot: data/rules/answers.yml sends typed answers
 # like "满意，谢谢你们" here instead of to praise)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.domain.clock import SHANGHAI
+from bot.domain.history import accepted_unit
 from bot.domain.model import (
-    ACCEPT,
     CATEGORIES,
+    FOLLOW_UP,
     MERGE,
     QUEUE_KINDS,
-    ROUTING_KINDS,
+    REOPEN,
     ComplaintDraft,
     DispatchClass,
     Report,
@@ -28,6 +29,22 @@ from bot.storage.uow import AbstractUnitOfWork
 MERGE_WINDOW = timedelta(days=7)
 MERGE_REASON = "同一社区7日内同类诉求"
 MAX_ATTEMPTS = 3
+
+
+T = TypeVar("T")
+
+
+def retry_on_stale(attempt: Callable[[], T], attempts: int = MAX_ATTEMPTS) -> T:
+    """Run one transaction, `attempt`, again on fresh data when a concurrent writer changed
+    the same ticket first (StaleTicket from the version compare-and-set); after `attempts`
+    lost races the last StaleTicket propagates."""
+    for n in range(1, attempts + 1):
+        try:
+            return attempt()
+        except StaleTicket:
+            if n == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 class IdempotencyConflict(Exception):
@@ -78,8 +95,10 @@ def shanghai_day(now: datetime) -> date:
 
 
 def file_complaint(uow: AbstractUnitOfWork, draft: ComplaintDraft, route: Route, now: datetime) -> FilingResult:
-    """File a resident's complaint exactly once: new ticket, merge (并单) or replay."""
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    """File a resident's complaint exactly once: new ticket, merge (并单) or replay.
+    A concurrent merge touching the same ticket (StaleTicket): start over with fresh data."""
+
+    def once() -> FilingResult:
         try:
             with uow:
                 result = _file_once(uow, draft, route, now)
@@ -88,15 +107,12 @@ def file_complaint(uow: AbstractUnitOfWork, draft: ComplaintDraft, route: Route,
         except DuplicateReport:
             # A concurrent submission with the same key won the race; ours was rolled back.
             with uow:
-                result = _replay(uow, draft)
-            if result is not None:
-                return result
+                replayed = _replay(uow, draft)
+            if replayed is not None:
+                return replayed
             raise
-        except StaleTicket:
-            # A concurrent merge touched the same ticket: start over with fresh data.
-            if attempt == MAX_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+
+    return retry_on_stale(once)
 
 
 def _file_once(uow: AbstractUnitOfWork, draft: ComplaintDraft, route: Route, now: datetime) -> FilingResult:
@@ -174,18 +190,9 @@ def ticket_status(uow: AbstractUnitOfWork, number: str, sender_id: str) -> Ticke
         return _status(uow, ticket)
 
 
-def _accepted_unit(ticket: Ticket) -> str | None:
-    for e in reversed(ticket.events):
-        if e.kind == ACCEPT:
-            return str(e.data["unit"]) if e.data.get("unit") else None
-        if e.kind in ROUTING_KINDS:
-            return None
-    return None
-
-
 def _status(uow: AbstractUnitOfWork, ticket: Ticket) -> TicketStatus:
     last = ticket.events[-1]
-    unit = _accepted_unit(ticket)
+    unit = accepted_unit(ticket)
     return TicketStatus(
         number=ticket.number,
         category=ticket.category,
@@ -236,3 +243,45 @@ def sync_routing_rules(
             count += 1
         uow.commit()
     return count
+
+
+# --- the resident's answer to 回访 (called by the assistant) ----------------
+
+SATISFACTION = ("满意", "基本满意", "不满意")
+
+
+@dataclass(frozen=True)
+class FollowUpResult:
+    status: str  # closed | reopened | not_found | not_resolved
+    number: str | None
+    state: TicketState | None = None
+
+
+def record_follow_up(
+    uow: AbstractUnitOfWork, number: str, sender_id: str, solved: bool, satisfaction: str | None, now: datetime
+) -> FollowUpResult:
+    """回访: the resident says whether the problem is solved (and how satisfied they are).
+    Solved → 回访 (closed); not solved → 重办 (re-opened, back to the same units)."""
+    canonical = parse_ticket_number(number or "")
+    if canonical is None:
+        return FollowUpResult("not_found", None)
+    if satisfaction is not None and satisfaction not in SATISFACTION:
+        satisfaction = None
+    def once() -> FollowUpResult:
+        with uow:
+            ticket = uow.tickets.get_by_number(canonical)
+            if ticket is None or not uow.tickets.sender_has_report(ticket.id, sender_id):
+                return FollowUpResult("not_found", canonical)
+            if ticket.state is not TicketState.RESOLVED:
+                return FollowUpResult("not_resolved", canonical, ticket.state)
+            actor = f"resident:{sender_id}"
+            data = {"solved": solved, "satisfaction": satisfaction or ("不满意" if not solved else None)}
+            if solved:
+                ticket.apply(FOLLOW_UP, actor, f"居民回访：已解决，{satisfaction or '未评价'}", now, **data)
+            else:
+                ticket.apply(REOPEN, actor, "居民回访：问题未解决，重办", now, **data)
+            uow.tickets.save_events(ticket)
+            uow.commit()
+            return FollowUpResult("closed" if solved else "reopened", canonical, ticket.state)
+
+    return retry_on_stale(once)
