@@ -1,0 +1,188 @@
+"""The floor plan holds (issue 16): no import circle in bot/, no module reaching into
+another module's private names, the action server independent of the console, and a
+domain with no framework imports. Pure and fast: reads the source with ast, imports nothing."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+from bot.paths import REPO_ROOT
+
+OURS = ("bot", "actions", "bench")
+# Pure data, no framework: the State Council's holiday table that workcal falls back on.
+DOMAIN_DATA_LIBRARIES = frozenset({"chinese_calendar"})
+
+
+def modules(*packages: str) -> dict[str, Path]:
+    """Dotted module name → file, for every .py under the given top-level folders."""
+    found: dict[str, Path] = {}
+    for package in packages:
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def imported(name: str, path: Path, tree: ast.AST) -> list[tuple[str, list[str], int]]:
+    """(module, names imported from it, line) for every import, module-level or in a function."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, [], node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            out.append((base, [a.name for a in node.names], node.lineno))
+    return out
+
+
+def resolve(target: str, names: list[str], known: dict[str, Path]) -> list[str]:
+    """The modules of ours an import statement loads: `from a import b` loads a.b when b is a module."""
+    out = []
+    if target in known:
+        out.append(target)
+    out += [f"{target}.{n}" for n in names if f"{target}.{n}" in known]
+    return out
+
+
+def import_graph(known: dict[str, Path]) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for name, path in known.items():
+        edges = graph.setdefault(name, set())
+        for target, names, _ in imported(name, path, ast.parse(path.read_text(encoding="utf-8"))):
+            edges.update(m for m in resolve(target, names, known) if m != name)
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def private_reaches(known: dict[str, Path]) -> list[str]:
+    """`from ours import _x`, or `mod._x` where mod names a module of ours imported here."""
+    out = []
+    for name, path in known.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        aliases: dict[str, str] = {}  # local name → module of ours
+        for target, names, line in imported(name, path, tree):
+            for n in names:
+                if n.startswith("_") and not n.startswith("__") and target != name and target.split(".")[0] in OURS:
+                    out.append(f"{name}:{line} imports {target}.{n}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.split(".")[0] in OURS:
+                        aliases[a.asname or a.name] = a.name
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in OURS:
+                for a in node.names:
+                    if f"{node.module}.{a.name}" in known:
+                        aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and isinstance(node.value, ast.Name) and node.value.id in aliases
+                    and aliases[node.value.id] != name):
+                out.append(f"{name}:{node.lineno} uses {aliases[node.value.id]}.{node.attr}")
+    return out
+
+
+def test_no_import_circle_in_bot() -> None:
+    found = circles(import_graph(modules("bot")))
+    assert found == [], "import circles (module-level and function-level imports): " + "; ".join(
+        " <-> ".join(c) for c in found)
+
+
+def test_actions_import_nothing_from_the_console() -> None:
+    known = modules("bot", "actions")
+    graph = import_graph(known)
+    reached = {m for a in known if a.startswith("actions") for m in graph[a]}
+    assert sorted(m for m in reached if m == "bot.console" or m.startswith("bot.console.")) == []
+
+
+def test_domain_imports_only_the_standard_library_and_itself() -> None:
+    bad = []
+    for name, path in modules("bot/domain").items():
+        for target, _, line in imported(name, path, ast.parse(path.read_text(encoding="utf-8"))):
+            top = target.split(".")[0]
+            if not (target == "bot.domain" or target.startswith("bot.domain.") or top in sys.stdlib_module_names
+                    or top in DOMAIN_DATA_LIBRARIES):
+                bad.append(f"{name}:{line} imports {target}")
+    assert bad == []
+
+
+# The checks themselves catch what they are for (on small made-up modules).
+
+
+def test_the_circle_check_names_a_circle(tmp_path: Path) -> None:
+    graph = {"bot.a": {"bot.b"}, "bot.b": {"bot.c"}, "bot.c": {"bot.a"}, "bot.d": {"bot.a"}}
+    assert circles(graph) == [["bot.a", "bot.b", "bot.c"]]
+    assert circles({"bot.a": {"bot.b"}, "bot.b": set()}) == []
+
+
+def test_function_level_imports_count(tmp_path: Path) -> None:
+    pkg = tmp_path / "bot"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "web.py").write_text("from bot import pages\n")
+    (pkg / "pages.py").write_text("def f():\n    from bot.web import render\n    return render\n")
+    known = {"bot": pkg / "__init__.py", "bot.web": pkg / "web.py", "bot.pages": pkg / "pages.py"}
+    assert circles(import_graph(known)) == [["bot.pages", "bot.web"]]
+
+
+def test_the_private_check_sees_both_ways_in(tmp_path: Path) -> None:
+    pkg = tmp_path / "bot"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "uow.py").write_text("def _connection():\n    pass\n")
+    (pkg / "a.py").write_text("from bot.uow import _connection\n")
+    (pkg / "b.py").write_text("from bot import uow\n\n\ndef f():\n    return uow._connection()\n")
+    known = {"bot": pkg / "__init__.py", "bot.uow": pkg / "uow.py", "bot.a": pkg / "a.py", "bot.b": pkg / "b.py"}
+    assert private_reaches(known) == ["bot.a:1 imports bot.uow._connection", "bot.b:5 uses bot.uow._connection"]
