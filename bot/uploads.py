@@ -4,7 +4,8 @@ What a file really is comes from its first bytes (the sender's claimed type and 
 are ignored). Every channel stores the same way (the widget's upload, WeChat's media
 download, the console's after-photos): outside any web root (var/uploads/, QC_UPLOAD_DIR),
 under a random name, in a 0700 folder, as a 0600 file written to a hidden temporary name
-and renamed, so no partial file is ever visible under the photo's name."""
+and renamed, so no partial file is ever visible under the photo's name. What is stored is the
+photo re-encoded from its pixels (bot/photoclean.py): no GPS position, device or thumbnail."""
 from __future__ import annotations
 
 import hashlib
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from bot.paths import VAR_DIR
+from bot.photoclean import PhotoUnreadable, clean_photo
 from bot.security.private import FILE_MODE, private_dir
 
 # extension → Content-Type: only formats every phone browser displays
@@ -97,8 +99,16 @@ MAX_PHOTO_BYTES = 5 * 1024 * 1024
 
 
 def save_photo(data: bytes, ext: str, folder: Path, owner: Optional[str] = None) -> str:
-    """Store checked image bytes under a new random name in `folder`; the name. With `owner`,
-    who uploaded it is written first (bot.uploads.photo_belongs_to)."""
+    """Store the photo without its metadata under a new random name in `folder`; the name.
+    With `owner`, who uploaded it is written first (bot.uploads.photo_belongs_to).
+    Raises PhotoUnreadable when the bytes do not decode as an `ext` image (nothing is written).
+    Decoding takes CPU: call it off the event loop."""
+    return _store(data, ext, folder, owner)[0]
+
+
+def _store(data: bytes, ext: str, folder: Path, owner: Optional[str]) -> "tuple[str, bytes]":
+    """The stored name and the bytes actually stored (cleaned)."""
+    data = clean_photo(data, ext)  # every channel's photo goes through here: nothing else writes one
     private_dir(folder)  # 0700 even when it existed (shared by the widget, WeChat and the console)
     name = f"{secrets.token_hex(16)}.{ext}"
     if owner is not None:
@@ -112,7 +122,7 @@ def save_photo(data: bytes, ext: str, folder: Path, owner: Optional[str] = None)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return name
+    return name, data
 
 
 # --- the console's after-photos (办结照片) ---------------------------------------------
@@ -148,7 +158,10 @@ def store_image(data: bytes, folder: Optional[Path] = None) -> StoredFile:
     if content_type is None:
         raise UploadRejected("只接受 JPEG、PNG 或 WebP 图片 / only JPEG, PNG or WebP images are accepted")
     folder = folder or upload_folder()
-    name = save_photo(data, EXTENSIONS[content_type], folder)
+    try:
+        name, data = _store(data, EXTENSIONS[content_type], folder, None)
+    except PhotoUnreadable:
+        raise UploadRejected("照片无法读取 / the image cannot be read") from None
     return StoredFile(name, content_type, len(data), hashlib.sha256(data).hexdigest(), folder / name)
 
 

@@ -69,7 +69,7 @@ from bot.channels.wechat_api import DEFAULT_API_BASE, OUT_OF_WINDOW, Timeouts, W
 from bot.channels.wechat_crypto import CryptoError, MessageCrypto, sha1_signature, signature_ok
 from bot.channels.wechat_xml import BadXml, encrypted_envelope, parse_message, text_reply
 from bot.paths import VAR_DIR
-from bot.uploads import SNIFF_BYTES, save_photo, sniff_image, upload_folder
+from bot.uploads import SNIFF_BYTES, PhotoUnreadable, save_photo, sniff_image, upload_folder
 from bot.text import clean_message, normalise
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 
@@ -741,7 +741,11 @@ class WeChatGateway:
         if ext is None:
             log.warning("wechat: media %s is not a JPEG/PNG/WebP image (%d bytes)", inbound.msg_key, len(data))
             return MSG_PHOTO_FAILED
-        name = await to_thread(self._save_upload, data, ext)
+        try:  # stored without GPS position, device or thumbnail (bot.uploads.save_photo)
+            name = await to_thread(self._save_upload, data, ext)
+        except PhotoUnreadable:
+            log.warning("wechat: media %s could not be decoded (%d bytes)", inbound.msg_key, len(data))
+            return MSG_PHOTO_FAILED
         ref = f"{self.config.public_url}/widget/photo/{name}"
         meta["photo"] = {"name": name, "bytes": len(data)}
         return BotTurn(payload("inform", {"photo": ref}), {"wechat": meta})

@@ -20,6 +20,7 @@ web root (var/uploads/, QC_UPLOAD_DIR) under a random name and are only served b
 """
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import os
@@ -33,8 +34,8 @@ from aiohttp import BodyPartReader, web
 
 from bot.paths import REPO_ROOT
 from bot.security.bearer import bearer_ok
-from bot.uploads import (CONTENT_TYPES, MAX_PHOTO_BYTES, PHOTO_NAME, SNIFF_BYTES, photo_owner, save_photo, sniff_image,
-                         upload_folder)
+from bot.uploads import (CONTENT_TYPES, MAX_PHOTO_BYTES, PHOTO_NAME, SNIFF_BYTES, PhotoUnreadable, photo_owner, save_photo,
+                         sniff_image, upload_folder)
 from bot.security.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, photo_link_ok, sign_photo_link
 from bot.security.ratelimit import MSG_TOO_FAST, UPLOAD_LIMIT_ENV, RateLimiter
 from bot.web import clientaddr
@@ -238,7 +239,10 @@ async def upload(request: web.Request) -> web.Response:
     ext = sniff_image(bytes(data[:SNIFF_BYTES]))
     if ext is None:
         return _error(415, "bad_type", "只能上传 JPEG、PNG 或 WebP 格式的照片")
-    name = save_photo(bytes(data), ext, cfg.upload_dir, owner)
+    try:  # stored without GPS position, device or thumbnail (decoding off the event loop)
+        name = await asyncio.to_thread(save_photo, bytes(data), ext, cfg.upload_dir, owner)
+    except PhotoUnreadable:
+        return _error(415, "bad_image", "照片无法读取，请换一张")
     base = cfg.public_url or _origin(request)
     log.info("photo %s uploaded (%d bytes)", name, len(data))
     # url: the reference the chat sends (ours only in this conversation); view: the uploader's

@@ -3,6 +3,7 @@ handling cycle, permissions (404 for other queues' tickets), escaping, uploads, 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import zlib
@@ -15,10 +16,12 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from bot.console.tables import sessions
+from bot.console.tables import attachments, sessions
+from bot.photoclean import clean_photo
 from bot.storage.tables import tickets
 from tests.console.helpers import now
 from tests.console.helpers import OTHER_STREET, PASSWORD, STREET, another_client, file, login, make_users, post
+from tests.photos import jpeg_with_gps, metadata_of, png_with_text
 
 pytestmark = pytest.mark.asyncio
 
@@ -208,7 +211,7 @@ async def test_worker_accepts_works_and_resolves_with_photo(
     photo = await client.get("/console/attachments/1")
     assert photo.status == 200 and photo.headers["Content-Type"] == "image/png"
     assert photo.headers["X-Content-Type-Options"] == "nosniff"
-    assert await photo.read() == png_bytes()
+    assert await photo.read() == clean_photo(png_bytes(), "png")  # re-encoded from its pixels
     with engine.connect() as conn:
         assert conn.execute(select(tickets.c.state)).scalar_one() == "办结"
 
@@ -426,6 +429,31 @@ async def test_script_in_a_complaint_is_escaped_everywhere(client: TestClient, e
         assert csv.status == 200  # CSV is data, not HTML: kept verbatim for the spreadsheet
 
 
+@pytest.mark.parametrize("kind", ["jpeg-gps-exif", "png-text-chunks"])
+async def test_after_photo_is_stored_without_metadata(
+    client: TestClient, engine: Engine, upload_dir: Path, kind: str
+) -> None:
+    data, ext = (jpeg_with_gps(), "jpg") if kind == "jpeg-gps-exif" else (png_with_text(), "png")
+    assert metadata_of(data)  # GPS, device, comment, XMP / text chunks going in
+    make_users(engine, ("grid",))
+    filed = file(engine, "k1")
+    csrf = await login(client, "grid")
+    await post(client, f"/console/tickets/{filed.ticket_id}/accept", csrf)
+    form = FormData()
+    form.add_field("csrf", csrf)
+    form.add_field("result", "已处理")
+    form.add_field("photo", io.BytesIO(data), filename="after." + ext, content_type="image/jpeg")
+    resp = await client.post(f"/console/tickets/{filed.ticket_id}/resolve", data=form, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    [stored] = list(upload_dir.iterdir())
+    assert stored.suffix == "." + ext and metadata_of(stored.read_bytes()) == []
+    served = await (await client.get("/console/attachments/1")).read()
+    assert served == stored.read_bytes()
+    with engine.connect() as conn:  # size and hash describe the stored (clean) file
+        row = conn.execute(select(attachments.c.size, attachments.c.sha256)).one()
+    assert row == (len(served), hashlib.sha256(served).hexdigest())
+
+
 async def test_upload_type_and_size_are_checked(client: TestClient, engine: Engine, upload_dir: Path) -> None:
     make_users(engine, ("grid",))
     filed = file(engine, "k1")
@@ -441,6 +469,8 @@ async def test_upload_type_and_size_are_checked(client: TestClient, engine: Engi
 
     fake = await resolve(b"<html><script>alert(1)</script></html>", "x.png")
     assert fake.status == 400 and "只接受 JPEG、PNG 或 WebP" in await fake.text()
+    broken = await resolve(png_bytes()[:40], "x.png")  # a PNG cut short
+    assert broken.status == 400 and "照片无法读取" in await broken.text()
     big = await resolve(png_bytes() + b"\0" * (5 * 1024 * 1024))
     assert big.status == 400 and "不能超过 5 MB" in await big.text()
     huge = await resolve(png_bytes() + b"\0" * (9 * 1024 * 1024))

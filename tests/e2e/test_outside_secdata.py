@@ -27,15 +27,15 @@ import requests
 from sqlalchemy import select
 
 from bot.paths import REPO_ROOT
+from bot.photoclean import clean_photo
 from bot.storage.tables import ticket_events, ticket_reports, tickets
 from tests.e2e.chat import TOKEN, Chat, Stack
 from tests.e2e.conftest import _free_port, wait_http
+from tests.photos import plain
 
-# a 1×1 PNG: what a phone would upload (the content is checked by its first bytes)
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
-)
+# a little PNG (the server decodes it: a photo must be a real picture)
+PNG = plain("PNG")
+STORED_PNG = clean_photo(PNG, "png")  # what the server keeps: re-encoded from its pixels, no metadata
 STREET = "150102002"  # 锡林北路街道, 新城区 (no other e2e test files there)
 OTHER_STREET = "150102001"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -135,7 +135,7 @@ def test_the_residents_photo_reaches_the_streets_worker_and_never_the_public(sta
     link = f"/console/tickets/{ticket['id']}/photos/{report['id']}"
     assert page.status_code == 200 and f'src="{link}"' in page.text
     photo = worker.get(web["url"] + link, timeout=30)
-    assert (photo.status_code, photo.headers["Content-Type"], photo.content) == (200, "image/png", PNG)
+    assert (photo.status_code, photo.headers["Content-Type"], photo.content) == (200, "image/png", STORED_PNG)
     assert photo.headers["Cache-Control"].startswith("private")
 
     # another street's worker, and nobody logged in: no photo
@@ -158,7 +158,7 @@ def test_a_photo_is_its_uploaders_only(stack, web):
     # the reference is no public link; the uploader's own signed link shows it, a forged one not
     assert requests.get(url, timeout=30).status_code == 404
     view = up["view"]
-    assert requests.get(view, timeout=30).content == PNG
+    assert requests.get(view, timeout=30).content == STORED_PNG
     assert requests.get(view.replace(f"s=rest:{owner.sender}", "s=rest:someone"), timeout=30).status_code == 404
     assert requests.get(re.sub(r"e=\d+", "e=9999999999", view), timeout=30).status_code == 404
     # another REST sender cannot make it theirs: the payload is ordinary text, no photo

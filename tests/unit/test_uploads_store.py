@@ -1,6 +1,7 @@
 """bot/uploads.py is the one place photos are stored (issue 16): the widget's upload, WeChat's
 media download and the console's after-photos all leave a 0600 file in a 0700 folder, written
-under a hidden temporary name and renamed, so no partial photo is ever visible under its name."""
+under a hidden temporary name and renamed, so no partial photo is ever visible under its name;
+what is stored is the photo re-encoded without its metadata (issue 19), whichever channel sent it."""
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,11 @@ from bot.security.sessionid import new_session_id
 from bot.web.app import init_app
 from bot.web.keys import Settings
 from bot.web.widget import WIDGET, WidgetConfig
+from bot.photoclean import PhotoUnreadable, clean_photo
+from tests.photos import jpeg_with_gps, metadata_of
 
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x01" * 4000
+JPEG = jpeg_with_gps()  # a phone photo: GPS, device, thumbnail, comment with a phone number
+STORED = clean_photo(JPEG, "jpg")
 
 
 def widget_upload(folder: Path) -> str:
@@ -65,7 +69,7 @@ def test_each_channel_stores_a_private_photo_by_temp_file_and_rename(channel: st
 
     def spy(src, dst):  # what is on disk at the moment the photo gets its name
         src, dst = Path(src), Path(dst)
-        renames.append((src.name, dst.name, dst.exists(), src.read_bytes() == JPEG, stat.S_IMODE(src.stat().st_mode)))
+        renames.append((src.name, dst.name, dst.exists(), src.read_bytes() == STORED, stat.S_IMODE(src.stat().st_mode)))
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", spy)
@@ -76,7 +80,8 @@ def test_each_channel_stores_a_private_photo_by_temp_file_and_rename(channel: st
     assert renames == [(f".{name}.part", name, False, True, 0o600)]
     assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    assert (folder / name).read_bytes() == JPEG
+    assert (folder / name).read_bytes() == STORED
+    assert metadata_of(JPEG) != [] and metadata_of(STORED) == []
     assert sorted(p.name for p in folder.iterdir()) == [name]  # no temporary file left
 
 
@@ -90,3 +95,14 @@ def test_a_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(OSError):
         uploads.save_photo(JPEG, "jpg", folder)
     assert list(folder.iterdir()) == []
+
+
+def test_an_undecodable_image_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    folder = tmp_path / "uploads"
+    broken = JPEG[:200]  # right magic bytes, cut short
+    with pytest.raises(PhotoUnreadable):
+        uploads.save_photo(broken, "jpg", folder, owner="rest:someone")
+    with pytest.raises(uploads.UploadRejected, match="照片无法读取"):
+        uploads.store_image(broken, folder)
+    assert not folder.exists() or list(folder.iterdir()) == []
+    assert not (tmp_path / "uploads.owners").exists()

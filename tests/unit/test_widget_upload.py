@@ -4,6 +4,7 @@ only by id (no path traversal), the static whitelist and the page's socket URL."
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 from pathlib import Path
 
@@ -11,16 +12,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from PIL import Image
 
 from bot.channels.socketio import session_id_for
 from bot.security.sessionid import new_session_id
 from bot.web.app import init_app
 from bot.web.keys import Settings
+from bot.photoclean import clean_photo
 from bot.web.widget import MAX_PHOTO_BYTES, WIDGET, WidgetConfig, photo_path
+from tests.photos import jpeg_with_gps, metadata_of, plain, png_with_text
 
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 200
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
-WEBP = b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\x00" * 200
+JPEG, PNG, WEBP = plain("JPEG"), plain("PNG"), plain("WEBP")
 GIF = b"GIF89a" + b"\x00" * 200
 HTML = b"<html><script>alert(1)</script></html>"
 SESSION = new_session_id()
@@ -71,7 +73,7 @@ def test_upload_then_download_by_id(dirs, data, ext):
         assert NAME.match(body["id"]) and body["id"].endswith("." + ext)
         assert body["url"].endswith(f"/widget/photo/{body['id']}")
         assert [p.name for p in uploads.iterdir()] == [body["id"]]
-        assert (uploads / body["id"]).read_bytes() == data
+        assert (uploads / body["id"]).read_bytes() == clean_photo(data, ext)  # re-encoded from its pixels
         assert (uploads / body["id"]).stat().st_mode & 0o077 == 0  # not world/group readable
         assert (await client.get(f"/widget/photo/{body['id']}")).status == 404  # no public link
         assert body["view"].startswith(body["url"] + f"?s={SESSION}&e=")
@@ -80,9 +82,39 @@ def test_upload_then_download_by_id(dirs, data, ext):
         assert got.headers["Content-Type"] == {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}[ext]
         assert got.headers["X-Content-Type-Options"] == "nosniff"
         assert "sandbox" in got.headers["Content-Security-Policy"]
-        assert await got.read() == data
+        assert await got.read() == clean_photo(data, ext)
 
     run(dirs, check)
+
+
+@pytest.mark.parametrize("data,ext", [(jpeg_with_gps(orientation=6), "jpg"), (png_with_text(), "png")],
+                         ids=["jpeg-gps-exif", "png-text-chunks"])
+def test_a_phone_photo_is_stored_without_its_metadata(dirs, data, ext):
+    _, uploads = dirs
+    assert metadata_of(data)  # GPS, device, comments, XMP… going in
+
+    async def check(client):
+        r = await client.post("/widget/upload", data=form(data), headers=HEADERS)
+        assert r.status == 201, await r.text()
+        name = (await r.json())["id"]
+        assert name.endswith("." + ext)
+        stored = (uploads / name).read_bytes()
+        assert metadata_of(stored) == []
+        if ext == "jpg":  # turned upright before its EXIF went
+            assert Image.open(io.BytesIO(stored)).size == (24, 48)
+
+    run(dirs, check)
+
+
+def test_an_image_that_does_not_decode_is_refused(dirs):
+    _, uploads = dirs
+
+    async def check(client):
+        r = await client.post("/widget/upload", data=form(b"\xff\xd8\xff\xe0" + b"\x00" * 300), headers=HEADERS)
+        assert r.status == 415 and (await r.json())["error"] == "bad_image"
+
+    run(dirs, check)
+    assert not uploads.exists() or not [p for p in uploads.iterdir() if p.is_file()]
 
 
 @pytest.mark.parametrize("data", [GIF, HTML, b"%PDF-1.4", b"<svg xmlns='http://www.w3.org/2000/svg'/>"],

@@ -17,8 +17,11 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + bytes(range(256)) * 4 + b"\xff\xd9"
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
+from tests.photos import jpeg_with_gps, png_with_text
+
+# what a resident's phone sends: GPS EXIF, device, comment, XMP (the channel strips them)
+JPEG = jpeg_with_gps()
+PNG = png_with_text()
 
 
 @dataclass

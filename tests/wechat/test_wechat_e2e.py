@@ -15,6 +15,7 @@ from bot.console.notifier import DeliveryError, RasaChannel
 from bot.console.repository import OutboxMessage
 
 from bot.nlu.explain import latest_model
+from bot.photoclean import clean_photo
 from bot.storage.engine import init_db, make_engine
 from bot.storage.tables import ticket_reports, tickets
 from tests.wechat.conftest import AES_KEY, APPID, SECRET, TOKEN, free_port
@@ -104,7 +105,7 @@ async def test_complaint_filed_through_wechat(wechat_stack):
         assert row["street_code"] == "150102001" and row["channel"] == "wechat"
         m = re.fullmatch(r"/widget/photo/([0-9a-f]{32}\.jpg)", row["photo"] or "")
         assert m, row["photo"]
-        assert (tmp / "uploads" / m.group(1)).read_bytes() == JPEG
+        assert (tmp / "uploads" / m.group(1)).read_bytes() == clean_photo(JPEG, "jpg")
         assert len(standin.token_calls) == 1
     finally:
         await standin.close()
@@ -167,7 +168,7 @@ async def test_a_photo_sent_before_the_complaint_is_filed_with_it(wechat_stack):
             ("roads_lighting", "150102001001", "wechat")
         m = re.fullmatch(r"/widget/photo/([0-9a-f]{32}\.jpg)", row["photo"] or "")
         assert m, row["photo"]
-        assert (tmp / "uploads" / m.group(1)).read_bytes() == JPEG
+        assert (tmp / "uploads" / m.group(1)).read_bytes() == clean_photo(JPEG, "jpg")
         # used up: the next complaint asks for a photo again
         said = await me.send(text_msg(me.openid, "新城区公主府社区楼下有人遛狗不牵绳"))
         assert "照片" in said and "1. 跳过" in said

@@ -10,6 +10,8 @@ from sqlalchemy import select
 
 from bot.channels.wechat import MSG_PHOTO_FAILED, MSG_TEXT_ONLY, MSG_TOO_FAST, MSG_VOICE_UNCLEAR
 from bot.channels.wechat_store import wechat_inbound, wechat_residents
+from bot.photoclean import clean_photo
+from tests.photos import metadata_of
 from tests.wechat.standin import JPEG, PNG
 from tests.wechat.wxclient import (
     ACCOUNT, event_msg, image_msg, location_msg, text_msg, voice_msg, xml_message,
@@ -64,7 +66,8 @@ async def test_image_is_downloaded_checked_stored_and_passed_as_photo(h):
     m = re.fullmatch(r'/inform\{"photo": "/widget/photo/([0-9a-f]{32}\.jpg)"\}', msg.text)
     assert m, msg.text
     stored = h.tmp / "uploads" / m.group(1)
-    assert stored.read_bytes() == JPEG
+    assert metadata_of(JPEG) and metadata_of(stored.read_bytes()) == []  # GPS, device… stripped
+    assert stored.read_bytes() == clean_photo(JPEG, "jpg")
     assert stored.stat().st_mode & 0o777 == 0o600
     [call] = h.standin.calls_to("/cgi-bin/media/get")
     assert call.query["media_id"] == "MEDIA_photo_1" and call.query["access_token"].startswith("TOKEN-")
@@ -76,15 +79,20 @@ async def test_png_with_public_url(h):
     await h.wechat(srv).post(image_msg("oResidentImg0002", "MEDIA_png"))
     assert re.fullmatch(r'/inform\{"photo": "https://12345\.example\.gov\.cn/widget/photo/[0-9a-f]{32}\.png"\}',
                         h.bot.texts[0])
+    [stored] = (h.tmp / "uploads").iterdir()
+    assert metadata_of(PNG) and metadata_of(stored.read_bytes()) == []  # text chunks, EXIF stripped
 
 
-@pytest.mark.parametrize("trouble", ["not_an_image", "html_as_image", "invalid_media_id", "timeout", "http_500"])
+@pytest.mark.parametrize("trouble", ["not_an_image", "html_as_image", "undecodable", "invalid_media_id", "timeout",
+                                     "http_500"])
 async def test_image_failures_tell_the_resident_and_store_nothing(h, trouble):
     srv = await h.channel()
     if trouble == "not_an_image":
         h.standin.add_media("M1", b"MZ\x90\x00 this is an executable, not a photo" * 10, "image/jpeg")
     elif trouble == "html_as_image":
         h.standin.add_media("M1", b"<html><script>alert(1)</script></html>", "image/jpeg")
+    elif trouble == "undecodable":  # JPEG's magic bytes, no picture behind them
+        h.standin.add_media("M1", JPEG[:2] + b"\xff\xe0" + bytes(300), "image/jpeg")
     elif trouble == "timeout":
         h.standin.add_media("M1", JPEG)
         h.standin.fail_next("/cgi-bin/media/get", delay=1.5)  # the media timeout is 1 s here
