@@ -125,6 +125,17 @@ def _store(data: bytes, ext: str, folder: Path, owner: Optional[str]) -> "tuple[
     return name, data
 
 
+def remove_photo(folder: Path, name: str) -> bool:
+    """Delete a stored photo and its owner record (retention); True when the file was there."""
+    if not re.fullmatch(PHOTO_NAME, name or ""):
+        return False
+    path = folder / name
+    existed = path.is_file()
+    path.unlink(missing_ok=True)
+    _owner_file(folder, name).unlink(missing_ok=True)
+    return existed
+
+
 # --- the console's after-photos (办结照片) ---------------------------------------------
 # content type → file extension
 EXTENSIONS = {content_type: ext for ext, content_type in CONTENT_TYPES.items()}

@@ -63,3 +63,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 # --- end storage fixtures ---
+
+
+# --- retention ---
+# The web app starts the retention job (bot/services/retention.py): off in tests unless a
+# test turns it on (app[RETENTION_SETTINGS]); it must never touch a checkout's var/ files.
+os.environ.setdefault("QC_RETENTION", "0")
+# --- end retention ---

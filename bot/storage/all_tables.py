@@ -4,3 +4,4 @@ from bot.storage import tables  # noqa: F401  tickets, reports, events, queues, 
 from bot.console import tables as console_tables  # noqa: F401  users, sessions, outbox, attachments, api keys
 from bot.channels import wechat_store  # noqa: F401  WeChat dedupe, nonces, residents, access_token
 from bot.retraining import tables as retraining_tables  # noqa: F401  review inbox, model registry, training lock
+from bot.storage import retention  # noqa: F401  the background jobs' lease, anonymised tickets

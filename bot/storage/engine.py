@@ -85,6 +85,8 @@ MIGRATED_TABLES = frozenset(
         "review_items", "model_registry", "training_lock",
         # 0006 holiday calendar (tickets.time_limits too)
         "holiday_days", "holiday_years",
+        # 0008 retention (job lease, anonymised tickets)
+        "job_leases", "anonymised_tickets",
     }
 )
 # Databases made by create_all before Alembic: the newest revision whose tables are all there.

@@ -14,6 +14,7 @@ from bot.console import middleware as console_mw
 from bot.console.app import setup_console
 from bot.web import open311
 from bot.web.keys import SETTINGS, Settings
+from bot.web.retention import setup_retention
 from bot.web.widget import setup_widget
 
 
@@ -29,6 +30,7 @@ def init_app(settings: Optional[Settings] = None) -> web.Application:
     setup_widget(app)  # chat widget: /widget/ (bot/web/widget.py)
     setup_console(app)  # work console: /console/ (bot/console/)
     open311.setup(app)  # Open311 GeoReport v2: /open311/v2/ (bot/web/open311.py)
+    setup_retention(app)  # personal data deleted/anonymised when due (bot/services/retention.py); after the console's schema set-up
     # Outermost first; each passes on what is not its own. Open311 answers its errors in
     # JSON before the console's error pages (console and unknown paths) see them.
     app.middlewares.extend([
