@@ -39,7 +39,9 @@ from bot.domain.model import (
     Ticket,
 )
 from bot.domain.clock import SHANGHAI
+from bot.storage.confidential import confidential_ticket_ids, redact_row
 from bot.storage.tables import metadata
+from bot.text import mask_personal_data
 from bot.storage.tables import tickets as tickets_table
 
 DEFAULT_WEIGHTS = {"response": 0.3, "solve": 0.4, "satisfy": 0.3}
@@ -268,9 +270,11 @@ def export_csv(uow: ConsoleUnitOfWork, table_name: str) -> bytes:
     writer.writerow(columns)
     with uow:
         conn = uow._connection()
+        confidential = confidential_ticket_ids(conn)  # 保密: no phone numbers (bot/storage/confidential.py)
         result = conn.execute(select(table).order_by(*table.primary_key.columns) if table.primary_key.columns else select(table))
         for row in result:
+            values = redact_row(table_name, row._mapping, confidential, mask_personal_data)
             writer.writerow(
-                [REDACTED if _redact(table_name, c) and row._mapping[c] is not None else _cell(row._mapping[c]) for c in columns]
+                [REDACTED if _redact(table_name, c) and values[c] is not None else _cell(values[c]) for c in columns]
             )
     return ("\ufeff" + out.getvalue()).encode("utf-8")  # BOM: Excel opens UTF-8 Chinese correctly

@@ -122,6 +122,40 @@ async def test_csv_export_of_every_table_without_secrets(client: TestClient, eng
         assert (await c.get("/console/export")).status == 404
 
 
+async def test_csv_exports_never_carry_the_phone_of_a_confidential_ticket(client: TestClient, engine: Engine) -> None:
+    from bot.domain.model import ComplaintDraft
+    from bot.services.tickets import file_complaint
+    from tests.console.helpers import route
+
+    def report(sender: str, phone: str, confidential: bool) -> int:
+        draft = ComplaintDraft(sender_id=sender, channel="socketio", category="dog",
+                               description=f"楼下狗叫，回电{phone}" + ("，身份证110101199003071234" if confidential else ""),
+                               location_text="公主府社区3号楼",
+                               photo=None, phone=phone, confidential=confidential, idempotency_key=f"{sender}:1")
+        r = route()
+        r = type(r)(r.lead, r.co, r.district_code, r.street_code, None, r.dispatch_class, r.reason)  # no 并单
+        return file_complaint(ConsoleUnitOfWork(engine), draft, r, now()).ticket_id
+
+    secret_id = report("r-secret", "13811112222", True)  # 保密
+    open_id = report("r-open", "13933334444", False)
+    make_users(engine, ("root",))
+    await login(client, "root")
+    exported = {}
+    for name in stats.exportable_tables():
+        resp = await client.get(f"/console/export/{name}.csv")
+        assert resp.status == 200, name
+        exported[name] = (await resp.read()).decode("utf-8-sig")
+    everything = "\n".join(exported.values())
+    assert "13811112222" not in everything and "110101199003071234" not in everything
+    reports = {r["ticket_id"]: r for r in csv.DictReader(io.StringIO(exported["ticket_reports"]))}
+    assert reports[str(secret_id)]["phone"] == "[保密]"
+    assert reports[str(secret_id)]["description"] == "楼下狗叫，回电138****2222，身份证110***********1234"
+    assert reports[str(open_id)]["phone"] == "13933334444"  # not confidential: the admin's export keeps it
+    tickets_rows = {r["id"]: r for r in csv.DictReader(io.StringIO(exported["tickets"]))}
+    assert tickets_rows[str(secret_id)]["description"] == "楼下狗叫，回电138****2222，身份证110***********1234"
+    assert "13933334444" in tickets_rows[str(open_id)]["description"]
+
+
 async def test_response_rate_counts_only_tickets_whose_response_is_due(engine: Engine) -> None:
     file(engine, "p1", at=T0)  # not signed for; its limit passed long ago → a miss
     file(engine, "p2", sender="r2", at=T0 + timedelta(hours=1))  # not signed for either

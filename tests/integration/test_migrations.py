@@ -67,7 +67,8 @@ def test_every_ticket_and_console_table_is_migrated() -> None:
     ours = {"queues", "routing_rules", "tickets", "ticket_reports", "ticket_events", "ticket_counters",
             "users", "user_queues", "sessions", "outbox", "attachments", "api_keys", "feed_cursors",
             "wechat_inbound", "wechat_nonces", "wechat_residents", "wechat_tokens",
-            "review_items", "model_registry", "training_lock", "holiday_days", "holiday_years"}
+            "review_items", "model_registry", "training_lock", "holiday_days", "holiday_years",
+            "job_leases", "anonymised_tickets"}
     assert ours <= MIGRATED_TABLES <= set(metadata.tables)
 
 
