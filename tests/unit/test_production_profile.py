@@ -1,6 +1,8 @@
 """The production profile's generated Rasa endpoints file (bot/ops/production.py)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -93,6 +95,40 @@ def test_shipped_nginx_config_is_what_the_generator_writes():
     expected = nginx_conf("0.0.0.0:80", "10.0.0.10:8081", ["10.0.0.21:5005", "10.0.0.22:5005"],
                           ["10.0.0.21:5055", "10.0.0.22:5055"], ["10.0.0.30:8080"], prefix=None, user="www-data")
     assert (REPO_ROOT / "deploy" / "nginx" / "qingcheng.conf").read_text(encoding="utf-8") == expected
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"proxy_listen": "0.0.0.0:80; include /etc/passwd"}, "host:port"),
+    ({"internal_listen": "10.0.0.10:70000"}, "host:port"),
+    ({"internal_listen": "10.0.0.10"}, "host:port"),
+    ({"rasa": ["10.0.0.21:5005\n        server evil:1"]}, "host:port"),
+    ({"actions": []}, "at least one"),
+    ({"web": "10.0.0.30:8080"}, "at least one"),
+    ({"prefix": Path("/tmp/qc; user root")}, "absolute path"),
+    ({"prefix": Path("relative/dir")}, "absolute path"),
+    ({"user": "www-data;"}, "user name"),
+])
+def test_nginx_config_refuses_a_value_that_is_not_a_plain_address_path_or_name(change, message):
+    """The template is rendered with autoescape off: each value is checked instead."""
+    from bot.ops.cluster import nginx_conf
+
+    args = {"proxy_listen": "0.0.0.0:80", "internal_listen": "10.0.0.10:8081", "rasa": ["10.0.0.21:5005"],
+            "actions": ["10.0.0.21:5055"], "web": ["10.0.0.30:8080"], "prefix": None, "user": "www-data"}
+    with pytest.raises(ValueError, match=message):
+        nginx_conf(**{**args, **change})
+
+
+def test_nginx_config_for_a_private_prefix_and_ipv6_hosts():
+    from bot.ops.cluster import nginx_conf
+
+    conf = nginx_conf("[::1]:8000", "127.0.0.1:8001", ["[::1]:5005", "rasa-2.internal:5005"], ["127.0.0.1:5055"],
+                      ["127.0.0.1:8080"], prefix=Path("/var/lib/qc/cluster-1"), user=None)
+    assert "user " not in conf
+    assert conf.count("        server [::1]:5005 max_fails=1 fail_timeout=5s;\n"
+                      "        server rasa-2.internal:5005 max_fails=1 fail_timeout=5s;\n") == 2
+    assert "pid /var/lib/qc/cluster-1/nginx.pid;\nerror_log /var/lib/qc/cluster-1/nginx-error.log warn;\n\nevents {" in conf
+    assert "    scgi_temp_path /var/lib/qc/cluster-1/tmp/scgi;\n    client_max_body_size 8m;\n" in conf
+    assert "        listen [::1]:8000;\n" in conf
 
 
 def test_systemd_units_run_commands_that_exist():
