@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 from urllib.parse import unquote, urlsplit
 
 PROFILE_ENV = "QC_PROFILE"
@@ -99,12 +99,6 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> Any:
     return value
 
 
-def _q(value: object) -> str:
-    """A YAML double-quoted scalar (hosts and names come from the environment)."""
-    text = str(value)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None,
                    embedded_tracker_db: Optional[str] = None) -> str:
     """The Rasa endpoints file for this environment: the action server always; in the
@@ -112,69 +106,83 @@ def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None,
     appear as ${VAR} references only (see rasa_env for the variables). Embedded profile:
     trackers in the SQLite file `embedded_tracker_db` when given, else in memory."""
     # no action of ours reads the domain: Rasa need not serialise it into every call
-    lines = ["action_endpoint:", f"  url: {_q(action_url)}", "  enable_selective_domain: true"]
+    action: Dict[str, Any] = {"url": _Text(action_url), "enable_selective_domain": True}
+    doc: Dict[str, Any] = {"action_endpoint": action}
     if ((os.environ if env is None else env).get(ACTIONS_TOKEN_ENV) or "").strip():
         # the action server's shared secret (bot/ops/actions_server.py); Rasa substitutes it
-        lines += ["  headers:", f"    Authorization: Bearer ${{{ACTIONS_TOKEN_ENV}}}"]
+        action["headers"] = {"Authorization": f"Bearer ${{{ACTIONS_TOKEN_ENV}}}"}
     if not is_production(env):
         if embedded_tracker_db:
             # not in memory: a model swapped in through PUT /model (the console's 启用) gets a
             # fresh agent, and conversations in progress must go on with it
             # (bot/rasa_ext/sqlite_trackerstore.py: Rasa's SQL store on SQLite costs ~40 % of its CPU)
-            lines += ["tracker_store:", "  type: bot.rasa_ext.sqlite_trackerstore.SQLiteTrackerStore",
-                      f"  db: {_q(embedded_tracker_db)}"]
-        return "\n".join(lines) + "\n"
+            doc["tracker_store"] = {"type": "bot.rasa_ext.sqlite_trackerstore.SQLiteTrackerStore",
+                                    "db": _Text(embedded_tracker_db)}
+        return _dump(doc)
     s = ProductionSettings.from_env(env)
     t = urlsplit(s.tracker_url)
-    lines += [
-        "tracker_store:",
+    tracker: Dict[str, Any] = {
         # Rasa's SQL tracker store that rides out a restart and never falls back to
         # memory quietly (see bot/rasa_ext/trackerstore.py).
-        "  type: bot.rasa_ext.trackerstore.ResilientSQLTrackerStore",
-        "  dialect: postgresql",
-        f"  url: {_q(t.hostname or '127.0.0.1')}",
-        f"  port: {t.port or 5432}",
-        f"  db: {_q(unquote(t.path.lstrip('/')) or 'qingcheng_tracker')}",
-    ]
+        "type": "bot.rasa_ext.trackerstore.ResilientSQLTrackerStore",
+        "dialect": "postgresql",
+        "url": _Text(t.hostname or "127.0.0.1"),
+        "port": t.port or 5432,
+        "db": _Text(unquote(t.path.lstrip("/")) or "qingcheng_tracker"),
+    }
     if t.username:
-        lines.append(f"  username: {_q(unquote(t.username))}")
+        tracker["username"] = _Text(unquote(t.username))
     if t.password:
-        lines.append('  password: ${QC_TRACKER_DB_PASSWORD}')
+        tracker["password"] = "${QC_TRACKER_DB_PASSWORD}"
     r = urlsplit(s.redis_url)
-    lines += [
-        "lock_store:",
+    lock: Dict[str, Any] = {
         # Rasa's RedisLockStore with atomic ticket changes (see bot/rasa_ext/lockstore.py).
-        "  type: bot.rasa_ext.lockstore.AtomicRedisLockStore",
-        f"  url: {_q(r.hostname or '127.0.0.1')}",
-        f"  port: {r.port or 6379}",
-        f"  db: {int(r.path.lstrip('/') or 1)}",
-    ]
+        "type": "bot.rasa_ext.lockstore.AtomicRedisLockStore",
+        "url": _Text(r.hostname or "127.0.0.1"),
+        "port": r.port or 6379,
+        "db": int(r.path.lstrip("/") or 1),
+    }
     if r.username:
-        lines.append(f"  username: {_q(unquote(r.username))}")
+        lock["username"] = _Text(unquote(r.username))
     if r.password:
-        lines.append('  password: ${QC_REDIS_PASSWORD}')
+        lock["password"] = "${QC_REDIS_PASSWORD}"
     if s.lock_prefix:
-        lines.append(f"  key_prefix: {_q(s.lock_prefix)}")
+        lock["key_prefix"] = _Text(s.lock_prefix)
     a = urlsplit(s.amqp_url)
-    lines += [
-        "event_broker:",
-        "  type: bot.rasa_ext.eventbroker.BoundedPikaEventBroker",
-        f"  url: {_q(a.hostname or '127.0.0.1')}",
-        f"  port: {a.port or 5672}",
-        f"  username: {_q(unquote(a.username or 'guest'))}",
-        '  password: ${QC_AMQP_PASSWORD}',
-        "  queues:",
-        f"    - {_q(s.rasa_events_queue)}",
-        f"  exchange_name: {_q(s.rasa_exchange or s.rasa_events_queue + '.exchange')}",
+    doc.update(tracker_store=tracker, lock_store=lock, event_broker={
+        "type": "bot.rasa_ext.eventbroker.BoundedPikaEventBroker",
+        "url": _Text(a.hostname or "127.0.0.1"),
+        "port": a.port or 5672,
+        "username": _Text(unquote(a.username or "guest")),
+        "password": "${QC_AMQP_PASSWORD}",
+        "queues": [_Text(s.rasa_events_queue)],
+        "exchange_name": _Text(s.rasa_exchange or s.rasa_events_queue + ".exchange"),
         # bounded and dead-lettered: nobody of ours reads it (README "Production")
-        f"  max_length: {s.rasa_events_max_length}",
-        f"  message_ttl_ms: {int(s.rasa_events_ttl_hours * 3600 * 1000)}",
-        f"  dead_letter_exchange: {_q(s.dead_letter_exchange)}",
+        "max_length": s.rasa_events_max_length,
+        "message_ttl_ms": int(s.rasa_events_ttl_hours * 3600 * 1000),
+        "dead_letter_exchange": _Text(s.dead_letter_exchange),
         # Rasa keeps events it could not publish and sends them when RabbitMQ is back.
-        "  should_keep_unpublished_messages: true",
-        "  raise_on_failure: false",
-    ]
-    return "\n".join(lines) + "\n"
+        "should_keep_unpublished_messages": True,
+        "raise_on_failure": False,
+    })
+    return _dump(doc)
+
+
+class _Text(str):
+    """A value from the environment (host, name, path): always written double-quoted, with
+    backslashes escaped. Rasa runs an all-ASCII file through raw_unicode_escape before
+    parsing it, so a lone backslash (e.g. in a single-quoted scalar) would break the file."""
+
+
+def _dump(doc: Mapping[str, Any]) -> str:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):  # safe_dump's dumper + the one style above
+        pass
+
+    Dumper.add_representer(_Text, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", str(v), style='"'))
+    # ${VAR} stays a plain scalar: Rasa substitutes plain scalars only
+    return yaml.dump(doc, Dumper=Dumper, allow_unicode=True, sort_keys=False, default_flow_style=False)
 
 
 def rasa_env(env: Optional[Mapping[str, str]] = None) -> dict:

@@ -75,6 +75,26 @@ def test_the_action_servers_secret_is_a_reference_that_rasa_sends_as_a_header(tm
     assert "headers" not in endpoints_yaml("http://127.0.0.1:5055/webhook", {})  # no secret: no header
 
 
+def test_names_from_the_environment_reach_rasa_as_the_same_strings(tmp_path, monkeypatch):
+    """Hosts and names are written quoted: YAML words (yes, null, 0), numbers, quotes, colons
+    and backslashes come back as the same strings through Rasa's own reader."""
+    from rasa.core.utils import read_endpoints_from_path
+
+    env = {**ENV, "QC_TRACKER_DB_URL": "postgresql://we%22ird%5Cuser%3A:pw@[::1]/trk%20db",
+           "QC_AMQP_URL": "amqp://123:pw@10.0.0.1/", "QC_RASA_EVENTS_QUEUE": "yes",
+           "QC_RASA_EXCHANGE": "null", "QC_DEAD_LETTER_EXCHANGE": "dl: #x", "QC_LOCK_PREFIX": "0"}
+    path = tmp_path / "endpoints.yml"
+    path.write_text(endpoints_yaml("http://127.0.0.1:5055/webhook", env), encoding="utf-8")
+    for k, v in rasa_env(env).items():
+        monkeypatch.setenv(k, v)
+    endpoints = read_endpoints_from_path(str(path))
+    tracker, broker = endpoints.tracker_store.kwargs, endpoints.event_broker.kwargs
+    assert (endpoints.tracker_store.url, tracker["db"], tracker["username"]) == ("::1", "trk db", 'we"ird\\user:')
+    assert endpoints.lock_store.kwargs["key_prefix"] == "0"
+    assert (broker["username"], broker["queues"], broker["exchange_name"], broker["dead_letter_exchange"]) == (
+        "123", ["yes"], "null", "dl: #x")
+
+
 @pytest.mark.parametrize("name,value,message", [
     ("QC_TRACKER_DB_URL", "", "needs QC_TRACKER_DB_URL"),
     ("QC_REDIS_URL", "http://cache", "QC_REDIS_URL must be a redis URL"),
