@@ -6,26 +6,46 @@ The same holds for the category a resident picks after an unsure turn (collect_c
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Coroutine, Dict, List, Mapping, Optional, Set
 
+from bot.paths import REPO_ROOT
 from bot.retraining.inbox import Sample, record, record_choice, sample_from_parse
 from bot.text import mask_personal_data
 
 log = logging.getLogger(__name__)
 
-FALLBACK_THRESHOLD = 0.3  # config.yml FallbackClassifier threshold
+CONFIG = REPO_ROOT / "config.yml"  # the pipeline the served model was trained with
+
 COLLECT_TIMEOUT = float(os.environ.get("QC_COLLECT_TIMEOUT", "3"))
 _pending: Set[asyncio.Task] = set()
+
+
+def fallback_threshold() -> float:
+    """The FallbackClassifier's threshold in config.yml (one source: the model's)."""
+    return _threshold_in(CONFIG)
+
+
+@functools.lru_cache(maxsize=None)
+def _threshold_in(config: Path) -> float:
+    import yaml
+
+    pipeline = yaml.safe_load(Path(config).read_text(encoding="utf-8")).get("pipeline") or []
+    found = [step for step in pipeline if str(step.get("name", "")).endswith("FallbackClassifier")]
+    if len(found) != 1 or "threshold" not in found[0]:
+        raise ValueError(f"{config}: expected one FallbackClassifier with a threshold")
+    return float(found[0]["threshold"])
 
 
 def fallback_source(ranking: List[Mapping[str, Any]]) -> str:
     """"fallback" when the best intent was under the threshold, "unsure" when the top two were close."""
     ranked = [r for r in ranking if r.get("name") != "nlu_fallback"]
     top = float(ranked[0].get("confidence") or 0) if ranked else 0.0
-    return "unsure" if top >= FALLBACK_THRESHOLD else "fallback"
+    return "unsure" if top >= fallback_threshold() else "fallback"
 
 
 def _in_transaction(write: Callable[..., Optional[int]], *args: Any) -> Optional[int]:

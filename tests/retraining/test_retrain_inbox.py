@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
@@ -76,3 +77,21 @@ def test_sample_from_rasa_ranking_skips_nlu_fallback() -> None:
     assert (s.predicted_intent, s.confidence, s.second_intent, s.second_confidence) == ("noise", 0.31, "dog", 0.29)
     assert fallback_source(ranking) == "unsure"
     assert fallback_source([{"name": "noise", "confidence": 0.12}]) == "fallback"
+
+
+def test_the_fallback_threshold_is_read_from_the_pipeline_config(tmp_path, monkeypatch) -> None:
+    from bot.retraining import collect
+
+    assert collect.fallback_threshold() == 0.3  # config.yml's FallbackClassifier
+    config = tmp_path / "config.yml"
+    config.write_text("pipeline:\n  - name: WhitespaceTokenizer\n  - name: FallbackClassifier\n"
+                      "    threshold: 0.5\n", encoding="utf-8")
+    monkeypatch.setattr(collect, "CONFIG", config)
+    assert collect.fallback_threshold() == 0.5
+    assert fallback_source([{"name": "noise", "confidence": 0.45}]) == "fallback"
+    assert fallback_source([{"name": "noise", "confidence": 0.5}]) == "unsure"
+    config.write_text("pipeline:\n  - name: WhitespaceTokenizer\n", encoding="utf-8")
+    monkeypatch.setattr(collect, "CONFIG", tmp_path / "config.yml.copy")
+    (tmp_path / "config.yml.copy").write_text(config.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(ValueError, match="one FallbackClassifier"):
+        collect.fallback_threshold()
