@@ -15,7 +15,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from bot.reference.dictionaries import PLACE_FREQ
 from bot.reference.gazetteer import PLACES_FIELDS
@@ -121,8 +121,6 @@ def find_span(text: str, mention: str, entity: str, dictionary_dir: Optional[Pat
 
 # --- Rasa YAML ----------------------------------------------------------------------
 
-_INTENT_LINE = re.compile(r"^- intent:\s*(\S+)\s*$")
-_EXAMPLE_LINE = re.compile(r"^    - (.*)$")
 _MARKUP = re.compile(r"\[([^\]]*)\]\((\w+)(?::[^)]*)?\)|\[([^\]]*)\]\{[^}]*\}")
 _SPECIAL = str.maketrans({"[": "［", "]": "］", "(": "（", ")": "）", "{": "｛", "}": "｝"})
 
@@ -156,30 +154,59 @@ def nlu_files(nlu_dir: Path) -> List[Path]:
     return sorted(p for p in Path(nlu_dir).glob("*.yml") if not p.name.startswith("."))
 
 
+def _yaml() -> Any:
+    """A round-trip YAML (ruamel) set to the layout of data/nlu: comments, quotes, blank
+    lines and the order of untouched parts are written back as they were read."""
+    from ruamel.yaml import YAML
+
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.indent(mapping=2, sequence=2, offset=0)  # "nlu:\n- intent: x\n  examples: |\n    - ..."
+    y.width = 1 << 16  # never fold a long line
+    return y
+
+
+def _load(path: Path) -> Any:
+    return _yaml().load(path.read_text(encoding="utf-8")) or {}
+
+
+def _dump(doc: Any) -> str:
+    out = io.StringIO()
+    _yaml().dump(doc, out)
+    return out.getvalue()
+
+
+def _intent_blocks(doc: Any) -> List[Any]:
+    """The `- intent:` entries of a Rasa NLU file with a literal `examples` block."""
+    items = doc.get("nlu") if hasattr(doc, "get") else None
+    return [b for b in items or [] if hasattr(b, "get") and isinstance(b.get("intent"), str)
+            and isinstance(b.get("examples"), str)]
+
+
+def _example_lines(examples: str) -> List[str]:
+    return [line.strip()[2:] for line in examples.splitlines() if line.strip().startswith("- ")]
+
+
+def _literal(text: str) -> Any:
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    return LiteralScalarString(text)
+
+
+def _as_examples(lines: Sequence[str]) -> str:
+    return "".join(f"- {line}\n" for line in lines)
+
+
 def existing_examples(nlu_dir: Path) -> Dict[str, set]:
     """intent → plain texts of its examples, over every file."""
     out: Dict[str, set] = {}
     for path in nlu_files(nlu_dir):
-        intent = None
-        for line in path.read_text(encoding="utf-8").splitlines():
-            m = _INTENT_LINE.match(line)
-            if m:
-                intent = m.group(1)
-                continue
-            if line.startswith("- "):
-                intent = None
-            m = _EXAMPLE_LINE.match(line)
-            if m and intent:
-                out.setdefault(intent, set()).add(plain(m.group(1)))
+        for block in _intent_blocks(_load(path)):
+            out.setdefault(block["intent"], set()).update(plain(l) for l in _example_lines(block["examples"]))
     return out
 
 
-def _file_of(nlu_dir: Path, intent: str) -> Optional[Path]:
-    for path in nlu_files(nlu_dir):
-        if any(_INTENT_LINE.match(l) and _INTENT_LINE.match(l).group(1) == intent
-               for l in path.read_text(encoding="utf-8").splitlines()):
-            return path
-    return None
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines' and YAML's
 
 
 def add_examples(nlu_dir: Path, intent: str, lines: Iterable[str]) -> Tuple[Optional[Path], List[str]]:
@@ -202,40 +229,28 @@ def _add_examples(nlu_dir: Path, intent: str, lines: Iterable[str]) -> Tuple[Opt
         clash = [other for other, texts in every.items() if other != intent and text in texts]
         if clash:  # the same words cannot teach two intents
             raise ValueError(f"「{text}」已是意图 {clash[0]} 的训练样本")
-        if text and text not in known and "\n" not in line:
+        if text and text not in known and not any(c in line for c in _LINE_BREAKS):
             known.add(text)
             new.append(line)
     if not new:
         return None, []
-    path = _file_of(nlu_dir, intent)
-    if path is None:
-        path = nlu_dir / INBOX_FILE
-        body = path.read_text(encoding="utf-8") if path.exists() else 'version: "3.1"\nnlu:\n'
-        if not body.endswith("\n"):
-            body += "\n"
-        body += f"- intent: {intent}\n  examples: |\n" + "".join(f"    - {l}\n" for l in new)
-        atomic_write(path, body)
-        return path, new
-    lines_in = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    out, i, done = [], 0, False
-    while i < len(lines_in):
-        line = lines_in[i]
-        out.append(line)
-        m = _INTENT_LINE.match(line.rstrip("\n"))
-        i += 1
-        if m and m.group(1) == intent and not done:
-            # copy the block, remember where its last example ends
-            last = len(out)
-            while i < len(lines_in) and not lines_in[i].startswith("- "):
-                out.append(lines_in[i])
-                if _EXAMPLE_LINE.match(lines_in[i].rstrip("\n")):
-                    last = len(out)
-                i += 1
-            if not out[last - 1].endswith("\n"):
-                out[last - 1] += "\n"
-            out[last:last] = [f"    - {l}\n" for l in new]
-            done = True
-    atomic_write(path, "".join(out))
+    for path in nlu_files(nlu_dir):
+        doc = _load(path)
+        block = next((b for b in _intent_blocks(doc) if b["intent"] == intent), None)
+        if block is not None:
+            old = str(block["examples"])
+            block["examples"] = _literal(old + ("\n" if old and not old.endswith("\n") else "") + _as_examples(new))
+            atomic_write(path, _dump(doc))
+            return path, new
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    path = nlu_dir / INBOX_FILE
+    doc = _load(path) if path.exists() else CommentedMap(version=DoubleQuotedScalarString("3.1"))
+    if doc.get("nlu") is None:
+        doc["nlu"] = []
+    doc["nlu"].append(CommentedMap(intent=intent, examples=_literal(_as_examples(new))))
+    atomic_write(path, _dump(doc))
     return path, new
 
 
@@ -246,17 +261,21 @@ def remove_examples(nlu_dir: Path, file_name: str, lines: Iterable[str]) -> List
         path = Path(nlu_dir) / Path(file_name).name
         if not path.exists():
             return []
-        wanted = [f"    - {l}\n" for l in lines]
-        out, removed = [], []
-        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-            norm = line if line.endswith("\n") else line + "\n"
-            if norm in wanted:
-                wanted.remove(norm)
-                removed.append(norm[6:-1])
-                continue
-            out.append(line)
+        wanted, removed = list(lines), []
+        doc = _load(path)
+        for block in _intent_blocks(doc):
+            kept = []  # the block's own lines, verbatim, but for the ones taken out
+            for line in str(block["examples"]).splitlines(keepends=True):
+                example = line.strip()[2:] if line.strip().startswith("- ") else None
+                if example is not None and example in wanted:
+                    wanted.remove(example)
+                    removed.append(example)
+                else:
+                    kept.append(line)
+            if "".join(kept) != block["examples"]:
+                block["examples"] = _literal("".join(kept))
         if removed:
-            atomic_write(path, "".join(out))
+            atomic_write(path, _dump(doc))
         return removed
 
 

@@ -131,3 +131,50 @@ def test_concurrent_accepts_lose_no_example(data_dir: Path) -> None:
     from bot.retraining.nludata import existing_examples
 
     assert set(texts) <= existing_examples(data_dir / "nlu")["street_order"]
+
+
+HAND_WRITTEN = '''version: "3.1"
+
+# Noise, written by hand: comments, a quoted intent name, a wider indent.
+nlu:
+- intent: "noise"   # quoted: still the noise intent
+  examples: |
+      - 楼下太吵
+      - [新城区](district)广场舞
+
+  # the block above ends here
+- intent: dog
+  examples: |
+    - 狗叫了一夜
+'''
+
+
+def test_an_accept_into_a_hand_written_file_keeps_its_comments_and_other_blocks(tmp_path: Path) -> None:
+    nlu = tmp_path / "nlu"
+    nlu.mkdir()
+    (nlu / "noise.yml").write_text(HAND_WRITTEN, encoding="utf-8")
+    path, added = add_examples(nlu, "noise", ["夜里装修电钻响"])
+    assert (path, added) == (nlu / "noise.yml", ["夜里装修电钻响"])
+    assert not (nlu / "inbox.yml").exists()  # the quoted intent name was found
+    text = path.read_text(encoding="utf-8")
+    head, rest = text.split("  examples: |\n", 1)
+    assert head == HAND_WRITTEN.split("  examples: |\n", 1)[0]  # comments and quotes above untouched
+    assert "    - 楼下太吵\n    - [新城区](district)广场舞\n    - 夜里装修电钻响\n" in rest
+    assert rest.endswith("  # the block above ends here\n- intent: dog\n  examples: |\n    - 狗叫了一夜\n")
+    from rasa.shared.nlu.training_data.loading import load_data
+
+    texts = {m.get("text"): m.get("intent") for m in load_data(str(nlu)).training_examples}
+    assert texts == {"楼下太吵": "noise", "新城区广场舞": "noise", "夜里装修电钻响": "noise", "狗叫了一夜": "dog"}
+    # undone: the example goes, everything else stays
+    assert nludata.remove_examples(nlu, "noise.yml", ["夜里装修电钻响"]) == ["夜里装修电钻响"]
+    assert "夜里装修电钻响" not in path.read_text(encoding="utf-8")
+    assert nludata.existing_examples(nlu) == {"noise": {"楼下太吵", "新城区广场舞"}, "dog": {"狗叫了一夜"}}
+
+
+def test_an_accept_and_its_undo_leave_a_data_file_byte_for_byte(data_dir: Path) -> None:
+    nlu = data_dir / "nlu"
+    before = {p.name: p.read_bytes() for p in nlu.glob("*.yml")}
+    path, added = add_examples(nlu, "greet", ["您好 我想反映个事"])
+    assert path.name == "chitchat.yml" and added == ["您好 我想反映个事"]
+    assert nludata.remove_examples(nlu, path.name, added) == added
+    assert {p.name: p.read_bytes() for p in nlu.glob("*.yml")} == before
