@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
 
 PG_BASE_URL = os.environ.get("QC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SKIP_SERVICES_REASON = "QC_SKIP_SERVICES=1: PostgreSQL tests left out"
@@ -47,6 +49,32 @@ def pg_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every store test runs on both engines: the embedded SQLite file and PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'qc.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A ticket store at the newest schema with no rows, once per engine (db_url). A module
+    that needs more (the runtime's engine, the holiday calendar) wraps it in its own
+    `engine` fixture that takes this one."""
+    import bot.storage.all_tables  # noqa: F401  (every feature's tables, dropped too)
+    from bot.storage.engine import init_db, make_engine
+    from bot.storage.tables import metadata
+
+    eng = make_engine(db_url)
+    metadata.drop_all(eng)  # PostgreSQL: the schema lives for the session, tables per test
+    with eng.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    init_db(eng)
+    yield eng
+    eng.dispose()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -3,7 +3,7 @@ whole web app (bot.web.app.init_app) on it, with the notifier off (tests drive i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +13,6 @@ from sqlalchemy.engine import Engine
 
 from bot.console.config import ConsoleConfig
 from bot.console.http import CONSOLE_CONFIG, CONSOLE_ENGINE
-from bot.storage.engine import init_db, make_engine
-from bot.storage.tables import metadata
 from bot.web.app import init_app
 from bot.web.keys import Settings
 
@@ -27,30 +25,6 @@ def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     from bot.console import auth
 
     monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'console.db'}"
-    return request.getfixturevalue("pg_url")
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
-    _reset(eng)
-    init_db(eng)
-    yield eng
-    eng.dispose()
-
-
-def _reset(eng: Engine) -> None:
-    import bot.storage.all_tables  # noqa: F401
-
-    metadata.drop_all(eng)  # PostgreSQL: the schema lives for the session, tables per test
-    with eng.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
 
 
 @pytest.fixture

@@ -22,28 +22,22 @@ from actions.followup import ActionFollowUp, ActionTicketUpdate
 from bot.ops import runtime
 from bot.console import services as svc
 from bot.console.uow import ConsoleUnitOfWork
-from bot.storage.engine import init_db, make_engine
-from bot.storage.tables import metadata, ticket_events, tickets
+from bot.storage.tables import ticket_events, tickets
 from tests.console.helpers import file, make_users
 
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN = yaml.safe_load((REPO / "domain.yml").read_text(encoding="utf-8"))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'f.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    eng = make_engine(url)
-    import bot.storage.all_tables  # noqa: F401
-
-    metadata.drop_all(eng)
-    init_db(eng)
-    runtime.reset_engine(eng)
+@pytest.fixture
+def engine(engine: Engine, db_url: str) -> Iterator[Engine]:
+    """tests/conftest.py's store, also as the action server's runtime engine. (db_url is
+    named so that pytest sees the parent's parameters through the override: both engines.)"""
+    runtime.reset_engine(engine)
     try:
-        yield eng
+        yield engine
     finally:
         runtime.reset_engine(None)
-        eng.dispose()
 
 
 def tracker(sender: str, intent: str, entities: list[dict[str, Any]] = (), text: str = None) -> Tracker:  # type: ignore[assignment]

@@ -26,8 +26,8 @@ from bot.domain.workcal import ChineseWorkCalendar, CityWorkCalendar, default_ca
 from bot.cli.holidays import main as calendar_cli
 from bot.services.tickets import file_complaint
 from bot.storage import holidays as hol
-from bot.storage.engine import init_db, make_engine
-from bot.storage.tables import holiday_days, holiday_years, metadata, ticket_events, tickets
+from bot.storage.engine import make_engine
+from bot.storage.tables import holiday_days, holiday_years, ticket_events, tickets
 from bot.storage.uow import SqlAlchemyUnitOfWork
 
 NOTICE = "测试用通知（虚构）"
@@ -37,17 +37,13 @@ def hohhot(y: int, m: int, d: int, h: int = 0) -> datetime:
     return datetime(y, m, d, h, tzinfo=SHANGHAI)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'qc.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    monkeypatch.setenv("QC_DATABASE_URL", url)  # for the CLI
-    eng = make_engine(url)
-    metadata.drop_all(eng)
-    init_db(eng)
-    hol.install(eng)  # this process's calendar reads this store
-    yield eng
+@pytest.fixture
+def engine(engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """tests/conftest.py's store (both engines), read by this process's calendar and the CLI."""
+    monkeypatch.setenv("QC_DATABASE_URL", db_url)  # for the CLI
+    hol.install(engine)  # this process's calendar reads this store
+    yield engine
     hol.uninstall()
-    eng.dispose()
 
 
 def year_file(tmp_path: Path, body: str, name: str = "y.yml") -> Path:

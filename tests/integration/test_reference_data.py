@@ -1,22 +1,10 @@
 """The store knows every queue and the routing catalogue after start-up (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import func, select
 
 from bot.ops.runtime import prepare_store
-from bot.storage.engine import make_engine
 from bot.storage.tables import queues, routing_rules
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'ref.db'}")
-    else:
-        eng = make_engine(request.getfixturevalue("pg_url"))
-    yield eng
-    eng.dispose()
 
 
 def test_prepare_store_syncs_queues_and_rules_idempotently(engine):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +26,6 @@ from bot.storage import engine as engine_module
 from bot.storage.engine import init_db, make_engine
 from bot.storage.repository import StaleTicket
 from bot.storage.tables import (
-    metadata,
     queues,
     routing_rules,
     ticket_counters,
@@ -42,19 +41,6 @@ COMMUNITY = "150102001001"
 THREADS = 8
 
 T = TypeVar("T")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'qc.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    eng = make_engine(url)
-    metadata.drop_all(eng)  # PostgreSQL: the schema lives for the session, tables per test
-    init_db(eng)
-    yield eng
-    eng.dispose()
 
 
 def draft(key: str = "k1", sender: str = "u1", category: str = "sanitation") -> ComplaintDraft:
