@@ -5,7 +5,8 @@ At most `limit` hits per key in each `window` seconds (fixed windows). With QC_R
 the counters live in Redis (one INCR'd key per sender and window, expiring with it), so every
 instance behind the proxy counts together; without it they live in this process's memory
 (the embedded single-instance default). When Redis does not answer, this process's own
-counters take over (logged) — a flood is still limited and nobody gets a 5xx.
+counters take over (logged) — a flood is still limited and nobody gets a 5xx. The same
+counters (SharedCounters) count the console's failed log-ins (bot/console/throttle.py).
 """
 from __future__ import annotations
 
@@ -67,7 +68,73 @@ class SharedRedis:
         self._redis = None
 
 
+class SharedCounters:
+    """Counters that expire, for the rate limits and the console's log-in throttle: one Redis
+    scheme (`qc:<namespace>:<sha256 of the key>[:<window number>]`, INCR + EXPIRE, so no
+    user name or address is stored in Redis) and one fallback. Every count is also kept in
+    this process (bounded); with Redis the answer is the larger of the two, so a Redis that
+    does not answer, or lost its data, still leaves this process limiting on its own count.
+
+    Own code rather than the `limits` library: limits needs packaging>=21, which Rasa 3.6's
+    pin (20.9) excludes, and it has no fall-back-to-local-when-Redis-is-down."""
+
+    def __init__(self, namespace: str, redis_url: str = "", max_keys: int = 100_000, what: str = "") -> None:
+        self.namespace, self.redis_url, self.max_keys = namespace, redis_url, max_keys
+        self._local: Dict[str, Tuple[int, float]] = {}  # name → (count, expires at)
+        self._redis = SharedRedis(redis_url, what or namespace)
+
+    def name(self, key: str, window: Optional[int] = None) -> str:
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return f"qc:{self.namespace}:{digest}" + ("" if window is None else f":{window}")
+
+    def _here(self, name: str, now: float) -> int:
+        count, expires = self._local.get(name, (0, now))
+        return count if now < expires else 0
+
+    async def add(self, key: str, now: float, ttl: float, window: Optional[int] = None) -> int:
+        """Count one more for `key` (in `window` when given); it expires `ttl` seconds from now."""
+        name = self.name(key, window)
+        if name not in self._local and len(self._local) >= self.max_keys:
+            # bounded memory: forget expired counts first, then the oldest half
+            self._local = {k: v for k, v in self._local.items() if now < v[1]}
+            if len(self._local) >= self.max_keys:
+                self._local = dict(list(self._local.items())[self.max_keys // 2:])
+        here = self._here(name, now) + 1
+        self._local[name] = (here, now + ttl)
+        if self.redis_url:
+            try:
+                pipe = self._redis.client().pipeline(transaction=True)
+                pipe.incr(name)
+                pipe.expire(name, int(ttl))
+                shared, _ = await pipe.execute()
+                return max(int(shared), here)
+            except Exception as exc:  # noqa: BLE001 - Redis down: this process's count decides, say so now and then
+                self._redis.down(exc)
+        return here
+
+    async def get(self, key: str, now: float, window: Optional[int] = None) -> int:
+        name = self.name(key, window)
+        here = self._here(name, now)
+        if self.redis_url:
+            try:
+                return max(int(await self._redis.client().get(name) or 0), here)
+            except Exception as exc:  # noqa: BLE001
+                self._redis.down(exc)
+        return here
+
+    async def clear(self, key: str, window: Optional[int] = None) -> None:
+        name = self.name(key, window)
+        self._local.pop(name, None)
+        if self.redis_url:
+            try:
+                await self._redis.client().delete(name)
+            except Exception as exc:  # noqa: BLE001
+                self._redis.down(exc)
+
+
 class RateLimiter:
+    """At most `limit` hits per key in each fixed window of `window` seconds."""
+
     def __init__(self, limit: int, window: float = 60.0, name: str = "rest", redis_url: Optional[str] = None,
                  clock: Callable[[], float] = time.time, max_keys: int = 100_000) -> None:
         if limit < 1 or window <= 0:
@@ -75,9 +142,7 @@ class RateLimiter:
         self.limit, self.window, self.name = limit, float(window), name
         self.redis_url = redis_url if redis_url is not None else (os.environ.get(REDIS_ENV) or "")
         self.clock = clock
-        self.max_keys = max_keys
-        self._counts: Dict[str, Tuple[int, int]] = {}  # key → (window number, hits)
-        self._redis = SharedRedis(self.redis_url, f"rate limit {name}")
+        self.counters = SharedCounters(f"rate:{name}", self.redis_url, max_keys, f"rate limit {name}")
 
     @classmethod
     def from_env(cls, name: str, default_limit: int, env: str = LIMIT_ENV, window: float = 60.0) -> "RateLimiter":
@@ -87,38 +152,12 @@ class RateLimiter:
     def shared(self) -> bool:
         return bool(self.redis_url)
 
-    def _bucket(self) -> int:
-        return int(self.clock() // self.window)
-
-    def _local(self, key: str, bucket: int) -> int:
-        seen_bucket, hits = self._counts.get(key, (bucket, 0))
-        hits = hits + 1 if seen_bucket == bucket else 1
-        if key not in self._counts and len(self._counts) >= self.max_keys:
-            # bounded memory: forget finished windows first, then the oldest half
-            self._counts = {k: v for k, v in self._counts.items() if v[0] == bucket}
-            if len(self._counts) >= self.max_keys:
-                self._counts = dict(list(self._counts.items())[self.max_keys // 2:])
-        self._counts[key] = (bucket, hits)
-        return hits
-
-    async def _shared(self, key: str, bucket: int) -> int:
-        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        name = f"qc:rate:{self.name}:{digest}:{bucket}"
-        pipe = self._redis.client().pipeline(transaction=True)
-        pipe.incr(name)
-        pipe.expire(name, int(self.window) + 5)
-        hits, _ = await pipe.execute()
-        return int(hits)
-
     async def hit(self, key: str) -> bool:
         """Count one request of `key`; True when it is within the limit."""
-        bucket = self._bucket()
-        if self.shared:
-            try:
-                return await self._shared(key, bucket) <= self.limit
-            except Exception as exc:  # noqa: BLE001 - Redis down: limit locally, say so now and then
-                self._redis.down(exc)
-        return self._local(key, bucket) <= self.limit
+        now = self.clock()
+        # the key of a window outlives it by 5 s (clocks of instances differ a little)
+        hits = await self.counters.add(key, now, self.window + 5, window=int(now // self.window))
+        return hits <= self.limit
 
 
 # One per-client counter for every chat channel of a process (REST and Socket.IO, README:

@@ -25,7 +25,7 @@ async def test_two_servers_count_together(redis_url: str) -> None:
     assert (await a.blocked(key, NOW), await b.blocked(key, NOW)) == (True, True)
     assert not await a.blocked(("203.0.113.8", key[1]), NOW)  # another client is not
     stored = redis.Redis.from_url(redis_url)
-    name = LoginThrottle._name(key)
+    name = LoginThrottle.redis_name(key)
     assert int(stored.get(name)) == 5 and 0 < stored.ttl(name) <= 15 * 60
     assert key[1].encode() not in name.encode()  # no user name in Redis
     await a.succeeded(key)
@@ -42,3 +42,17 @@ async def test_redis_down_each_server_counts_alone() -> None:
     await down.failed(key, NOW)
     assert await down.blocked(key, NOW)
     assert not await down.blocked(key, NOW + timedelta(minutes=15))  # the window passed
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_a_count_lasts_the_window_after_the_last_failure_with_or_without_redis(shared: bool, redis_url: str) -> None:
+    """One rule in Redis and in this process: five failures four minutes apart block."""
+    key = ("203.0.113.9", f"grid-{uuid.uuid4().hex[:8]}")
+    throttle = LoginThrottle(redis_url=redis_url if shared else "")
+    for minutes in (0, 4, 8, 12, 16):
+        assert not await throttle.blocked(key, NOW + timedelta(minutes=minutes))
+        await throttle.failed(key, NOW + timedelta(minutes=minutes))
+    assert await throttle.blocked(key, NOW + timedelta(minutes=16))
+    if not shared:  # Redis keeps its own time (the TTL); this process's clock is the argument
+        assert await throttle.blocked(key, NOW + timedelta(minutes=30))
+        assert not await throttle.blocked(key, NOW + timedelta(minutes=31))

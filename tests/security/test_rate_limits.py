@@ -126,6 +126,18 @@ async def test_redis_down_still_limits_in_process() -> None:
     assert await limiter.hit("y") is True
 
 
+async def test_a_redis_that_lost_its_counts_still_leaves_the_process_limiting(redis_url: str) -> None:
+    import redis
+
+    limiter = RateLimiter(3, 60, f"lost-{uuid.uuid4().hex}", redis_url=redis_url)
+    assert [await limiter.hit("x") for _ in range(3)] == [True, True, True]
+    stored = redis.Redis.from_url(redis_url)
+    [name] = stored.keys(f"qc:rate:{limiter.name}:*")
+    assert name.decode().startswith(f"qc:rate:{limiter.name}:") and b"x" not in name.split(b":")[-2]
+    stored.delete(name)  # a Redis restart without persistence
+    assert await limiter.hit("x") is False
+
+
 async def test_windows_roll_over() -> None:
     now = [1000.0]
     limiter = RateLimiter(2, 60, "clock", redis_url="", clock=lambda: now[0])
