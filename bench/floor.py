@@ -110,7 +110,7 @@ async def _load(base_url: str, concurrency: int, per_worker: int) -> Tuple[List[
 
 def run_floor(levels: Sequence[Tuple[int, int]], work_dir: Path, log=print) -> Dict:
     """Train the minimal bot, serve it, run every level; {train_s, runs: [...]}."""
-    from bot.ops.serve import _wait_http, stop_stack
+    from bot.ops.serve import stop_stack, wait_http
 
     work_dir.mkdir(parents=True, exist_ok=True)
     _write_project(work_dir)
@@ -127,7 +127,7 @@ def run_floor(levels: Sequence[Tuple[int, int]], work_dir: Path, log=print) -> D
                                 cwd=work_dir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     runs = []
     try:
-        if not _wait_http(f"http://127.0.0.1:{port}/", 180, proc):
+        if not wait_http(f"http://127.0.0.1:{port}/", 180, proc):
             raise RuntimeError(f"the minimal Rasa bot did not start; see {work_dir / 'rasa.log'}")
         base = f"http://127.0.0.1:{port}"
         asyncio.run(_load(base, 1, 2))  # warm-up, not timed

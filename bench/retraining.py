@@ -47,8 +47,8 @@ if __name__ == "__main__":  # python -m bench.retraining
     import json
     import tempfile
 
-    from bot.cli.main import _quiet
+    from bot.cli.main import quiet
 
-    _quiet()  # rasa logs every parse of the evaluation otherwise
+    quiet()  # rasa logs every parse of the evaluation otherwise
     with tempfile.TemporaryDirectory() as tmp:
         print(json.dumps(full_retraining(Path(tmp)), ensure_ascii=False, indent=1))

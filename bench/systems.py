@@ -67,7 +67,7 @@ class RasaModel:
 
     def close(self) -> None:
         try:
-            self.parser._loop.close()
+            self.parser.close()
         except Exception:
             pass
         self.parser = None

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional
 
 
-def _quiet() -> None:
+def quiet() -> None:
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
@@ -37,7 +37,7 @@ def _quiet() -> None:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    _quiet()
+    quiet()
     from bot.nlu.explain import Parser, read_jsonl_texts
 
     if not args.text and not args.jsonl:

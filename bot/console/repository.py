@@ -417,7 +417,7 @@ class ConsoleRepository:
             query = query.order_by(tickets.c.updated_at.desc(), tickets.c.id.desc())
         rows = self.conn.execute(query.limit(limit).offset(offset)).all()
         # Reuse the ticket store's row → Ticket mapping (events loaded in one query).
-        return SqlTicketRepository(self.conn)._load(rows)
+        return SqlTicketRepository(self.conn).load(rows)
 
     def count_tickets(self, scope: TicketFilter, states: Sequence[str] | None = None, extra: Sequence[ColumnElement] = ()) -> int:
         query = select(func.count()).select_from(tickets).where(visible(scope), *extra)

@@ -269,7 +269,7 @@ def export_csv(uow: ConsoleUnitOfWork, table_name: str) -> bytes:
     columns = [c.name for c in table.columns]
     writer.writerow(columns)
     with uow:
-        conn = uow._connection()
+        conn = uow.connection()
         confidential = confidential_ticket_ids(conn)  # 保密: no phone numbers (bot/storage/confidential.py)
         result = conn.execute(select(table).order_by(*table.primary_key.columns) if table.primary_key.columns else select(table))
         for row in result:

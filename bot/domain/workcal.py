@@ -51,6 +51,11 @@ class ChineseWorkCalendar:
         self._fallback = WeekdayCalendar()
         self._warned_years: set[int] = set()
 
+    @property
+    def version(self) -> str:
+        """The installed chinese_calendar release ("" when it does not say)."""
+        return getattr(self._cc, "__version__", "")
+
     def is_known(self, day: date) -> bool:
         try:
             self._cc.is_workday(day)

@@ -109,6 +109,10 @@ class Parser:
         for t in texts:
             yield self.explain(t)
 
+    def close(self) -> None:
+        """Closes the private event loop; the parser is unusable afterwards."""
+        self._loop.close()
+
 
 def read_jsonl_texts(lines: Iterable[str]) -> Iterator[Optional[str]]:
     for line in lines:

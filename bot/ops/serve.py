@@ -19,7 +19,7 @@ from bot.ops.production import ACTIONS_TOKEN_ENV
 VENV_BIN = Path(sys.executable).parent
 
 
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> bool:
+def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -67,7 +67,7 @@ def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, 
         env["QC_RASA_TOKEN"] = api_token
     procs = [spawn(cmd, env, log_dir / f"{name}-{rasa_port}.log")
              for name, cmd in (("actions", actions_cmd), ("rasa", rasa_cmd))]
-    ok = _wait_http(f"http://127.0.0.1:{actions_port}/health", 90, procs[0]) and _wait_http(
+    ok = wait_http(f"http://127.0.0.1:{actions_port}/health", 90, procs[0]) and wait_http(
         f"http://127.0.0.1:{rasa_port}/", 180, procs[1])
     if not ok:
         stop_stack(procs)
@@ -105,7 +105,7 @@ def start_web(rasa_port: int, web_port: int, api_token: Optional[str], log_dir: 
     env = {**os.environ, **(env or {}), "PYTHONPATH": str(REPO_ROOT), "QC_WEB_PORT": str(web_port),
            "QC_RASA_URL": f"http://127.0.0.1:{rasa_port}", "QC_RASA_TOKEN": api_token or ""}
     proc = spawn([sys.executable, "-m", "bot.web.app"], env, log_dir / f"web-{web_port}.log")
-    if not _wait_http(f"http://127.0.0.1:{web_port}/health", 60, proc):
+    if not wait_http(f"http://127.0.0.1:{web_port}/health", 60, proc):
         stop_stack([proc])
         raise RuntimeError(f"web server did not start; see {log_dir}/web-{web_port}.log")
     return proc

@@ -229,7 +229,7 @@ def library_ranges(year: int, library: ChineseWorkCalendar | None = None) -> lis
     lib = library or ChineseWorkCalendar()
     if not lib.is_known(date(year, 1, 1)):
         return []
-    source = f"chinese_calendar {getattr(lib._cc, '__version__', '')}".strip()
+    source = f"chinese_calendar {lib.version}".strip()
     entries = {}
     day = date(year, 1, 1)
     while day.year == year:

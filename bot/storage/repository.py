@@ -151,7 +151,7 @@ class SqlTicketRepository(AbstractTicketRepository):
             .order_by(tickets.c.created_at.desc(), tickets.c.id.desc())
             .limit(limit)
         )
-        return self._load(self.conn.execute(query).all())
+        return self.load(self.conn.execute(query).all())
 
     def save_events(self, ticket: Ticket) -> None:
         if ticket.id is None:
@@ -186,10 +186,10 @@ class SqlTicketRepository(AbstractTicketRepository):
         ticket.saved_event_count = len(ticket.events)
 
     def _one(self, query: Any) -> Ticket | None:
-        found = self._load(self.conn.execute(query).all())
+        found = self.load(self.conn.execute(query).all())
         return found[0] if found else None
 
-    def _load(self, rows: Sequence[Row]) -> list[Ticket]:
+    def load(self, rows: Sequence[Row]) -> list[Ticket]:
         if not rows:
             return []
         events: dict[int, list[TicketEvent]] = {row.id: [] for row in rows}

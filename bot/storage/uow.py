@@ -60,12 +60,12 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
             self._conn = None
 
     def commit(self) -> None:
-        self._connection().commit()
+        self.connection().commit()
 
     def rollback(self) -> None:
-        self._connection().rollback()
+        self.connection().rollback()
 
-    def _connection(self) -> Connection:
+    def connection(self) -> Connection:
         if self._conn is None:
             raise RuntimeError("unit of work used outside its `with` block")
         return self._conn

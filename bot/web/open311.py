@@ -313,11 +313,11 @@ def query_requests(uow: ConsoleUnitOfWork, params: dict[str, str], now: datetime
                 query = query.where(t.c.state.in_(states))
     query = query.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(MAX_RESULTS)
     with uow:
-        conn = uow._connection()
+        conn = uow.connection()
         rows = conn.execute(query).all()
         from bot.storage.repository import SqlTicketRepository
 
-        found = SqlTicketRepository(conn)._load(rows)
+        found = SqlTicketRepository(conn).load(rows)
         secret: set[int] = set()
         media: dict[int, str] = {}
         if found:

@@ -16,9 +16,9 @@ from tests.e2e.chat import TOKEN, Stack
 
 def wait_http(url: str, proc, timeout: float = 60) -> None:
     """bot.ops.serve's start-up wait, raising: the test's own server must answer or the test stops."""
-    from bot.ops.serve import _wait_http
+    from bot.ops.serve import wait_http
 
-    if not _wait_http(url, timeout, proc):
+    if not wait_http(url, timeout, proc):
         raise RuntimeError(f"{url} did not answer" if proc.poll() is None else f"server exited with {proc.returncode}")
 
 

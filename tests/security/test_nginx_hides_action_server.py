@@ -16,7 +16,7 @@ import requests
 
 from bot.ops.cluster import find_nginx, free_port, nginx_conf
 from bot.paths import REPO_ROOT
-from bot.ops.serve import _wait_http, actions_command, stop_stack
+from bot.ops.serve import wait_http, actions_command, stop_stack
 
 SECRET = "nginx-" + uuid.uuid4().hex
 
@@ -50,7 +50,7 @@ def proxied(tmp_path_factory):
     procs = [subprocess.Popen(actions_command(actions), cwd=REPO_ROOT, env=env, stdout=open(tmp / "actions.log", "ab"),
                               stderr=subprocess.STDOUT, start_new_session=True)]
     try:
-        assert _wait_http(f"http://127.0.0.1:{actions}/health", 90, procs[0]), "action server did not start"
+        assert wait_http(f"http://127.0.0.1:{actions}/health", 90, procs[0]), "action server did not start"
         procs.append(subprocess.Popen([nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"],
                                       stdout=open(tmp / "nginx.log", "ab"), stderr=subprocess.STDOUT,
                                       start_new_session=True))

@@ -134,6 +134,49 @@ def private_reaches(known: dict[str, Path]) -> list[str]:
     return out
 
 
+def private_definitions(tree: ast.AST) -> set[str]:
+    """Private names a module defines: functions, methods, classes, assigned names and `self._x = …`."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            out.add(node.attr)
+    return {n for n in out if n.startswith("_") and not n.startswith("__")}
+
+
+def private_object_reaches(known: dict[str, Path]) -> list[str]:
+    """Heuristic for reaches through objects (`uow._connection()`, `Repo(conn)._load(rows)`):
+    `<expr>._x` where `<expr>` is not self, cls or super(), and `_x` is defined by another module
+    of ours but not by this one. Private names of third-party objects are not ours to police."""
+    trees = {name: ast.parse(path.read_text(encoding="utf-8")) for name, path in known.items()}
+    defined = {name: private_definitions(tree) for name, tree in trees.items()}
+    elsewhere: dict[str, set[str]] = {}
+    for name, names in defined.items():
+        for n in names:
+            elsewhere.setdefault(n, set()).add(name)
+    out = []
+    for name, tree in trees.items():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and node.attr in elsewhere and node.attr not in defined[name]):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super":
+                continue
+            out.append(f"{name}:{node.lineno} uses {node.attr} of {', '.join(sorted(elsewhere[node.attr]))}")
+    return out
+
+
+def test_no_module_reaches_a_private_name_of_another() -> None:
+    known = modules(*OURS)
+    assert private_reaches(known) == []
+    assert private_object_reaches(known) == []
+
+
 def test_no_import_circle_in_bot() -> None:
     found = circles(import_graph(modules("bot")))
     assert found == [], "import circles (module-level and function-level imports): " + "; ".join(
@@ -186,3 +229,19 @@ def test_the_private_check_sees_both_ways_in(tmp_path: Path) -> None:
     (pkg / "b.py").write_text("from bot import uow\n\n\ndef f():\n    return uow._connection()\n")
     known = {"bot": pkg / "__init__.py", "bot.uow": pkg / "uow.py", "bot.a": pkg / "a.py", "bot.b": pkg / "b.py"}
     assert private_reaches(known) == ["bot.a:1 imports bot.uow._connection", "bot.b:5 uses bot.uow._connection"]
+
+
+def test_the_object_check_sees_a_reach_through_an_instance(tmp_path: Path) -> None:
+    pkg = tmp_path / "bot"
+    pkg.mkdir()
+    (pkg / "uow.py").write_text(
+        "class Uow:\n    def _connection(self):\n        return self._conn\n\n"
+        "    def commit(self):\n        self._connection().commit()\n")
+    (pkg / "a.py").write_text(
+        "from bot.uow import Uow\n\n\ndef f(uow: Uow, row):\n    row._mapping\n    return uow._connection()\n")
+    (pkg / "b.py").write_text(
+        "class B(Base):\n    def _connection(self):\n        return super()._conn\n\n"
+        "    def g(self, other):\n        return other._connection(), self._conn\n")
+    known = {"bot.uow": pkg / "uow.py", "bot.a": pkg / "a.py", "bot.b": pkg / "b.py"}
+    # a reaches into uow (row._mapping is not ours); b defines its own _connection, so other._connection is its own
+    assert private_object_reaches(known) == ["bot.a:6 uses _connection of bot.b, bot.uow"]

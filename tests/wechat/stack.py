@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from bot.paths import REPO_ROOT
-from bot.ops.serve import VENV_BIN, _wait_http, actions_command, stop_stack
+from bot.ops.serve import VENV_BIN, actions_command, stop_stack, wait_http
 
 CREDENTIALS = """\
 bot.channels.rest.RestInput:
@@ -56,8 +56,8 @@ def start_wechat_stack(tmp: Path, rasa_port: int, actions_port: int, model: str,
         log = open(tmp / f"{log_name or 'wechat'}-{name}.log", "ab")
         procs.append(subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True))
-    ok = _wait_http(f"http://127.0.0.1:{actions_port}/health", 90, procs[0]) and \
-        _wait_http(f"http://127.0.0.1:{rasa_port}/", 180, procs[1])
+    ok = wait_http(f"http://127.0.0.1:{actions_port}/health", 90, procs[0]) and \
+        wait_http(f"http://127.0.0.1:{rasa_port}/", 180, procs[1])
     if not ok:
         stop_stack(procs)
         raise RuntimeError(f"servers did not start; see {tmp}/*.log")

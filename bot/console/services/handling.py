@@ -305,7 +305,7 @@ def _collect_correction(uow: ConsoleUnitOfWork, ticket: Ticket, target: dict[str
     catalogue = default_catalogue()
     rule = catalogue.categories.get(ticket.category)
     street = _text(form, "street", 12)
-    conn = uow._connection()
+    conn = uow.connection()
     if street and street != filed_street:
         record(conn, Sample("ticket_location", ticket.description, f"ticket_location:{ticket.id}:{now.isoformat()}",
                             predicted_intent=ticket.category, ticket_id=ticket.id,
@@ -325,7 +325,7 @@ def _collect_recategorisation(uow: ConsoleUnitOfWork, ticket: Ticket, data: dict
     gets the description with the dispatcher's category (same transaction as the event)."""
     from bot.retraining.inbox import Sample, record
 
-    record(uow._connection(),
+    record(uow.connection(),
            Sample("ticket_category", ticket.description, f"ticket_category:{ticket.id}:{now.isoformat()}",
                   predicted_intent=data["was"], ticket_id=ticket.id,
                   correction={"intent": data["category"], "chosen_by": "dispatcher"}), now)
