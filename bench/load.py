@@ -375,7 +375,7 @@ def bench_served(system: str, model: Path, residents: Sequence[Resident], levels
     from bot.storage.engine import make_engine
 
     try:  # schema + queues + routing rules, as `python -m bot serve` and the e2e tests prepare it
-        from bot.ops.runtime import prepare_store
+        from bot.services.setup import prepare_store
     except ImportError:
         from bot.storage.engine import init_db as prepare_store
 

@@ -116,7 +116,7 @@ def cmd_run_rasa(args: argparse.Namespace) -> int:
 
 def cmd_prepare_store(args: argparse.Namespace) -> int:
     """Migrations (alembic upgrade head), queues and routing rules; safe to run on every start."""
-    from bot.ops.runtime import prepare_store
+    from bot.services.setup import prepare_store
     from bot.storage.engine import make_engine
 
     engine = make_engine()

@@ -251,7 +251,7 @@ class Cluster:
 
     def start(self) -> "Cluster":
         from bot.ops.production import ProductionSettings, endpoints_yaml
-        from bot.ops.runtime import prepare_store
+        from bot.services.setup import prepare_store
         from bot.storage.engine import make_engine
 
         env = self._env()

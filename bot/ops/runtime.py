@@ -25,29 +25,6 @@ _lock = threading.Lock()
 _engine = None
 
 
-def reference_queues(catalogue, gazetteer):
-    """Every queue a ticket can be routed to: departments (incl. 派单中心) and streets."""
-    for code, name in catalogue.departments.items():
-        yield {"code": code, "name": name, "kind": "dispatch" if code == "dispatch_center" else "department"}
-    for place in gazetteer.places.values():
-        if place.level == "street":
-            yield {"code": f"street:{place.code}", "name": place.name, "kind": "street"}
-
-
-def prepare_store(eng) -> None:
-    """Schema, then the queues and the routing catalogue as the data files say now."""
-    from bot.reference.gazetteer import default_gazetteer
-    from bot.services.tickets import sync_queues, sync_routing_rules
-
-    init_db(eng)
-    cat = default_catalogue()
-    sync_queues(SqlAlchemyUnitOfWork(eng), list(reference_queues(cat, default_gazetteer())))
-    sync_routing_rules(SqlAlchemyUnitOfWork(eng), [
-        {"category": r.code, "lead": r.lead, "co": list(r.co), "dispatch_class": r.dispatch_class.value}
-        for r in cat.categories.values()
-    ])
-
-
 def engine():
     global _engine
     with _lock:

@@ -112,7 +112,7 @@ def start_web(rasa_port: int, web_port: int, api_token: Optional[str], log_dir: 
 
 
 def serve(rasa_port: int, actions_port: int) -> int:
-    from bot.ops.runtime import prepare_store
+    from bot.services.setup import prepare_store
     from bot.storage.engine import default_url, make_engine
 
     prepare_store(make_engine())  # schema, queues and routing rules before the first resident writes

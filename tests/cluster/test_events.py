@@ -20,7 +20,7 @@ def store():
     """A ticket store of its own (fresh schema, dropped after): ticket_events is append-only."""
     from sqlalchemy import create_engine
 
-    from bot.ops.runtime import prepare_store
+    from bot.services.setup import prepare_store
     from bot.storage.engine import make_engine
     from tests.cluster.conftest import _with_schema
     from tests.conftest import PG_BASE_URL

@@ -8,7 +8,7 @@ import pytest
 
 from bot.nlu.explain import latest_model
 from bot.ops.serve import start_stack, stop_stack
-from bot.ops.runtime import prepare_store
+from bot.services.setup import prepare_store
 from bot.storage.engine import make_engine
 
 from tests.e2e.chat import TOKEN, Stack

@@ -40,7 +40,7 @@ def behind_nginx(tmp_path_factory):
     from bot.console import services as svc
     from bot.console.uow import ConsoleUnitOfWork
     from bot.domain.model import ComplaintDraft, DispatchClass, Route
-    from bot.ops.runtime import prepare_store
+    from bot.services.setup import prepare_store
     from bot.services.tickets import file_complaint
     from bot.storage.engine import make_engine
 

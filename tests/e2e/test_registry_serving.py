@@ -35,7 +35,7 @@ from bot.console.uow import ConsoleUnitOfWork
 from bot.paths import REPO_ROOT
 from bot.retraining.tables import model_registry
 from bot.retraining.trainer import now_utc
-from bot.ops.runtime import prepare_store
+from bot.services.setup import prepare_store
 from bot.storage.engine import make_engine
 from tests.e2e.chat import TOKEN, Chat, Stack
 from tests.e2e.test_retraining_e2e import _free_port

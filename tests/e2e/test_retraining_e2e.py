@@ -31,7 +31,7 @@ from bot.console.http import CONSOLE_CONFIG, CONSOLE_ENGINE
 from bot.paths import REPO_ROOT
 from bot.retraining import trainer
 from bot.retraining.tables import model_registry, review_items
-from bot.ops.runtime import prepare_store
+from bot.services.setup import prepare_store
 from bot.ops.serve import start_stack, stop_stack
 from bot.storage.engine import make_engine
 from bot.web.app import init_app

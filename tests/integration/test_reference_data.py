@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from bot.ops.runtime import prepare_store
+from bot.services.setup import prepare_store
 from bot.storage.tables import queues, routing_rules
 
 

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from bot.nlu.explain import latest_model
-from bot.ops.runtime import prepare_store
+from bot.services.setup import prepare_store
 from bot.ops.serve import start_stack, stop_stack
 from bot.storage.engine import make_engine
 

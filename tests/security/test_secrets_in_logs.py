@@ -30,7 +30,7 @@ from sqlalchemy import select
 from bot.console import services as svc
 from bot.console.uow import ConsoleUnitOfWork
 from bot.nlu.explain import latest_model
-from bot.ops.runtime import prepare_store
+from bot.services.setup import prepare_store
 from bot.ops.serve import start_stack, start_web, stop_stack
 from bot.storage.engine import make_engine
 from bot.storage.tables import ticket_reports
