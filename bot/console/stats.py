@@ -33,10 +33,12 @@ from bot.domain.model import (
     DISPATCH,
     DISPATCH_CENTER,
     FOLLOW_UP,
+    OPEN_STATES,
     RECATEGORISE,
     REDISPATCH,
     REOPEN,
     Ticket,
+    TicketState,
 )
 from bot.domain.clock import SHANGHAI
 from bot.storage.confidential import confidential_ticket_ids, redact_row
@@ -178,7 +180,7 @@ def dashboard(
             scope, extra=[t.c.created_at >= start, t.c.created_at < end], order="deadline", limit=MAX_TICKETS
         )
         open_tickets = uow.console.ticket_rows(
-            scope, states=[s for s in ("受理", "派单", "签收", "办理", "退单")], order="deadline", limit=MAX_TICKETS
+            scope, states=[s.value for s in TicketState if s in OPEN_STATES], order="deadline", limit=MAX_TICKETS
         )
     days = []
     d = start.date()

@@ -106,6 +106,7 @@ class TicketState(str, Enum):
 
 
 OPEN_STATES = frozenset(TicketState) - {TicketState.RESOLVED, TicketState.CLOSED}
+CLOSED_STATES = frozenset(TicketState) - OPEN_STATES
 
 # Event kinds (stored as the Chinese word).
 RECEIVE, DISPATCH, ACCEPT, WORK, RETURN, REDISPATCH = "受理", "派单", "签收", "办理", "退单", "改派"

@@ -36,7 +36,7 @@ from bot.console.http import CONSOLE, read_form
 from bot.console.names import category_label, queue_label
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.clock import SHANGHAI
-from bot.domain.model import CATEGORIES, OPEN_STATES, ComplaintDraft, Ticket
+from bot.domain.model import CATEGORIES, CLOSED_STATES, OPEN_STATES, ComplaintDraft, Ticket
 from bot.security.ratelimit import MSG_TOO_FAST, RateLimiter
 from bot.storage.tables import ticket_reports, tickets
 from bot.text import clean_message, mask_personal_data, unstorable
@@ -308,7 +308,7 @@ def query_requests(uow: ConsoleUnitOfWork, params: dict[str, str], now: datetime
                 raise BadRequest(400, "status must be open or closed")
             states = [s.value for s in OPEN_STATES] if wanted == {"open"} else None
             if wanted == {"closed"}:
-                states = ["办结", "回访"]
+                states = [s.value for s in CLOSED_STATES]
             if states is not None:
                 query = query.where(t.c.state.in_(states))
     query = query.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(MAX_RESULTS)

@@ -8,6 +8,7 @@ import ast
 import sys
 from pathlib import Path
 
+from bot.domain.model import TicketState
 from bot.paths import REPO_ROOT
 
 OURS = ("bot", "actions", "bench")
@@ -175,6 +176,46 @@ def test_no_module_reaches_a_private_name_of_another() -> None:
     known = modules(*OURS)
     assert private_reaches(known) == []
     assert private_object_reaches(known) == []
+
+
+def state_literals(known: dict[str, Path]) -> list[str]:
+    """A ticket state's name written as a value to compare or filter with (in a comparison, a list,
+    tuple or set, a call's argument), or quoted inside SQL ('受理'). Prose that happens to contain
+    the word (f-strings, labels) is not a state literal."""
+    names = {s.value for s in TicketState}
+    quoted = {f"'{n}'" for n in names}
+    out = []
+    for name, path in known.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                values = [node.left, *node.comparators]
+            elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+                values = node.elts
+            elif isinstance(node, ast.Call):
+                values = [*node.args, *(k.value for k in node.keywords)]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and any(q in node.value for q in quoted):
+                out.append((name, node.lineno, f"{name}:{node.lineno} {node.value!r}"))
+                continue
+            else:
+                continue
+            for v in values:
+                if isinstance(v, ast.Constant) and v.value in names:
+                    out.append((name, v.lineno, f"{name}:{v.lineno} {v.value!r}"))
+    return [line for *_, line in sorted(out)]
+
+
+def test_ticket_state_names_are_written_only_in_the_domain() -> None:
+    known = {n: p for n, p in modules(*OURS).items() if not (n == "bot.domain" or n.startswith("bot.domain."))}
+    assert state_literals(known) == []
+
+
+def test_the_state_check_sees_a_literal_and_sql(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text(
+        'OPEN = ["受理", "派单中心"]\nQ = "SELECT 1 FROM tickets WHERE state = \'办结\'"\n'
+        'if t.state == "回访" or f(state="退单"):\n    pass\n'
+        'TABS = {"returned": "退单"}\nNOTE = f"退单{n}次"\n')
+    assert state_literals({"bot.a": tmp_path / "a.py"}) == [
+        "bot.a:1 '受理'", "bot.a:2 \"SELECT 1 FROM tickets WHERE state = '办结'\"", "bot.a:3 '回访'", "bot.a:3 '退单'"]
 
 
 def test_no_import_circle_in_bot() -> None:
