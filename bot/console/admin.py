@@ -9,7 +9,7 @@ from aiohttp import web
 
 from bot.console import auth
 from bot.console import services as svc
-from bot.console.http import CONSOLE, PREFIX, render, require
+from bot.console.http import CONSOLE, PREFIX, form_text, render, require
 from bot.console.names import department_choices, street_choices
 from bot.console.tables import ROLES
 from bot.console.uow import ConsoleUnitOfWork
@@ -73,10 +73,10 @@ async def users_create(request: web.Request) -> web.StreamResponse:
     try:
         await request.app[CONSOLE].run(
             svc.create_user,
-            str(form.get("username") or ""),
-            str(form.get("display_name") or ""),
+            form_text(form, "username"),
+            form_text(form, "display_name"),
             password,
-            str(form.get("role") or ""),
+            form_text(form, "role"),
             queues,
             now_utc(),
         )
@@ -137,7 +137,7 @@ def create_api_key(uow: ConsoleUnitOfWork, name: str, scope: str = "public") -> 
 
 async def api_key_create(request: web.Request) -> web.StreamResponse:
     require(request, "admin")
-    name = str(request["form"].get("name") or "")
+    name = form_text(request["form"], "name")
     try:
         key = await request.app[CONSOLE].run(create_api_key, name)
     except svc.ConsoleError as exc:

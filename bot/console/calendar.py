@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.console.http import CONSOLE, PREFIX, render, require
+from bot.console.http import CONSOLE, PREFIX, form_text, render, require
 from bot.domain.clock import SHANGHAI, now_utc
 from bot.domain.workcal import default_calendar
 from bot.storage import holidays as hol
@@ -95,9 +95,9 @@ async def calendar_page(request: web.Request) -> web.Response:
 
 def _submitted(form: Any) -> tuple[str, list[dict[str, str]]]:
     """The form's year and rows: the filled rows, then a pasted block's (blank rows dropped)."""
-    year_text = str(form.get("year") or "")
+    year_text = form_text(form, "year")
     rows = [r for r in _rows_from_form(form) if not _is_blank(r)]
-    paste = str(form.get("paste") or "")
+    paste = form_text(form, "paste")
     if paste.strip():
         try:
             rows += _pasted(year_text, paste)
@@ -134,13 +134,13 @@ async def calendar_preview(request: web.Request) -> web.Response:
     require(request, "admin")
     form = request["form"]
     engine = request.app[CONSOLE].engine
-    year_text = str(form.get("year") or "")
+    year_text = form_text(form, "year")
     try:
         if form.get("more"):  # 增加空行: the rows back with more empty ones, nothing checked
             rows = [r for r in _rows_from_form(form) if not _is_blank(r)]
             blanks = sum(1 for r in _rows_from_form(form) if _is_blank(r))
             return await render(request, "calendar.html", year=year_text, rows=_padded(
-                rows, min(blanks + MORE_ROWS, MAX_BLANK_ROWS)), paste=str(form.get("paste") or ""), source=None,
+                rows, min(blanks + MORE_ROWS, MAX_BLANK_ROWS)), paste=form_text(form, "paste"), source=None,
                 title="节假日安排")
         year_text, rows = _submitted(form)
         year, days = _check(year_text, rows)
@@ -156,7 +156,7 @@ async def calendar_save(request: web.Request) -> web.StreamResponse:
     p = require(request, "admin")
     form = request["form"]
     engine = request.app[CONSOLE].engine
-    year_text = str(form.get("year") or "")
+    year_text = form_text(form, "year")
     try:
         year_text, rows = _submitted(form)
         year, days = _check(year_text, rows)

@@ -174,6 +174,11 @@ async def read_form(request: web.Request) -> Any:
 
 
 
+def form_text(form: Any, name: str) -> str:
+    """A form field as text; "" when it is missing or empty."""
+    return str(form.get(name) or "")
+
+
 def same_origin(request: web.Request) -> bool:
     """A browser's Origin/Referer must name this host (SameSite=Lax does the rest)."""
     origin = request.headers.get("Origin") or request.headers.get("Referer")

@@ -21,6 +21,7 @@ from bot.console.http import (
     SESSION_COOKIE,
     error_html,
     forbidden,
+    form_text,
     is_console,
     read_form,
     same_origin,
@@ -114,7 +115,7 @@ async def session_middleware(request: web.Request, handler: Callable[..., Any]) 
         request["form"] = form
         if unstorable_values(form.keys()) or unstorable_values(form.values()):
             raise web.HTTPBadRequest()
-        if not same_origin(request) or not auth.same_token(str(form.get("csrf") or ""), request["csrf"]):
+        if not same_origin(request) or not auth.same_token(form_text(form, "csrf"), request["csrf"]):
             log.warning("CSRF check failed for %s %s (user %s)", request.method, path, request["principal"].username)
             return forbidden(console)
     return await handler(request)

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.console.http import CONSOLE, PREFIX, render, require
+from bot.console.http import CONSOLE, PREFIX, form_text, render, require
 from bot.console.names import category_label
 from bot.domain.clock import now_utc
 from bot.domain.model import CATEGORIES
@@ -155,8 +155,8 @@ async def item_accept(request: web.Request) -> web.StreamResponse:
     item_id = _item_id(request)
     try:
         result = await asyncio.to_thread(
-            _accept, request.app[CONSOLE].engine, settings_of(request), item_id, str(form.get("intent") or ""),
-            str(form.get("mention") or "")[:60], str(form.get("entity") or "place"),
+            _accept, request.app[CONSOLE].engine, settings_of(request), item_id, form_text(form, "intent"),
+            form_text(form, "mention")[:60], str(form.get("entity") or "place"),
             form.get("confirm_snap") == "1", p.username, form.get("add_word") == "1",
         )
     except (RetrainError, nludata.SpanError, ValueError) as exc:
@@ -192,9 +192,9 @@ async def place_add(request: web.Request) -> web.StreamResponse:
     form = request["form"]
     try:
         added = await asyncio.to_thread(
-            nludata.add_place, settings_of(request).data_dir, str(form.get("name") or ""),
-            str(form.get("district_code") or "").strip(), str(form.get("street_code") or "").strip(),
-            str(form.get("community_code") or "").strip(),
+            nludata.add_place, settings_of(request).data_dir, form_text(form, "name"),
+            form_text(form, "district_code").strip(), form_text(form, "street_code").strip(),
+            form_text(form, "community_code").strip(),
         )
     except ValueError as exc:
         return await inbox_page(request, status=400, error=str(exc))

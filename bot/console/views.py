@@ -17,6 +17,7 @@ from bot.console.http import (
     PREFIX,
     SESSION_COOKIE,
     forbidden,
+    form_text,
     principal_of,
     read_form,
     render,
@@ -73,11 +74,11 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     if unstorable_values(form.values()):
         raise web.HTTPBadRequest()
     if not same_origin(request) or not auth.same_token(
-        str(form.get("csrf") or ""), request.cookies.get(LOGIN_CSRF_COOKIE)
+        form_text(form, "csrf"), request.cookies.get(LOGIN_CSRF_COOKIE)
     ):
         return forbidden(console)
-    username = str(form.get("username") or "")[:64]
-    password = str(form.get("password") or "")[:256]
+    username = form_text(form, "username")[:64]
+    password = form_text(form, "password")[:256]
     ttl = timedelta(hours=console.config.session_hours)
     client = client_address(request.remote, request.headers.get("X-Forwarded-For", ""),
                             console.config.trusted_proxies)
@@ -89,7 +90,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         await console.throttle.failed(key, now_utc())
         return await _login_form(request, "用户名或密码错误。", status=401, username=username)
     await console.throttle.succeeded(key)
-    response = web.HTTPSeeOther(_safe_next(str(form.get("next") or "")))
+    response = web.HTTPSeeOther(_safe_next(form_text(form, "next")))
     response.set_cookie(
         SESSION_COOKIE,
         session.token,
