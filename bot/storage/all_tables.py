@@ -2,6 +2,6 @@
 this so all of them exist; a feature with its own tables adds one import line here."""
 from bot.storage import tables  # noqa: F401  tickets, reports, events, queues, routing rules
 from bot.console import tables as console_tables  # noqa: F401  users, sessions, outbox, attachments, api keys
-from bot.channels import wechat_store  # noqa: F401  WeChat dedupe, nonces, residents, access_token
+from bot.channels.wechat import store as wechat_store  # noqa: F401  WeChat dedupe, nonces, residents, access_token
 from bot.retraining import tables as retraining_tables  # noqa: F401  review inbox, model registry, training lock
 from bot.storage import retention  # noqa: F401  the background jobs' lease, anonymised tickets

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 import bot.storage.all_tables  # noqa: F401
 from bot.storage.engine import MIGRATED_TABLES, alembic_config, init_db, make_engine
-from bot.channels.wechat_store import wechat_inbound, wechat_residents
+from bot.channels.wechat.store import wechat_inbound, wechat_residents
 from bot.storage.tables import TRIGGER_DDL, UtcDateTime, metadata, queues
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from bot.channels.payloads import resident_text
 from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS, RestInput
-from bot.channels.wechat_store import TABLES
+from bot.channels.wechat.store import TABLES
 from bot.security.ratelimit import RateLimiter
 from bot.text import clean_message
 from tests.security.conftest import NASTY_TEXT, hostile_text

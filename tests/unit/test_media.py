@@ -32,7 +32,7 @@ def test_everything_else_is_not_an_image(data: bytes) -> None:
 
 
 def test_every_entry_point_uses_this_check() -> None:
-    import bot.channels.wechat as wechat
+    import bot.channels.wechat.turns as wechat
     import bot.web.widget as widget
     from bot import uploads
 

@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot import uploads
-from bot.channels.wechat import WeChatGateway
+from bot.channels.wechat.turns import Turns
 from bot.security.sessionid import new_session_id
 from bot.web.app import init_app
 from bot.web.keys import Settings
@@ -47,7 +47,7 @@ def widget_upload(folder: Path) -> str:
 
 def wechat_download(folder: Path) -> str:
     gateway = SimpleNamespace(config=SimpleNamespace(upload_dir=str(folder)))
-    return WeChatGateway._save_upload(gateway, JPEG, "jpg")  # type: ignore[arg-type]
+    return Turns.save_upload(gateway, JPEG, "jpg")  # type: ignore[arg-type]
 
 
 def console_after_photo(folder: Path) -> str:

@@ -16,8 +16,8 @@ from rasa.core.channels.channel import UserMessage
 from sanic import Sanic
 
 from bot.channels.wechat import WeChatConfig, WeChatGateway, WeChatInput
-from bot.channels.wechat_api import Timeouts
-from bot.channels.wechat_store import TABLES
+from bot.channels.wechat.api import Timeouts
+from bot.channels.wechat.store import TABLES
 from bot.storage.engine import make_engine
 from bot.storage.tables import metadata
 

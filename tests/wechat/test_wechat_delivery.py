@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select, update
 
-from bot.channels.wechat_store import wechat_inbound, wechat_residents, wechat_tokens
+from bot.channels.wechat.store import wechat_inbound, wechat_residents, wechat_tokens
 from tests.wechat.standin import JPEG
 from tests.wechat.wxclient import event_msg, image_msg, next_msg_id, text_msg
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from sqlalchemy import select, update
 
-from bot.channels.wechat_store import wechat_residents
+from bot.channels.wechat.store import wechat_residents
 from bot.console.notifier import DeliveryError, RasaChannel
 from bot.console.repository import OutboxMessage
 

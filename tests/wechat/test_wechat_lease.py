@@ -9,8 +9,8 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
-from bot.channels import wechat_store as st
-from bot.channels.wechat_store import wechat_inbound
+from bot.channels.wechat import store as st
+from bot.channels.wechat.store import wechat_inbound
 from tests.wechat.conftest import cut_off
 from tests.wechat.wxclient import next_msg_id, text_msg
 

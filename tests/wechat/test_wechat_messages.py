@@ -8,8 +8,8 @@ import time
 import pytest
 from sqlalchemy import select
 
-from bot.channels.wechat import MSG_PHOTO_FAILED, MSG_TEXT_ONLY, MSG_TOO_FAST, MSG_VOICE_UNCLEAR
-from bot.channels.wechat_store import wechat_inbound, wechat_residents
+from bot.channels.wechat.replies import MSG_PHOTO_FAILED, MSG_TEXT_ONLY, MSG_TOO_FAST, MSG_VOICE_UNCLEAR
+from bot.channels.wechat.store import wechat_inbound, wechat_residents
 from bot.photoclean import clean_photo
 from tests.photos import metadata_of
 from tests.wechat.standin import JPEG, PNG
@@ -167,7 +167,7 @@ async def test_bot_failure_asks_to_resend(h):
 async def test_tracker_store_down_asks_to_resend(h):
     """TrackerStoreUnavailable is a BaseException (bot/rasa_ext/trackerstore.py): it must still end in
     the polite busy reply, not in a dropped request WeChat would retry into the same outage."""
-    from bot.channels.wechat import MSG_BUSY
+    from bot.channels.rest import MSG_BUSY
     from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 
     async def store_down(message):

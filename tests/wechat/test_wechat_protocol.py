@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from bot.channels.wechat_crypto import CryptoError, MessageCrypto, sha1_signature
+from bot.channels.wechat.crypto import CryptoError, MessageCrypto, sha1_signature
 from tests.wechat.conftest import AES_KEY, APPID
 from tests.wechat.wxclient import ACCOUNT, WxAes, text_msg, wx_sign, xml_fields, xml_message
 

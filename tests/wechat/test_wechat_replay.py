@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from bot.channels import wechat_store as st
-from bot.channels.wechat_store import wechat_inbound
+from bot.channels.wechat import store as st
+from bot.channels.wechat.store import wechat_inbound
 from tests.wechat.conftest import cut_off
 from tests.wechat.wxclient import next_msg_id, text_msg
 
@@ -210,7 +210,8 @@ async def test_a_slow_but_living_worker_keeps_its_async_row_and_answers_once(hdb
 
 
 async def test_giving_up_is_logged_with_the_resident_masked(hdb, caplog):
-    from bot.channels.wechat import WeChatGateway, mask_key
+    from bot.channels.wechat import WeChatGateway
+    from bot.channels.wechat.checks import mask_key
 
     h = hdb
     gateway = WeChatGateway(h.config(processing_lease=LEASE), clock=h.clock, engine=h.engine())
@@ -223,7 +224,7 @@ async def test_giving_up_is_logged_with_the_resident_masked(hdb, caplog):
         conn.execute(update(wechat_inbound).where(wechat_inbound.c.msg_key == key).values(
             received_at=store.now() - timedelta(hours=48)))
     h.clock.offset += LEASE + 1
-    with caplog.at_level("ERROR", logger="bot.channels.wechat"):
+    with caplog.at_level("ERROR", logger="bot.channels.wechat.gateway"):
         assert await gateway.sweep(h.bot) == []
     [record] = [r for r in caplog.records if "given up" in r.getMessage()]
     message = record.getMessage()

@@ -1,5 +1,5 @@
 """What WeChat's servers do, written from the published protocol and independently of
-bot/channels/wechat_crypto.py (a shared bug must not hide): sign and encrypt the
+bot/channels/wechat/crypto.py (a shared bug must not hide): sign and encrypt the
 requests, decrypt and check the replies.
 
 Deliberately different code paths from the channel: padding via cryptography's PKCS7

@@ -56,7 +56,7 @@ wechat_inbound = Table(
     Column("lease_until", UtcDateTime),
     Column("attempts", Integer, nullable=False, default=1),
     # status "async": the decrypted message (the fields the bot needs, see
-    # wechat.REPLAY_FIELDS), kept only until its answer is delivered or given up on, so a
+    # gateway.REPLAY_FIELDS), kept only until its answer is delivered or given up on, so a
     # sweep can redo it when the worker died after answering "success"
     Column("replay_body", NullableJson),
     Index(None, "openid", "received_at"),

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import aiohttp
 
-from bot.channels.wechat_store import WeChatStore, utc
+from bot.channels.wechat.store import WeChatStore, utc
 
 log = logging.getLogger(__name__)
 
