@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import aiohttp
 
-from bot.channels.wechat.store import WeChatStore, utc
+from bot.channels.wechat.store import InThread, WeChatStore, utc
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,6 @@ class Timeouts:
     send: float = 5.0
 
 
-async def to_thread(fn: Callable, *args: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-
 class WeChatApi:
     def __init__(self, base: str, appid: str, secret: str, store: WeChatStore, clock: Callable[[], float],
                  timeouts: Optional[Timeouts] = None, early_seconds: float = 300.0, lease_seconds: float = 15.0):
@@ -57,6 +53,7 @@ class WeChatApi:
         self.appid = appid
         self.secret = secret
         self.store = store
+        self.db = InThread(lambda: self.store)
         self.clock = clock
         self.timeouts = timeouts or Timeouts()
         self.early_seconds = early_seconds
@@ -96,15 +93,6 @@ class WeChatApi:
         return data
 
     # --- access token ----------------------------------------------------------------
-    async def _db(self, method: str, *args: Any) -> Any:
-        store = self.store
-
-        def call() -> Any:
-            store.ensure_tables()
-            return getattr(store, method)(*args)
-
-        return await to_thread(call)
-
     def _fresh(self, expires_at: Optional[float]) -> bool:
         return expires_at is not None and expires_at - self.early_seconds > self.clock()
 
@@ -113,20 +101,20 @@ class WeChatApi:
             return self._cached[0]
         deadline = self.clock() + self.lease_seconds + self.timeouts.token
         while True:
-            row = await self._db("token", self.appid)
+            row = await self.db(WeChatStore.token, self.appid)
             if row and row.get("access_token") and row.get("expires_at"):
                 exp = row["expires_at"].timestamp()
                 if self._fresh(exp):
                     self._cached = (row["access_token"], exp)
                     return row["access_token"]
-            if await self._db("try_lease", self.appid, self.owner, self.lease_seconds, self.early_seconds):
+            if await self.db(WeChatStore.try_lease, self.appid, self.owner, self.lease_seconds, self.early_seconds):
                 try:
                     token, expires_in = await self._fetch_token()
                 except BaseException:
-                    await self._db("release_lease", self.appid, self.owner)
+                    await self.db(WeChatStore.release_lease, self.appid, self.owner)
                     raise
                 exp = self.clock() + expires_in
-                await self._db("save_token", self.appid, self.owner, token, utc(exp))
+                await self.db(WeChatStore.save_token, self.appid, self.owner, token, utc(exp))
                 self._cached = (token, exp)
                 log.info("wechat access_token refreshed (valid %d s)", expires_in)
                 return token
@@ -149,7 +137,7 @@ class WeChatApi:
 
     async def _invalidate(self, token: str) -> None:
         self._cached = None
-        await self._db("invalidate_token", self.appid, token)
+        await self.db(WeChatStore.invalidate_token, self.appid, token)
 
     # --- calls ---------------------------------------------------------------------------
     async def post_json(self, path: str, payload: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:

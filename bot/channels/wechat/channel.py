@@ -14,6 +14,7 @@ from bot.channels.wechat.checks import HttpReply, error
 from bot.channels.wechat.config import CHANNEL_NAME, ENV, WeChatConfig
 from bot.channels.wechat.gateway import SendResult, WeChatGateway
 from bot.channels.wechat.replies import render
+from bot.channels.wechat.store import WeChatStore
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class WeChatOutput(OutputChannel):
     async def send_text_with_buttons(self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]],
                                      **kwargs: Any) -> None:
         rendered, offered = render([{"text": text, "buttons": buttons}])
-        await self.gateway.db("set_buttons", recipient_id, offered or None)
+        await self.gateway.db(WeChatStore.set_buttons, recipient_id, offered or None)
         self._check(await self.gateway.send_to_resident(recipient_id, rendered))
 
     @staticmethod

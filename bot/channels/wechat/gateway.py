@@ -59,7 +59,8 @@ from rasa.core.channels.channel import UserMessage
 
 from bot.channels.wechat import checks
 from bot.channels.wechat import store as st
-from bot.channels.wechat.api import OUT_OF_WINDOW, WeChatApi, WeChatApiError, to_thread
+from bot.channels.wechat.store import InThread, WeChatStore
+from bot.channels.wechat.api import OUT_OF_WINDOW, WeChatApi, WeChatApiError
 from bot.channels.wechat.checks import OPENID, SUCCESS, HttpReply, Inbound, error, mask, mask_key
 from bot.channels.wechat.config import TEMPLATE_ENV, WeChatConfig
 from bot.channels.wechat.crypto import MessageCrypto, sha1_signature
@@ -101,6 +102,7 @@ class WeChatGateway:
         self._last_prune = 0.0
         # who holds a message's processing lease (wechat_inbound.lease_owner): this instance
         self.owner = f"{socket.gethostname()[:48]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.db = InThread(lambda: self.store)  # typed store calls, each in a worker thread
         self.turns = Turns(config, self.db, lambda: self.api)
 
     # --- resources (created on first use: starting Rasa touches neither DB nor network) ---
@@ -123,15 +125,6 @@ class WeChatGateway:
             self._api = WeChatApi(self.config.api_base, self.config.appid, self.config.secret, self.store,
                                   self.clock, self.config.timeouts)
         return self._api
-
-    async def db(self, method: str, *args: Any) -> Any:
-        store = self.store
-
-        def call() -> Any:
-            store.ensure_tables()
-            return getattr(store, method)(*args)
-
-        return await to_thread(call)
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future:
         task = asyncio.ensure_future(coro)
@@ -168,7 +161,7 @@ class WeChatGateway:
     async def sweep(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> List[asyncio.Future]:
         """One pass: claim the async messages whose worker died, replay each in the
         background; give up on those past the limits. Returns the replays started."""
-        claimed, gave_up = await self.db("claim_async", self.owner, self.config.processing_lease,
+        claimed, gave_up = await self.db(WeChatStore.claim_async, self.owner, self.config.processing_lease,
                                          self.config.replay_max_attempts, self.config.replay_max_age_hours * 3600)
         for row in gave_up:
             log.error("wechat: %s for %s not answered and given up after %d attempt(s) (received %s): "
@@ -193,7 +186,7 @@ class WeChatGateway:
             if result.chunks:
                 await self._deliver(inbound, result.chunks, mark=True)
             else:
-                await self.db("finish", inbound.msg_key, st.IGNORED)
+                await self.db(WeChatStore.finish, inbound.msg_key, st.IGNORED)
         except Exception:  # a background task: log; the lease runs out and a later sweep retries
             log.exception("wechat: replaying %s failed", mask_key(inbound.msg_key))
         finally:
@@ -226,9 +219,9 @@ class WeChatGateway:
         inbound = checks.inbound_of(opened, encrypted)
         if isinstance(inbound, HttpReply):
             return inbound
-        admission = await self.db("admit", args["timestamp"], args["nonce"], hashlib.sha256(body).hexdigest(),
-                                  inbound.msg_key, inbound.openid, inbound.msg_type, self.config.rate_window,
-                                  self.owner, self.config.processing_lease)
+        admission = await self.db(WeChatStore.admit, args["timestamp"], args["nonce"],
+                                  hashlib.sha256(body).hexdigest(), inbound.msg_key, inbound.openid,
+                                  inbound.msg_type, self.config.rate_window, self.owner, self.config.processing_lease)
         if admission.outcome == st.TAKEOVER:
             log.warning("wechat: %s was left processing by a worker that stopped; taken over", inbound.msg_key)
         if admission.outcome == st.REPLAY:
@@ -239,7 +232,7 @@ class WeChatGateway:
         self._maybe_prune()
         if admission.recent > self.config.rate_limit:
             log.warning("wechat: %s over %d messages/min, not processed", mask(inbound.openid), self.config.rate_limit)
-            await self.db("finish", inbound.msg_key, st.LIMITED, MSG_TOO_FAST)
+            await self.db(WeChatStore.finish, inbound.msg_key, st.LIMITED, MSG_TOO_FAST)
             return self.passive(inbound, MSG_TOO_FAST)
 
         # the lease is kept while the bot works and, should the answer go out later, until it is sent
@@ -260,10 +253,11 @@ class WeChatGateway:
         if work in done:
             result: WorkResult = work.result()
             if not result.chunks:
-                await self.db("finish", inbound.msg_key, st.IGNORED, None, inbound.openid, result.buttons)
+                await self.db(WeChatStore.finish, inbound.msg_key, st.IGNORED, None, inbound.openid,
+                              result.buttons)
                 return SUCCESS
-            await self.db("finish", inbound.msg_key, st.FAILED if result.failed else st.PASSIVE, result.chunks[0],
-                          inbound.openid, result.buttons)
+            await self.db(WeChatStore.finish, inbound.msg_key, st.FAILED if result.failed else st.PASSIVE,
+                          result.chunks[0], inbound.openid, result.buttons)
             if len(result.chunks) > 1:
                 self._spawn(self._deliver(inbound, result.chunks[1:], mark=False))
             return self.passive(inbound, result.chunks[0])
@@ -272,7 +266,8 @@ class WeChatGateway:
         # worker die first, the recovery sweep on any instance replays it.
         # (No await between the wait and the callback: the work cannot finish unnoticed.)
         body = {"fields": {k: v for k, v in inbound.fields.items() if k in REPLAY_FIELDS}}
-        marked = self._spawn(self.db("defer", inbound.msg_key, self.owner, body, self.config.processing_lease))
+        marked = self._spawn(self.db(WeChatStore.defer, inbound.msg_key, self.owner, body,
+                                     self.config.processing_lease))
         deferred.append(True)
 
         async def late(done_work: asyncio.Future) -> None:
@@ -302,8 +297,8 @@ class WeChatGateway:
         """Before a later answer goes out (async or replayed): record its buttons and renew
         the lease; False when another instance has taken the message over meanwhile."""
         if result.buttons is not st.KEEP:
-            await self.db("set_buttons", inbound.openid, result.buttons)
-        if await self.db("renew", inbound.msg_key, self.owner, self.config.processing_lease):
+            await self.db(WeChatStore.set_buttons, inbound.openid, result.buttons)
+        if await self.db(WeChatStore.renew, inbound.msg_key, self.owner, self.config.processing_lease):
             return True
         log.warning("wechat: %s was taken over meanwhile: its answer is not sent from here", mask_key(inbound.msg_key))
         return False
@@ -318,7 +313,7 @@ class WeChatGateway:
             if work.done() and settled.done():
                 return
             try:
-                if not await self.db("renew", msg_key, self.owner, self.config.processing_lease):
+                if not await self.db(WeChatStore.renew, msg_key, self.owner, self.config.processing_lease):
                     return  # answered meanwhile (or taken over)
             except Exception:  # the store hiccuped: try again at the next beat
                 log.exception("wechat: renewing the lease on %s failed", msg_key)
@@ -327,7 +322,7 @@ class WeChatGateway:
         """A retry (or a concurrent copy): never processed again; answered like the first."""
         while row.get("status") == st.PROCESSING and time.monotonic() - started < self.config.passive_budget:
             await asyncio.sleep(0.1)
-            row = await self.db("inbound", inbound.msg_key) or {"status": st.IGNORED}
+            row = await self.db(WeChatStore.inbound, inbound.msg_key) or {"status": st.IGNORED}
         log.info("wechat: duplicate %s (%s)", inbound.msg_key, row.get("status"))
         if row.get("status") in (st.PASSIVE, st.LIMITED, st.FAILED) and row.get("reply"):
             return self.passive(inbound, row["reply"])
@@ -355,7 +350,7 @@ class WeChatGateway:
                     log.error("wechat: answer to %s not delivered: %s %s", inbound.msg_key, result.errcode,
                               result.errmsg)
             if mark:
-                await self.db("finish", inbound.msg_key, st.SENT if ok else st.SEND_FAILED)
+                await self.db(WeChatStore.finish, inbound.msg_key, st.SENT if ok else st.SEND_FAILED)
         except Exception:  # a background task: log, never lose the exception silently
             log.exception("wechat: delivering the answer to %s failed", inbound.msg_key)
 
@@ -366,7 +361,7 @@ class WeChatGateway:
             return SendResult(False, None, NOT_CONFIGURED, "wechat channel not configured")
         if not OPENID.match(openid or ""):
             return SendResult(False, None, NOT_CONFIGURED, "not a WeChat openid")
-        resident = await self.db("resident", openid)
+        resident = await self.db(WeChatStore.resident, openid)
         last = (resident or {}).get("last_inbound_at")
         window = self.config.cs_window_hours * 3600 - 60  # a minute's margin for clock skew
         pieces = chunks(text)
@@ -404,7 +399,7 @@ class WeChatGateway:
 
         async def prune() -> None:
             try:
-                await self.db("prune", window, 2, 24)  # nonces 10 min, rows 2 days, stored replies 24 h
+                await self.db(WeChatStore.prune, window, 2, 24)  # nonces 10 min, rows 2 days, stored replies 24 h
             except Exception:  # housekeeping: the next request tries again
                 log.exception("wechat: pruning old rows failed")
 

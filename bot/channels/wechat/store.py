@@ -20,14 +20,16 @@
                     lease_until) lets exactly one of them refresh it
 
 All methods are synchronous (SQLAlchemy Core, short transactions); the channel calls them
-in a worker thread.
+in a worker thread through `InThread`: `await db(WeChatStore.finish, key, SENT)`, typed like
+the method itself.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Concatenate, Dict, List, Optional, ParamSpec, Tuple, TypeVar
 
 from sqlalchemy import JSON, Column, Index, Integer, String, Table, Text, UniqueConstraint, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
@@ -375,3 +377,29 @@ class WeChatStore:
             conn.execute(update(wechat_tokens).where(
                 wechat_tokens.c.appid == appid, wechat_tokens.c.access_token == access_token).values(
                 expires_at=EPOCH, updated_at=self.now()))
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+async def to_thread(fn: Callable[..., R], *args: Any) -> R:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+class InThread:
+    """The store for async code: `await db(WeChatStore.finish, key, SENT)` runs the method in
+    a worker thread (tables ensured first), so the event loop never waits on the database."""
+
+    def __init__(self, store: Callable[[], WeChatStore]) -> None:
+        self.store = store  # created on first use: starting Rasa touches no database
+
+    async def __call__(self, method: Callable[Concatenate[WeChatStore, P], R], *args: P.args,
+                       **kwargs: P.kwargs) -> R:
+        store = self.store()
+
+        def call() -> R:
+            store.ensure_tables()
+            return method(store, *args, **kwargs)
+
+        return await to_thread(call)

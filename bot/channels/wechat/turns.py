@@ -12,7 +12,8 @@ from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 
 from bot.channels.rest import MSG_BUSY, MSG_KEPT
 from bot.channels.wechat import store as st
-from bot.channels.wechat.api import WeChatApi, WeChatApiError, to_thread
+from bot.channels.wechat.store import InThread, WeChatStore, to_thread
+from bot.channels.wechat.api import WeChatApi, WeChatApiError
 from bot.channels.wechat.checks import COMMUNITY, MEDIA_ID, Inbound
 from bot.channels.wechat.config import CHANNEL_NAME, WeChatConfig
 from bot.channels.wechat.replies import (
@@ -41,7 +42,7 @@ class WorkResult:
 
 
 class Turns:
-    def __init__(self, config: WeChatConfig, db: Callable[..., Awaitable[Any]], api: Callable[[], WeChatApi]):
+    def __init__(self, config: WeChatConfig, db: InThread, api: Callable[[], WeChatApi]):
         self.config = config
         self.db = db
         self.api = api  # created on first use (an image): starting Rasa touches no network
@@ -75,7 +76,7 @@ class Turns:
             return await self.event(inbound, meta)
         if kind not in ("text", "voice", "location", "image"):
             return MSG_TEXT_ONLY
-        resident = await self.db("resident", inbound.openid) or {}
+        resident = await self.db(WeChatStore.resident, inbound.openid) or {}
         if resident.get("scene_community"):  # the community of the QR code they subscribed through
             meta["scene_community"] = resident["scene_community"]
         if kind == "text":
@@ -123,7 +124,7 @@ class Turns:
         if event in ("subscribe", "scan"):
             code = key[len("qrscene_"):] if key.startswith("qrscene_") else (key if event == "scan" else "")
             if COMMUNITY.match(code):
-                await self.db("set_scene", inbound.openid, code)
+                await self.db(WeChatStore.set_scene, inbound.openid, code)
                 meta["scene_community"] = code
                 return BotTurn(payload("inform", {"community": code}), {"wechat": meta})
             return BotTurn(payload("greet"), {"wechat": meta}) if event == "subscribe" else None
