@@ -34,25 +34,20 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.rasa_ext.actions_down import ActionServerUnavailable, install as _install_actions_down
+from bot.channels.common import MSG_BUSY, MSG_KEPT, TOO_LONG, admit, text_for_rasa
 from bot.security.bearer import bearer_ok
-from bot.channels.payloads import resident_text
 from bot.security.identity import rest_sender
 from bot.ops.production import is_production
-from bot.security.ratelimit import LIMIT_ENV, MSG_TOO_FAST, RateLimiter, client_limiter, env_int
-from bot.text import clean_message, mask_personal_data
+from bot.security.ratelimit import LIMIT_ENV, RateLimiter, client_limiter, env_int
+from bot.text import mask_personal_data
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 from bot.web.clientaddr import client_address, trusted_proxies_from_env
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_CHARS = 20000
-from bot.channels.busy import MSG_BUSY  # noqa: E402 - shared with the cluster's nginx fallback
-# The action server is down: the message is kept and handled first thing next time (bot/rasa_ext/actions_down.py).
-MSG_KEPT = "系统繁忙，您刚才的信息已记下，请稍后再试。"
 _install_actions_down()
-# Rasa strips whitespace and then drops the turn; a zero-width space survives and our
-# NLU guard reads it as "empty", so the resident hears why nothing happened.
-EMPTY_MESSAGE = "\u200b"
+# REST's 413 has always read without the widget's full stop (a client may match it): kept so.
+REST_TOO_LONG = TOO_LONG.message.rstrip("。")
 _SENDER = re.compile(r"^[\w\-:.@]{1,128}$")
 TOKEN_ENV = "QC_REST_TOKEN"
 
@@ -104,21 +99,13 @@ class RestInput(RasaRestInput):
             message = body.get("message")
             if not isinstance(message, str):
                 return error(400, "bad_message", "message 必填，且必须是字符串")
-            if len(message) > MAX_MESSAGE_CHARS:
-                return error(413, "message_too_long", f"内容过长（超过 {MAX_MESSAGE_CHARS} 字），请分几次发送")
             client = client_address(request.ip, request.headers.get("X-Forwarded-For", ""), self.trusted_proxies)
-            if not await self.client_limiter.hit(client):
-                log.warning("rest: client %s over %d messages in %gs, not processed", client,
-                            self.client_limiter.limit, self.client_limiter.window)
-                return error(429, "too_many_messages", MSG_TOO_FAST)
-            if not await self.limiter.hit(sender):
-                log.warning("rest: %s over %d messages in %gs, not processed", mask_personal_data(sender),
-                            self.limiter.limit, self.limiter.window)
-                return error(429, "too_many_messages", MSG_TOO_FAST)
+            refusal = await admit("rest", message, client, sender, self.client_limiter, self.limiter)
+            if refusal is not None:
+                return error(refusal.status, refusal.code, REST_TOO_LONG if refusal is TOO_LONG else refusal.message)
             conversation = rest_sender(sender)
-            # NUL / lone surrogates: no store keeps them; a photo payload only for this conversation's upload
-            message = resident_text(clean_message(message), conversation)
-            text = message if message.strip() else EMPTY_MESSAGE
+            # a photo payload only for this conversation's upload
+            text = text_for_rasa(message, conversation)
             metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
             collector = CollectingOutputChannel()
             try:

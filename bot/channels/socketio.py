@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
 import rasa.core.channels.channel
@@ -34,17 +33,14 @@ from sanic.request import Request
 from socketio import AsyncServer
 
 from bot.rasa_ext.actions_down import ActionServerUnavailable
-from bot.channels.payloads import resident_text
-from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS, MSG_BUSY, MSG_KEPT
+from bot.channels.common import MSG_BUSY, MSG_KEPT, admit, text_for_rasa
 from bot.security.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, new_session_id  # noqa: F401
-from bot.security.ratelimit import MSG_TOO_FAST, RateLimiter, client_limiter
-from bot.text import clean_message, mask_personal_data
+from bot.security.ratelimit import RateLimiter, client_limiter
+from bot.text import mask_personal_data
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 from bot.web.clientaddr import client_address, trusted_proxies_from_env
 
 log = logging.getLogger(__name__)
-
-TOO_LONG = f"内容过长（超过 {MAX_MESSAGE_CHARS} 字），请分几次发送。"
 
 
 def session_id_for(data: Any) -> str:
@@ -117,23 +113,12 @@ class SocketIOInput(RasaSocketIOInput):
             message = data.get("message")
             if not isinstance(message, str):
                 return
-            if len(message) > MAX_MESSAGE_CHARS:
-                await output.send_text_message(sender_id, TOO_LONG)
+            refusal = await admit("socket.io", message, clients.get(sid, "?"), sender_id, self.client_limiter,
+                                  self.limiter)
+            if refusal is not None:
+                await output.send_text_message(sender_id, refusal.message)
                 return
-            client = clients.get(sid, "?")
-            if not await self.client_limiter.hit(client):
-                log.warning("socket.io: client %s over %d messages in %gs, not processed", client,
-                            self.client_limiter.limit, self.client_limiter.window)
-                await output.send_text_message(sender_id, MSG_TOO_FAST)
-                return
-            if not await self.limiter.hit(sender_id):
-                log.warning("socket.io: %s over %d messages in %gs, not processed", mask_personal_data(sender_id),
-                            self.limiter.limit, self.limiter.window)
-                await output.send_text_message(sender_id, MSG_TOO_FAST)
-                return
-            # only our buttons' payloads may be read as /intent{…} (bot/channels/payloads.py)
-            message = resident_text(clean_message(message), sender_id)  # NUL / lone surrogates: no store keeps them
-            text = message if message.strip() else EMPTY_MESSAGE
+            text = text_for_rasa(message, sender_id)
             metadata = data.get(self.metadata_key) or {}
             if isinstance(metadata, str):
                 try:

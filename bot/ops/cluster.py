@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence
 
-from bot.channels.busy import MSG_BUSY
+from bot.channels.common import MSG_BUSY
 from bot.paths import REPO_ROOT, VAR_DIR
 from bot.ops.production import ACTIONS_TOKEN_ENV
 from bot.ops.serve import VENV_BIN, actions_command, stop_stack, wait_http as _wait_http

@@ -62,7 +62,7 @@ def test_all_action_servers_down_at_submission_then_retry(cluster, production_en
     the resident's next message first handles the kept /affirm, which files the complaint
     exactly once, under the number the resident is told."""
     from bench.load import TICKET_RE, Outcome, reply_kind
-    from bot.channels.rest import MSG_KEPT
+    from bot.channels.common import MSG_KEPT
 
     resident = pick_residents(HttpParser(cluster.rasa_urls[0], cluster.api_token), 10)[9]
     sender = "cluster-fault-noactions-" + uuid.uuid4().hex[:8]

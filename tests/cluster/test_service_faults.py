@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from bench.load import check_tickets, converse, pick_residents
-from bot.channels.rest import MSG_BUSY
+from bot.channels.common import MSG_BUSY
 from tests.cluster.conftest import AMQP_URL, _amqp, _declare_subscriber, _delete_exchange, _delete_queue, \
     read_queue, require_services
 from tests.cluster.helpers import HttpParser, check_conversation, stored_events

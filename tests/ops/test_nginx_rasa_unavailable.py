@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from bot.channels.busy import MSG_BUSY
+from bot.channels.common import MSG_BUSY
 from bot.paths import REPO_ROOT
 
 

@@ -23,7 +23,8 @@ from hypothesis import strategies as hs
 from sqlalchemy import func, select
 
 from bot.channels.payloads import resident_text
-from bot.channels.rest import EMPTY_MESSAGE, MAX_MESSAGE_CHARS, RestInput
+from bot.channels.common import EMPTY_MESSAGE, MAX_MESSAGE_CHARS
+from bot.channels.rest import RestInput
 from bot.channels.wechat.store import TABLES
 from bot.security.ratelimit import RateLimiter
 from bot.text import clean_message
@@ -265,7 +266,8 @@ async def test_socketio_hostile_payloads() -> None:
 
     import socketio
 
-    from bot.channels.socketio import SocketIOInput, TOO_LONG
+    from bot.channels.common import MSG_TOO_LONG as TOO_LONG
+    from bot.channels.socketio import SocketIOInput
 
     bot = RecordingBot()
     channel = SocketIOInput(user_message_evt="user_uttered", bot_message_evt="bot_uttered", session_persistence=True)

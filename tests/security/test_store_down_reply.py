@@ -14,7 +14,8 @@ import pytest
 import socketio
 from rasa.core.channels.channel import UserMessage
 
-from bot.channels.rest import MSG_BUSY, RestInput
+from bot.channels.common import MSG_BUSY
+from bot.channels.rest import RestInput
 from bot.channels.socketio import SocketIOInput
 from bot.security.ratelimit import RateLimiter
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable

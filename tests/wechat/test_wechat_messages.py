@@ -167,7 +167,7 @@ async def test_bot_failure_asks_to_resend(h):
 async def test_tracker_store_down_asks_to_resend(h):
     """TrackerStoreUnavailable is a BaseException (bot/rasa_ext/trackerstore.py): it must still end in
     the polite busy reply, not in a dropped request WeChat would retry into the same outage."""
-    from bot.channels.rest import MSG_BUSY
+    from bot.channels.common import MSG_BUSY
     from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 
     async def store_down(message):

@@ -6,14 +6,16 @@ import json
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from bot.channels.common import EMPTY_MESSAGE, MSG_TOO_FAST
 from bot.text import clean_message, normalise
 
-MSG_TOO_FAST = "您发送太频繁了，请稍后再试。"
+__all__ = ["EMPTY_MESSAGE", "MSG_TOO_FAST", "MSG_TEXT_ONLY", "MSG_VOICE_UNCLEAR", "MSG_PHOTO_FAILED", "CHOOSE_HINT",
+           "render", "chunks", "payload", "resident_text"]
+
 MSG_TEXT_ONLY = "您好，这类消息暂时无法处理，请发送文字描述您遇到的问题（也可以发图片或位置）。"
 MSG_VOICE_UNCLEAR = "没有识别出您的语音内容，请发送文字。"
 MSG_PHOTO_FAILED = "图片没有接收成功，请重新发送；不方便的话回复“跳过”。"
 CHOOSE_HINT = "（回复数字即可选择）"
-EMPTY_MESSAGE = "\u200b"  # as in the REST channel: the NLU guard asks for text
 MAX_REPLY_BYTES = 2000  # WeChat text messages: 2048 bytes
 
 XML_BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")

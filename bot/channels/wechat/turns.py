@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Union
 
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 
-from bot.channels.rest import MSG_BUSY, MSG_KEPT
+from bot.channels.common import MSG_BUSY, MSG_KEPT
 from bot.channels.wechat import store as st
 from bot.channels.wechat.store import InThread, WeChatStore, to_thread
 from bot.channels.wechat.api import WeChatApi, WeChatApiError
