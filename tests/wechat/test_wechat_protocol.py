@@ -54,6 +54,45 @@ def test_published_ciphertexts_both_implementations():
     assert MessageCrypto(V_KEY, "rust").encrypt(b"test", fixed) == "9s4gMv99m88kKTh/H8IdkNiFGeG9pd7vNWl50fGRWXY="
 
 
+def _raw_aes(key: str, data: bytes, decrypt: bool) -> bytes:
+    import base64
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    k = base64.b64decode(key + "=")
+    c = Cipher(algorithms.AES(k), modes.CBC(k[:16]))
+    op = c.decryptor() if decrypt else c.encryptor()
+    return op.update(data) + op.finalize()
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 6, 7, 37, 38, 39])  # 16+4+size+18 (the AppID) around 64
+def test_padding_is_to_32_bytes_as_wechat_does(size):
+    """WeChat pads to 32-byte blocks (1..32 bytes of value n; a whole block when aligned),
+    not AES's 16: the bytes on the wire must be exactly those."""
+    import base64
+
+    fixed = b"1234567890123456"
+    raw = _raw_aes(V_KEY, base64.b64decode(MessageCrypto(V_KEY, V_ID).encrypt(b"x" * size, fixed)), decrypt=True)
+    unpadded = 16 + 4 + size + len(V_ID)
+    pad = 32 - unpadded % 32
+    assert len(raw) == unpadded + pad and len(raw) % 32 == 0 and raw[unpadded:] == bytes([pad]) * pad
+
+
+def test_ciphertext_aligned_to_16_only_is_still_read():
+    """WeChat's samples read any padding of 1..32 bytes, also on a ciphertext of an odd
+    number of 16-byte blocks; so does the channel. Bad padding bytes are refused."""
+    import base64
+    import struct
+
+    xml = b"<xml/>"
+    body = b"r" * 16 + struct.pack(">I", len(xml)) + xml + V_ID.encode()  # 44 bytes
+    good = base64.b64encode(_raw_aes(V_KEY, body + bytes([4]) * 4, decrypt=False)).decode()  # 48 = 3 x 16
+    assert MessageCrypto(V_KEY, V_ID).decrypt(good) == xml
+    bad = base64.b64encode(_raw_aes(V_KEY, body + b"\x03\x04\x04\x04", decrypt=False)).decode()
+    with pytest.raises(CryptoError, match="bad_padding"):
+        MessageCrypto(V_KEY, V_ID).decrypt(bad)
+
+
 @settings(max_examples=60, deadline=None)
 @given(xml=hs.binary(max_size=300), prefix=hs.binary(min_size=16, max_size=16))
 def test_crypto_round_trips_between_implementations(xml, prefix):

@@ -3,7 +3,9 @@ bot/channels/wechat/crypto.py (a shared bug must not hide): sign and encrypt the
 requests, decrypt and check the replies.
 
 Deliberately different code paths from the channel: padding via cryptography's PKCS7
-(block 256 bits), the length via int.to_bytes, XML via xml.etree (the test trusts itself).
+(block 256 bits) over the whole message (the channel unpads only the last block; the raw
+padding bytes are checked in test_wechat_protocol.py), the length via int.to_bytes, XML
+via xml.etree (the test trusts itself).
 """
 from __future__ import annotations
 

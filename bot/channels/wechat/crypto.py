@@ -20,9 +20,10 @@ import re
 import struct
 from typing import Optional
 
+from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-BLOCK = 32  # WeChat pads to 32 bytes, not AES's 16
+BLOCK = 32  # WeChat pads to 32 bytes, not AES's 16 (its samples' PKCS7Encoder block_size = 32)
 _AES_KEY = re.compile(r"^[A-Za-z0-9+/]{43}$")
 
 
@@ -67,10 +68,10 @@ class MessageCrypto:
         if len(random16) != 16:
             raise ValueError("random prefix must be 16 bytes")
         plain = random16 + struct.pack(">I", len(xml)) + xml + self.appid
-        pad = BLOCK - len(plain) % BLOCK  # 1..32; a full block when already aligned
-        plain += bytes([pad]) * pad
+        padder = padding.PKCS7(BLOCK * 8).padder()  # 1..32 bytes; a full block when already aligned
+        padded = padder.update(plain) + padder.finalize()
         enc = self._cipher().encryptor()
-        return base64.b64encode(enc.update(plain) + enc.finalize()).decode("ascii")
+        return base64.b64encode(enc.update(padded) + enc.finalize()).decode("ascii")
 
     def decrypt(self, encrypted: str) -> bytes:
         try:
@@ -81,8 +82,15 @@ class MessageCrypto:
             raise CryptoError("bad_length")
         dec = self._cipher().decryptor()
         plain = dec.update(data) + dec.finalize()
-        pad = plain[-1]
-        if not 1 <= pad <= BLOCK or pad > len(plain) or plain[-pad:] != bytes([pad]) * pad:
+        # The padding lies in the last 32 bytes. Only those go through the unpadder, which
+        # wants one whole 32-byte block: a ciphertext aligned to AES's 16 only is still read,
+        # as WeChat's own samples read it (a lone 16-byte block gets zeros in front, which
+        # never pass as padding bytes).
+        tail = plain[-BLOCK:].rjust(BLOCK, b"\0")
+        unpadder = padding.PKCS7(BLOCK * 8).unpadder()
+        try:
+            pad = len(tail) - len(unpadder.update(tail) + unpadder.finalize())
+        except ValueError:
             raise CryptoError("bad_padding")
         content = plain[16:-pad]
         if len(content) < 4:
