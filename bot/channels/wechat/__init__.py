@@ -12,13 +12,10 @@ Public names are loaded on first use: credentials.yml names
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from bot.channels.wechat.channel import WeChatInput, WeChatOutput, send_to_resident
-    from bot.channels.wechat.config import WeChatConfig
-    from bot.channels.wechat.gateway import WeChatGateway
-
+# No import statements here, not even for type checkers: every submodule import runs this
+# file first, so an edge from here to channel/gateway would close a circle.
 _PUBLIC = {
     "WeChatInput": "channel",
     "WeChatOutput": "channel",
