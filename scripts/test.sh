@@ -5,8 +5,8 @@ cd "$(dirname "$0")/.."
 export RASA_TELEMETRY_ENABLED=false PYTHONPATH="$PWD" TF_CPP_MIN_LOG_LEVEL=2
 PY=.venv/bin/python
 
-echo "== rasa data validate"
-.venv/bin/rasa data validate --quiet
+echo "== rasa data validate --fail-on-warnings (as make validate)"
+.venv/bin/rasa data validate --fail-on-warnings --quiet
 
 echo "== pytest: unit, integration (SQLite + PostgreSQL), end-to-end conversations"
 $PY -m pytest tests -p no:cacheprovider -q "$@"

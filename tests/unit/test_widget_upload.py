@@ -57,7 +57,8 @@ def run(dirs, check, socket_url: str = ""):
 
 def form(data: bytes, filename: str = "photo.jpg", content_type: str = "image/jpeg", field: str = "file"):
     fd = aiohttp.FormData()
-    fd.add_field(field, data, filename=filename, content_type=content_type)
+    # a stream, as aiohttp asks for large bodies (raw bytes warn that they may block the loop)
+    fd.add_field(field, io.BytesIO(data), filename=filename, content_type=content_type)
     return fd
 
 

@@ -53,9 +53,9 @@ def start_wechat_stack(tmp: Path, rasa_port: int, actions_port: int, model: str,
     }
     procs = []
     for name, cmd in cmds.items():
-        log = open(tmp / f"{log_name or 'wechat'}-{name}.log", "ab")
-        procs.append(subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+        with open(tmp / f"{log_name or 'wechat'}-{name}.log", "ab") as log:  # the child keeps its own copy
+            procs.append(subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
     ok = wait_http(f"http://127.0.0.1:{actions_port}/health", 90, procs[0]) and \
         wait_http(f"http://127.0.0.1:{rasa_port}/", 180, procs[1])
     if not ok:
