@@ -216,7 +216,7 @@ async def _rollback(stack, settings, engine) -> None:
 
 
 def test_the_pages_in_a_browser(small_stack, tmp_path: Path) -> None:
-    """The README's walk-through, in headless Chromium against our web server (a real
+    """The walk-through of docs/retraining.md, in headless Chromium against our web server (a real
     process) on the same store: the inbox, the span warning, a model's comparison, the
     registry. Screenshots go to docs/screenshots/ (QC_UPDATE_SCREENSHOTS=1, or missing)."""
     import os

@@ -1,5 +1,5 @@
 """The independent evaluation set (tests/data/independent/, written by people who never saw
-data/nlu; see its README section) beside the held-out split: accuracy and macro-F1 per
+data/nlu; see docs/measured.md) beside the held-out split: accuracy and macro-F1 per
 register, emergency recall/precision, routing on located messages. The figures are printed on
 every run; the floors below are what the model reaches today (the issue's targets are
 printed beside them), so a change that makes the assistant read residents worse fails."""

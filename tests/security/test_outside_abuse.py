@@ -190,7 +190,7 @@ async def test_password_spraying_is_counted_per_forwarded_client(engine: Engine,
 
 
 async def test_rest_and_socketio_share_one_per_client_counter(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's backstop is "REST + Socket.IO messages per client address per minute": one
+    """docs/configuration.md's backstop is "REST + Socket.IO messages per client address per minute": one
     address alternating channels gets QC_CLIENT_RATE_LIMIT in total, not that much on each."""
     from sanic import Sanic
 

@@ -107,8 +107,8 @@ def test_a_missing_or_wrong_setting_is_refused_by_name(name, value, message):
 
 
 def test_shipped_nginx_config_is_what_the_generator_writes():
-    """deploy/nginx/qingcheng.conf is the generator's output for the README's example hosts
-    (regenerate it with the command in the README when bot/ops/cluster.py changes)."""
+    """deploy/nginx/qingcheng.conf is the generator's output for docs/production.md's example hosts
+    (regenerate it with the command in docs/production.md when bot/ops/cluster.py changes)."""
     from bot.ops.cluster import nginx_conf
     from bot.paths import REPO_ROOT
 
