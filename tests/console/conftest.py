@@ -37,10 +37,19 @@ def console_config(upload_dir: Path) -> ConsoleConfig:
     return ConsoleConfig(notifier=False, upload_dir=upload_dir)
 
 
+@pytest.fixture
+def app_overrides() -> dict:
+    """More app keys for the web app, set before it starts (aiohttp deprecates changing a started
+    app); a test module overrides this fixture."""
+    return {}
+
+
 @pytest_asyncio.fixture
-async def client(engine: Engine, console_config: ConsoleConfig) -> AsyncIterator[TestClient]:
+async def client(engine: Engine, console_config: ConsoleConfig, app_overrides: dict) -> AsyncIterator[TestClient]:
     app = init_app(Settings(database_url=str(engine.url), rasa_url="http://127.0.0.1:9"))
     app[CONSOLE_ENGINE] = engine
     app[CONSOLE_CONFIG] = console_config
+    for key, value in app_overrides.items():
+        app[key] = value
     async with TestClient(TestServer(app)) as c:
         yield c

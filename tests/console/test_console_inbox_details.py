@@ -43,9 +43,13 @@ def fake_rasa():
 
 
 @pytest.fixture
-def retrain_client(client: TestClient, data_dir: Path, tmp_path: Path, fake_rasa: FakeRasa) -> TestClient:
-    client.app[RETRAIN_SETTINGS] = RetrainSettings(data_dir=data_dir, store_dir=tmp_path / "store",
-                                                   deploy_dir=tmp_path / "deploy", rasa_url=fake_rasa.url)
+def app_overrides(data_dir: Path, tmp_path: Path, fake_rasa: FakeRasa) -> dict:
+    return {RETRAIN_SETTINGS: RetrainSettings(data_dir=data_dir, store_dir=tmp_path / "store",
+                                              deploy_dir=tmp_path / "deploy", rasa_url=fake_rasa.url)}
+
+
+@pytest.fixture
+def retrain_client(client: TestClient) -> TestClient:
     return client
 
 

@@ -34,9 +34,13 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def retrain_client(client: TestClient, data_dir: Path, tmp_path: Path) -> TestClient:
-    client.app[RETRAIN_SETTINGS] = RetrainSettings(data_dir=data_dir, store_dir=tmp_path / "store",
-                                                   deploy_dir=tmp_path / "deploy", rasa_url="http://127.0.0.1:9")
+def app_overrides(data_dir: Path, tmp_path: Path) -> dict:
+    return {RETRAIN_SETTINGS: RetrainSettings(data_dir=data_dir, store_dir=tmp_path / "store",
+                                              deploy_dir=tmp_path / "deploy", rasa_url="http://127.0.0.1:9")}
+
+
+@pytest.fixture
+def retrain_client(client: TestClient) -> TestClient:
     return client
 
 
