@@ -7,6 +7,7 @@ process's own counters still limit, nobody gets a 5xx."""
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 import uuid
 from collections import Counter
@@ -204,7 +205,7 @@ async def test_widget_upload_flood_refused_per_client(engine: Any, tmp_path: Pat
     async with TestClient(TestServer(app)) as client:
         statuses = []
         for _ in range(8):
-            r = await client.post("/widget/upload", data={"file": png_bytes()}, headers={UPLOAD_HEADER: "1", SESSION_HEADER: new_session_id()})
+            r = await client.post("/widget/upload", data={"file": io.BytesIO(png_bytes())}, headers={UPLOAD_HEADER: "1", SESSION_HEADER: new_session_id()})
             statuses.append(r.status)
             if r.status == 429:
                 assert (await r.json()) == {"error": "too_many_uploads", "message": MSG_TOO_FAST}
@@ -226,7 +227,7 @@ async def test_widget_upload_limit_behind_our_proxy_counts_each_client(engine: A
         async with TestClient(TestServer(app)) as client:
             out = []
             for xff in forwarded:
-                r = await client.post("/widget/upload", data={"file": png_bytes()},
+                r = await client.post("/widget/upload", data={"file": io.BytesIO(png_bytes())},
                                       headers={UPLOAD_HEADER: "1", SESSION_HEADER: new_session_id(), "X-Forwarded-For": xff})
                 out.append(r.status)
             return out
