@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from rasa_sdk import Tracker
 
@@ -13,7 +13,7 @@ log = logging.getLogger("actions")
 
 
 def latest_turn(tracker: Tracker) -> Turn:
-    msg: Dict[str, Any] = tracker.latest_message or {}
+    msg: dict[str, Any] = tracker.latest_message or {}
     intent = msg.get("intent") or {}
     text = msg.get("text") or ""
     return Turn(
@@ -27,7 +27,7 @@ def latest_turn(tracker: Tracker) -> Turn:
     )
 
 
-def scene_community(msg: Dict[str, Any]) -> Optional[str]:
+def scene_community(msg: dict[str, Any]) -> str | None:
     """The community code of the QR code a WeChat resident followed us through (the
     channel sends it with every message: bot/channels/wechat.py)."""
     meta = msg.get("metadata") or {}
@@ -36,7 +36,7 @@ def scene_community(msg: Dict[str, Any]) -> Optional[str]:
     return code if isinstance(code, str) and code.isdigit() and len(code) <= 16 else None
 
 
-def intent_ranking(tracker: Tracker) -> List[Dict[str, Any]]:
+def intent_ranking(tracker: Tracker) -> list[dict[str, Any]]:
     return list((tracker.latest_message or {}).get("intent_ranking") or [])
 
 

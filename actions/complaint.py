@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Text
+from typing import Any
 
 from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import intent_ranking, latest_turn, log, safe
-from bot.ops import runtime
 from bot.conversation import (
     AUX_SLOTS,
     FORM_SLOTS,
@@ -25,10 +24,11 @@ from bot.conversation import (
     own_photo,
     summary_variables,
 )
+from bot.domain.clock import SHANGHAI
 from bot.domain.model import CATEGORIES, ComplaintDraft
+from bot.ops import runtime
 from bot.reference.locations import CONFLICT, Resolution
 from bot.retraining.collect import collect_choice, collect_turn
-from bot.domain.clock import SHANGHAI
 from bot.services.tickets import file_complaint
 
 REQUESTED_SLOT = "requested_slot"
@@ -39,7 +39,7 @@ def category_matcher() -> CategoryMatcher:
     return CategoryMatcher({code: (rule.name, rule.keywords) for code, rule in runtime.catalogue().categories.items()})
 
 
-def category_despite_contact(tracker: Tracker) -> List[EventType]:
+def category_despite_contact(tracker: Tracker) -> list[EventType]:
     """Events that start the complaint form when the message is a complaint the classifier
     missed only because of its contact clause ("…井盖缺失，联系方式：138…" read as inform or
     nlu_fallback); [] otherwise. The form takes the category from the slot, the phone from the text."""
@@ -58,7 +58,7 @@ def _form() -> ComplaintForm:
     return ComplaintForm(runtime.resolver(), categories=category_matcher())
 
 
-def _slots(tracker: Tracker) -> Dict[str, Any]:
+def _slots(tracker: Tracker) -> dict[str, Any]:
     return {name: tracker.get_slot(name) for name in FORM_SLOTS + AUX_SLOTS + (KEPT_PHOTO_SLOT,)}
 
 
@@ -66,10 +66,10 @@ class ActionInformOutsideForm(Action):
     """A place, a detail or a photo without a complaint yet. A photo is kept (the
     resident's latest, for a day) and the next complaint starts with it."""
 
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_inform_outside_form"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         recovered = category_despite_contact(tracker)
         if recovered:  # "…井盖缺失，联系方式：138…": a complaint, not a detail
             return recovered
@@ -82,10 +82,10 @@ class ActionInformOutsideForm(Action):
 
 
 class ValidateComplaintForm(FormValidationAction):
-    def name(self) -> Text:
+    def name(self) -> str:
         return "validate_complaint_form"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         slots = _slots(tracker)
         requested = tracker.get_slot(REQUESTED_SLOT)
         turn = latest_turn(tracker)
@@ -104,7 +104,7 @@ class ValidateComplaintForm(FormValidationAction):
         return events
 
 
-def _to_inbox(note: Optional[Dict[str, Any]], tracker: Tracker) -> None:
+def _to_inbox(note: dict[str, Any] | None, tracker: Tracker) -> None:
     """What the resident's answer teaches the review inbox: a category typed instead of a
     button (like the button), or a category corrected at the summary (not a cancel)."""
     if not note or not note.get("text"):
@@ -118,10 +118,10 @@ def _to_inbox(note: Optional[Dict[str, Any]], tracker: Tracker) -> None:
 
 
 class ActionAskLocation(Action):
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_ask_location"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         status = tracker.get_slot("location_status")
         mentions = tracker.get_slot("location_mentions") or []
         mention = " ".join(m.get("text", "") for m in mentions) or "这个地点"
@@ -156,23 +156,23 @@ class ActionAskLocation(Action):
 
 
 class ActionAskConfirm(Action):
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_ask_confirm"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         dispatcher.utter_message(response="utter_complaint_summary", **summary_variables(_slots(tracker)))
         return []
 
 
-def _reset_events() -> List[EventType]:
+def _reset_events() -> list[EventType]:
     return [SlotSet(name, None) for name in FORM_SLOTS + AUX_SLOTS if name != "category"] + [SlotSet("category", None)]
 
 
 class ActionSubmitComplaint(Action):
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_submit_complaint"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         slots = _slots(tracker)
         if slots.get("confirm") is not True or slots.get("category") not in CATEGORIES:
             dispatcher.utter_message(response="utter_complaint_cancelled")

@@ -3,8 +3,6 @@ is kept as the complaint's description), or ask plainly; unreadable input gets a
 specific, polite request for text."""
 from __future__ import annotations
 
-from typing import Dict, List, Text
-
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
@@ -19,7 +17,7 @@ from bot.text import input_issue
 UNSURE_FLOOR = 0.08  # a category this unlikely is not worth offering
 
 
-def top_categories(ranking: List[Dict], n: int = 2) -> List[str]:
+def top_categories(ranking: list[dict], n: int = 2) -> list[str]:
     out = []
     for r in ranking:
         if r.get("name") in CATEGORIES and float(r.get("confidence") or 0) >= UNSURE_FLOOR:
@@ -30,10 +28,10 @@ def top_categories(ranking: List[Dict], n: int = 2) -> List[str]:
 
 
 class ActionClarify(Action):
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_clarify"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         turn = latest_turn(tracker)
         issue = input_issue(turn.text)
         if issue:
@@ -62,10 +60,10 @@ class ActionClarify(Action):
 class ActionUnclearInput(Action):
     """Inside the form: a turn that is no answer. The form asks its question again."""
 
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_unclear_input"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         issue = input_issue(latest_turn(tracker).text)
         dispatcher.utter_message(response=f"utter_input_{issue}" if issue else "utter_answer_not_text")
         return []

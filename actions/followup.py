@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Text
+from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
@@ -18,9 +18,9 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import latest_turn, log, safe
 from actions.status import status_variables
-from bot.ops import runtime
 from bot.conversation import followup_answer
 from bot.domain.model import TicketState, parse_ticket_number
+from bot.ops import runtime
 from bot.services.tickets import record_follow_up, ticket_status, tickets_for_sender
 
 # the 回访 question is out (a featurised slot: data/rules/answers.yml sends typed answers
@@ -29,7 +29,7 @@ FOLLOWUP_ASKED = "followup_asked"
 RESPONSES = {"accepted": "utter_ticket_accepted", "resolved": "utter_ticket_resolved", "reopened": "utter_ticket_reopened"}
 
 
-def _entity(tracker: Tracker, name: str) -> Optional[str]:
+def _entity(tracker: Tracker, name: str) -> str | None:
     for e in (tracker.latest_message or {}).get("entities") or []:
         if e.get("entity") == name and e.get("value") not in (None, ""):
             return str(e["value"])
@@ -37,10 +37,10 @@ def _entity(tracker: Tracker, name: str) -> Optional[str]:
 
 
 class ActionTicketUpdate(Action):
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_ticket_update"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         number = parse_ticket_number(_entity(tracker, "ticket_number") or "")
         event = _entity(tracker, "ticket_event")
         if number is None or event not in RESPONSES:
@@ -51,7 +51,7 @@ class ActionTicketUpdate(Action):
         except (asyncio.TimeoutError, Exception) as exc:
             log.error("ticket update lookup failed for %s: %s", safe(tracker.sender_id), type(exc).__name__)
             status = None
-        values: Dict[str, Any] = {"ticket_number": number, "result": _entity(tracker, "result") or "已办理完毕", "lead": "承办单位", "deadline": ""}
+        values: dict[str, Any] = {"ticket_number": number, "result": _entity(tracker, "result") or "已办理完毕", "lead": "承办单位", "deadline": ""}
         if status is not None:
             v = status_variables(status)
             values.update(lead=v["lead"], deadline=v["deadline"])
@@ -62,10 +62,10 @@ class ActionTicketUpdate(Action):
 
 
 class ActionFollowUp(Action):
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_followup"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         turn = latest_turn(tracker)
         answer = followup_answer(turn.text, turn.intent, turn.from_button)
         if answer is None:

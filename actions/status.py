@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Dict, List, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import log, safe
-from bot.ops import runtime
-from bot.domain.model import parse_ticket_number
 from bot.domain.clock import SHANGHAI
+from bot.domain.model import parse_ticket_number
+from bot.ops import runtime
 from bot.services.tickets import TicketStatus, ticket_status, tickets_for_sender
 
 
@@ -19,7 +18,7 @@ def _fmt(dt) -> str:
     return dt.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 
-def status_variables(s: TicketStatus) -> Dict[str, str]:
+def status_variables(s: TicketStatus) -> dict[str, str]:
     return {
         "number": s.number,
         "category_name": s.category_name,
@@ -36,10 +35,10 @@ def status_variables(s: TicketStatus) -> Dict[str, str]:
 
 
 class ActionTicketStatus(Action):
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_ticket_status"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         text = (tracker.latest_message or {}).get("text") or ""
         number = parse_ticket_number(text)
         sender = tracker.sender_id

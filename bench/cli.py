@@ -16,10 +16,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 os.environ["RASA_TELEMETRY_ENABLED"] = "false"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,20 +33,20 @@ PARALLEL_JOBS = 2
 @dataclass(frozen=True)
 class Settings:
     mode: str
-    split_limit: Optional[int]  # None: the whole held-out split
+    split_limit: int | None  # None: the whole held-out split
     cv_folds: int
-    cv_sample: Optional[int]  # None: all training examples
-    stock_epochs: Optional[int]  # stock peer's model for split + serving; None: as written (100)
-    stock_cv_epochs: Optional[int]  # stock peer's DIET in cross-validation; None: as written
+    cv_sample: int | None  # None: all training examples
+    stock_epochs: int | None  # stock peer's model for split + serving; None: as written (100)
+    stock_cv_epochs: int | None  # stock peer's DIET in cross-validation; None: as written
     stock_eager: bool  # TensorFlow eager mode for the stock peer (quick only: no graph tracing)
     stock_on_sample: bool  # the stock peer's served model trained on the CV sample only (quick only)
-    levels: Tuple[Tuple[int, int], ...]  # (residents at once, complaints each)
+    levels: tuple[tuple[int, int], ...]  # (residents at once, complaints each)
     warmup: int
-    parse_texts: Optional[int]  # None: every split text
+    parse_texts: int | None  # None: every split text
     time_our_training: bool
     wechat_senders: int  # WeChat senders at once (the 5-second window)
     retraining: bool  # time the console's full retraining (validate + train + evaluate) on the shipped data
-    cluster_residents: Optional[int]  # production cluster, 1 then 2 instances behind nginx; None: not run
+    cluster_residents: int | None  # production cluster, 1 then 2 instances behind nginx; None: not run
 
 
 # The stock peer's DIET costs ~30 s an epoch on 2 cores with this data (about an hour for its
@@ -65,7 +65,7 @@ class Log:
         print(f"[bench {time.perf_counter() - self.t0:6.0f}s] {msg}", flush=True)
 
 
-def machine_info() -> Dict:
+def machine_info() -> dict:
     import platform
 
     import psutil
@@ -106,7 +106,7 @@ def _stop_jobs() -> None:
             p.terminate()
 
 
-def run_job(job: Dict, work: Path) -> Dict:
+def run_job(job: dict, work: Path) -> dict:
     """bench.worker in a subprocess: train (timed), load, predict; returns its result."""
     jobs = work / "jobs"
     jobs.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ def run_job(job: Dict, work: Path) -> Dict:
     return json.loads(Path(job["result"]).read_text(encoding="utf-8"))
 
 
-def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Path] = None) -> Dict:
+def run(settings: Settings, out: Path, work: Path, log: Log, model: Path | None = None) -> dict:
     from bench import data, training
     from bench.load import bench_served, latency_plot, pick_residents
     from bench.routing import routing_scores
@@ -138,7 +138,7 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
     from bench.understanding import confusion_plot, scores, summarise_folds
     from bot.nlu.explain import latest_model
 
-    results: Dict = {"settings": asdict(settings), "machine": machine_info(),
+    results: dict = {"settings": asdict(settings), "machine": machine_info(),
                      "date": time.strftime("%Y-%m-%d %H:%M %Z"), "train": {}, "plots": []}
     stock_cfg = training.stock_config(work / "stock_zh.yml", diet_epochs=settings.stock_epochs,
                                       ted_epochs=settings.stock_epochs, run_eagerly=settings.stock_eager)
@@ -216,7 +216,7 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
 
     try:
         # meanwhile, here: ours on the split, the peers without Rasa
-        preds: Dict[str, List] = {}
+        preds: dict[str, list] = {}
         ours = RasaModel(OURS, our_model)
         preds[OURS] = ours.predict(texts)
         ind_preds = {OURS: ours.predict(ind_texts)}
@@ -238,12 +238,12 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
             })
         log("  ours on the split and the scikit-learn / keyword peers done; waiting for the model jobs")
 
-        def result(name: str) -> Dict:
+        def result(name: str) -> dict:
             r = futures[name].result()
             log(f"  job {name}: trained in {r['train_seconds']:.0f} s, loaded in {r['load_seconds']:.0f} s")
             return r
 
-        def as_preds(r: Dict) -> List:
+        def as_preds(r: dict) -> list:
             return [Prediction(p["intent"], p["category"], p.get("parse")) for p in r["preds"]]
 
         fold_results = {name: result(name) for name in futures if name != "stock"}
@@ -279,10 +279,10 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
     log("  routing: " + ", ".join(f"{s} {r['right']}/{r['n']}" for s, r in results["routing"].items()))
 
     # --- cross-validation ------------------------------------------------------------------------------
-    fold_scores: Dict[str, List[Dict]] = {s: [] for s in preds}
-    pooled_ex: List = []
-    pooled: Dict[str, List] = {s: [] for s in preds}
-    cv_train_secs: Dict[str, List[float]] = {OURS: [], STOCK: []}
+    fold_scores: dict[str, list[dict]] = {s: [] for s in preds}
+    pooled_ex: list = []
+    pooled: dict[str, list] = {s: [] for s in preds}
+    cv_train_secs: dict[str, list[float]] = {OURS: [], STOCK: []}
     for k, (tr_idx, te_idx, _) in enumerate(fold_sets, 1):
         te_ex = [train_ex[i] for i in te_idx]
         fp = {OURS: as_preds(fold_results[f"{OURS}-fold{k}"]), STOCK: as_preds(fold_results[f"{STOCK}-fold{k}"]),
@@ -336,7 +336,7 @@ def run(settings: Settings, out: Path, work: Path, log: Log, model: Optional[Pat
     return results
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",

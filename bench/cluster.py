@@ -23,8 +23,8 @@ import json
 import os
 import tempfile
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Dict, Iterable, Optional
 from urllib.parse import quote
 
 PG_URL = os.environ.get("QC_BENCH_PG_URL") or os.environ.get("QC_TEST_PG_URL") or "postgresql://postgres@127.0.0.1:5432/test"
@@ -67,7 +67,7 @@ def _tracker_problems(tracker_url: str, outcomes) -> int:
     return bad
 
 
-def _one(n: int, residents: int, work_dir: Path, model: Optional[str], log) -> Dict:
+def _one(n: int, residents: int, work_dir: Path, model: str | None, log) -> dict:
     from sqlalchemy import create_engine
 
     from bench.load import check_tickets, pick_residents, run_residents
@@ -138,7 +138,7 @@ def _cleanup_amqp(queue: str, exchange: str) -> None:
 
 
 def run_cluster_bench(residents: int = 50, instances: Iterable[int] = (1, 2), tiny: bool = False,
-                      model: Optional[str] = None, work_dir: Optional[Path] = None, log=print) -> Dict:
+                      model: str | None = None, work_dir: Path | None = None, log=print) -> dict:
     """{"runs": [per instance count], "scaling": tickets/s of the last count ÷ the first}."""
     from bot.nlu.explain import latest_model
 
@@ -158,7 +158,7 @@ def run_cluster_bench(residents: int = 50, instances: Iterable[int] = (1, 2), ti
     return result
 
 
-def update_report(out: Path, cluster: Dict, commit: str, now: Optional[str] = None) -> Dict:
+def update_report(out: Path, cluster: dict, commit: str, now: str | None = None) -> dict:
     """Put a cluster-only run into OUT/results.json and rewrite OUT/report.md: the report
     then says that its cluster rows were measured later than the rest, at which commit."""
     from datetime import datetime, timezone
@@ -176,7 +176,7 @@ def update_report(out: Path, cluster: Dict, commit: str, now: Optional[str] = No
     return results
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     """python -m bench.cluster [residents] [--update OUT]: the cluster part of `make bench`
     alone (e.g. after a change to the production profile); --update writes it into OUT's
     results.json and report.md, marked as measured later."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from bot.domain.model import CATEGORIES
 from bot.paths import REPO_ROOT
@@ -15,10 +15,10 @@ SPLIT_PATH = REPO_ROOT / "tests" / "data" / "test_split.jsonl"
 NLU_DIR = REPO_ROOT / "data" / "nlu"
 NONE = "none"
 # The category labels of every figure: the 12 codes, then "not a complaint".
-CATEGORY_LABELS: List[str] = [*CATEGORIES, NONE]
+CATEGORY_LABELS: list[str] = [*CATEGORIES, NONE]
 
 
-def category_label(intent: Optional[str]) -> str:
+def category_label(intent: str | None) -> str:
     """The category an intent stands for: itself if it is one of the 12 codes, else "none"."""
     return intent if intent in CATEGORIES else NONE
 
@@ -27,8 +27,8 @@ def category_label(intent: Optional[str]) -> str:
 class Example:
     text: str
     intent: str
-    street_code: Optional[str] = None
-    community_code: Optional[str] = None
+    street_code: str | None = None
+    community_code: str | None = None
     ambiguous: bool = False
 
     @property
@@ -36,7 +36,7 @@ class Example:
         return category_label(self.intent)
 
 
-def load_split(limit: Optional[int] = None, seed: int = 0, path: Path = SPLIT_PATH) -> List[Example]:
+def load_split(limit: int | None = None, seed: int = 0, path: Path = SPLIT_PATH) -> list[Example]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     out = [Example(r["text"], r["intent"], r.get("street_code"), r.get("community_code"), bool(r.get("ambiguous")))
            for r in rows]
@@ -54,25 +54,25 @@ def load_training(nlu_dir: Path = NLU_DIR):
     return load_data(str(nlu_dir))
 
 
-def training_examples(td) -> List[Example]:
+def training_examples(td) -> list[Example]:
     return [Example(m.get("text"), m.get("intent")) for m in td.intent_examples]
 
 
-def stratified_subsample(labels: Sequence[str], n: int, seed: int = 0) -> List[int]:
+def stratified_subsample(labels: Sequence[str], n: int, seed: int = 0) -> list[int]:
     """About n indices with every label kept (at least 2 each, so 2 folds can stratify)."""
-    by_label: Dict[str, List[int]] = defaultdict(list)
+    by_label: dict[str, list[int]] = defaultdict(list)
     for i, y in enumerate(labels):
         by_label[y].append(i)
     per = max(2, round(n / max(1, len(by_label))))
     rng = random.Random(seed)
-    out: List[int] = []
+    out: list[int] = []
     for y in sorted(by_label):
         idx = by_label[y]
         out += rng.sample(idx, min(per, len(idx)))
     return sorted(out)
 
 
-def folds(labels: Sequence[str], k: int, seed: int = 0) -> List[Tuple[List[int], List[int]]]:
+def folds(labels: Sequence[str], k: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
     """Stratified k-fold over the intents (sklearn), shuffled with a fixed seed."""
     from sklearn.model_selection import StratifiedKFold
 

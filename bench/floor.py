@@ -14,8 +14,8 @@ import asyncio
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
 
 from bench.load import free_port, percentile
 from bench.training import RASA, rasa_env
@@ -76,10 +76,10 @@ def _write_project(root: Path) -> None:
         (root / name).write_text(text, encoding="utf-8")
 
 
-async def _load(base_url: str, concurrency: int, per_worker: int) -> Tuple[List[float], int, float]:
+async def _load(base_url: str, concurrency: int, per_worker: int) -> tuple[list[float], int, float]:
     import aiohttp
 
-    latencies: List[float] = []
+    latencies: list[float] = []
     errors = 0
 
     async def worker(session) -> None:
@@ -108,7 +108,7 @@ async def _load(base_url: str, concurrency: int, per_worker: int) -> Tuple[List[
     return latencies, errors, wall
 
 
-def run_floor(levels: Sequence[Tuple[int, int]], work_dir: Path, log=print) -> Dict:
+def run_floor(levels: Sequence[tuple[int, int]], work_dir: Path, log=print) -> dict:
     """Train the minimal bot, serve it, run every level; {train_s, runs: [...]}."""
     from bot.ops.serve import stop_stack, wait_http
 

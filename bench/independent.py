@@ -12,8 +12,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 os.environ["RASA_TELEMETRY_ENABLED"] = "false"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,7 +26,7 @@ INDEPENDENT_DIR = REPO_ROOT / "tests" / "data" / "independent"
 REGISTERS = ("chat", "call", "letter", "elderly", "title")
 
 
-def load_independent(directory: Path = INDEPENDENT_DIR) -> List[Dict]:
+def load_independent(directory: Path = INDEPENDENT_DIR) -> list[dict]:
     rows = []
     for path in sorted(directory.glob("*.jsonl")):
         rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -38,7 +38,7 @@ def label_of(p: Prediction) -> str:
     return p.category if p.category not in (None, "none") else (p.intent or "(none)")
 
 
-def scores(rows: Sequence[Dict], preds: Sequence[Prediction]) -> Dict:
+def scores(rows: Sequence[dict], preds: Sequence[Prediction]) -> dict:
     truth = [r["intent"] for r in rows]
     pred = [label_of(p) for p in preds]
     out = {"all": label_scores(truth, pred)}
@@ -54,7 +54,7 @@ def scores(rows: Sequence[Dict], preds: Sequence[Prediction]) -> Dict:
     return out
 
 
-def table(results: Dict[str, Dict]) -> str:
+def table(results: dict[str, dict]) -> str:
     f = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
     head = ["system", "n", "accuracy", "macro-F1", *[f"{r} acc / F1" for r in REGISTERS], "emergency R / P"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -66,11 +66,11 @@ def table(results: Dict[str, Dict]) -> str:
     return "\n".join(lines)
 
 
-def peer_predictions(texts: Sequence[str], train_texts: Sequence[str], train_intents: Sequence[str]) -> Dict[str, List]:
+def peer_predictions(texts: Sequence[str], train_texts: Sequence[str], train_intents: Sequence[str]) -> dict[str, list]:
     return {TFIDF: TfidfLR().fit(train_texts, train_intents).predict(texts), KEYWORDS: KeywordRules().predict(texts)}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.independent")
     ap.add_argument("--stock", type=Path, help="a trained stock-peer model (bench/configs/stock_zh.yml)")
     ap.add_argument("--model", type=Path, help="our model (default: the latest in models/)")
@@ -84,7 +84,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows = load_independent()
     texts = [r["text"] for r in rows]
     train_ex = data.training_examples(data.load_training())
-    preds: Dict[str, List] = {}
+    preds: dict[str, list] = {}
     ours = RasaModel(OURS, args.model or latest_model())
     preds[OURS] = ours.predict(texts)
     ours.close()

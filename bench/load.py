@@ -21,9 +21,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 TICKET_RE = re.compile(r"QC-\d{6}-\d{4}")
 SCRIPTED_TURNS = 4  # complaint with place → photo? /deny → phone? /deny → summary /affirm → ticket
@@ -31,7 +31,7 @@ MAX_TURNS = 12
 
 # One short complaint per category; each resident pairs one with its own community, so no
 # two complaints share (category, community) and none is merged (并单) into another.
-COMPLAINTS: Dict[str, str] = {
+COMPLAINTS: dict[str, str] = {
     "dog": "楼下天天有人遛狗不牵绳 孩子都不敢下楼",
     "illegal_ads": "单元门上贴满了小广告 撕了又贴",
     "drainage": "小区下水道堵了好几天 一股臭味",
@@ -60,7 +60,7 @@ class Resident:
     place: str  # what the resident answers when asked where
 
 
-def candidate_residents() -> List[Resident]:
+def candidate_residents() -> list[Resident]:
     """Communities whose short name (X社区) names exactly one unit, in gazetteer order,
     each with a complaint (categories in turn) and the district written before it."""
     from bot.reference.gazetteer import default_gazetteer
@@ -80,7 +80,7 @@ def candidate_residents() -> List[Resident]:
     return out
 
 
-def pick_residents(parser, n: int) -> List[Resident]:
+def pick_residents(parser, n: int) -> list[Resident]:
     """The first n candidates our own model reads as intended (right category, the place
     resolved to that community): the scripted path is the one ours should take."""
     from bot.nlu.explain import explain
@@ -126,10 +126,10 @@ def reply_kind(text: str) -> str:
 class Outcome:
     sender: str
     turns: int = 0
-    latencies: List[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
     confirmed: bool = False  # the resident confirmed the summary
-    ticket: Optional[str] = None
-    error: Optional[str] = None
+    ticket: str | None = None
+    error: str | None = None
     submit_failures: int = 0
 
 
@@ -189,10 +189,10 @@ class LoadRun:
     concurrency: int
     residents: int
     wall_seconds: float
-    outcomes: List[Outcome]
+    outcomes: list[Outcome]
 
     @property
-    def latencies(self) -> List[float]:
+    def latencies(self) -> list[float]:
         return [x for o in self.outcomes for x in o.latencies]
 
     @property
@@ -207,7 +207,7 @@ class LoadRun:
     def errors(self) -> int:
         return sum(1 for o in self.outcomes if o.error) + sum(o.submit_failures for o in self.outcomes)
 
-    def summary(self) -> Dict:
+    def summary(self) -> dict:
         lat = self.latencies
         return {
             "concurrency": self.concurrency,
@@ -239,10 +239,10 @@ async def run_residents(base_url: str, residents: Sequence[Resident], concurrenc
     import aiohttp
 
     shares = [list(residents[i::concurrency]) for i in range(concurrency)]
-    outcomes: List[Outcome] = []
+    outcomes: list[Outcome] = []
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
-        async def worker(share: List[Resident]):
+        async def worker(share: list[Resident]):
             for r in share:
                 outcomes.append(await converse(session, base_url, r, f"bench-{tag}-{uuid.uuid4().hex[:12]}"))
 
@@ -252,7 +252,7 @@ async def run_residents(base_url: str, residents: Sequence[Resident], concurrenc
     return LoadRun(concurrency, len(residents), wall, outcomes)
 
 
-async def time_parse(base_url: str, token: str, texts: Sequence[str]) -> Dict:
+async def time_parse(base_url: str, token: str, texts: Sequence[str]) -> dict:
     """POST /model/parse for each text, one after another (NLU alone, no dialogue)."""
     import aiohttp
 
@@ -279,10 +279,10 @@ async def time_parse(base_url: str, token: str, texts: Sequence[str]) -> Dict:
 class RssSampler:
     """Peak resident set size of each server process and its children, sampled."""
 
-    def __init__(self, procs: Dict[str, int], interval: float = 0.2):
+    def __init__(self, procs: dict[str, int], interval: float = 0.2):
         self.pids = procs
         self.interval = interval
-        self.peak_mb: Dict[str, float] = {name: 0.0 for name in procs}
+        self.peak_mb: dict[str, float] = {name: 0.0 for name in procs}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -307,7 +307,7 @@ class RssSampler:
             self._sample()
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -317,7 +317,7 @@ class RssSampler:
         self._sample()
 
 
-def check_tickets(db_url: str, outcomes: Sequence[Outcome]) -> Dict:
+def check_tickets(db_url: str, outcomes: Sequence[Outcome]) -> dict:
     """Every confirmed complaint exactly once in the store, under the number returned."""
     from sqlalchemy import select
 
@@ -335,7 +335,7 @@ def check_tickets(db_url: str, outcomes: Sequence[Outcome]) -> Dict:
             n_tickets = len(conn.execute(select(tickets.c.id)).all())
     finally:
         engine.dispose()
-    stored: Dict[str, List[str]] = {}
+    stored: dict[str, list[str]] = {}
     for sender, number in rows:  # REST conversations are stored as "rest:<sender>" (bot/security/identity.py)
         stored.setdefault(sender.removeprefix(REST_PREFIX), []).append(number)
     confirmed = [o for o in outcomes if o.confirmed]
@@ -359,15 +359,15 @@ def check_tickets(db_url: str, outcomes: Sequence[Outcome]) -> Dict:
 @dataclass
 class ServedResult:
     system: str
-    runs: List[Dict]
-    parse: Dict
-    rss_mb: Dict[str, float]
-    tickets: Dict
-    latencies: Dict[int, List[float]]
+    runs: list[dict]
+    parse: dict
+    rss_mb: dict[str, float]
+    tickets: dict
+    latencies: dict[int, list[float]]
     startup_s: float
 
 
-def bench_served(system: str, model: Path, residents: Sequence[Resident], levels: Sequence[Tuple[int, int]],
+def bench_served(system: str, model: Path, residents: Sequence[Resident], levels: Sequence[tuple[int, int]],
                  parse_texts: Sequence[str], work_dir: Path, warmup: int = 2, log=print) -> ServedResult:
     """Start the stack on `model`, warm it up, run every (concurrency, residents per worker)
     level, time /model/parse, stop the stack, check the store."""
@@ -395,7 +395,7 @@ def bench_served(system: str, model: Path, residents: Sequence[Resident], levels
                         sqlite_trackers=system != "stock")
     startup = time.perf_counter() - t0
     base = f"http://127.0.0.1:{rasa_port}"
-    outcomes: List[Outcome] = []
+    outcomes: list[Outcome] = []
     runs, latencies = [], {}
     try:
         with RssSampler({"rasa": procs[1].pid, "actions": procs[0].pid}) as rss:
@@ -426,7 +426,7 @@ def bench_served(system: str, model: Path, residents: Sequence[Resident], levels
     return ServedResult(system, runs, parse, dict(rss.peak_mb), tickets, latencies, startup)
 
 
-def latency_plot(concurrency: int, by_system: Dict[str, List[float]], path: Path, labels: Dict[str, str]) -> Path:
+def latency_plot(concurrency: int, by_system: dict[str, list[float]], path: Path, labels: dict[str, str]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")

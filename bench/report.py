@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from bench.data import CATEGORY_LABELS
 from bench.systems import KEYWORDS, LABELS, OURS, SERVED, STOCK, SYSTEMS, TFIDF
@@ -18,32 +17,32 @@ ISSUE_STOCK_TURNS_PER_S = 60.0
 FLOOR_LABEL = "(yardstick) smallest Rasa bot: 2 intents, no custom action"
 
 
-def _f(x: Optional[float], digits: int = 3) -> str:
+def _f(x: float | None, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return f"{x:.{digits}f}"
 
 
-def _ms(x: Optional[float]) -> str:
+def _ms(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return f"{x:.1f}" if x < 100 else f"{x:.0f}"
 
 
-def _table(head: List[str], rows: List[List[str]]) -> str:
+def _table(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def _run_at(results: Dict, system: str, concurrency: int) -> Optional[Dict]:
+def _run_at(results: dict, system: str, concurrency: int) -> dict | None:
     for r in (results.get("served", {}).get(system) or {}).get("runs", []):
         if r["concurrency"] == concurrency:
             return r
     return None
 
 
-def _train_note(results: Dict) -> str:
+def _train_note(results: dict) -> str:
     secs, ep = results["train"].get(STOCK), results["stock_epochs"]
     if not secs or ep.get("diet") != ep.get("diet_as_written"):
         return "far more than ours (see the training times below)"
@@ -51,13 +50,13 @@ def _train_note(results: Dict) -> str:
             f"{ep['diet_as_written']} epochs would add some {5 * 0.8 * secs * ep['diet_as_written'] / ep['diet'] / 3600:.1f} hours")
 
 
-def _yes(ok: Optional[bool]) -> str:
+def _yes(ok: bool | None) -> str:
     return "–" if ok is None else ("**yes**" if ok else "**NO**")
 
 
 # --- the tables ------------------------------------------------------------------------------------
 
-def targets_table(results: Dict) -> str:
+def targets_table(results: dict) -> str:
     rows = []
     f1 = results["split"][OURS]["cat_f1"]
     rows.append([f"category macro-F1 on the held-out split ≥ {TARGET_CAT_F1}", _f(f1), _yes(f1 >= TARGET_CAT_F1)])
@@ -87,7 +86,7 @@ def targets_table(results: Dict) -> str:
     return _table(["target (issue 6)", "measured (ours)", "met"], rows)
 
 
-def understanding_table(results: Dict) -> str:
+def understanding_table(results: dict) -> str:
     rows = []
     for s in SYSTEMS:
         sp, cv, rt = results["split"][s], results["cv"][s], results["routing"][s]
@@ -103,7 +102,7 @@ def understanding_table(results: Dict) -> str:
                    "CV category macro-F1", "routing (lead + street)"], rows)
 
 
-def margins(results: Dict) -> List[str]:
+def margins(results: dict) -> list[str]:
     out = []
     o_sp, o_cv = results["split"][OURS]["cat_f1"], results["cv"][OURS]["cat_f1"]
     for s in SYSTEMS[1:]:
@@ -122,7 +121,7 @@ def margins(results: Dict) -> List[str]:
     return out
 
 
-def per_category_table(results: Dict, part: str) -> str:
+def per_category_table(results: dict, part: str) -> str:
     def pc(s):
         sc = results[part][s]
         return sc["per_category"] if part == "split" else sc["pooled"]["per_category"]
@@ -138,7 +137,7 @@ def per_category_table(results: Dict, part: str) -> str:
     return _table(["category", "n", "ours P", "ours R", "ours F1", *[f"{LABELS[s]} P / R / F1" for s in SYSTEMS[1:]]], rows)
 
 
-def speed_table(results: Dict) -> str:
+def speed_table(results: dict) -> str:
     rows = []
     levels = [c for c, _ in results["settings"]["levels"]]
     for n in levels:
@@ -156,7 +155,7 @@ def speed_table(results: Dict) -> str:
                    "turns/s", "tickets/s", "errors"], rows)
 
 
-def serving_table(results: Dict) -> str:
+def serving_table(results: dict) -> str:
     rows = []
     for s in SERVED:
         v = results["served"][s]
@@ -173,7 +172,7 @@ def serving_table(results: Dict) -> str:
                    "lost", "duplicates", "wrong numbers"], rows)
 
 
-def routing_table(results: Dict) -> str:
+def routing_table(results: dict) -> str:
     rows = []
     notes = {
         OURS: "our classifier, location extractor, resolver and router (bot.nlu.explain)",
@@ -193,7 +192,7 @@ def routing_table(results: Dict) -> str:
 
 # --- the report ------------------------------------------------------------------------------------
 
-def wechat_table(results: Dict) -> str:
+def wechat_table(results: dict) -> str:
     w = results.get("wechat")
     if not w:
         return "not measured"
@@ -204,7 +203,7 @@ def wechat_table(results: Dict) -> str:
                     f"{_f(w['http_max_s'], 2)} s", w["token_calls"]]])
 
 
-def retraining_table(results: Dict) -> str:
+def retraining_table(results: dict) -> str:
     r = results.get("retraining")
     if not r:
         return "not run (--quick)"
@@ -216,7 +215,7 @@ def retraining_table(results: Dict) -> str:
         f"({split.get('n')} messages)." if split else "")
 
 
-def cluster_table(results: Dict) -> str:
+def cluster_table(results: dict) -> str:
     c = results.get("cluster")
     if not c:
         return "not run (--quick)"
@@ -228,7 +227,7 @@ def cluster_table(results: Dict) -> str:
         f"\n\nThroughput scaling 1 → 2 instances: {_f(c['scaling'], 2)}×." + _remeasured(c)
 
 
-def _remeasured(c: Dict) -> str:
+def _remeasured(c: dict) -> str:
     r = c.get("remeasured")
     if not r:
         return ""
@@ -237,7 +236,7 @@ def _remeasured(c: Dict) -> str:
             f"commit {r['commit']}, load average [{load}]; the rest of this report is from the run above.")
 
 
-def independent_part(results: Dict) -> List[str]:
+def independent_part(results: dict) -> list[str]:
     """The independent set (tests/data/independent/), every system, per register."""
     if "independent" not in results:
         return []
@@ -249,7 +248,7 @@ def independent_part(results: Dict) -> List[str]:
             table(results["independent"]), ""]
 
 
-def write_report(results: Dict, path: Path) -> Path:
+def write_report(results: dict, path: Path) -> Path:
     st, m = results["settings"], results["machine"]
     v = m["versions"]
     quick = st["mode"] == "quick"
@@ -359,7 +358,7 @@ def write_report(results: Dict, path: Path) -> Path:
         "",
         speed_table(results),
         "",
-        f"The yardstick row (bench/floor.py) is the smallest bot Rasa serves — two intents, one rule each, "
+        "The yardstick row (bench/floor.py) is the smallest bot Rasa serves — two intents, one rule each, "
         "WhitespaceTokenizer + CountVectors + LogisticRegression, no custom action, in-memory tracker store, Rasa as "
         "shipped — under the same closed loop (4 turns a conversation): what Rasa 3.6 itself costs per turn on this "
         "machine before any assistant logic. Ours does far more per turn (NLU with places, a form, two or three "
@@ -419,7 +418,7 @@ def write_report(results: Dict, path: Path) -> Path:
     return path
 
 
-def console_tables(results: Dict) -> str:
+def console_tables(results: dict) -> str:
     return "\n\n".join([
         "Targets", targets_table(results),
         "Understanding", understanding_table(results),

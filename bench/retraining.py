@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 from bot.paths import REPO_ROOT
 from bot.retraining.trainer import RetrainSettings, effective_config, train_candidate, validate_data
@@ -18,8 +18,8 @@ from bot.retraining.trainer import RetrainSettings, effective_config, train_cand
 TARGET_S = 180.0  # the target: a full retraining under 3 minutes on the 2-core machine
 
 
-def full_retraining(out_dir: Path, data_dir: Optional[Path] = None, config: Optional[Path] = None,
-                    evaluate: bool = True) -> Dict[str, Any]:
+def full_retraining(out_dir: Path, data_dir: Path | None = None, config: Path | None = None,
+                    evaluate: bool = True) -> dict[str, Any]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = RetrainSettings(data_dir=Path(data_dir or REPO_ROOT / "data"),
@@ -31,7 +31,7 @@ def full_retraining(out_dir: Path, data_dir: Optional[Path] = None, config: Opti
     archive, train_s = train_candidate(settings.data_dir, settings.config, out_dir, "bench-retrain",
                                        settings.domain, log)
     trained = time.monotonic()
-    result: Dict[str, Any] = {"validate_s": round(validated - started, 1), "train_s": round(train_s, 1),
+    result: dict[str, Any] = {"validate_s": round(validated - started, 1), "train_s": round(train_s, 1),
                               "archive": str(archive), "target_s": TARGET_S}
     if evaluate:
         from bot.retraining.evaluate import evaluate_model, split_examples

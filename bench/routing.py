@@ -9,13 +9,13 @@ entities (DIET), so it is scored a second time with its own entities fed to our 
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 from bench.data import NONE, Example
 from bench.systems import OURS, Prediction
 
 
-def routed_examples(examples: Sequence[Example]) -> List[int]:
+def routed_examples(examples: Sequence[Example]) -> list[int]:
     return [i for i, e in enumerate(examples) if e.street_code and not e.ambiguous and e.category != NONE]
 
 
@@ -28,29 +28,29 @@ class RouteJudge:
         self.router = default_router()
         self.resolver = LocationResolver(default_gazetteer())
 
-    def resolution(self, parse: Dict):
+    def resolution(self, parse: dict):
         from bot.reference.locations import mentions_from_entities
 
         return self.resolver.resolve(mentions_from_entities(parse.get("entities") or []))
 
-    def right(self, e: Example, lead: Optional[str], street: Optional[str]) -> bool:
+    def right(self, e: Example, lead: str | None, street: str | None) -> bool:
         return lead == self.router.catalogue.categories[e.category].lead and street == e.street_code
 
-    def route_of(self, category: str, parse: Dict, text: str):
+    def route_of(self, category: str, parse: dict, text: str):
         if category == NONE:
             return None, None
         r = self.router.route(category, self.resolution(parse), text)
         return r.lead, r.street_code
 
 
-def routing_scores(examples: Sequence[Example], preds: Dict[str, Sequence[Prediction]]) -> Dict[str, Dict]:
+def routing_scores(examples: Sequence[Example], preds: dict[str, Sequence[Prediction]]) -> dict[str, dict]:
     """{system: {n, right, share}} plus "stock_own_entities" when the stock parses are there."""
     from bot.nlu.explain import explain
 
     judge = RouteJudge()
     idx = routed_examples(examples)
     ours = preds[OURS]
-    out: Dict[str, Dict] = {}
+    out: dict[str, dict] = {}
     for system, ps in preds.items():
         right = 0
         for i in idx:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from bench.data import NONE, category_label
 from bot.domain.model import CATEGORIES
@@ -30,9 +31,9 @@ SERVED = (OURS, STOCK)
 
 @dataclass
 class Prediction:
-    intent: Optional[str]
+    intent: str | None
     category: str  # one of the 12 codes or "none"
-    parse: Optional[Dict[str, Any]] = field(default=None, repr=False)
+    parse: dict[str, Any] | None = field(default=None, repr=False)
 
 
 class RasaModel:
@@ -47,7 +48,7 @@ class RasaModel:
         self.parser = Parser(model)
         self.load_seconds = time.perf_counter() - t0
 
-    def predict(self, texts: Sequence[str]) -> List[Prediction]:
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
         from bot.nlu.explain import category_of
 
         out = []
@@ -86,13 +87,13 @@ class TfidfLR:
                                   LogisticRegression(max_iter=2000))
         self.fit_seconds = 0.0
 
-    def fit(self, texts: Sequence[str], intents: Sequence[str]) -> "TfidfLR":
+    def fit(self, texts: Sequence[str], intents: Sequence[str]) -> TfidfLR:
         t0 = time.perf_counter()
         self.pipe.fit(list(texts), list(intents))
         self.fit_seconds = time.perf_counter() - t0
         return self
 
-    def predict(self, texts: Sequence[str]) -> List[Prediction]:
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return [Prediction(str(y), category_label(str(y))) for y in self.pipe.predict(list(texts))]
 
 
@@ -115,7 +116,7 @@ class KeywordRules:
             return "other"
         return winners[0]
 
-    def predict(self, texts: Sequence[str]) -> List[Prediction]:
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
         out = []
         for t in texts:
             c = self.classify(t)

@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
 
 import yaml
 
@@ -27,13 +27,13 @@ class TrainingFailed(RuntimeError):
     pass
 
 
-def rasa_env(extra: Optional[dict] = None) -> dict:
+def rasa_env(extra: dict | None = None) -> dict:
     return {**os.environ, **(extra or {}), "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT),
             "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def train(config: Path, out_dir: Path, name: str, nlu: Optional[Path] = None, data: Optional[Sequence[Path]] = None,
-          timeout: float = 4 * 3600) -> Tuple[Path, float]:
+def train(config: Path, out_dir: Path, name: str, nlu: Path | None = None, data: Sequence[Path] | None = None,
+          timeout: float = 4 * 3600) -> tuple[Path, float]:
     """Train one model; returns (model archive, wall-clock seconds). `nlu` given → NLU only;
     otherwise NLU + dialogue from `data` (default: data/, as `make train` does)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -54,7 +54,7 @@ def train(config: Path, out_dir: Path, name: str, nlu: Optional[Path] = None, da
     return model, seconds
 
 
-def stock_config(out_path: Path, diet_epochs: Optional[int] = None, ted_epochs: Optional[int] = None,
+def stock_config(out_path: Path, diet_epochs: int | None = None, ted_epochs: int | None = None,
                  run_eagerly: bool = False) -> Path:
     """bench/configs/stock_zh.yml, with other epochs when asked; `run_eagerly` (--quick only)
     skips TensorFlow's graph tracing, which alone costs minutes per model on 2 cores."""

@@ -4,8 +4,8 @@ and drawn by bot.retraining.metrics."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence
 
 from bench.data import CATEGORY_LABELS, Example
 from bench.systems import LABELS, Prediction
@@ -14,7 +14,7 @@ from bot.retraining.metrics import accuracy, draw_confusion_grid, label_scores
 MISSING = "(none)"
 
 
-def scores(examples: Sequence[Example], preds: Sequence[Prediction]) -> Dict:
+def scores(examples: Sequence[Example], preds: Sequence[Prediction]) -> dict:
     assert len(examples) == len(preds)
     yc = [e.category for e in examples]
     pc = [p.category for p in preds]
@@ -31,7 +31,7 @@ def scores(examples: Sequence[Example], preds: Sequence[Prediction]) -> Dict:
     }
 
 
-def summarise_folds(fold_scores: List[Dict]) -> Dict:
+def summarise_folds(fold_scores: list[dict]) -> dict:
     """Mean and standard deviation of the headline figures over the folds."""
     out = {"folds": len(fold_scores), "n": sum(s["n"] for s in fold_scores)}
     for k in ("intent_acc", "intent_f1", "cat_acc", "cat_f1"):
@@ -41,7 +41,7 @@ def summarise_folds(fold_scores: List[Dict]) -> Dict:
     return out
 
 
-def confusion_plot(examples: Sequence[Example], preds_by_system: Dict[str, Sequence[Prediction]], path: Path,
+def confusion_plot(examples: Sequence[Example], preds_by_system: dict[str, Sequence[Prediction]], path: Path,
                    title: str) -> Path:
     yc = [e.category for e in examples]
     panels = {}

@@ -22,8 +22,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from tests.wechat.standin import WeChatStandIn
 from tests.wechat.wxclient import WeChatServer, location_msg, text_msg
@@ -48,15 +48,15 @@ DEFAULT_TURNS: Sequence[Turn] = (
 
 async def measure(webhook: str, standin: WeChatStandIn, token: str = TOKEN, appid: str = APPID,
                   aes_key: str = AES_KEY, senders: int = 20, turns: Sequence[Turn] = DEFAULT_TURNS,
-                  encrypted: bool = True) -> Dict:
+                  encrypted: bool = True) -> dict:
     wx = WeChatServer(webhook, token, appid, aes_key if encrypted else "")
     run_id = uuid.uuid4().hex[:8]
 
-    http_times: List[float] = []  # how long WeChat would have waited for our HTTP answer
+    http_times: list[float] = []  # how long WeChat would have waited for our HTTP answer
 
-    async def sender(i: int) -> List[Tuple[str, Optional[float]]]:
+    async def sender(i: int) -> list[tuple[str, float | None]]:
         openid = f"oBench{run_id}{i:04d}"
-        out: List[Tuple[str, Optional[float]]] = []
+        out: list[tuple[str, float | None]] = []
         for turn in turns:
             before = len(standin.sent(openid))
             started = time.monotonic()
@@ -84,7 +84,7 @@ async def measure(webhook: str, standin: WeChatStandIn, token: str = TOKEN, appi
     in_time = sum(1 for _, t in results if t is not None and t <= WINDOW)
     kinds = {k: sum(1 for kind, _ in results if kind == k) for k in ("passive", "async", "lost", "error")}
 
-    def pct(p: float) -> Optional[float]:
+    def pct(p: float) -> float | None:
         if not latencies:
             return None
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 3)
@@ -107,7 +107,7 @@ async def measure(webhook: str, standin: WeChatStandIn, token: str = TOKEN, appi
     }
 
 
-def run(senders: int = 20, model: Optional[str] = None, work: Optional[Path] = None) -> Dict:
+def run(senders: int = 20, model: str | None = None, work: Path | None = None) -> dict:
     """Start the stand-in and the real servers with the WeChat channel on, measure, stop."""
     from bot.nlu.explain import latest_model
     from bot.storage.engine import init_db, make_engine
@@ -125,7 +125,7 @@ def run(senders: int = 20, model: Optional[str] = None, work: Optional[Path] = N
         "QC_WECHAT_SECRET": SECRET, "QC_WECHAT_API_BASE": f"http://127.0.0.1:{standin_port}",
     }, log_name="bench")
 
-    async def go() -> Dict:
+    async def go() -> dict:
         standin = WeChatStandIn(APPID, SECRET)
         await standin.start(port=standin_port)
         try:
@@ -141,7 +141,7 @@ def run(senders: int = 20, model: Optional[str] = None, work: Optional[Path] = N
     return result
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

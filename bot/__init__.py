@@ -1,7 +1,7 @@
 """青城诉求 — citizen grievance assistant for Hohhot."""
 
-from bot.security import logmask as _logmask
 from bot.domain.limits import use_time_limits as _use_time_limits
+from bot.security import logmask as _logmask
 
 _logmask.install()  # phone and ID numbers masked in every log record of the process (bot/security/logmask.py)
 

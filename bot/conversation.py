@@ -9,22 +9,22 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 from bot.domain.model import CATEGORIES
 from bot.reference.locations import (
     AMBIGUOUS,
     CONFLICT,
-    NONE,
     RESOLVED,
     LocationResolver,
     Mention,
     Resolution,
     building_text,
 )
-from bot.uploads import own_photo_name
 from bot.text import find_phone, input_issue, valid_phone
+from bot.uploads import own_photo_name
 
 FORM_SLOTS = ("category", "location", "description", "photo", "phone", "confidential", "confirm")
 LOCATION_SLOTS = (
@@ -47,7 +47,8 @@ MIN_DESCRIPTION_CHARS = 4
 MAX_CHOICES = 8
 
 _CANCEL = re.compile(r"取消|撤销|撤回|不投诉了|不反映了|不举报了|不报了|不提交|不用提交|不弄了")
-_SKIP = re.compile(r"^\s*(跳过|没有|没|无|不用|不需要|不要|不留|算了|不了|不方便|pass|skip|no)\W*$|不留|不用留|没照片|没有照片|不拍|没拍|不清楚|不知道|不确定", re.I)
+_SKIP = re.compile(r"^\s*(跳过|没有|没|无|不用|不需要|不要|不留|算了|不了|不方便|pass|skip|no)\W*$|不留|"
+    r"不用留|没照片|没有照片|不拍|没拍|不清楚|不知道|不确定", re.I)
 _LINK = re.compile(r"(?:https?://|www\.)\S+", re.I)  # a pasted link: never a photo (only uploads are)
 # text that looked like a payload and was refused by the channel (its "/" made full-width,
 # bot/channels/payloads.py): noise, never part of what the resident described
@@ -72,7 +73,9 @@ _ID_CLAUSE = re.compile(r"(?:我的)?身份证(?:号码|号)?(?:是|为|[:：])?
 _PHONE_CLAUSE = re.compile(r"(?:我的?|本人)?(?:联系)?(?:电话|手机|手机号|号码|联系方式)(?:号码|号)?(?:是|为|[:：])?\s*"
                            r"(?:\+?86[\s-]?)?(?:1[3-9]\d(?:[\s-]?\d){8}|0\d{2,3}[\s-]?\d{7,8})|"
                            r"(?<!\d)(?:\+?86[\s-]?)?1[3-9]\d(?:[\s-]?\d){8}(?!\d)")
-_NAME_CLAUSE = re.compile(r"^(?:我|本人)(?:叫|姓名是|名字是|是(?!业主|住户|居民|租户|房东|老人|学生|家长|这|那|本|楼|一|个))[\u4e00-\u9fff·]{2,4}$|^(?:我|本人)姓[\u4e00-\u9fff]{1,2}$|^本人[\u4e00-\u9fff·]{2,4}$")
+_NAME_CLAUSE = re.compile(r"^(?:我|本人)(?:叫|姓名是|名字是|是(?!业主|住户|居民|租户|房东|老人|学生|"
+    r"家长|这|那|本|楼|一|个))[\u4e00-\u9fff·]{2,4}$|^(?:我|本人)姓[\u4e00-\u9fff]{1,2}$|"
+    r"^本人[\u4e00-\u9fff·]{2,4}$")
 # "不知道", "你看着办": the resident cannot say which category
 _NO_IDEA = re.compile(r"不知道|不清楚|不晓得|不确定|说不清|看着办|随便|你们定|你定|都行|都可以|跳过|确认|提交")
 # a contact clause ("联系方式：138…"): the classifier reads the complaint better without it
@@ -85,15 +88,15 @@ class Turn:
     """The resident's latest message as the NLU understood it."""
 
     text: str
-    intent: Optional[str] = None
+    intent: str | None = None
     confidence: float = 0.0
     entities: Sequence[Mapping[str, Any]] = ()
     from_button: bool = False
     # the community of the QR code the resident followed the WeChat account through
     # (channel metadata): the location of a complaint that names no place
-    scene_community: Optional[str] = None
+    scene_community: str | None = None
 
-    def entity(self, name: str) -> Optional[str]:
+    def entity(self, name: str) -> str | None:
         for e in self.entities:
             if e.get("entity") == name and e.get("value") not in (None, ""):
                 return str(e["value"])
@@ -102,20 +105,20 @@ class Turn:
 
 @dataclass
 class FormStep:
-    slots: Dict[str, Any] = field(default_factory=dict)
-    responses: List[Tuple[str, Dict[str, Any]]] = field(default_factory=list)
+    slots: dict[str, Any] = field(default_factory=dict)
+    responses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     reject: bool = False
     done: bool = False  # end the form now (cancelled), whatever is still missing
     # for the review inbox (the action writes it): {"choice": code, "text": …} the category the
     # resident picked after an unsure turn; {"denied": old, "intent": new, "text": …} a correction
-    inbox: Optional[Dict[str, Any]] = None
+    inbox: dict[str, Any] | None = None
 
-    def say(self, key: str, **variables: Any) -> "FormStep":
+    def say(self, key: str, **variables: Any) -> FormStep:
         self.responses.append((key, variables))
         return self
 
 
-def own_photo(turn: Turn) -> Optional[str]:
+def own_photo(turn: Turn) -> str | None:
     """The photo of this turn: only one our upload endpoint or WeChat's media download
     stored (a link typed in the text, or any other URL, is not a photo: 照片：已上传 would lie)."""
     ref = turn.entity("photo")
@@ -127,21 +130,21 @@ class CategoryMatcher:
     不是噪音"). Built from the routing catalogue's names and keywords, so a category added
     there is understood without code changes."""
 
-    def __init__(self, categories: Mapping[str, Tuple[str, Sequence[str]]]):
+    def __init__(self, categories: Mapping[str, tuple[str, Sequence[str]]]):
         self.codes = list(categories)
-        self.names: Dict[str, List[str]] = {}
-        self.keywords: Dict[str, List[str]] = {}
+        self.names: dict[str, list[str]] = {}
+        self.keywords: dict[str, list[str]] = {}
         for code, (name, keywords) in categories.items():
             parts = [p for p in re.split(r"[/／、与和及（）()]", name or "") if len(p) >= 2]
             self.names[code] = sorted({name, *parts} - {""}, key=len, reverse=True)
             self.keywords[code] = [k for k in keywords or () if k]
 
     @classmethod
-    def from_names(cls, names: Mapping[str, str]) -> "CategoryMatcher":
+    def from_names(cls, names: Mapping[str, str]) -> CategoryMatcher:
         return cls({code: (name, ()) for code, name in names.items()})
 
-    def choose(self, text: str, intent: Optional[str] = None, exclude: Sequence[str] = (),
-               offered: Sequence[str] = ()) -> Optional[str]:
+    def choose(self, text: str, intent: str | None = None, exclude: Sequence[str] = (),
+               offered: Sequence[str] = ()) -> str | None:
         """The category the text names; None when it names none (or only excluded ones)."""
         said = _NEGATED.sub("", text or "")  # "不是噪音" names what it is not
         allowed = [c for c in self.codes if c not in exclude]
@@ -169,7 +172,7 @@ class CategoryMatcher:
                 return best
         return None
 
-    def named(self, text: str, prefer: Sequence[str] = ()) -> Optional[str]:
+    def named(self, text: str, prefer: Sequence[str] = ()) -> str | None:
         """The category the text names by a name or the catalogue's keywords only (no guess)."""
         said = _NEGATED.sub("", text or "")
         allowed = [c for c in self.codes if c != "other"]
@@ -177,7 +180,7 @@ class CategoryMatcher:
                 or self._best({c: sum(len(k) for k in self.keywords[c] if k in said) for c in allowed}, prefer))
 
     @staticmethod
-    def _best(scores: Mapping[str, int], prefer: Sequence[str] = ()) -> Optional[str]:
+    def _best(scores: Mapping[str, int], prefer: Sequence[str] = ()) -> str | None:
         top = max(scores.values(), default=0)
         if top <= 0:
             return None
@@ -188,7 +191,7 @@ class CategoryMatcher:
 
 
 def category_without_contact(text: str, ranking: Sequence[Mapping[str, Any]], matcher: CategoryMatcher,
-                             floor: float = 0.08) -> Optional[str]:
+                             floor: float = 0.08) -> str | None:
     """A complaint the classifier missed because of its contact clause ("公主府社区下水井盖缺失，
     联系方式：138…" read as inform): the category the text names without the clause (the
     catalogue's names and keywords, ties decided by the classifier's ranking), else the
@@ -220,7 +223,7 @@ def strip_personal_details(text: str) -> str:
     cleaned = _PHONE_CLAUSE.sub("", _ID_CLAUSE.sub("", text))
     removed = cleaned != text
     pieces = _CLAUSE_SPLIT.split(cleaned)
-    kept: List[str] = []
+    kept: list[str] = []
     for i in range(0, len(pieces), 2):
         clause, sep = pieces[i], (pieces[i + 1] if i + 1 < len(pieces) else "")
         if _NAME_CLAUSE.match(clause.strip()):
@@ -250,7 +253,7 @@ FOLLOW_UP_INTENTS = {
 }
 
 
-def followup_answer(text: str, intent: Optional[str], from_button: bool = False) -> Optional[Tuple[bool, Optional[str]]]:
+def followup_answer(text: str, intent: str | None, from_button: bool = False) -> tuple[bool, str | None] | None:
     """(solved, satisfaction) from the resident's answer to the 回访 question, in their words
     or by button; None when it answers neither (ask again)."""
     if from_button or not text:
@@ -268,7 +271,7 @@ def followup_answer(text: str, intent: Optional[str], from_button: bool = False)
     return FOLLOW_UP_INTENTS.get(intent or "")
 
 
-def required_slots(slots: Mapping[str, Any]) -> List[str]:
+def required_slots(slots: Mapping[str, Any]) -> list[str]:
     """What the form needs, in order: 保密 only matters once a phone was given."""
     need = ["category", "location", "description", "photo", "phone"]
     phone = slots.get("phone")
@@ -278,7 +281,7 @@ def required_slots(slots: Mapping[str, Any]) -> List[str]:
     return need
 
 
-def next_slot(slots: Mapping[str, Any]) -> Optional[str]:
+def next_slot(slots: Mapping[str, Any]) -> str | None:
     for name in required_slots(slots):
         if slots.get(name) is None:
             return name
@@ -293,14 +296,14 @@ def _meaningful_chars(text: str, minus: Sequence[str] = ()) -> int:
 
 class ComplaintForm:
     def __init__(self, resolver: LocationResolver, new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
-                 clock: Callable[[], float] = time.time, categories: Optional[CategoryMatcher] = None):
+                 clock: Callable[[], float] = time.time, categories: CategoryMatcher | None = None):
         self.resolver = resolver
         self.categories = categories or CategoryMatcher.from_names(CATEGORIES)
         self.new_id = new_id
         self.clock = clock
 
     # --- entry ---------------------------------------------------------
-    def step(self, slots: Mapping[str, Any], requested: Optional[str], turn: Turn) -> FormStep:
+    def step(self, slots: Mapping[str, Any], requested: str | None, turn: Turn) -> FormStep:
         if requested is None:
             return self.start(slots, turn)
         if self._is_interruption(requested, turn):
@@ -372,7 +375,7 @@ class ComplaintForm:
                 mentions += self._mentions(turn)
         else:
             mentions = self._mentions(turn)
-        prefilled: List[str] = []
+        prefilled: list[str] = []
         if mentions:
             self._take_location(step, slots, mentions, turn.text or "", first=True)
         elif self._take_scene(step, slots, turn.scene_community):
@@ -401,7 +404,7 @@ class ComplaintForm:
         """A typed turn right after the category buttons (action_clarify) were offered."""
         return bool(slots.get("category_offered")) and bool(slots.get("pending_description")) and not turn.from_button
 
-    def kept_photo(self, slots: Mapping[str, Any]) -> Optional[str]:
+    def kept_photo(self, slots: Mapping[str, Any]) -> str | None:
         """The photo the resident sent before this complaint, unless it expired."""
         kept = slots.get(KEPT_PHOTO_SLOT)
         if not isinstance(kept, Mapping) or not own_photo_name(kept.get("photo")):
@@ -412,7 +415,7 @@ class ComplaintForm:
             return None
         return str(kept["photo"]) if 0 <= age <= KEPT_PHOTO_SECONDS else None
 
-    def _take_scene(self, step: FormStep, slots: Mapping[str, Any], code: Optional[str]) -> bool:
+    def _take_scene(self, step: FormStep, slots: Mapping[str, Any], code: str | None) -> bool:
         """The QR-code community as the location (only when it resolves to a street)."""
         place = self.resolver.g.get(code) if code else None
         if place is None or place.level != "community":
@@ -425,7 +428,7 @@ class ComplaintForm:
         return False
 
     # --- answers ---------------------------------------------------------
-    def answer_category(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+    def answer_category(self, slots: dict[str, Any], turn: Turn) -> FormStep:
         if turn.from_button and turn.intent in CATEGORIES:
             return FormStep(slots={"category": turn.intent})
         chosen = None if turn.from_button else self.categories.choose(turn.text, turn.intent)
@@ -433,7 +436,7 @@ class ComplaintForm:
             return FormStep(slots={"category": "other"}).say("utter_category_other")
         return FormStep(slots={"category": chosen})
 
-    def answer_location(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+    def answer_location(self, slots: dict[str, Any], turn: Turn) -> FormStep:
         step = FormStep()
         mentions = self._mentions(turn)
         text = turn.text or ""
@@ -463,7 +466,7 @@ class ComplaintForm:
         step.slots.update(location=None, location_asked=asked + 1)
         return step
 
-    def _accept_partial(self, slots: Dict[str, Any], step: FormStep) -> FormStep:
+    def _accept_partial(self, slots: dict[str, Any], step: FormStep) -> FormStep:
         previous = [Mention(**m) for m in (slots.get("location_mentions") or [])]
         label = " ".join(m.text for m in previous) or "未提供具体地点"
         step.slots.update(location=label, location_status=slots.get("location_status") or "unresolved",
@@ -472,7 +475,7 @@ class ComplaintForm:
             step.slots["location_status"] = "unresolved"
         return step
 
-    def _settle_conflict(self, slots: Dict[str, Any], step: FormStep, chosen: Resolution, text: str) -> FormStep:
+    def _settle_conflict(self, slots: dict[str, Any], step: FormStep, chosen: Resolution, text: str) -> FormStep:
         """The resident chose a street after we asked (button or typed). The compound
         decides the community only when it lies in that street; otherwise the chosen
         street routes the ticket and the compound's name stays in the location text."""
@@ -490,7 +493,7 @@ class ComplaintForm:
                           community_code=chosen.community_code)
         return step
 
-    def _take_location(self, step: FormStep, slots: Mapping[str, Any], mentions: List[Mention], text: str,
+    def _take_location(self, step: FormStep, slots: Mapping[str, Any], mentions: list[Mention], text: str,
                        first: bool) -> None:
         res = self.resolver.resolve(mentions)
         building = building_text(text)
@@ -539,7 +542,7 @@ class ComplaintForm:
         else:
             step.slots.update(location=None, location_asked=asked + 1)
 
-    def _mentions(self, turn: Turn) -> List[Mention]:
+    def _mentions(self, turn: Turn) -> list[Mention]:
         out = []
         for e in turn.entities:
             if e.get("entity") not in ("district", "street", "community", "place"):
@@ -549,7 +552,7 @@ class ComplaintForm:
                 out.append(m)
         return out
 
-    def answer_description(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+    def answer_description(self, slots: dict[str, Any], turn: Turn) -> FormStep:
         text = (turn.text or "").strip()
         pending = slots.get("pending_description") or ""
         if turn.intent == "deny" or _SKIP.search(text) or turn.from_button:
@@ -559,7 +562,7 @@ class ComplaintForm:
         combined = f"{pending}；{text}" if pending else text
         return FormStep(slots={"description": combined, "pending_description": None})
 
-    def answer_photo(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+    def answer_photo(self, slots: dict[str, Any], turn: Turn) -> FormStep:
         url = own_photo(turn)
         text = turn.text or ""
         if url:
@@ -589,7 +592,7 @@ class ComplaintForm:
             step.say("utter_photo_not_received")
         return step
 
-    def answer_phone(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+    def answer_phone(self, slots: dict[str, Any], turn: Turn) -> FormStep:
         text = turn.text or ""
         phone = find_phone(text)
         if phone and valid_phone(phone):
@@ -598,7 +601,7 @@ class ComplaintForm:
             return FormStep(slots={"phone": NO_VALUE, "confidential": None})
         return FormStep(slots={"phone": None}).say("utter_phone_invalid")
 
-    def answer_confidential(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+    def answer_confidential(self, slots: dict[str, Any], turn: Turn) -> FormStep:
         text = turn.text or ""
         # the resident's words first: 不要透露我的电话 may well be classified as deny
         if _CONFIDENTIAL_NO.search(text):
@@ -609,7 +612,7 @@ class ComplaintForm:
             return FormStep(slots={"confidential": turn.intent == "affirm"})
         return FormStep(slots={"confidential": None})
 
-    def answer_confirm(self, slots: Dict[str, Any], turn: Turn) -> FormStep:
+    def answer_confirm(self, slots: dict[str, Any], turn: Turn) -> FormStep:
         text = turn.text or ""
         mentions = [] if turn.from_button else self._mentions(turn)
         if mentions and "location" in (slots.get("prefilled") or []):
@@ -640,7 +643,7 @@ class ComplaintForm:
         return FormStep(slots={"confirm": None}).say("utter_confirm_again")
 
 
-def summary_variables(slots: Mapping[str, Any], category_names: Mapping[str, str] = CATEGORIES) -> Dict[str, str]:
+def summary_variables(slots: Mapping[str, Any], category_names: Mapping[str, str] = CATEGORIES) -> dict[str, str]:
     from bot.text import mask_personal_data, mask_phone, shorten
 
     phone = slots.get("phone")

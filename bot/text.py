@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Callable, Optional
+from collections.abc import Callable
 
 MAX_NLU_CHARS = 1000  # longer messages are kept whole but only their head is classified
 
@@ -33,7 +33,7 @@ def normalise(text: str) -> str:
 _CJK_OR_ALNUM = re.compile(r"[0-9A-Za-z\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
-def input_issue(text: Optional[str]) -> Optional[str]:
+def input_issue(text: str | None) -> str | None:
     """Why a message cannot be understood as written, or None when it can be read.
 
     "empty": nothing but whitespace/control characters;
@@ -102,7 +102,7 @@ _HOUSE_NUM = re.compile(r"\d+|[一二三四五六七八九十百两〇零]+|(?<!
                         r"|[东西南北中](?=\s*单元)")
 
 
-def find_phone(text: str) -> Optional[str]:
+def find_phone(text: str) -> str | None:
     """The first Chinese mobile or landline number in text, digits only (landline as 0471-xxxxxxx)."""
     t = normalise(text)
     m = _PHONE_CANDIDATE.search(t)
@@ -121,7 +121,7 @@ def valid_phone(value: str) -> bool:
     return bool(re.fullmatch(r"0\d{2,3}\d{7,8}", digits))
 
 
-def mask_phone(phone: Optional[str]) -> str:
+def mask_phone(phone: str | None) -> str:
     if not phone:
         return ""
     digits = re.sub(r"\D", "", phone)
@@ -130,7 +130,7 @@ def mask_phone(phone: Optional[str]) -> str:
     return "*" * len(digits)
 
 
-def _sub(pattern: "re.Pattern[str]", repl: Callable[["re.Match[str]"], str], text: str,
+def _sub(pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str], text: str,
          keep_first: bool = False, cn_digits: bool = False) -> str:
     """pattern.sub matched on the normalised text (full-width digits, ideographic spaces),
     replacing the same spans of the text as typed (normalise keeps every offset);
@@ -158,7 +158,7 @@ def mask_personal_data(text: str, public: bool = False, address: bool = False) -
     if not text:
         return text
 
-    def id_mask(m: "re.Match[str]") -> str:
+    def id_mask(m: re.Match[str]) -> str:
         chars = re.sub(r"[\s-]", "", m.group(1))
         return chars[:3] + "*" * 11 + chars[-4:]
 

@@ -15,7 +15,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from bot.paths import VAR_DIR
 from bot.photoclean import PhotoUnreadable, clean_photo
@@ -30,7 +29,7 @@ PHOTO_NAME = r"[0-9a-f]{32}\.(?:jpg|png|webp)"
 _OWN_PHOTO = re.compile(rf"^(?:https?://[A-Za-z0-9.\-:\[\]]+)?/widget/photo/({PHOTO_NAME})$")
 
 
-def sniff_image(head: bytes) -> Optional[str]:
+def sniff_image(head: bytes) -> str | None:
     """The file extension for JPEG/PNG/WebP magic bytes, else None."""
     if head[:3] == b"\xff\xd8\xff":
         return "jpg"
@@ -41,7 +40,7 @@ def sniff_image(head: bytes) -> Optional[str]:
     return None
 
 
-def own_photo_name(ref: object) -> Optional[str]:
+def own_photo_name(ref: object) -> str | None:
     """The stored file name when `ref` is a photo reference our upload endpoint or WeChat
     media download made; None for anything else (a link typed in a message, a script URL).
     Only such photos are stored on a ticket and shown (behind the console's permission check)."""
@@ -77,7 +76,7 @@ def record_owner(folder: Path, name: str, owner: str) -> None:
         fh.write(owner)
 
 
-def photo_owner(folder: Path, name: str) -> Optional[str]:
+def photo_owner(folder: Path, name: str) -> str | None:
     """The conversation that uploaded photo `name`, None when unknown (no record)."""
     try:
         return _owner_file(folder, name).read_text(encoding="ascii").strip() or None
@@ -85,7 +84,7 @@ def photo_owner(folder: Path, name: str) -> Optional[str]:
         return None
 
 
-def photo_belongs_to(ref: object, conversation: str, folder: Optional[Path] = None) -> bool:
+def photo_belongs_to(ref: object, conversation: str, folder: Path | None = None) -> bool:
     """True when `ref` is our photo reference and it was uploaded in `conversation`."""
     name = own_photo_name(ref)
     if name is None or not conversation:
@@ -98,7 +97,7 @@ def photo_belongs_to(ref: object, conversation: str, folder: Optional[Path] = No
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
 
 
-def save_photo(data: bytes, ext: str, folder: Path, owner: Optional[str] = None) -> str:
+def save_photo(data: bytes, ext: str, folder: Path, owner: str | None = None) -> str:
     """Store the photo without its metadata under a new random name in `folder`; the name.
     With `owner`, who uploaded it is written first (bot.uploads.photo_belongs_to).
     Raises PhotoUnreadable when the bytes do not decode as an `ext` image (nothing is written).
@@ -106,7 +105,7 @@ def save_photo(data: bytes, ext: str, folder: Path, owner: Optional[str] = None)
     return _store(data, ext, folder, owner)[0]
 
 
-def _store(data: bytes, ext: str, folder: Path, owner: Optional[str]) -> "tuple[str, bytes]":
+def _store(data: bytes, ext: str, folder: Path, owner: str | None) -> tuple[str, bytes]:
     """The stored name and the bytes actually stored (cleaned)."""
     data = clean_photo(data, ext)  # every channel's photo goes through here: nothing else writes one
     private_dir(folder)  # 0700 even when it existed (shared by the widget, WeChat and the console)
@@ -145,7 +144,7 @@ class UploadRejected(ValueError):
     """A file the console refuses (message is shown to the user)."""
 
 
-def content_type_of(head: bytes) -> Optional[str]:
+def content_type_of(head: bytes) -> str | None:
     """The image's content type from its first bytes, or None."""
     ext = sniff_image(head)
     return CONTENT_TYPES[ext] if ext else None
@@ -160,7 +159,7 @@ class StoredFile:
     path: Path
 
 
-def store_image(data: bytes, folder: Optional[Path] = None) -> StoredFile:
+def store_image(data: bytes, folder: Path | None = None) -> StoredFile:
     if not data:
         raise UploadRejected("照片是空文件 / the file is empty")
     if len(data) > MAX_PHOTO_BYTES:
@@ -176,7 +175,7 @@ def store_image(data: bytes, folder: Optional[Path] = None) -> StoredFile:
     return StoredFile(name, content_type, len(data), hashlib.sha256(data).hexdigest(), folder / name)
 
 
-def path_of(stored_name: str, folder: Optional[Path] = None) -> Path:
+def path_of(stored_name: str, folder: Path | None = None) -> Path:
     folder = (folder or upload_folder()).resolve()
     path = (folder / stored_name).resolve()
     if path.parent != folder:  # names come from our own table, but never trust a path

@@ -7,7 +7,6 @@ import io
 import re
 import struct
 import zlib
-from typing import List
 
 from PIL import ExifTags, Image, PngImagePlugin
 
@@ -77,7 +76,7 @@ def plain(fmt: str = "JPEG") -> bytes:
     return out.getvalue()
 
 
-def metadata_of(data: bytes) -> List[str]:
+def metadata_of(data: bytes) -> list[str]:
     """Every metadata block in a stored file (empty: clean), read from the bytes themselves."""
     found = []
     if data[:2] == b"\xff\xd8":

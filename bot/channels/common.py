@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
 
 from bot.channels.payloads import resident_text
 from bot.security.ratelimit import MSG_TOO_FAST, RateLimiter
@@ -42,7 +41,7 @@ TOO_FAST = Refusal(429, "too_many_messages", MSG_TOO_FAST)
 
 
 async def admit(channel: str, message: str, client: str, sender: str, client_limiter: RateLimiter,
-                limiter: RateLimiter) -> Optional[Refusal]:
+                limiter: RateLimiter) -> Refusal | None:
     """None when the message may reach the bot. Checked in this order, and a refused message
     counts against no later limit: its length, its client address (however many senders it
     rotates through), its sender."""

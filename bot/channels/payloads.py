@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
+
 from bot.domain.model import CATEGORIES
 from bot.uploads import photo_belongs_to
 

@@ -26,21 +26,23 @@ import asyncio
 import logging
 import os
 import re
-from typing import Any, Awaitable, Callable, Dict, Optional, Text
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 from rasa.core.channels.rest import RestInput as RasaRestInput
 from sanic import Blueprint, response
 from sanic.request import Request
 
-from bot.rasa_ext.actions_down import ActionServerUnavailable, install as _install_actions_down
 from bot.channels.common import MSG_BUSY, MSG_KEPT, TOO_LONG, admit, text_for_rasa
+from bot.ops.production import is_production
+from bot.rasa_ext.actions_down import ActionServerUnavailable
+from bot.rasa_ext.actions_down import install as _install_actions_down
+from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 from bot.security.bearer import bearer_ok
 from bot.security.identity import rest_sender
-from bot.ops.production import is_production
 from bot.security.ratelimit import LIMIT_ENV, RateLimiter, client_limiter, env_int
 from bot.text import mask_personal_data
-from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 from bot.web.clientaddr import client_address, trusted_proxies_from_env
 
 log = logging.getLogger(__name__)
@@ -58,16 +60,16 @@ def error(status: int, code: str, message: str):
 
 class RestInput(RasaRestInput):
     @classmethod
-    def name(cls) -> Text:
+    def name(cls) -> str:
         return "rest"
 
     @classmethod
-    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "RestInput":
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> RestInput:
         creds = credentials or {}
         return cls(int(creds.get("rate_limit") or env_int(LIMIT_ENV, 20)), float(creds.get("rate_window") or 60))
 
-    def __init__(self, rate_limit: Optional[int] = None, rate_window: float = 60.0,
-                 limiter: Optional[RateLimiter] = None) -> None:
+    def __init__(self, rate_limit: int | None = None, rate_window: float = 60.0,
+                 limiter: RateLimiter | None = None) -> None:
         self.limiter = limiter or RateLimiter(rate_limit or env_int(LIMIT_ENV, 20), rate_window, "rest")
         # per client address, whatever the sender ids (QC_CLIENT_RATE_LIMIT; behind QC_TRUSTED_PROXIES)
         self.client_limiter = client_limiter()  # the one counter REST and Socket.IO share

@@ -23,21 +23,23 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Awaitable, Callable, Dict, Optional, Text
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import rasa.core.channels.channel
 from rasa.core.channels.channel import UserMessage
-from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput as RasaSocketIOInput, SocketIOOutput
+from rasa.core.channels.socketio import SocketBlueprint, SocketIOOutput
+from rasa.core.channels.socketio import SocketIOInput as RasaSocketIOInput
 from sanic import Blueprint, response
 from sanic.request import Request
 from socketio import AsyncServer
 
-from bot.rasa_ext.actions_down import ActionServerUnavailable
 from bot.channels.common import MSG_BUSY, MSG_KEPT, admit, text_for_rasa
-from bot.security.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, new_session_id  # noqa: F401
-from bot.security.ratelimit import RateLimiter, client_limiter
-from bot.text import mask_personal_data
+from bot.rasa_ext.actions_down import ActionServerUnavailable
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
+from bot.security.ratelimit import RateLimiter, client_limiter
+from bot.security.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, new_session_id  # noqa: F401
+from bot.text import mask_personal_data
 from bot.web.clientaddr import client_address, trusted_proxies_from_env
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ def session_id_for(data: Any) -> str:
 
 class SocketIOInput(RasaSocketIOInput):
     @classmethod
-    def name(cls) -> Text:
+    def name(cls) -> str:
         return "socketio"
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
@@ -65,14 +67,14 @@ class SocketIOInput(RasaSocketIOInput):
         if getattr(self, "client_limiter", None) is None:
             self.client_limiter = client_limiter()  # the one counter REST and Socket.IO share
         trusted = trusted_proxies_from_env()
-        clients: Dict[str, str] = {}  # socket id → client address, for the per-client limit
+        clients: dict[str, str] = {}  # socket id → client address, for the per-client limit
 
         @bp.route("/", methods=["GET"])
         async def health(_: Request):
             return response.json({"status": "ok"})
 
         @sio.on("connect", namespace=namespace)
-        async def connect(sid: Text, environ: Dict, auth: Optional[Dict]) -> bool:
+        async def connect(sid: str, environ: dict, auth: dict | None) -> bool:
             request = environ.get("sanic.request")
             clients[sid] = client_address(getattr(request, "ip", None) or environ.get("REMOTE_ADDR"),
                                           environ.get("HTTP_X_FORWARDED_FOR", ""), trusted)
@@ -87,18 +89,18 @@ class SocketIOInput(RasaSocketIOInput):
             return bool(payload)
 
         @sio.on("disconnect", namespace=namespace)
-        async def disconnect(sid: Text) -> None:
+        async def disconnect(sid: str) -> None:
             clients.pop(sid, None)
 
         @sio.on("session_request", namespace=namespace)
-        async def session_request(sid: Text, data: Any = None) -> None:  # an emit without data: no argument
+        async def session_request(sid: str, data: Any = None) -> None:  # an emit without data: no argument
             session_id = session_id_for(data)
             if self.session_persistence:
                 await sio.enter_room(sid, session_id, namespace=namespace)
             await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
 
         @sio.on(self.user_message_evt, namespace=namespace)
-        async def handle_message(sid: Text, data: Any = None) -> None:
+        async def handle_message(sid: str, data: Any = None) -> None:
             if not isinstance(data, dict):
                 return
             if self.session_persistence:

@@ -12,8 +12,6 @@ import argparse
 import getpass
 import sys
 from datetime import date, datetime, timezone
-from pathlib import Path
-from typing import List, Optional
 
 from bot.domain.clock import SHANGHAI
 from bot.storage import holidays as hol
@@ -107,7 +105,7 @@ def cmd_export(year: int) -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bot calendar", description="the holiday calendar (节假日安排)")
     sub = ap.add_subparsers(dest="command", required=True)
     imp = sub.add_parser("import", help="enter a year from a YAML file")

@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 
 def quiet() -> None:
@@ -94,8 +93,8 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
 
 def cmd_run_rasa(args: argparse.Namespace) -> int:
     """Write the endpoints file from the environment, then become the Rasa server (systemd)."""
-    from bot.paths import REPO_ROOT, VAR_DIR
     from bot.ops.production import endpoints_yaml, rasa_env
+    from bot.paths import REPO_ROOT, VAR_DIR
 
     out = Path(args.endpoints_out or VAR_DIR / f"endpoints-{args.port}.yml")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -236,7 +235,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 1
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bot", description="青城诉求 tools")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("parse", help="explain how a message is understood and routed")

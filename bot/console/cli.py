@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime, timezone
-from typing import List, Optional
 
 
 def _uow():
@@ -22,7 +21,7 @@ def _uow():
     return ConsoleUnitOfWork(engine)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     from bot.console import auth
     from bot.console import services as svc
     from bot.console.tables import ROLES

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from bot.console.names import category_label, queue_label, street_label
 from bot.console.repository import TicketFilter
 from bot.console.uow import ConsoleUnitOfWork
+from bot.domain.clock import SHANGHAI
 from bot.domain.model import (
     ACCEPT,
     CATEGORIES,
@@ -40,11 +41,10 @@ from bot.domain.model import (
     Ticket,
     TicketState,
 )
-from bot.domain.clock import SHANGHAI
 from bot.storage.confidential import confidential_ticket_ids, redact_row
 from bot.storage.tables import metadata
-from bot.text import mask_personal_data
 from bot.storage.tables import tickets as tickets_table
+from bot.text import mask_personal_data
 
 DEFAULT_WEIGHTS = {"response": 0.3, "solve": 0.4, "satisfy": 0.3}
 RATE_NAMES = {"response": "响应率", "solve": "解决率", "satisfy": "满意率"}

@@ -16,8 +16,8 @@ from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from bot.domain.limits import FINISH, SIGN, Limit, StepLimits, time_limits
 from bot.domain.clock import SHANGHAI
+from bot.domain.limits import FINISH, SIGN, Limit, StepLimits, time_limits
 from bot.domain.workcal import WorkCalendar, add_working_time
 
 CATEGORIES: dict[str, str] = {

@@ -17,8 +17,8 @@ docs/holidays.md.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta
 from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime, time, timedelta
 from typing import Protocol
 
 from bot.domain.clock import SHANGHAI

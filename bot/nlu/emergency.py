@@ -22,7 +22,7 @@ The Rasa component `EmergencyEvidence` runs after the intent classifier:
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Text, Tuple
+from typing import Any
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
@@ -41,7 +41,9 @@ STRONG = [
     ("water", r"落水|溺水|掉(?:进|到|入|下)(?:了)?(?:河|湖|水|池塘|水塘|水库|冰窟窿|冰窟|井|窨井|水渠|渠|化粪池|河沟|水沟)|掉(?:了)?(?:河|湖|水|冰窟窿|井)里|"
      r"(?:掉|跌|摔|坠)(?:进|入|到)(?:了)?[^，,。]{1,12}(?:井|河|湖|水库|池塘|冰窟窿|化粪池|深坑|基坑)(?:里|中|内)?|"
      r"在(?:河|湖|水|水库|池塘|水塘|河沟|水沟|冰窟窿)(?:里|中)[^，,。]{0,4}(?:扑腾|挣扎|漂|浮|喊|沉)|被(?:水|洪水|河水|大水)(?:冲走|卷走|围困|围住)|"
-     r"(?:水|洪水)(?:都|已经|已)?(?:没|淹|漫)(?:过|到)(?:了)?(?:腰|胸|脖子|车顶|头顶|车门|车窗)|(?:落|跌|坠|掉)(?:入|进)(?:了)?(?:冰窟|水|河|湖|井|粪池)|" + _PEOPLE + r"[^，,。]{0,6}(?:沉下去|冲走了|漂走了)"),
+     r"(?:水|洪水)(?:都|已经|已)?(?:没|淹|漫)(?:过|到)(?:了)?(?:腰|胸|脖子|车顶|头顶|车门|车窗)|(?:落|"
+         r"跌|坠|掉)(?:入|进)(?:了)?(?:冰窟|水|河|湖|井|粪池)|" + _PEOPLE + r"[^，,。]{0,6}(?:沉下去|"
+         r"冲走了|漂走了)"),
     # trapped
     ("trapped", r"被困(?!扰)|困在|被关在|关在电梯|卡在电梯|(?:电梯|屋里|房间|地下室|车库)[^，,。！!？?车]{0,12}(?:出不来|出不去|打不开门)|"
      r"困(?:在)?电梯|关(?:在)?电梯里|电梯里(?:还)?(?:有|关着|困着)人|人(?:被)?(?:关|困|卡)(?:在)?(?:里面|里头)|"
@@ -56,7 +58,8 @@ STRONG = [
      r"冒火花|火花四溅|打火花|电火花|(?:电线|高压线|电缆)[^，,。]{0,8}(?:断|落|掉)[^，,。]{0,6}(?:带电|火花)|"
      r"(?:断|掉|垂)(?:落|下)?(?:的)?(?:电线|高压线|电缆)[^，,。]{0,4}(?:带电|冒火|打火)"),
     # gas smelled or leaking
-    ("gas", r"(?:煤气|燃气|天然气|液化气)(?:的)?(?:味|气味|泄漏|泄露|漏了|漏气|在漏|管[^，,。]{0,4}漏)|(?:一股|很大的?|很浓的?|好大的?|特别大的?)(?:煤气|燃气|天然气)"
+    ("gas", r"(?:煤气|燃气|天然气|液化气)(?:的)?(?:味|气味|泄漏|泄露|漏了|漏气|在漏|管[^，,。]{0,4}漏)|"
+        r"(?:一股|很大的?|很浓的?|好大的?|特别大的?)(?:煤气|燃气|天然气)"
      r"|闻(?:到|着|见)[^，,。]{0,6}(?:煤气|燃气|天然气|液化气)|(?:燃气|煤气|天然气)管(?:道|子)?[^，,。]{0,6}(?:破|断|裂|冒气|呲)|煤气中毒|一氧化碳|烧炭"),
     # hurt, unconscious, taken ill
     ("hurt", r"受伤|流血|出血|血流|大出血|烫伤|烧伤|烫着了|骨折|摔断|头破|(?:浑身|满脸|满头|一身)是血|见血"),
@@ -74,12 +77,15 @@ STRONG = [
      r"抢劫|(?:正在|在)打人|殴打|被打(?:了|伤)|挥刀|拿(?:着)?(?:砍刀|斧子|斧头)|拿(?:着)?(?:棍子|铁棍|砖头|板砖|酒瓶|锤子)[^，,。]{0,6}(?:打|砸|追|拍|抡)|抢(?:包|东西|孩子)|"
      r"砸门|踹门|撬[^，,。]{0,5}(?:门|锁|窗)|入室|(?:有|进了?)(?:小偷|贼)|家暴|追着(?:打|砍|砸)|掐(?:着)?脖子|绑架|要杀人"),
     # someone fell in, someone still inside a stuck lift, someone not answering (calm and elderly words)
-    ("fell", _PEOPLE + r"[^，,。把将]{0,4}(?:掉|摔|跌|栽|滑)(?:了)?(?:下去|进去)了|(?:一下|一下子|突然|不小心|脚下一滑)[^，,。]{0,3}(?:掉|滑|栽|摔|跌)(?:了)?(?:下去|进去)了"),
-    ("trapped", r"(?:老伴|老头|老太|孩子|小孩|孙子|孙女|我妈|我爸|母亲|父亲|其母|其父|老人|有人|人)[^，,。]{0,3}(?:还)?(?:在|关在|困在|卡在)电梯(?:里|里头|里面|里边|内)"
+    ("fell", _PEOPLE + r"[^，,。把将]{0,4}(?:掉|摔|跌|栽|滑)(?:了)?(?:下去|进去)了|(?:一下|一下子|突然|"
+        r"不小心|脚下一滑)[^，,。]{0,3}(?:掉|滑|栽|摔|跌)(?:了)?(?:下去|进去)了"),
+    ("trapped", r"(?:老伴|老头|老太|孩子|小孩|孙子|孙女|我妈|我爸|母亲|父亲|其母|其父|老人|有人|"
+        r"人)[^，,。]{0,3}(?:还)?(?:在|关在|困在|卡在)电梯(?:里|里头|里面|里边|内)"
      r"|电梯[^，,。]{0,10}(?:里头|里面|里边)[^，,。]{0,4}(?:有人|关着人|困着人|人还在|还有人)"),
     ("ill", r"(?:喊|叫)[^，,。]{0,6}(?:不应|不答应|不吭声|没(?:有)?(?:反应|回应|答应|人应|动静|声音|声儿))|(?:老伴|老头|老人|孩子|人)[^，,。]{0,3}快不行了"),
     # a child in a car; a missing child or confused old person
-    ("child", r"(?:孩子|小孩|婴儿|宝宝|幼儿)[^，,。]{0,8}(?:锁|关|困|闷)(?:在)?车(?:里|内)|(?:锁|关|闷)(?:在)?车(?:里|内)[^，,。]{0,8}(?:孩子|小孩|婴儿|宝宝|幼儿)|"
+    ("child", r"(?:孩子|小孩|婴儿|宝宝|幼儿)[^，,。]{0,8}(?:锁|关|困|闷)(?:在)?车(?:里|内)|(?:锁|关|"
+        r"闷)(?:在)?车(?:里|内)[^，,。]{0,8}(?:孩子|小孩|婴儿|宝宝|幼儿)|"
      r"车(?:里|内)[^，,。]{0,4}(?:反)?(?:锁|关|闷|困)(?:着)?(?:了)?[^，,。]{0,4}(?:孩子|小孩|婴儿|宝宝|幼儿|幼童|儿童|娃)|"
      r"走失|走丢|(?:孩子|小孩|老人|老伴|老头|老太|孙子|孙女|娃)[^，,。]{0,10}(?:丢了|不见了|找不着了|找不到了)|至今未归|(?:到现在|到这会儿)(?:还|都|也)?(?:没|未)(?:回来|回家)"),
     # live wires touching people, people about to fall or jump
@@ -87,7 +93,8 @@ STRONG = [
     ("jump", r"跳楼|轻生|自杀|寻短见|想不开|要跳(?:河|桥|楼)|割腕|(?:站|坐|爬|蹲)(?:在|到)?(?:楼顶|天台|窗台|阳台|桥)(?:边|外|栏杆外|护栏外)|"
      r"(?:楼顶|天台|窗台|桥)(?:边上|边缘)[^，,。]{0,6}(?:站|坐|徘徊)|(?:楼顶|天台|房顶)[^，,。]{0,8}(?:边上|边缘|护栏外|栏杆外)|"
      r"在(?:楼顶|天台)?边上(?:走来走去|站着|坐着|徘徊)|挂在(?:阳台|窗户|窗)外"),
-    ("rescue", r"请求(?:立即|马上|紧急)?(?:救援|救助|救人|急救)|(?:120|119|110)[^，,。]{0,4}(?:占线|打不通|没人接)|(?:叫|派|来)(?:个|辆)?救护车|需要救护车|紧急求助|急救"),
+    ("rescue", r"请求(?:立即|马上|紧急)?(?:救援|救助|救人|急救)|(?:120|119|110)[^，,。]{0,4}(?:占线|"
+        r"打不通|没人接)|(?:叫|派|来)(?:个|辆)?救护车|需要救护车|紧急求助|急救"),
 ]
 # hurt words do not count in a text about a dog bite, a work injury, a hospital or a refund (their own categories)
 _HURT_CONTEXT = re.compile(r"狗|犬|工伤|医药费|赔偿|索赔|退款|医院|住院|报销|老板|商家|维权|说法|食物中毒|吃坏")
@@ -124,7 +131,9 @@ NOT_NOW = re.compile(
     r"已经(?:救|送|扑灭|灭了|没事|好了|处理)|救上来了|灭了|扑灭|处理完|才(?:来|到|修好|放出来|出来|救出来)",
 )
 # the time a story is set in carries over to the clauses after it: 昨天晚上 变压器冒火了 然后就停电了
-_PAST_FRAME = re.compile(r"有一回|有一次|那回|那次|前阵子|前一阵|前些日子|前段时间|头些天|那会儿|年前|上半年|昨天|昨晚|昨儿|前天|前晚|前两天|那天|上(?:个)?(?:周|星期|礼拜|月)|去年|前几天|前些天|上回|上次|当时|之前|以前|曾经")
+_PAST_FRAME = re.compile(r"有一回|有一次|那回|那次|前阵子|前一阵|前些日子|前段时间|头些天|那会儿|年前|"
+    r"上半年|昨天|昨晚|昨儿|前天|前晚|前两天|那天|上(?:个)?(?:周|星期|礼拜|月)|去年|前几天|前些天|上回|"
+    r"上次|当时|之前|以前|曾经")
 _NOW_FRAME = re.compile(r"一直|还在|还是|到现在|现在|仍|至今|正在|刚才|刚刚|这会儿|此刻|眼下|今天|今早|今晚|今儿|快来|赶紧|马上")
 # signs that need the rest of the message: someone still inside (a lift named before), a smell
 # (gas named before), a confused old person who wandered off
@@ -142,11 +151,11 @@ _STRONG = [(k, re.compile(p)) for k, p in STRONG]
 _WEAK = [(k, re.compile(p)) for k, p in WEAK]
 
 
-def _clauses(text: str) -> List[str]:
+def _clauses(text: str) -> list[str]:
     return [c for c in _CLAUSE.split(text) if c.strip()]
 
 
-def _now_clauses(clauses: List[str]) -> List[bool]:
+def _now_clauses(clauses: list[str]) -> list[bool]:
     """Per clause: is it about now (not set in the past by itself or by the clauses before it)?"""
     out, past = [], False
     for clause in clauses:
@@ -158,13 +167,13 @@ def _now_clauses(clauses: List[str]) -> List[bool]:
     return out
 
 
-def evidence(text: str) -> Tuple[Optional[str], Optional[str]]:
+def evidence(text: str) -> tuple[str | None, str | None]:
     """(strong sign, weak sign) found in a clause that is about now; None where none."""
     strong, weak, _ = signs(text)
     return strong, weak
 
 
-def signs(text: str) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+def signs(text: str) -> tuple[str | None, str | None, str | None]:
     """(strong sign, weak sign, the strong sign's kind)."""
     clean = normalise(text or "")
     strong = weak = strong_kind = None
@@ -222,8 +231,8 @@ def hypothetical(text: str) -> bool:
     return any(not _FEAR.fullmatch(m.group(0)) for m in NOT_NOW.finditer(clean))
 
 
-def decide(text: str, ranking: List[Dict[str, Any]], weak_min: float = 0.25, sure_min: float = 0.1,
-           strong_min: float = 0.05) -> List[Dict[str, Any]]:
+def decide(text: str, ranking: list[dict[str, Any]], weak_min: float = 0.25, sure_min: float = 0.1,
+           strong_min: float = 0.05) -> list[dict[str, Any]]:
     """The intent ranking with `emergency` put first (confidence at least 0.9, so the fallback
     never hides it) or taken out of first place.
 
@@ -266,17 +275,17 @@ def decide(text: str, ranking: List[Dict[str, Any]], weak_min: float = 0.25, sur
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=False)
 class EmergencyEvidence(GraphComponent):
     @staticmethod
-    def get_default_config() -> Dict[Text, Any]:
+    def get_default_config() -> dict[str, Any]:
         return {"weak_min": 0.25, "sure_min": 0.1, "strong_min": 0.05}
 
-    def __init__(self, config: Dict[Text, Any]) -> None:
+    def __init__(self, config: dict[str, Any]) -> None:
         self._config = config
 
     @classmethod
-    def create(cls, config, model_storage, resource, execution_context: ExecutionContext) -> "EmergencyEvidence":
+    def create(cls, config, model_storage, resource, execution_context: ExecutionContext) -> EmergencyEvidence:
         return cls(config)
 
-    def process(self, messages: List[Message]) -> List[Message]:
+    def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:
             ranking = message.get(INTENT_RANKING_KEY)
             if not message.get(TEXT) or not ranking:

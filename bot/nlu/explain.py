@@ -4,8 +4,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional
+from typing import Any
 
 from bot.domain.model import CATEGORIES
 from bot.paths import REPO_ROOT
@@ -24,7 +25,7 @@ def latest_model(models_dir: Path = MODELS_DIR) -> Path:
     return models[-1]
 
 
-def category_of(parse: Dict[str, Any]) -> Optional[str]:
+def category_of(parse: dict[str, Any]) -> str | None:
     """The category the assistant acts on: the intent when it is a category; when the
     fallback fired because the model was unsure, the best-ranked category (the one the
     resident is offered first)."""
@@ -40,7 +41,7 @@ def category_of(parse: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-def explain(parse: Dict[str, Any]) -> Dict[str, Any]:
+def explain(parse: dict[str, Any]) -> dict[str, Any]:
     g = default_gazetteer()
     resolver = LocationResolver(g)
     router = default_router()
@@ -89,7 +90,7 @@ def explain(parse: Dict[str, Any]) -> Dict[str, Any]:
 class Parser:
     """Loads the trained model once; parses many texts."""
 
-    def __init__(self, model: Optional[Path] = None):
+    def __init__(self, model: Path | None = None):
         os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
         from rasa.core.agent import Agent
 
@@ -97,15 +98,15 @@ class Parser:
         self.agent = Agent.load(str(self.model_path))
         self._loop = asyncio.new_event_loop()
 
-    def parse(self, text: str) -> Dict[str, Any]:
+    def parse(self, text: str) -> dict[str, Any]:
         data = self._loop.run_until_complete(self.agent.parse_message(text))
         data["text"] = text
         return data
 
-    def explain(self, text: str) -> Dict[str, Any]:
+    def explain(self, text: str) -> dict[str, Any]:
         return explain(self.parse(text))
 
-    def explain_many(self, texts: Iterable[str]) -> Iterator[Dict[str, Any]]:
+    def explain_many(self, texts: Iterable[str]) -> Iterator[dict[str, Any]]:
         for t in texts:
             yield self.explain(t)
 
@@ -114,7 +115,7 @@ class Parser:
         self._loop.close()
 
 
-def read_jsonl_texts(lines: Iterable[str]) -> Iterator[Optional[str]]:
+def read_jsonl_texts(lines: Iterable[str]) -> Iterator[str | None]:
     for line in lines:
         line = line.strip()
         if not line:

@@ -3,7 +3,7 @@ become `nlu_fallback` with certainty, whatever the classifier guessed, so the as
 answers with a clear request for text instead of acting on noise."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Text
+from typing import Any
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
@@ -18,14 +18,14 @@ FALLBACK = "nlu_fallback"
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=False)
 class InputGuard(GraphComponent):
     @staticmethod
-    def get_default_config() -> Dict[Text, Any]:
+    def get_default_config() -> dict[str, Any]:
         return {}
 
     @classmethod
-    def create(cls, config, model_storage, resource, execution_context: ExecutionContext) -> "InputGuard":
+    def create(cls, config, model_storage, resource, execution_context: ExecutionContext) -> InputGuard:
         return cls()
 
-    def process(self, messages: List[Message]) -> List[Message]:
+    def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:
             if input_issue(message.get(TEXT)) is None:
                 continue

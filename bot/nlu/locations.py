@@ -11,7 +11,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Text
+from typing import Any
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
@@ -22,9 +22,9 @@ from rasa.shared.nlu.constants import ENTITIES, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from bot.nlu.tokenizer import LOCATION_SPANS
 from bot.reference.dictionaries import PLACE_FREQ
 from bot.reference.gazetteer import GAZETTEER_DIR, PLACES_CSV, Gazetteer
-from bot.nlu.tokenizer import LOCATION_SPANS
 from bot.text import MAX_NLU_CHARS, normalise
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ _PREAMBLE = re.compile(
 _GENERIC = {"小区", "马路", "街道", "道路", "公路", "马路上", "这条路", "那条路", "我们小区", "本小区", "学校", "医院", "市场", "公园", "广场"}
 
 
-def _gaps(text: str, taken: List[range]):
+def _gaps(text: str, taken: list[range]):
     pos = 0
     for r in sorted(taken, key=lambda r: r.start):
         if r.start > pos:
@@ -57,7 +57,7 @@ def _gaps(text: str, taken: List[range]):
         yield pos, text[pos:]
 
 
-def unknown_places(text: str, taken: List[range], boundaries: set) -> List[Dict[str, Any]]:
+def unknown_places(text: str, taken: list[range], boundaries: set) -> list[dict[str, Any]]:
     """Place-like names in the stretches of text no gazetteer name covers, snapped to
     token boundaries (so 路灯 never yields a road and 和平小区 keeps its 和)."""
     out = []
@@ -66,7 +66,7 @@ def unknown_places(text: str, taken: List[range], boundaries: set) -> List[Dict[
     return out
 
 
-def _unknown_places_in(text: str, offset: int, boundaries: set) -> List[Dict[str, Any]]:
+def _unknown_places_in(text: str, offset: int, boundaries: set) -> list[dict[str, Any]]:
     out = []
     for m in _UNKNOWN_PLACE.finditer(text):
         start, end = m.span(1)
@@ -87,7 +87,7 @@ def _unknown_places_in(text: str, offset: int, boundaries: set) -> List[Dict[str
     return out
 
 
-def build_aliases(gazetteer: Gazetteer) -> Dict[str, str]:
+def build_aliases(gazetteer: Gazetteer) -> dict[str, str]:
     """alias → level (a name shared by levels was already narrowed to the higher one)."""
     return {alias: cands[0].level for alias, cands in sorted(gazetteer.aliases.items()) if cands}
 
@@ -95,19 +95,18 @@ def build_aliases(gazetteer: Gazetteer) -> Dict[str, str]:
 class LocationMatcher:
     """spaCy blank zh + jieba + EntityRuler over the alias list. Usable without Rasa."""
 
-    def __init__(self, aliases: Dict[str, str]):
-        import jieba
+    def __init__(self, aliases: dict[str, str]):
         import spacy
 
         from bot.reference.dictionaries import load_into_jieba
 
         load_into_jieba()  # domain words too: 路灯 must not become the end of a road name
-        self.aliases: Dict[str, str] = {}
+        self.aliases: dict[str, str] = {}
         self.nlp = spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "jieba"}}})
         self._ruler = self.nlp.add_pipe("entity_ruler", config={"phrase_matcher_attr": "ORTH", "validate": False})
         self.add(aliases)
 
-    def add(self, aliases: Dict[str, str]) -> None:
+    def add(self, aliases: dict[str, str]) -> None:
         """More names (a place an admin added while the server runs): jieba words + patterns."""
         import jieba
 
@@ -124,7 +123,7 @@ class LocationMatcher:
             with self.nlp.select_pipes(enable=[]):
                 self._ruler.add_patterns(patterns)
 
-    def extract(self, text: str) -> List[Dict[str, Any]]:
+    def extract(self, text: str) -> list[dict[str, Any]]:
         clean = normalise(text or "")[:MAX_NLU_CHARS]
         if not clean.strip():
             return []
@@ -146,11 +145,11 @@ class GazetteerEntityExtractor(GraphComponent, EntityExtractorMixin):
     ALIASES_FILE = "aliases.json"
 
     @staticmethod
-    def get_default_config() -> Dict[Text, Any]:
+    def get_default_config() -> dict[str, Any]:
         return {"gazetteer_dir": str(GAZETTEER_DIR), "places_csv": str(PLACES_CSV)}
 
-    def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-                 aliases: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
+                 aliases: dict[str, str] | None = None) -> None:
         self._config = config
         self._storage = model_storage
         self._resource = resource
@@ -158,7 +157,7 @@ class GazetteerEntityExtractor(GraphComponent, EntityExtractorMixin):
         self._live = None  # the place table last merged in (bot.reference.gazetteer.default_gazetteer)
 
     @classmethod
-    def create(cls, config, model_storage, resource, execution_context: ExecutionContext) -> "GazetteerEntityExtractor":
+    def create(cls, config, model_storage, resource, execution_context: ExecutionContext) -> GazetteerEntityExtractor:
         return cls(config, model_storage, resource)
 
     def train(self, training_data: TrainingData) -> Resource:
@@ -170,7 +169,7 @@ class GazetteerEntityExtractor(GraphComponent, EntityExtractorMixin):
         return self._resource
 
     @classmethod
-    def load(cls, config, model_storage, resource, execution_context, **kwargs: Any) -> "GazetteerEntityExtractor":
+    def load(cls, config, model_storage, resource, execution_context, **kwargs: Any) -> GazetteerEntityExtractor:
         with model_storage.read_from(resource) as folder:
             aliases = json.loads((Path(folder) / cls.ALIASES_FILE).read_text(encoding="utf-8"))
         loaded = cls(config, model_storage, resource, aliases)
@@ -203,7 +202,7 @@ class GazetteerEntityExtractor(GraphComponent, EntityExtractorMixin):
                     message.set(LOCATION_SPANS, [(e["start"], e["end"]) for e in found])
         return training_data
 
-    def process(self, messages: List[Message]) -> List[Message]:
+    def process(self, messages: list[Message]) -> list[Message]:
         if self._matcher is None:
             return messages
         self._merge_live_places()

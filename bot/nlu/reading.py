@@ -13,7 +13,7 @@ no Rasa: the benchmark and the tests use them directly.
 from __future__ import annotations
 
 import re
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 from bot.text import MAX_NLU_CHARS, normalise
 
@@ -79,12 +79,12 @@ def reading_text(text: str, spans: Sequence[Sequence[int]] = ()) -> str:
     return _SPACES.sub(" ", text).strip().lower()
 
 
-def reading_words(reading: str) -> List[str]:
+def reading_words(reading: str) -> list[str]:
     import jieba
 
     return [w for w in jieba.lcut(reading) if w.strip()]
 
 
-def reading(text: str, spans: Sequence[Sequence[int]] = ()) -> Tuple[str, List[str]]:
+def reading(text: str, spans: Sequence[Sequence[int]] = ()) -> tuple[str, list[str]]:
     r = reading_text(text, spans)
     return r, reading_words(r)

@@ -8,7 +8,7 @@ without the mask the classifier learns "names a place → inform".
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Text, Tuple
+from collections.abc import Sequence
 
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.nlu.tokenizers.jieba_tokenizer import JiebaTokenizer
@@ -22,11 +22,11 @@ LOCATION_SPANS = "location_spans"  # message property set by GazetteerEntityExtr
 LOCATION_TOKEN = "<loc>"
 
 
-def jieba_tokens(text: str, masked: Sequence[Tuple[int, int]] = ()) -> List[Token]:
+def jieba_tokens(text: str, masked: Sequence[tuple[int, int]] = ()) -> list[Token]:
     import jieba
 
     text = normalise(text or "")[:MAX_NLU_CHARS]
-    tokens: List[Token] = []
+    tokens: list[Token] = []
     pos = 0
     for start, end in sorted(s for s in masked if s[0] < len(text)):
         if start < pos:
@@ -40,6 +40,6 @@ def jieba_tokens(text: str, masked: Sequence[Tuple[int, int]] = ()) -> List[Toke
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_TOKENIZER, is_trainable=True)
 class NormalisingJiebaTokenizer(JiebaTokenizer):
-    def tokenize(self, message: Message, attribute: Text) -> List[Token]:
+    def tokenize(self, message: Message, attribute: str) -> list[Token]:
         masked = message.get(LOCATION_SPANS) or () if attribute == TEXT else ()
         return self._apply_token_pattern(jieba_tokens(message.get(attribute), masked))

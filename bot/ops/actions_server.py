@@ -17,7 +17,6 @@ import ipaddress
 import logging
 import os
 import sys
-from typing import Optional
 
 from bot.security.bearer import bearer_ok
 
@@ -38,7 +37,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def create_app(token: Optional[str], package: str = "actions"):
+def create_app(token: str | None, package: str = "actions"):
     from rasa_sdk.endpoint import create_app as sdk_app
     from sanic import response
 
@@ -56,7 +55,7 @@ def create_app(token: Optional[str], package: str = "actions"):
     return app
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-p", "--port", type=int, default=5055)
     parser.add_argument("--actions", default="actions")

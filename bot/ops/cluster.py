@@ -27,14 +27,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING
 
 from bot.channels.common import MSG_BUSY
-from bot.paths import REPO_ROOT, VAR_DIR
 from bot.ops.production import ACTIONS_TOKEN_ENV
-from bot.ops.serve import VENV_BIN, actions_command, stop_stack, wait_http as _wait_http
+from bot.ops.serve import VENV_BIN, actions_command, stop_stack
+from bot.ops.serve import wait_http as _wait_http
+from bot.paths import REPO_ROOT, VAR_DIR
 
 if TYPE_CHECKING:
     import jinja2
@@ -70,14 +72,14 @@ def _address(value: str) -> str:
     return value
 
 
-def _addresses(values: Sequence[str], what: str) -> List[str]:
+def _addresses(values: Sequence[str], what: str) -> list[str]:
     if isinstance(values, str) or not values:
         raise ValueError(f"nginx upstream {what} needs at least one host:port")
     return [_address(v) for v in values]
 
 
 def nginx_conf(proxy_listen: str, internal_listen: str, rasa: Sequence[str], actions: Sequence[str], web: Sequence[str],
-               prefix: Optional[Path] = None, user: Optional[str] = None) -> str:
+               prefix: Path | None = None, user: str | None = None) -> str:
     """nginx.conf for the layout above (bot/ops/templates/nginx.conf.j2); addresses are
     host:port. `prefix` keeps pid, logs and temp files in one directory (a private nginx);
     None gives a system-wide config."""
@@ -96,7 +98,7 @@ def nginx_conf(proxy_listen: str, internal_listen: str, rasa: Sequence[str], act
 
 
 @functools.lru_cache(maxsize=1)
-def _templates() -> "jinja2.Environment":
+def _templates() -> jinja2.Environment:
     import jinja2
 
     # autoescape off: nginx syntax, not HTML; the values are validated in nginx_conf instead
@@ -112,16 +114,16 @@ class Cluster:
     env: Mapping[str, str]  # the production profile's variables (QC_PROFILE=production, URLs)
     work_dir: Path
     instances: int = 2
-    model: Optional[str] = None
+    model: str | None = None
     api_token: str = field(default_factory=lambda: "cluster-" + uuid.uuid4().hex)
     # the action servers' shared secret (bot/ops/actions_server.py): env's QC_ACTIONS_TOKEN or a fresh one
     actions_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     proxy_port: int = 0
     internal_port: int = 0
     web_port: int = 0
-    rasa_ports: List[int] = field(default_factory=list)
-    action_ports: List[int] = field(default_factory=list)
-    procs: Dict[str, subprocess.Popen] = field(default_factory=dict)
+    rasa_ports: list[int] = field(default_factory=list)
+    action_ports: list[int] = field(default_factory=list)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         taken = set()
@@ -145,11 +147,11 @@ class Cluster:
         return f"http://127.0.0.1:{self.proxy_port}"
 
     @property
-    def rasa_urls(self) -> List[str]:
+    def rasa_urls(self) -> list[str]:
         return [f"http://127.0.0.1:{p}" for p in self.rasa_ports]
 
     # --- processes ---------------------------------------------------------------------
-    def _env(self) -> Dict[str, str]:
+    def _env(self) -> dict[str, str]:
         from bot.ops.production import is_production, rasa_env
 
         env = {**os.environ, **self.env, "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT)}
@@ -160,7 +162,7 @@ class Cluster:
         env.setdefault("SANIC_HOST", "127.0.0.1")  # rasa-sdk's action server listens on 0.0.0.0 otherwise
         return env
 
-    def _spawn(self, name: str, cmd: List[str], env: Dict[str, str]) -> subprocess.Popen:
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = open(self.work_dir / f"{name}.log", "ab")
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -168,7 +170,7 @@ class Cluster:
         self.procs[name] = proc
         return proc
 
-    def _command(self, name: str) -> List[str]:
+    def _command(self, name: str) -> list[str]:
         rasa = str(VENV_BIN / "rasa")
         kind, _, n = name.partition("-")
         if kind == "actions":
@@ -194,7 +196,7 @@ class Cluster:
             return f"http://127.0.0.1:{self.web_port}/health"
         return f"{self.proxy_url}/health"
 
-    def process_env(self, name: str) -> Dict[str, str]:
+    def process_env(self, name: str) -> dict[str, str]:
         """The environment one process starts with. The web server reaches Rasa's HTTP API
         through the internal proxy (one server per request), but activating a retrained
         model must reach every Rasa server: QC_RASA_MODEL_URLS lists them directly."""
@@ -249,7 +251,7 @@ class Cluster:
             pass
         proc.wait(timeout=30)
 
-    def start(self) -> "Cluster":
+    def start(self) -> Cluster:
         from bot.ops.production import ProductionSettings, endpoints_yaml
         from bot.services.setup import prepare_store
         from bot.storage.engine import make_engine
@@ -290,7 +292,7 @@ class Cluster:
     def stop(self) -> None:
         stop_stack(list(self.procs.values()))
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -22,8 +22,9 @@ Environment (production):
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 PROFILE_ENV = "QC_PROFILE"
@@ -35,7 +36,7 @@ class ProfileError(ValueError):
     """The production profile is on but a setting is missing or malformed."""
 
 
-def is_production(env: Optional[Mapping[str, str]] = None) -> bool:
+def is_production(env: Mapping[str, str] | None = None) -> bool:
     env = os.environ if env is None else env
     return (env.get(PROFILE_ENV) or "").strip().lower() == PRODUCTION
 
@@ -53,9 +54,9 @@ def _require(env: Mapping[str, str], name: str, schemes: tuple) -> str:
 class ProductionSettings:
     database_url: str
     tracker_url: str
-    tracker_schema: Optional[str]
+    tracker_schema: str | None
     redis_url: str
-    lock_prefix: Optional[str]
+    lock_prefix: str | None
     amqp_url: str
     rasa_events_queue: str
     events_exchange: str
@@ -65,7 +66,7 @@ class ProductionSettings:
     dead_letter_exchange: str = "qc.dead"
 
     @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "ProductionSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ProductionSettings:
         env = os.environ if env is None else env
         prefix = (env.get("QC_LOCK_PREFIX") or "").strip() or None
         if prefix is not None and not prefix.isalnum():
@@ -99,15 +100,15 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> Any:
     return value
 
 
-def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None,
-                   embedded_tracker_db: Optional[str] = None) -> str:
+def endpoints_yaml(action_url: str, env: Mapping[str, str] | None = None,
+                   embedded_tracker_db: str | None = None) -> str:
     """The Rasa endpoints file for this environment: the action server always; in the
     production profile also the tracker store, lock store and event broker. Passwords
     appear as ${VAR} references only (see rasa_env for the variables). Embedded profile:
     trackers in the SQLite file `embedded_tracker_db` when given, else in memory."""
     # no action of ours reads the domain: Rasa need not serialise it into every call
-    action: Dict[str, Any] = {"url": _Text(action_url), "enable_selective_domain": True}
-    doc: Dict[str, Any] = {"action_endpoint": action}
+    action: dict[str, Any] = {"url": _Text(action_url), "enable_selective_domain": True}
+    doc: dict[str, Any] = {"action_endpoint": action}
     if ((os.environ if env is None else env).get(ACTIONS_TOKEN_ENV) or "").strip():
         # the action server's shared secret (bot/ops/actions_server.py); Rasa substitutes it
         action["headers"] = {"Authorization": f"Bearer ${{{ACTIONS_TOKEN_ENV}}}"}
@@ -121,7 +122,7 @@ def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None,
         return _dump(doc)
     s = ProductionSettings.from_env(env)
     t = urlsplit(s.tracker_url)
-    tracker: Dict[str, Any] = {
+    tracker: dict[str, Any] = {
         # Rasa's SQL tracker store that rides out a restart and never falls back to
         # memory quietly (see bot/rasa_ext/trackerstore.py).
         "type": "bot.rasa_ext.trackerstore.ResilientSQLTrackerStore",
@@ -135,7 +136,7 @@ def endpoints_yaml(action_url: str, env: Optional[Mapping[str, str]] = None,
     if t.password:
         tracker["password"] = "${QC_TRACKER_DB_PASSWORD}"
     r = urlsplit(s.redis_url)
-    lock: Dict[str, Any] = {
+    lock: dict[str, Any] = {
         # Rasa's RedisLockStore with atomic ticket changes (see bot/rasa_ext/lockstore.py).
         "type": "bot.rasa_ext.lockstore.AtomicRedisLockStore",
         "url": _Text(r.hostname or "127.0.0.1"),
@@ -185,7 +186,7 @@ def _dump(doc: Mapping[str, Any]) -> str:
     return yaml.dump(doc, Dumper=Dumper, allow_unicode=True, sort_keys=False, default_flow_style=False)
 
 
-def rasa_env(env: Optional[Mapping[str, str]] = None) -> dict:
+def rasa_env(env: Mapping[str, str] | None = None) -> dict:
     """Variables the Rasa server needs besides the endpoints file: the passwords the file
     refers to, and the tracker schema (Rasa reads POSTGRESQL_SCHEMA)."""
     env = os.environ if env is None else env

@@ -17,7 +17,7 @@ TOKEN_ENV = "QC_RASA_TOKEN"
 TOKEN_FILE_ENV = "QC_RASA_TOKEN_FILE"
 
 
-def token_from_env(env: "os._Environ[str] | dict[str, str]") -> str:
+def token_from_env(env: os._Environ[str] | dict[str, str]) -> str:
     token = (env.get(TOKEN_ENV) or "").strip()
     if not token and env.get(TOKEN_FILE_ENV):
         token = Path(env[TOKEN_FILE_ENV]).read_text(encoding="utf-8").strip()

@@ -5,8 +5,9 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from bot.reference.gazetteer import default_gazetteer
 from bot.reference.locations import LocationResolver

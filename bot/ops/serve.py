@@ -11,10 +11,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import List, Optional
 
-from bot.paths import REPO_ROOT, VAR_DIR
 from bot.ops.production import ACTIONS_TOKEN_ENV
+from bot.paths import REPO_ROOT, VAR_DIR
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -33,15 +32,15 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> bool:
     return False
 
 
-def actions_command(port: int) -> List[str]:
+def actions_command(port: int) -> list[str]:
     """Our action server (bot/ops/actions_server.py): rasa_sdk on QC_ACTIONS_HOST (default
     loopback), checking QC_ACTIONS_TOKEN."""
     return [sys.executable, "-m", "bot.ops.actions_server", "--port", str(port), "--actions", "actions"]
 
 
-def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, log_dir: Path = VAR_DIR,
-                api_token: Optional[str] = None, env: Optional[dict] = None,
-                sqlite_trackers: bool = True) -> List[subprocess.Popen]:
+def start_stack(rasa_port: int, actions_port: int, model: str | None = None, log_dir: Path = VAR_DIR,
+                api_token: str | None = None, env: dict | None = None,
+                sqlite_trackers: bool = True) -> list[subprocess.Popen]:
     """Start both servers (used by `serve` and by the end-to-end tests). Embedded profile:
     trackers in `log_dir`/trackers-<port>.db, or in Rasa's default in-memory store when
     `sqlite_trackers` is false (the benchmark's stock peer)."""
@@ -75,7 +74,7 @@ def start_stack(rasa_port: int, actions_port: int, model: Optional[str] = None, 
     return procs
 
 
-def spawn(cmd: List[str], env: dict, log_path: Path) -> subprocess.Popen:
+def spawn(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
     """One child in its own session (its log appended), the way the supervisor restarts it too."""
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -84,7 +83,7 @@ def spawn(cmd: List[str], env: dict, log_path: Path) -> subprocess.Popen:
     return proc
 
 
-def stop_stack(procs: List[subprocess.Popen]) -> None:
+def stop_stack(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         if p.poll() is None:
             try:
@@ -98,8 +97,8 @@ def stop_stack(procs: List[subprocess.Popen]) -> None:
             os.killpg(p.pid, signal.SIGKILL)
 
 
-def start_web(rasa_port: int, web_port: int, api_token: Optional[str], log_dir: Path = VAR_DIR,
-              env: Optional[dict] = None) -> subprocess.Popen:
+def start_web(rasa_port: int, web_port: int, api_token: str | None, log_dir: Path = VAR_DIR,
+              env: dict | None = None) -> subprocess.Popen:
     """The third process: our aiohttp server (work console, Open311, chat widget)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **(env or {}), "PYTHONPATH": str(REPO_ROOT), "QC_WEB_PORT": str(web_port),
@@ -118,10 +117,10 @@ def serve(rasa_port: int, actions_port: int) -> int:
     prepare_store(make_engine())  # schema, queues and routing rules before the first resident writes
     print("starting the action server and the Rasa server (first start takes ~30 s)…", flush=True)
     # The console pushes ticket news to residents through Rasa's HTTP API (local only, token).
-    from bot.console.services import seed_demo_accounts
-    from bot.console.uow import ConsoleUnitOfWork
-    from bot.console.services import print_demo_accounts
     from datetime import datetime, timezone
+
+    from bot.console.services import print_demo_accounts, seed_demo_accounts
+    from bot.console.uow import ConsoleUnitOfWork
 
     token = os.environ.get("QC_RASA_TOKEN") or secrets.token_urlsafe(24)
     web_port = int(os.environ.get("QC_WEB_PORT", "8080"))

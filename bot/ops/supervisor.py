@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 from collections import deque
-from typing import Callable, Deque, Dict, List, MutableMapping, Optional, TextIO
+from collections.abc import Callable, MutableMapping
+from typing import TextIO
 
 from bot.security.ratelimit import env_int
 
@@ -44,28 +45,28 @@ class Supervisor:
     """Watch `procs` (name → process, updated in place); `restart(name)` spawns a new one."""
 
     def __init__(self, procs: MutableMapping[str, subprocess.Popen], restart: Callable[[str], subprocess.Popen],
-                 stop_all: Callable[[], None], limit: Optional[int] = None, window: Optional[float] = None,
-                 backoff: Optional[float] = None, out: TextIO = sys.stderr, poll: float = 0.5) -> None:
+                 stop_all: Callable[[], None], limit: int | None = None, window: float | None = None,
+                 backoff: float | None = None, out: TextIO = sys.stderr, poll: float = 0.5) -> None:
         self.procs, self.restart, self.stop_all = procs, restart, stop_all
         self.limit = limit if limit is not None else env_int("QC_RESTART_LIMIT", 5)
         self.window = window if window is not None else _env_float("QC_RESTART_WINDOW", 300)
         self.backoff = backoff if backoff is not None else _env_float("QC_RESTART_BACKOFF", 1)
         self.out, self.poll = out, poll
-        self.deaths: Dict[str, Deque[float]] = {}
-        self.pending: Dict[str, float] = {}  # name → when to start it again
-        self._stop: List[int] = []
+        self.deaths: dict[str, deque[float]] = {}
+        self.pending: dict[str, float] = {}  # name → when to start it again
+        self._stop: list[int] = []
 
     def say(self, line: str) -> None:
         print(f"supervisor: {line}", file=self.out, flush=True)
 
-    def _reap(self, name: str, proc: subprocess.Popen, now: float) -> Optional[str]:
+    def _reap(self, name: str, proc: subprocess.Popen, now: float) -> str | None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # children it left behind (its own session)
         except (ProcessLookupError, PermissionError):
             pass
         return self._died(name, f"{name} (pid {proc.pid}) died: {describe_exit(proc.returncode)}", now)
 
-    def _died(self, name: str, what: str, now: float) -> Optional[str]:
+    def _died(self, name: str, what: str, now: float) -> str | None:
         """Log a death and schedule the restart; the reason to give up, if it is time."""
         deaths = self.deaths.setdefault(name, deque())
         deaths.append(now)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import aiohttp
 
@@ -47,9 +47,9 @@ def _unreachable(exc: BaseException) -> bool:
     return False
 
 
-def pending_messages(events: List[Any]) -> List[Tuple[str, Dict[str, Any]]]:
+def pending_messages(events: list[Any]) -> list[tuple[str, dict[str, Any]]]:
     """The trailing pending messages of a conversation (oldest first): (text, metadata)."""
-    from rasa.shared.core.events import ActionExecuted, UserUttered, UserUtteranceReverted
+    from rasa.shared.core.events import ActionExecuted, UserUtteranceReverted, UserUttered
 
     found = []
     i = len(events)
@@ -66,7 +66,7 @@ def install() -> None:
     from rasa.core.channels.channel import UserMessage
     from rasa.core.processor import MessageProcessor
     from rasa.shared.core.constants import ACTION_LISTEN_NAME
-    from rasa.shared.core.events import ActionExecuted, UserUttered, UserUtteranceReverted
+    from rasa.shared.core.events import ActionExecuted, UserUtteranceReverted, UserUttered
 
     if getattr(RemoteAction.run, _INSTALLED_FLAG, False):
         return

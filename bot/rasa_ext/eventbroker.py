@@ -16,13 +16,13 @@ Used by the production endpoints file (bot/ops/production.py: type bot.rasa_ext.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 import aio_pika
 from rasa.core.brokers.pika import PikaEventBroker
 
 
-def queue_arguments(max_length: int, ttl_ms: int, dead_letter_exchange: str) -> Dict[str, Any]:
+def queue_arguments(max_length: int, ttl_ms: int, dead_letter_exchange: str) -> dict[str, Any]:
     return {"x-max-length": int(max_length), "x-overflow": "drop-head", "x-message-ttl": int(ttl_ms),
             "x-dead-letter-exchange": dead_letter_exchange}
 

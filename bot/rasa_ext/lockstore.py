@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Optional, Text
+from collections.abc import Callable
+from typing import Any
 
 from rasa.core.lock import TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, RedisLockStore
@@ -28,7 +29,7 @@ class AtomicRedisLockStore(RedisLockStore):
             kwargs = {"host": endpoint_config.url or "localhost", **endpoint_config.kwargs, **kwargs}
         super().__init__(**kwargs)
 
-    def _change(self, conversation_id: Text, fn: Callable[[Optional[TicketLock]], Optional[TicketLock]]) -> Any:
+    def _change(self, conversation_id: str, fn: Callable[[TicketLock | None], TicketLock | None]) -> Any:
         """Apply `fn` to the stored lock atomically; fn returns the lock to store (None:
         delete it). Returns what fn stored."""
         key = self.key_prefix + conversation_id
@@ -48,10 +49,10 @@ class AtomicRedisLockStore(RedisLockStore):
         self.red.transaction(txn, key)
         return result[0] if result else None
 
-    def issue_ticket(self, conversation_id: Text, lock_lifetime: float = LOCK_LIFETIME) -> int:
+    def issue_ticket(self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME) -> int:
         number: list = []
 
-        def issue(lock: Optional[TicketLock]) -> TicketLock:
+        def issue(lock: TicketLock | None) -> TicketLock:
             lock = lock or TicketLock(conversation_id)
             number[:] = [lock.issue_ticket(lock_lifetime)]
             return lock
@@ -62,26 +63,26 @@ class AtomicRedisLockStore(RedisLockStore):
             raise LockError(f"Error while acquiring lock. Error:\n{exc}") from exc
         return number[0]
 
-    def update_lock(self, conversation_id: Text) -> None:
-        def expire(lock: Optional[TicketLock]) -> Optional[TicketLock]:
+    def update_lock(self, conversation_id: str) -> None:
+        def expire(lock: TicketLock | None) -> TicketLock | None:
             if lock is not None:
                 lock.remove_expired_tickets()
             return lock
 
         self._change(conversation_id, expire)
 
-    def finish_serving(self, conversation_id: Text, ticket_number: int) -> None:
-        def finish(lock: Optional[TicketLock]) -> Optional[TicketLock]:
+    def finish_serving(self, conversation_id: str, ticket_number: int) -> None:
+        def finish(lock: TicketLock | None) -> TicketLock | None:
             if lock is not None:
                 lock.remove_ticket_for(ticket_number)
             return lock
 
         self._change(conversation_id, finish)
 
-    def cleanup(self, conversation_id: Text, ticket_number: int) -> None:
+    def cleanup(self, conversation_id: str, ticket_number: int) -> None:
         # Remove our ticket and delete the lock when nobody waits — one step, so a ticket
         # another server issued in between is never deleted with it.
-        def done(lock: Optional[TicketLock]) -> Optional[TicketLock]:
+        def done(lock: TicketLock | None) -> TicketLock | None:
             if lock is None:
                 return None
             lock.remove_ticket_for(ticket_number)

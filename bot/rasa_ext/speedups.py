@@ -15,7 +15,7 @@ validator only to produce Rasa's own error message.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Dict, Optional, Text
+from typing import Any
 
 _INSTALLED_FLAG = "_qc_cached_validator"
 
@@ -60,7 +60,7 @@ def response_is_valid(result: Any) -> bool:
     return True
 
 
-def _validate_action_result(self, result: Dict[Text, Any]) -> bool:
+def _validate_action_result(self, result: dict[str, Any]) -> bool:
     from jsonschema import ValidationError, exceptions
     from rasa.shared.constants import DOCS_BASE_URL
 
@@ -77,7 +77,7 @@ def _validate_action_result(self, result: Dict[Text, Any]) -> bool:
     raise error
 
 
-_event_types: Dict[Text, Any] = {}
+_event_types: dict[str, Any] = {}
 
 
 def _make_resolve_by_type(original):
@@ -85,7 +85,7 @@ def _make_resolve_by_type(original):
     (each tracker load and each action response: ~8% of a turn). Same answer from a dict
     filled on first use; a miss asks the original (types defined later, errors)."""
 
-    def resolve_by_type(type_name: Text, default=None):
+    def resolve_by_type(type_name: str, default=None):
         if not _event_types:
             from rasa.shared.core.events import Event
             from rasa.shared.utils.common import all_subclasses
@@ -111,8 +111,8 @@ def _make_pooled_request(original):
     one session per endpoint and event loop that keeps its connections alive."""
     import aiohttp
 
-    async def request(self, method: Text = "post", subpath: Optional[Text] = None,
-                      content_type: Optional[Text] = "application/json", compress: bool = False, **kwargs: Any):
+    async def request(self, method: str = "post", subpath: str | None = None,
+                      content_type: str | None = "application/json", compress: bool = False, **kwargs: Any):
         if self.cafile:  # TLS with a private CA: left to the original
             return await original(self, method, subpath, content_type, compress, **kwargs)
         from aiohttp import ContentTypeError

@@ -23,7 +23,8 @@ import json
 import logging
 import os
 import sqlite3
-from typing import Any, Iterable, List, Optional, Text
+from collections.abc import Iterable
+from typing import Any
 
 from rasa.core.tracker_store import TrackerStore
 from rasa.shared.core.events import SessionStarted
@@ -56,12 +57,12 @@ _OFFSET_ATTR = "_qc_first_seq"
 class SQLiteTrackerStore(TrackerStore):
     """endpoints.yml: `tracker_store: {type: bot.rasa_ext.sqlite_trackerstore.SQLiteTrackerStore, db: path}`."""
 
-    def __init__(self, domain=None, db: Text = "trackers.db", host: Optional[Text] = None,
+    def __init__(self, domain=None, db: str = "trackers.db", host: str | None = None,
                  event_broker=None, busy_timeout_ms: int = 10_000, **kwargs: Any) -> None:
         super().__init__(domain, event_broker, **kwargs)
         self.path = db
         self.busy_timeout_ms = int(busy_timeout_ms)
-        self._conn: Optional[sqlite3.Connection] = None
+        self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._connection()  # create the file and tables now: a bad path fails at start-up
 
@@ -80,22 +81,22 @@ class SQLiteTrackerStore(TrackerStore):
 
     # --- reading -------------------------------------------------------------------------
 
-    async def keys(self) -> Iterable[Text]:
+    async def keys(self) -> Iterable[str]:
         return [r[0] for r in self._connection().execute("SELECT sender_id FROM qc_conversations")]
 
-    async def exists(self, conversation_id: Text) -> bool:
+    async def exists(self, conversation_id: str) -> bool:
         row = self._connection().execute(
             "SELECT 1 FROM qc_conversations WHERE sender_id = ?", (conversation_id,)).fetchone()
         return row is not None
 
-    async def retrieve(self, sender_id: Text) -> Optional[DialogueStateTracker]:
+    async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
         """The latest conversation session (as Rasa's SQL store)."""
         return self._retrieve(sender_id, all_sessions=False)
 
-    async def retrieve_full_tracker(self, conversation_id: Text) -> Optional[DialogueStateTracker]:
+    async def retrieve_full_tracker(self, conversation_id: str) -> DialogueStateTracker | None:
         return self._retrieve(conversation_id, all_sessions=True)
 
-    def _retrieve(self, sender_id: Text, all_sessions: bool) -> Optional[DialogueStateTracker]:
+    def _retrieve(self, sender_id: str, all_sessions: bool) -> DialogueStateTracker | None:
         conn = self._connection()
         conn.execute("BEGIN")  # one snapshot for both statements
         try:
@@ -119,7 +120,7 @@ class SQLiteTrackerStore(TrackerStore):
     async def save(self, tracker: DialogueStateTracker) -> None:
         await self.stream_events(tracker)
         conn = self._connection()
-        events: List = list(tracker.events)
+        events: list = list(tracker.events)
         conn.execute("BEGIN IMMEDIATE")
         try:
             head = conn.execute("SELECT n_events, session_start FROM qc_conversations WHERE sender_id = ?",

@@ -32,8 +32,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Optional, Text
+from typing import Any
 
 import sqlalchemy as sa
 from rasa.core.tracker_store import SQLTrackerStore, create_engine_kwargs
@@ -55,7 +56,7 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
-async def _to_the_end(task: "asyncio.Future") -> Any:
+async def _to_the_end(task: asyncio.Future) -> Any:
     """Await `task` to its end; a cancellation meanwhile is raised only after it."""
     cancelled = False
     while True:
@@ -72,7 +73,7 @@ async def _to_the_end(task: "asyncio.Future") -> Any:
 
 
 class ResilientSQLTrackerStore(SQLTrackerStore):
-    def __init__(self, *args: Any, retry_seconds: Optional[float] = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, retry_seconds: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.retry_seconds = float(retry_seconds if retry_seconds is not None
                                    else os.environ.get("QC_TRACKER_RETRY_SECONDS", "10"))
@@ -129,12 +130,12 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _rows(self, sender_id: Text, all_sessions: bool) -> list:
+    def _rows(self, sender_id: str, all_sessions: bool) -> list:
         # one statement: the session start and the events come from one snapshot
         with self.engine.connect() as conn:
             return conn.execute(self._all if all_sessions else self._latest, {"sender_id": sender_id}).fetchall()
 
-    async def _read(self, sender_id: Text, all_sessions: bool) -> Optional[DialogueStateTracker]:
+    async def _read(self, sender_id: str, all_sessions: bool) -> DialogueStateTracker | None:
         rows = await self._blocking(self._rows, sender_id, all_sessions)
         if self.domain and rows:
             return DialogueStateTracker.from_dict(sender_id, [json.loads(r[0]) for r in rows], self.domain.slots)
@@ -145,19 +146,19 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         conversations meanwhile instead of waiting for PostgreSQL (a commit's WAL flush)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def retrieve(self, sender_id: Text) -> Optional[DialogueStateTracker]:
-        async def attempt() -> Optional[DialogueStateTracker]:
+    async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
+        async def attempt() -> DialogueStateTracker | None:
             return await self._read(sender_id, all_sessions=False)
 
         return await self._run_async("retrieve", attempt)
 
-    async def retrieve_full_tracker(self, conversation_id: Text) -> Optional[DialogueStateTracker]:
-        async def attempt() -> Optional[DialogueStateTracker]:
+    async def retrieve_full_tracker(self, conversation_id: str) -> DialogueStateTracker | None:
+        async def attempt() -> DialogueStateTracker | None:
             return await self._read(conversation_id, all_sessions=True)
 
         return await self._run_async("retrieve", attempt)
 
-    async def keys(self) -> Iterable[Text]:
+    async def keys(self) -> Iterable[str]:
         return await self._run_async("keys", lambda: SQLTrackerStore.keys(self))
 
     async def save(self, tracker: DialogueStateTracker) -> None:
@@ -190,7 +191,7 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         # until the events are stored, as with the synchronous original.
         await _to_the_end(asyncio.ensure_future(self._run_async("save", attempt)))
 
-    def _count_stored(self, sender_id: Text) -> tuple:
+    def _count_stored(self, sender_id: str) -> tuple:
         conn = self.engine.connect()
         try:
             return conn, conn.execute(self._count, {"sender_id": sender_id}).scalar_one()
@@ -206,7 +207,7 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
             conn.close()
 
     @staticmethod
-    def _row(sender_id: Text, event: Any) -> dict:
+    def _row(sender_id: str, event: Any) -> dict:
         data = event.as_dict()
         return {"sender_id": sender_id, "type_name": event.type_name, "timestamp": data.get("timestamp"),
                 "intent_name": data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),

@@ -6,8 +6,8 @@ domain.txt is hand-written complaint vocabulary. `python -m bot dict` regenerate
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, List
 
 from bot.paths import DATA_DIR
 from bot.reference.gazetteer import Gazetteer
@@ -18,7 +18,7 @@ GAZETTEER_DICT = DICTIONARY_DIR / "gazetteer.txt"
 PLACE_FREQ = 50000
 
 
-def gazetteer_dictionary_lines(gazetteer: Gazetteer) -> List[str]:
+def gazetteer_dictionary_lines(gazetteer: Gazetteer) -> list[str]:
     return [f"{alias} {PLACE_FREQ} ns" for alias in sorted(gazetteer.aliases) if " " not in alias]
 
 

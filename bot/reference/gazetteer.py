@@ -12,9 +12,9 @@ import re
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
 
 from bot.paths import DATA_DIR
 
@@ -43,16 +43,16 @@ class Place:
     code: str
     name: str
     level: str
-    district_code: Optional[str]
-    street_code: Optional[str] = None
-    community_code: Optional[str] = None
+    district_code: str | None
+    street_code: str | None = None
+    community_code: str | None = None
 
     @property
     def full_name(self) -> str:
         return self.name
 
 
-def _community_aliases(name: str) -> List[str]:
+def _community_aliases(name: str) -> list[str]:
     out = [name]
     for suffix in _COMMUNITY_SUFFIXES:
         if name.endswith(suffix):
@@ -77,7 +77,7 @@ def _community_aliases(name: str) -> List[str]:
     return out
 
 
-def _street_aliases(name: str) -> List[str]:
+def _street_aliases(name: str) -> list[str]:
     out = [name]
     base = re.sub(r"[（(].*?[）)]", "", name)
     inner = re.findall(r"[（(](.*?)[）)]", name)
@@ -104,17 +104,17 @@ def _street_aliases(name: str) -> List[str]:
 
 
 class Gazetteer:
-    def __init__(self, places: Iterable[Place], aliases: Dict[str, List[Place]]):
-        self.places: Dict[str, Place] = {}
+    def __init__(self, places: Iterable[Place], aliases: dict[str, list[Place]]):
+        self.places: dict[str, Place] = {}
         for p in places:
             self.places.setdefault(p.code, p)
         self.aliases = aliases
 
     # --- construction -------------------------------------------------
     @classmethod
-    def load(cls, folder: Path = GAZETTEER_DIR, places_csv: Optional[Path] = PLACES_CSV) -> "Gazetteer":
-        aliases: Dict[str, List[Place]] = defaultdict(list)
-        places: List[Place] = []
+    def load(cls, folder: Path = GAZETTEER_DIR, places_csv: Path | None = PLACES_CSV) -> Gazetteer:
+        aliases: dict[str, list[Place]] = defaultdict(list)
+        places: list[Place] = []
 
         def add(alias: str, place: Place) -> None:
             alias = alias.strip()
@@ -155,13 +155,13 @@ class Gazetteer:
         return cls(places, dict(aliases))
 
     # --- queries -------------------------------------------------------
-    def get(self, code: Optional[str]) -> Optional[Place]:
+    def get(self, code: str | None) -> Place | None:
         return self.places.get(code) if code else None
 
-    def candidates(self, alias: str) -> List[Place]:
+    def candidates(self, alias: str) -> list[Place]:
         return list(self.aliases.get(alias, ()))
 
-    def name_of(self, code: Optional[str]) -> str:
+    def name_of(self, code: str | None) -> str:
         p = self.get(code)
         return p.name if p else ""
 
@@ -177,10 +177,10 @@ class Gazetteer:
             parts.append(place.name)
         return " ".join(x for x in parts if x)
 
-    def find(self, text: str) -> List[Tuple[int, int, str]]:
+    def find(self, text: str) -> list[tuple[int, int, str]]:
         """Greedy longest-match scan of known aliases: (start, end, alias). Used by tools
         and as the reference the spaCy matcher is tested against."""
-        out: List[Tuple[int, int, str]] = []
+        out: list[tuple[int, int, str]] = []
         i = 0
         max_len = self._max_alias_len
         while i < len(text):
@@ -201,7 +201,7 @@ class Gazetteer:
 PLACES_FIELDS = ("name", "aliases", "district_code", "street_code", "community_code", "note")
 
 
-def read_places_csv(path: Path) -> List[Tuple[Place, List[str]]]:
+def read_places_csv(path: Path) -> list[tuple[Place, list[str]]]:
     """Mapping table rows: a compound/road/landmark name to the most precise known unit."""
     out = []
     with open(path, encoding="utf-8") as fh:
@@ -223,7 +223,7 @@ def read_places_csv(path: Path) -> List[Tuple[Place, List[str]]]:
 # The place table changes while the servers run (an admin adds a place in the console):
 # every process re-reads it when its files changed, looking at most every few seconds.
 RELOAD_CHECK_S = float(os.environ.get("QC_GAZETTEER_CHECK_S", "2"))
-_loaded: Dict[str, object] = {"stamp": None, "checked": float("-inf"), "gazetteer": None}
+_loaded: dict[str, object] = {"stamp": None, "checked": float("-inf"), "gazetteer": None}
 _load_lock = threading.Lock()
 
 
@@ -233,11 +233,11 @@ def data_dir() -> Path:
     return Path(os.environ.get("QC_TRAIN_DATA_DIR") or DATA_DIR)
 
 
-def _sources() -> Tuple[Path, Path]:
+def _sources() -> tuple[Path, Path]:
     return data_dir() / "gazetteer", data_dir() / "locations" / "places.csv"
 
 
-def _stamp(folder: Path, places_csv: Path) -> Tuple:
+def _stamp(folder: Path, places_csv: Path) -> tuple:
     out = []
     for path in (folder / "districts.csv", folder / "streets.csv", folder / "communities.csv", places_csv):
         try:

@@ -6,10 +6,10 @@ inventing a rule.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 import yaml
 
@@ -29,17 +29,17 @@ class Topic:
 
 @dataclass(frozen=True)
 class Answer:
-    topic_id: Optional[str]
+    topic_id: str | None
     text: str
 
 
 class KnowledgeBase:
-    def __init__(self, topics: List[Topic], fallback: str):
+    def __init__(self, topics: list[Topic], fallback: str):
         self.topics = topics
         self.fallback = fallback
 
     @classmethod
-    def load(cls, path: Path = KNOWLEDGE_PATH) -> "KnowledgeBase":
+    def load(cls, path: Path = KNOWLEDGE_PATH) -> KnowledgeBase:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         topics = [
             Topic(str(t["id"]), str(t.get("title", t["id"])), tuple(str(k) for k in t.get("keywords") or ()),

@@ -7,8 +7,8 @@ a name shared by several units is `ambiguous` and the resident is asked to choos
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, List, Mapping, Optional, Sequence
 
 from bot.reference.gazetteer import Gazetteer, Place
 
@@ -27,11 +27,11 @@ class Mention:
     text: str
     level: str  # district | street | community | place
     value: str  # an alias of the gazetteer, or a statistical code (buttons send codes)
-    start: Optional[int] = None
-    end: Optional[int] = None
+    start: int | None = None
+    end: int | None = None
 
     @classmethod
-    def from_entity(cls, ent: Mapping) -> Optional["Mention"]:
+    def from_entity(cls, ent: Mapping) -> Mention | None:
         level = ent.get("entity")
         if level not in ("district", "street", "community", "place"):
             return None
@@ -47,12 +47,12 @@ class Mention:
 @dataclass
 class Resolution:
     status: str
-    place: Optional[Place] = None
-    candidates: List[Place] = field(default_factory=list)
+    place: Place | None = None
+    candidates: list[Place] = field(default_factory=list)
     mention_text: str = ""
-    district_code: Optional[str] = None
-    street_code: Optional[str] = None
-    community_code: Optional[str] = None
+    district_code: str | None = None
+    street_code: str | None = None
+    community_code: str | None = None
 
     @property
     def known_street(self) -> bool:
@@ -89,7 +89,7 @@ class LocationResolver:
     def __init__(self, gazetteer: Gazetteer):
         self.g = gazetteer
 
-    def candidates(self, m: Mention) -> List[Place]:
+    def candidates(self, m: Mention) -> list[Place]:
         if m.value.isdigit() and len(m.value) == _CODE_LEN.get(m.level, -1):
             p = self.g.get(m.value)
             return [p] if p else []
@@ -159,7 +159,7 @@ def building_text(text: str) -> str:
     return " ".join(m.group(0).replace(" ", "") for m in _BUILDING.finditer(text))
 
 
-def mentions_from_entities(entities: Sequence[Mapping]) -> List[Mention]:
+def mentions_from_entities(entities: Sequence[Mapping]) -> list[Mention]:
     out = []
     for e in entities or ():
         m = Mention.from_entity(e)

@@ -4,10 +4,10 @@ The rules live in data/routing/catalogue.yml; this module only reads and applies
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 import yaml
 
@@ -33,7 +33,7 @@ class CategoryRule:
     co: Sequence[str]
     dispatch_class: DispatchClass
     keywords: Sequence[str] = ()
-    escalate: Dict[DispatchClass, Sequence[str]] = field(default_factory=dict)
+    escalate: dict[DispatchClass, Sequence[str]] = field(default_factory=dict)
 
 
 class CatalogueError(ValueError):
@@ -42,16 +42,16 @@ class CatalogueError(ValueError):
 
 @dataclass
 class RoutingCatalogue:
-    departments: Dict[str, str]
-    categories: Dict[str, CategoryRule]
+    departments: dict[str, str]
+    categories: dict[str, CategoryRule]
     urgent_keywords: Sequence[str]
-    time_limits: Optional[TimeLimits] = None
+    time_limits: TimeLimits | None = None
 
     @classmethod
-    def load(cls, path: Path = CATALOGUE_PATH) -> "RoutingCatalogue":
+    def load(cls, path: Path = CATALOGUE_PATH) -> RoutingCatalogue:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         departments = {str(k): str(v) for k, v in (raw.get("departments") or {}).items()}
-        cats: Dict[str, CategoryRule] = {}
+        cats: dict[str, CategoryRule] = {}
         for code, spec in (raw.get("categories") or {}).items():
             if code not in CATEGORIES:
                 raise CatalogueError(f"unknown category code {code!r} in {path}")
@@ -83,13 +83,13 @@ class RoutingCatalogue:
             raise CatalogueError(f"dispatch_classes without 签收/办结 limits: {sorted(missing_classes)}")
         return cls(departments, cats, tuple(raw.get("urgent_keywords") or ()), limits)
 
-    def unit_name(self, unit: str, gazetteer: Optional[Gazetteer] = None) -> str:
+    def unit_name(self, unit: str, gazetteer: Gazetteer | None = None) -> str:
         if unit.startswith("street:"):
             g = gazetteer or default_gazetteer()
             return g.name_of(unit.split(":", 1)[1]) or unit
         return self.departments.get(unit, unit)
 
-    def dispatch_class_for(self, category: str, text: str) -> (DispatchClass, Optional[str]):
+    def dispatch_class_for(self, category: str, text: str) -> (DispatchClass, str | None):
         """The class and the keyword that set it (None when it is the category default)."""
         rule = self.categories[category]
         for kw in self.urgent_keywords:
@@ -114,7 +114,7 @@ class Router:
     def route(self, category: str, location: Resolution, text: str = "") -> Route:
         rule = self.catalogue.categories[category]
         dclass, keyword = self.catalogue.dispatch_class_for(category, text or "")
-        reasons: List[str] = [f"类别 {rule.name}"]
+        reasons: list[str] = [f"类别 {rule.name}"]
         street = location.street_code if location.status == RESOLVED else None
         # a location known only to its district (status partial) still names the district
         district = location.district_code if location.status in (RESOLVED, PARTIAL) else None
@@ -153,7 +153,7 @@ def default_catalogue() -> RoutingCatalogue:
     return RoutingCatalogue.load()
 
 
-_router: List[Router] = []
+_router: list[Router] = []
 
 
 def default_router() -> Router:

@@ -9,9 +9,10 @@ import asyncio
 import functools
 import logging
 import os
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Dict, List, Mapping, Optional, Set
+from typing import Any
 
 from bot.paths import REPO_ROOT
 from bot.retraining.inbox import Sample, record, record_choice, sample_from_parse
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 CONFIG = REPO_ROOT / "config.yml"  # the pipeline the served model was trained with
 
 COLLECT_TIMEOUT = float(os.environ.get("QC_COLLECT_TIMEOUT", "3"))
-_pending: Set[asyncio.Task] = set()
+_pending: set[asyncio.Task] = set()
 
 
 def fallback_threshold() -> float:
@@ -30,7 +31,7 @@ def fallback_threshold() -> float:
     return _threshold_in(CONFIG)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _threshold_in(config: Path) -> float:
     import yaml
 
@@ -41,21 +42,21 @@ def _threshold_in(config: Path) -> float:
     return float(found[0]["threshold"])
 
 
-def fallback_source(ranking: List[Mapping[str, Any]]) -> str:
+def fallback_source(ranking: list[Mapping[str, Any]]) -> str:
     """"fallback" when the best intent was under the threshold, "unsure" when the top two were close."""
     ranked = [r for r in ranking if r.get("name") != "nlu_fallback"]
     top = float(ranked[0].get("confidence") or 0) if ranked else 0.0
     return "unsure" if top >= fallback_threshold() else "fallback"
 
 
-def _in_transaction(write: Callable[..., Optional[int]], *args: Any) -> Optional[int]:
+def _in_transaction(write: Callable[..., int | None], *args: Any) -> int | None:
     from bot.ops import runtime
 
     with runtime.engine().begin() as conn:
         return write(conn, *args)
 
 
-async def _guarded(what: str, about: str, write: Callable[..., Optional[int]], *args: Any) -> None:
+async def _guarded(what: str, about: str, write: Callable[..., int | None], *args: Any) -> None:
     try:
         await asyncio.wait_for(asyncio.to_thread(_in_transaction, write, *args), COLLECT_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - the inbox is best effort; the conversation goes on
@@ -74,19 +75,19 @@ def collect(sample: Sample) -> asyncio.Task:
     return _schedule(_guarded("write", sample.text or "", _record_sample, sample))
 
 
-def _record_sample(conn: Any, sample: Sample) -> Optional[int]:
+def _record_sample(conn: Any, sample: Sample) -> int | None:
     return record(conn, sample, datetime.now(timezone.utc))
 
 
-def collect_turn(source: str, text: str, ranking: List[Mapping[str, Any]], sender_id: str,
-                 message_id: Optional[str], correction: Optional[Dict[str, Any]] = None) -> Optional[asyncio.Task]:
+def collect_turn(source: str, text: str, ranking: list[Mapping[str, Any]], sender_id: str,
+                 message_id: str | None, correction: dict[str, Any] | None = None) -> asyncio.Task | None:
     if not text or text.startswith("/"):
         return None
     key = f"{source}:{sender_id}:{message_id or hash(text)}"
     return collect(sample_from_parse(source, text, ranking, key, correction))
 
 
-def collect_choice(sender_id: str, intent: str, text: Optional[str] = None) -> Optional[asyncio.Task]:
+def collect_choice(sender_id: str, intent: str, text: str | None = None) -> asyncio.Task | None:
     """The category the resident picked from the buttons offered after an unsure turn:
     attached (in the background) to that conversation's newest pending inbox item,
     the one of `text` (the message the buttons were offered for) when given."""
@@ -95,5 +96,5 @@ def collect_choice(sender_id: str, intent: str, text: Optional[str] = None) -> O
     return _schedule(_guarded("choice", sender_id, _record_choice, sender_id, intent, text))
 
 
-def _record_choice(conn: Any, sender_id: str, intent: str, text: Optional[str]) -> Optional[int]:
+def _record_choice(conn: Any, sender_id: str, intent: str, text: str | None) -> int | None:
     return record_choice(conn, sender_id, intent, datetime.now(timezone.utc), text=text)

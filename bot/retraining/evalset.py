@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 from bot.retraining.metrics import label_scores
 
@@ -24,7 +25,7 @@ EMERGENCY = "emergency"
 FALLBACK = "nlu_fallback"
 
 
-def load_rows(*paths: Path) -> List[Dict[str, Any]]:
+def load_rows(*paths: Path) -> list[dict[str, Any]]:
     rows = []
     for path in paths:
         for line in Path(path).read_text(encoding="utf-8").splitlines():
@@ -33,7 +34,7 @@ def load_rows(*paths: Path) -> List[Dict[str, Any]]:
     return rows
 
 
-def predicted_label(explained: Mapping[str, Any], parse: Optional[Mapping[str, Any]] = None) -> str:
+def predicted_label(explained: Mapping[str, Any], parse: Mapping[str, Any] | None = None) -> str:
     if explained.get("category"):
         return explained["category"]
     intent = explained.get("intent") or FALLBACK
@@ -45,11 +46,11 @@ def predicted_label(explained: Mapping[str, Any], parse: Optional[Mapping[str, A
 
 
 def figures(rows: Sequence[Mapping[str, Any]], explained: Sequence[Mapping[str, Any]],
-            labels: Sequence[str], router=None) -> Dict[str, Any]:
+            labels: Sequence[str], router=None) -> dict[str, Any]:
     """rows[i] was read as explained[i] (bot.nlu.explain output plus "label")."""
     truth = [r["intent"] for r in rows]
     pred = [e["label"] for e in explained]
-    out: Dict[str, Any] = {"all": label_scores(truth, pred)}
+    out: dict[str, Any] = {"all": label_scores(truth, pred)}
     for reg in sorted({r.get("register") or "-" for r in rows}):
         idx = [i for i, r in enumerate(rows) if (r.get("register") or "-") == reg]
         out[reg] = label_scores([truth[i] for i in idx], [pred[i] for i in idx])
@@ -75,7 +76,7 @@ def figures(rows: Sequence[Mapping[str, Any]], explained: Sequence[Mapping[str, 
     return out
 
 
-def explain_rows(parser, rows: Iterable[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+def explain_rows(parser, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     from bot.nlu.explain import explain
 
     out = []
@@ -87,7 +88,7 @@ def explain_rows(parser, rows: Iterable[Mapping[str, Any]]) -> List[Dict[str, An
     return out
 
 
-def report_lines(name: str, figs: Mapping[str, Any], top_confusions: int = 12) -> List[str]:
+def report_lines(name: str, figs: Mapping[str, Any], top_confusions: int = 12) -> list[str]:
     a = figs["all"]
     lines = [f"[{name}] {a['n']} messages: accuracy {a['accuracy']:.4f}, macro-F1 {a['macro_f1']:.4f}"]
     for reg, s in figs.items():
@@ -108,11 +109,11 @@ def report_lines(name: str, figs: Mapping[str, Any], top_confusions: int = 12) -
 
 
 def main(argv: Sequence[str]) -> int:
+    import logging
+
     from bot.domain.model import CATEGORIES
     from bot.nlu.explain import Parser
     from bot.reference.routing import default_router
-
-    import logging
 
     logging.getLogger().setLevel(logging.WARNING)
     try:  # no per-message debug lines from rasa's structlog

@@ -5,23 +5,24 @@ confusion-matrix picture, both from bot.retraining.metrics."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from bot.retraining.metrics import draw_confusion, label_scores
 
-Example = Tuple[str, str]  # (text, true label)
+Example = tuple[str, str]  # (text, true label)
 
 
-def split_examples(path: Path) -> List[Example]:
-    rows = [json.loads(l) for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
+def split_examples(path: Path) -> list[Example]:
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     # complaints are scored by category, everything else by intent (as the accuracy test does)
     return [(r["text"], r.get("category") or r["intent"]) for r in rows]
 
 
-def predicted_label(parse: Dict[str, Any]) -> str:
+def predicted_label(parse: dict[str, Any]) -> str:
     """What the model thinks, fallback or not: its best-ranked intent."""
     for r in parse.get("intent_ranking") or []:
         if r.get("name") and r["name"] != "nlu_fallback":
@@ -29,7 +30,7 @@ def predicted_label(parse: Dict[str, Any]) -> str:
     return (parse.get("intent") or {}).get("name") or "(none)"
 
 
-def scores(truth: Sequence[str], pred: Sequence[str]) -> Dict[str, Any]:
+def scores(truth: Sequence[str], pred: Sequence[str]) -> dict[str, Any]:
     """bot.retraining.metrics.label_scores over the true labels, rounded, rows under "per_intent"."""
     s = label_scores(truth, pred)
     if not s["n"]:
@@ -44,7 +45,7 @@ def scores(truth: Sequence[str], pred: Sequence[str]) -> Dict[str, Any]:
 
 
 def evaluate_model(archive: Path, split: Sequence[Example], reviewed: Sequence[Example],
-                   picture: Optional[Path] = None, title: str = "") -> Dict[str, Any]:
+                   picture: Path | None = None, title: str = "") -> dict[str, Any]:
     from bot.nlu.explain import Parser
 
     parser = Parser(Path(archive))
@@ -61,13 +62,13 @@ def evaluate_model(archive: Path, split: Sequence[Example], reviewed: Sequence[E
     return out
 
 
-def compare(engine: Engine, candidate: Path, baseline: Optional[Path], settings: Any, work: Path) -> Dict[str, Any]:
+def compare(engine: Engine, candidate: Path, baseline: Path | None, settings: Any, work: Path) -> dict[str, Any]:
     from bot.retraining.inbox import accepted_examples
 
     split = split_examples(settings.test_split)
     with engine.connect() as conn:
         reviewed = [(e["text"], e["intent"]) for e in accepted_examples(conn)]
-    metrics: Dict[str, Any] = {
+    metrics: dict[str, Any] = {
         "candidate": evaluate_model(candidate, split, reviewed, work / "confusion.png", "candidate (held-out split)"),
         "baseline": None,
         "margin": settings.margin,

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
@@ -36,16 +37,16 @@ class Sample:
     source: str
     text: str
     dedupe_key: str
-    predicted_intent: Optional[str] = None
-    confidence: Optional[float] = None
-    second_intent: Optional[str] = None
-    second_confidence: Optional[float] = None
-    correction: Dict[str, Any] = field(default_factory=dict)
-    ticket_id: Optional[int] = None
+    predicted_intent: str | None = None
+    confidence: float | None = None
+    second_intent: str | None = None
+    second_confidence: float | None = None
+    correction: dict[str, Any] = field(default_factory=dict)
+    ticket_id: int | None = None
 
 
 def sample_from_parse(source: str, text: str, ranking: Sequence[Mapping[str, Any]], dedupe_key: str,
-                      correction: Optional[Dict[str, Any]] = None) -> Sample:
+                      correction: dict[str, Any] | None = None) -> Sample:
     """A sample from Rasa's intent ranking (nlu_fallback left out: it is no intent)."""
     ranked = [r for r in ranking if r.get("name") and r.get("name") != "nlu_fallback"]
     first = ranked[0] if ranked else {}
@@ -58,19 +59,19 @@ def sample_from_parse(source: str, text: str, ranking: Sequence[Mapping[str, Any
     )
 
 
-def stored_text(text: Optional[str]) -> str:
+def stored_text(text: str | None) -> str:
     """The text as the inbox stores it: spaces collapsed, personal data masked, cut."""
     return mask_personal_data(" ".join((text or "").split()))[:MAX_TEXT]
 
 
-def _num(value: Any) -> Optional[float]:
+def _num(value: Any) -> float | None:
     try:
         return round(float(value), 4) if value is not None else None
     except (TypeError, ValueError):
         return None
 
 
-def record(conn: Connection, sample: Sample, now: datetime) -> Optional[int]:
+def record(conn: Connection, sample: Sample, now: datetime) -> int | None:
     """Store one sample (masked) in the caller's transaction; None when it is there already
     (a retried action or request) or has no text. Uses a savepoint so a duplicate does not
     spoil the caller's transaction."""
@@ -103,7 +104,7 @@ def _like_literal(value: str) -> str:
 
 
 def record_choice(conn: Connection, sender_id: str, intent: str, now: datetime,
-                  text: Optional[str] = None) -> Optional[int]:
+                  text: str | None = None) -> int | None:
     """The category the resident picked from the buttons offered after an unsure turn:
     stored as the correction {"intent", "chosen_by": "resident", "chosen_at"} of that
     conversation's most recent item still 'new' (fallback/unsure, matched on the sender
@@ -144,11 +145,11 @@ def record_choice(conn: Connection, sender_id: str, intent: str, now: datetime,
 class InboxGroup:
     group_key: str
     count: int
-    item: Dict[str, Any]  # the newest item of the group (shown)
-    sources: List[str]
+    item: dict[str, Any]  # the newest item of the group (shown)
+    sources: list[str]
 
 
-def inbox_groups(conn: Connection, status: str = "new", limit: int = 100) -> List[InboxGroup]:
+def inbox_groups(conn: Connection, status: str = "new", limit: int = 100) -> list[InboxGroup]:
     """Groups of similar texts, most frequent first (then newest)."""
     counts = (
         select(review_items.c.group_key, func.count().label("n"), func.max(review_items.c.id).label("last_id"))
@@ -158,7 +159,7 @@ def inbox_groups(conn: Connection, status: str = "new", limit: int = 100) -> Lis
         .limit(limit)
     )
     rows = conn.execute(counts).all()
-    out: List[InboxGroup] = []
+    out: list[InboxGroup] = []
     for key, n, last_id in rows:
         item = conn.execute(select(review_items).where(review_items.c.id == last_id)).mappings().one()
         sources = conn.execute(
@@ -169,18 +170,18 @@ def inbox_groups(conn: Connection, status: str = "new", limit: int = 100) -> Lis
     return out
 
 
-def get_item(conn: Connection, item_id: int) -> Optional[Dict[str, Any]]:
+def get_item(conn: Connection, item_id: int) -> dict[str, Any] | None:
     row = conn.execute(select(review_items).where(review_items.c.id == item_id)).mappings().first()
     return dict(row) if row else None
 
 
 def review_group(conn: Connection, item_id: int, status: str, reviewer: str, now: datetime,
-                 intent: Optional[str] = None, entities: Optional[List[Dict[str, Any]]] = None) -> int:
+                 intent: str | None = None, entities: list[dict[str, Any]] | None = None) -> int:
     """Accept or reject every new item of the group the item belongs to; how many changed."""
     item = get_item(conn, item_id)
     if item is None:
         return 0
-    values: Dict[str, Any] = dict(status=status, reviewed_by=reviewer, reviewed_at=now)
+    values: dict[str, Any] = dict(status=status, reviewed_by=reviewer, reviewed_at=now)
     if status == "accepted":
         values.update(intent=intent, entities=[])
     result = conn.execute(
@@ -193,7 +194,7 @@ def review_group(conn: Connection, item_id: int, status: str, reviewer: str, now
     return result.rowcount
 
 
-def set_written(conn: Connection, item_id: int, written: Dict[str, Any]) -> None:
+def set_written(conn: Connection, item_id: int, written: dict[str, Any]) -> None:
     """Remember which example lines accepting this item wrote (what an undo removes)."""
     item = get_item(conn, item_id)
     if item is not None:
@@ -216,7 +217,7 @@ def unreview_group(conn: Connection, item_id: int) -> int:
     return len(rows)
 
 
-def accepted_examples(conn: Connection) -> List[Dict[str, Any]]:
+def accepted_examples(conn: Connection) -> list[dict[str, Any]]:
     """Reviewed (accepted) examples, one per group: {text, intent, entities}."""
     rows = conn.execute(
         select(review_items.c.group_key, review_items.c.text, review_items.c.intent, review_items.c.entities)

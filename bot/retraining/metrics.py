@@ -7,8 +7,9 @@ so no CJK font is needed."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any
 
 
 def accuracy(truth: Sequence[str], pred: Sequence[str]) -> float:
@@ -21,7 +22,7 @@ def accuracy(truth: Sequence[str], pred: Sequence[str]) -> float:
 
 
 def label_scores(truth: Sequence[str], pred: Sequence[str],
-                 labels: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+                 labels: Sequence[str] | None = None) -> dict[str, Any]:
     """{"n", "accuracy", "macro_f1", "per_label": {label: {"p", "r", "f1", "support"}}}, unrounded.
 
     labels: the per_label rows, in this order (default: the labels in truth, sorted); a row
@@ -35,7 +36,7 @@ def label_scores(truth: Sequence[str], pred: Sequence[str],
         return {"n": 0, "accuracy": None, "macro_f1": None, "per_label": {}}
     from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-    rows: List[str] = sorted(set(truth)) if labels is None else list(labels)
+    rows: list[str] = sorted(set(truth)) if labels is None else list(labels)
     seen = set(truth)
     averaged = [lab for lab in rows if lab in seen]
     p, r, f, s = precision_recall_fscore_support(truth, pred, labels=rows, zero_division=0)
@@ -90,7 +91,7 @@ def _save(plt, fig, path: Path) -> Path:
 
 
 def draw_confusion(truth: Sequence[str], pred: Sequence[str], path: Path, title: str,
-                   labels: Optional[Sequence[str]] = None, xlabel: str = "predicted",
+                   labels: Sequence[str] | None = None, xlabel: str = "predicted",
                    ylabel: str = "true") -> Path:
     """One confusion matrix as a PNG at path (folders made). labels: both axes, in this
     order (default: every label in truth or pred, sorted)."""
@@ -104,7 +105,7 @@ def draw_confusion(truth: Sequence[str], pred: Sequence[str], path: Path, title:
 
 
 def draw_confusion_grid(truth: Sequence[str], panels: Mapping[str, Sequence[str]], path: Path, title: str,
-                        labels: Optional[Sequence[str]] = None, xlabel: str = "predicted",
+                        labels: Sequence[str] | None = None, xlabel: str = "predicted",
                         ylabel: str = "true", cols: int = 2) -> Path:
     """One matrix per entry of panels ({panel title: predictions}, cols to a row) as a PNG.
     labels: as in draw_confusion, over every panel's predictions."""

@@ -12,10 +12,11 @@ import io
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 from bot.reference.dictionaries import PLACE_FREQ
 from bot.reference.gazetteer import PLACES_FIELDS
@@ -68,7 +69,7 @@ class Span:
     warning: str = ""  # set when the span had to be moved to token boundaries
     as_marked: str = ""
 
-    def as_json(self) -> Dict[str, object]:
+    def as_json(self) -> dict[str, object]:
         return {"start": self.start, "end": self.end, "entity": self.entity, "value": self.text}
 
 
@@ -76,10 +77,10 @@ class SpanError(ValueError):
     pass
 
 
-def tokens_of(text: str, dictionary_dir: Optional[Path] = None) -> List[Tuple[int, int]]:
+def tokens_of(text: str, dictionary_dir: Path | None = None) -> list[tuple[int, int]]:
     """(start, end) of the pipeline's jieba tokens (same normalisation, same dictionaries)."""
-    from bot.reference.dictionaries import load_into_jieba
     from bot.nlu.tokenizer import jieba_tokens
+    from bot.reference.dictionaries import load_into_jieba
 
     if dictionary_dir is not None:
         load_into_jieba(Path(dictionary_dir))
@@ -88,7 +89,7 @@ def tokens_of(text: str, dictionary_dir: Optional[Path] = None) -> List[Tuple[in
     return [(t.start, t.end) for t in jieba_tokens(text)]
 
 
-def snap_span(text: str, start: int, end: int, entity: str, dictionary_dir: Optional[Path] = None) -> Span:
+def snap_span(text: str, start: int, end: int, entity: str, dictionary_dir: Path | None = None) -> Span:
     """The smallest run of whole tokens covering [start, end); a warning says when that
     differs from what was marked (the entity then includes, or is, something else)."""
     if entity not in ENTITY_TYPES:
@@ -108,7 +109,7 @@ def snap_span(text: str, start: int, end: int, entity: str, dictionary_dir: Opti
     return Span(s, e, entity, text[s:e], warning, marked)
 
 
-def find_span(text: str, mention: str, entity: str, dictionary_dir: Optional[Path] = None) -> Span:
+def find_span(text: str, mention: str, entity: str, dictionary_dir: Path | None = None) -> Span:
     """The admin types the place as it appears in the text; its first occurrence is marked."""
     mention = (mention or "").strip()
     if not mention:
@@ -130,7 +131,7 @@ def plain(example: str) -> str:
     return _MARKUP.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(3), example).strip()
 
 
-def markup(text: str, spans: Sequence[Span | Dict]) -> str:
+def markup(text: str, spans: Sequence[Span | dict]) -> str:
     """Rasa's inline markup: [新城区](district). Characters Rasa's markup uses are made
     full-width outside spans, so a resident's brackets cannot break the file."""
     text = " ".join(text.split())
@@ -150,7 +151,7 @@ def markup(text: str, spans: Sequence[Span | Dict]) -> str:
     return "".join(parts).strip()
 
 
-def nlu_files(nlu_dir: Path) -> List[Path]:
+def nlu_files(nlu_dir: Path) -> list[Path]:
     return sorted(p for p in Path(nlu_dir).glob("*.yml") if not p.name.startswith("."))
 
 
@@ -176,14 +177,14 @@ def _dump(doc: Any) -> str:
     return out.getvalue()
 
 
-def _intent_blocks(doc: Any) -> List[Any]:
+def _intent_blocks(doc: Any) -> list[Any]:
     """The `- intent:` entries of a Rasa NLU file with a literal `examples` block."""
     items = doc.get("nlu") if hasattr(doc, "get") else None
     return [b for b in items or [] if hasattr(b, "get") and isinstance(b.get("intent"), str)
             and isinstance(b.get("examples"), str)]
 
 
-def _example_lines(examples: str) -> List[str]:
+def _example_lines(examples: str) -> list[str]:
     return [line.strip()[2:] for line in examples.splitlines() if line.strip().startswith("- ")]
 
 
@@ -197,24 +198,24 @@ def _as_examples(lines: Sequence[str]) -> str:
     return "".join(f"- {line}\n" for line in lines)
 
 
-def existing_examples(nlu_dir: Path) -> Dict[str, set]:
+def existing_examples(nlu_dir: Path) -> dict[str, set]:
     """intent → plain texts of its examples, over every file."""
-    out: Dict[str, set] = {}
+    out: dict[str, set] = {}
     for path in nlu_files(nlu_dir):
         for block in _intent_blocks(_load(path)):
-            out.setdefault(block["intent"], set()).update(plain(l) for l in _example_lines(block["examples"]))
+            out.setdefault(block["intent"], set()).update(plain(line) for line in _example_lines(block["examples"]))
     return out
 
 
 _LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines' and YAML's
 
 
-def add_examples(nlu_dir: Path, intent: str, lines: Iterable[str]) -> Tuple[Optional[Path], List[str]]:
+def add_examples(nlu_dir: Path, intent: str, lines: Iterable[str]) -> tuple[Path | None, list[str]]:
     with data_lock(nlu_dir):
         return _add_examples(nlu_dir, intent, list(lines))
 
 
-def _add_examples(nlu_dir: Path, intent: str, lines: Iterable[str]) -> Tuple[Optional[Path], List[str]]:
+def _add_examples(nlu_dir: Path, intent: str, lines: Iterable[str]) -> tuple[Path | None, list[str]]:
     """Append new example lines (markup) to the first block of `intent`, in the first file
     that has one (by name), else to data/nlu/inbox.yml. Lines whose plain text the intent
     already has (in any file) are left out. Returns the file written and what was added."""
@@ -223,7 +224,7 @@ def _add_examples(nlu_dir: Path, intent: str, lines: Iterable[str]) -> Tuple[Opt
     nlu_dir = Path(nlu_dir)
     every = existing_examples(nlu_dir)
     known = every.get(intent, set())
-    new: List[str] = []
+    new: list[str] = []
     for line in lines:
         text = plain(line)
         clash = [other for other, texts in every.items() if other != intent and text in texts]
@@ -254,7 +255,7 @@ def _add_examples(nlu_dir: Path, intent: str, lines: Iterable[str]) -> Tuple[Opt
     return path, new
 
 
-def remove_examples(nlu_dir: Path, file_name: str, lines: Iterable[str]) -> List[str]:
+def remove_examples(nlu_dir: Path, file_name: str, lines: Iterable[str]) -> list[str]:
     """Take example lines an accept wrote (add_examples' answer) out again: only those exact
     lines, once each, in that file; returns what was removed (an undone accept)."""
     with data_lock(nlu_dir):
@@ -297,7 +298,7 @@ def add_word(data_dir: Path, name: str) -> bool:
     with data_lock(data_dir):
         dict_path = Path(data_dir) / "dictionaries" / "places.txt"
         words = dict_path.read_text(encoding="utf-8") if dict_path.exists() else ""
-        if any(l.split(" ")[0] == name for l in words.splitlines()):
+        if any(line.split(" ")[0] == name for line in words.splitlines()):
             return False
         atomic_write(dict_path, words + ("" if not words or words.endswith("\n") else "\n") + f"{name} {PLACE_FREQ} ns\n")
         return True
@@ -326,7 +327,7 @@ def _add_place(data_dir: Path, name: str, district_code: str, street_code: str, 
     csv_path = data_dir / "locations" / "places.csv"
     dict_path = data_dir / "dictionaries" / "places.txt"
     text = csv_path.read_text(encoding="utf-8")
-    rows = list(csv.DictReader(l for l in text.splitlines() if not l.startswith("#")))
+    rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
     if any((r.get("name") or "").strip() == name for r in rows):
         return False
     buf = io.StringIO()
@@ -334,6 +335,6 @@ def _add_place(data_dir: Path, name: str, district_code: str, street_code: str, 
     assert len(PLACES_FIELDS) == 6
     atomic_write(csv_path, text + ("" if text.endswith("\n") else "\n") + buf.getvalue())
     words = dict_path.read_text(encoding="utf-8") if dict_path.exists() else ""
-    if not any(l.split(" ")[0] == name for l in words.splitlines()):
+    if not any(line.split(" ")[0] == name for line in words.splitlines()):
         atomic_write(dict_path, words + ("" if not words or words.endswith("\n") else "\n") + f"{name} {PLACE_FREQ} ns\n")
     return True

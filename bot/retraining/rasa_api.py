@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Optional, Sequence
 
 from bot.paths import VAR_DIR
 
@@ -18,7 +18,7 @@ def api_file() -> Path:
     return Path(os.environ.get("QC_RASA_API_FILE") or API_FILE)
 
 
-def publish_api(rasa_urls: Sequence[str], token: str, path: Optional[Path] = None) -> Path:
+def publish_api(rasa_urls: Sequence[str], token: str, path: Path | None = None) -> Path:
     """Write where the Rasa servers' HTTP API is and its token, readable by this user only."""
     path = path or api_file()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,7 +32,7 @@ def publish_api(rasa_urls: Sequence[str], token: str, path: Optional[Path] = Non
     return path
 
 
-def read_api(path: Optional[Path] = None) -> Dict[str, str]:
+def read_api(path: Path | None = None) -> dict[str, str]:
     """What publish_api wrote ({} when nothing is running or it cannot be read)."""
     try:
         raw = json.loads((path or api_file()).read_text(encoding="utf-8"))

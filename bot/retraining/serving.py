@@ -14,8 +14,8 @@ The servers' API address and token are written to var/rasa-api.json (bot/retrain
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine

@@ -27,10 +27,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from sqlalchemy import delete, desc, insert, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -66,7 +67,7 @@ class RetrainSettings:
     database_url: str = ""  # the job process's database (QC_DATABASE_URL)
 
     @classmethod
-    def from_env(cls) -> "RetrainSettings":
+    def from_env(cls) -> RetrainSettings:
         from bot.storage.engine import default_url
 
         env = os.environ
@@ -87,7 +88,7 @@ class RetrainSettings:
             database_url=env.get("QC_DATABASE_URL") or default_url(),
         )
 
-    def model_targets(self) -> List[str]:
+    def model_targets(self) -> list[str]:
         """The Rasa servers an activation loads the model into: each of QC_RASA_MODEL_URLS
         (blanks and repeats dropped), or QC_RASA_URL alone when that is empty."""
         urls = [u.strip().rstrip("/") for u in self.rasa_model_urls.split(",")]
@@ -97,7 +98,7 @@ class RetrainSettings:
         return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()})
 
     @classmethod
-    def from_json(cls, text: str) -> "RetrainSettings":
+    def from_json(cls, text: str) -> RetrainSettings:
         raw = json.loads(text)
         paths = {"data_dir", "config", "domain", "store_dir", "deploy_dir", "test_split"}
         return cls(**{k: Path(v) if k in paths else v for k, v in raw.items()})
@@ -124,7 +125,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _clear_stale(conn: Connection, now: datetime) -> Optional[Dict[str, Any]]:
+def _clear_stale(conn: Connection, now: datetime) -> dict[str, Any] | None:
     """The lock row, or None once a lock left by a dead process on this host is cleared
     (its run is marked failed)."""
     held = conn.execute(select(training_lock).where(training_lock.c.name == LOCK_NAME)).mappings().first()
@@ -159,7 +160,7 @@ def release_lock(engine: Engine, model_id: int) -> None:
                      .where(training_lock.c.model_id == model_id))
 
 
-def running(engine: Engine) -> Optional[Dict[str, Any]]:
+def running(engine: Engine) -> dict[str, Any] | None:
     """The run in progress (a crashed one is cleared here too, so the page never waits forever)."""
     with engine.begin() as conn:
         return _clear_stale(conn, now_utc())
@@ -168,19 +169,19 @@ def running(engine: Engine) -> Optional[Dict[str, Any]]:
 # --- registry ------------------------------------------------------------------------------
 
 
-def list_models(engine: Engine, limit: int = 50) -> List[Dict[str, Any]]:
+def list_models(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(select(model_registry).order_by(desc(model_registry.c.id)).limit(limit)).mappings().all()
         return [dict(r) for r in rows]
 
 
-def get_model(engine: Engine, model_id: int) -> Optional[Dict[str, Any]]:
+def get_model(engine: Engine, model_id: int) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(model_registry).where(model_registry.c.id == model_id)).mappings().first()
         return dict(row) if row else None
 
 
-def active_model(engine: Engine) -> Optional[Dict[str, Any]]:
+def active_model(engine: Engine) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(model_registry).where(model_registry.c.status == "active")
                            .order_by(desc(model_registry.c.activated_at))).mappings().first()
@@ -253,7 +254,7 @@ def data_hash(settings: RetrainSettings) -> str:
     return h.hexdigest()
 
 
-def _run_logged(cmd: Sequence[str], log_path: Path, tick: Optional[Callable[[float], None]] = None) -> int:
+def _run_logged(cmd: Sequence[str], log_path: Path, tick: Callable[[float], None] | None = None) -> int:
     env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT),
            "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
     with open(log_path, "ab") as log:
@@ -281,8 +282,8 @@ def validate_data(settings: RetrainSettings, config: Path, log_path: Path) -> No
 
 
 def train_candidate(data_dir: Path, config: Path, out_dir: Path, name: str = "candidate",
-                    domain: Path = REPO_ROOT / "domain.yml", log_path: Optional[Path] = None,
-                    tick: Optional[Callable[[float], None]] = None) -> Tuple[Path, float]:
+                    domain: Path = REPO_ROOT / "domain.yml", log_path: Path | None = None,
+                    tick: Callable[[float], None] | None = None) -> tuple[Path, float]:
     """`rasa train` on data_dir with config (paths rewritten for data_dir); returns the
     archive and the wall time in seconds. The benchmark calls this on the shipped data."""
     out_dir = Path(out_dir)
@@ -328,7 +329,7 @@ def clean_log(raw: str) -> str:
     return "\n".join(out)
 
 
-def log_tail(path: Optional[Path], lines: int = 40) -> str:
+def log_tail(path: Path | None, lines: int = 40) -> str:
     if not path or not Path(path).exists():
         return ""
     from bot.text import mask_personal_data
@@ -377,7 +378,7 @@ def run_job(engine: Engine, model_id: int, settings: RetrainSettings) -> None:
 # --- activation and rollback -------------------------------------------------------------------
 
 
-def active_path(engine: Engine, settings: RetrainSettings) -> Optional[Path]:
+def active_path(engine: Engine, settings: RetrainSettings) -> Path | None:
     found = active_model(engine)
     if found and found["path"] and Path(found["path"]).exists():
         return Path(found["path"])
@@ -385,7 +386,7 @@ def active_path(engine: Engine, settings: RetrainSettings) -> Optional[Path]:
     return archives[-1] if archives else None
 
 
-def regression(metrics: Dict[str, Any], margin: float) -> Optional[str]:
+def regression(metrics: dict[str, Any], margin: float) -> str | None:
     """Why a candidate may not be activated, or None."""
     cand = (metrics.get("candidate") or {}).get("split") or {}
     base = (metrics.get("baseline") or {}).get("split") or {}
@@ -411,8 +412,8 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
 
 
-def load_into_rasa(settings: RetrainSettings, archive: Path, timeout: Optional[float] = None,
-                   server: Optional[str] = None) -> None:
+def load_into_rasa(settings: RetrainSettings, archive: Path, timeout: float | None = None,
+                   server: str | None = None) -> None:
     """PUT /model on one running Rasa server (settings.rasa_url unless server is given): it
     swaps the agent; trackers stay in the store. The path is sent, not the file: the server
     must be able to read it."""
@@ -437,7 +438,7 @@ def load_into_rasa(settings: RetrainSettings, archive: Path, timeout: Optional[f
         raise RasaLoadError(f"连不上 Rasa 服务器（{base}）：{exc}", base) from None
 
 
-def _switch_back(settings: RetrainSettings, servers: Sequence[str], previous: Optional[Path]) -> List[str]:
+def _switch_back(settings: RetrainSettings, servers: Sequence[str], previous: Path | None) -> list[str]:
     """Load the previous model into servers again (best effort); the ones that did not take it."""
     if not servers:
         return []
@@ -466,11 +467,11 @@ def _undone(reason: str, switched: Sequence[str], stuck: Sequence[str]) -> Retra
     return RetrainError(f"{reason}\n模型没有启用，Rasa 服务器仍在使用原来的模型。")
 
 
-def load_everywhere(settings: RetrainSettings, archive: Path, previous: Optional[Path]) -> List[str]:
+def load_everywhere(settings: RetrainSettings, archive: Path, previous: Path | None) -> list[str]:
     """Load archive into every Rasa server (settings.model_targets()), one after the other,
     each with its own timeout. If one fails, the ones already switched get previous back
     and the RetrainError names the server: all of them or none."""
-    switched: List[str] = []
+    switched: list[str] = []
     for server in settings.model_targets():
         try:
             load_into_rasa(settings, archive, server=server)
@@ -495,7 +496,7 @@ def deploy(settings: RetrainSettings, archive: Path) -> None:
     os.utime(target)
 
 
-def activatable(engine: Engine, settings: RetrainSettings, model_id: int) -> Dict[str, Any]:
+def activatable(engine: Engine, settings: RetrainSettings, model_id: int) -> dict[str, Any]:
     """The model, when it may be activated; else RetrainError says why."""
     model = get_model(engine, model_id)
     if model is None:
@@ -511,7 +512,7 @@ def activatable(engine: Engine, settings: RetrainSettings, model_id: int) -> Dic
     return model
 
 
-def activate(engine: Engine, settings: RetrainSettings, model_id: int, who: str) -> Dict[str, Any]:
+def activate(engine: Engine, settings: RetrainSettings, model_id: int, who: str) -> dict[str, Any]:
     """Load a candidate (or a retired model) into every running Rasa server, then record it.
     Any server failing leaves the previous model active everywhere (and in the registry)."""
     model = activatable(engine, settings, model_id)
@@ -538,7 +539,7 @@ def activate(engine: Engine, settings: RetrainSettings, model_id: int, who: str)
     return get_model(engine, model_id) or {}
 
 
-def previous_model(engine: Engine) -> Optional[Dict[str, Any]]:
+def previous_model(engine: Engine) -> dict[str, Any] | None:
     """The model that was active before the current one."""
     with engine.connect() as conn:
         row = conn.execute(select(model_registry).where(model_registry.c.status == "retired")
@@ -547,7 +548,7 @@ def previous_model(engine: Engine) -> Optional[Dict[str, Any]]:
         return dict(row) if row else None
 
 
-def rollback(engine: Engine, settings: RetrainSettings, who: str) -> Dict[str, Any]:
+def rollback(engine: Engine, settings: RetrainSettings, who: str) -> dict[str, Any]:
     prev = previous_model(engine)
     if prev is None:
         raise RetrainError("没有可以回退到的上一个模型")
@@ -555,7 +556,7 @@ def rollback(engine: Engine, settings: RetrainSettings, who: str) -> Dict[str, A
 
 
 def register_existing(engine: Engine, archive: Path, who: str, status: str = "active",
-                      at: Optional[datetime] = None) -> int:
+                      at: datetime | None = None) -> int:
     """Record a model trained outside the console (the one `make train` made) so that a
     rollback can return to it."""
     now = at or now_utc()

@@ -11,8 +11,6 @@ channel "rest") still belong to "rest:<sender>" (bot/storage/repository.py).
 """
 from __future__ import annotations
 
-from typing import Optional
-
 REST_PREFIX = "rest:"
 REST_CHANNEL = "rest"
 
@@ -21,6 +19,6 @@ def rest_sender(sender: str) -> str:
     return REST_PREFIX + sender
 
 
-def legacy_rest_sender(sender_id: str) -> Optional[str]:
+def legacy_rest_sender(sender_id: str) -> str | None:
     """The bare sender a REST ticket was stored under before the prefix, for "rest:<sender>"."""
     return sender_id[len(REST_PREFIX):] if sender_id.startswith(REST_PREFIX) else None

@@ -14,7 +14,8 @@ import hashlib
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,10 @@ class SharedCounters:
 
     def __init__(self, namespace: str, redis_url: str = "", max_keys: int = 100_000, what: str = "") -> None:
         self.namespace, self.redis_url, self.max_keys = namespace, redis_url, max_keys
-        self._local: Dict[str, Tuple[int, float]] = {}  # name → (count, expires at)
+        self._local: dict[str, tuple[int, float]] = {}  # name → (count, expires at)
         self._redis = SharedRedis(redis_url, what or namespace)
 
-    def name(self, key: str, window: Optional[int] = None) -> str:
+    def name(self, key: str, window: int | None = None) -> str:
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         return f"qc:{self.namespace}:{digest}" + ("" if window is None else f":{window}")
 
@@ -91,7 +92,7 @@ class SharedCounters:
         count, expires = self._local.get(name, (0, now))
         return count if now < expires else 0
 
-    async def add(self, key: str, now: float, ttl: float, window: Optional[int] = None) -> int:
+    async def add(self, key: str, now: float, ttl: float, window: int | None = None) -> int:
         """Count one more for `key` (in `window` when given); it expires `ttl` seconds from now."""
         name = self.name(key, window)
         if name not in self._local and len(self._local) >= self.max_keys:
@@ -112,7 +113,7 @@ class SharedCounters:
                 self._redis.down(exc)
         return here
 
-    async def get(self, key: str, now: float, window: Optional[int] = None) -> int:
+    async def get(self, key: str, now: float, window: int | None = None) -> int:
         name = self.name(key, window)
         here = self._here(name, now)
         if self.redis_url:
@@ -122,7 +123,7 @@ class SharedCounters:
                 self._redis.down(exc)
         return here
 
-    async def clear(self, key: str, window: Optional[int] = None) -> None:
+    async def clear(self, key: str, window: int | None = None) -> None:
         name = self.name(key, window)
         self._local.pop(name, None)
         if self.redis_url:
@@ -135,7 +136,7 @@ class SharedCounters:
 class RateLimiter:
     """At most `limit` hits per key in each fixed window of `window` seconds."""
 
-    def __init__(self, limit: int, window: float = 60.0, name: str = "rest", redis_url: Optional[str] = None,
+    def __init__(self, limit: int, window: float = 60.0, name: str = "rest", redis_url: str | None = None,
                  clock: Callable[[], float] = time.time, max_keys: int = 100_000) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("a rate limit needs limit ≥ 1 and window > 0")
@@ -145,7 +146,7 @@ class RateLimiter:
         self.counters = SharedCounters(f"rate:{name}", self.redis_url, max_keys, f"rate limit {name}")
 
     @classmethod
-    def from_env(cls, name: str, default_limit: int, env: str = LIMIT_ENV, window: float = 60.0) -> "RateLimiter":
+    def from_env(cls, name: str, default_limit: int, env: str = LIMIT_ENV, window: float = 60.0) -> RateLimiter:
         return cls(env_int(env, default_limit), window, name)
 
     @property
@@ -164,10 +165,10 @@ class RateLimiter:
 # "REST + Socket.IO messages per client address per minute"); with Redis the one key space
 # "qc:rate:client:…" for every instance. Keyed by the settings so a changed environment
 # (tests, a reload) gets a counter of its own.
-_CLIENT_LIMITERS: Dict[Tuple[int, str], "RateLimiter"] = {}
+_CLIENT_LIMITERS: dict[tuple[int, str], RateLimiter] = {}
 
 
-def client_limiter() -> "RateLimiter":
+def client_limiter() -> RateLimiter:
     limit, redis_url = env_int(CLIENT_LIMIT_ENV, CLIENT_LIMIT_DEFAULT), os.environ.get(REDIS_ENV) or ""
     found = _CLIENT_LIMITERS.get((limit, redis_url))
     if found is None:

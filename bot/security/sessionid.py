@@ -9,7 +9,7 @@ import os
 import re
 import secrets
 import time
-from typing import Any, Optional
+from typing import Any
 
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 SECRET_ENV = "QC_SESSION_SECRET"
@@ -38,17 +38,17 @@ def issued_by_us(session_id: Any) -> bool:
 
 
 def _link_mac(name: str, owner: str, expires: int) -> str:
-    msg = f"qc-photo-link:{name}:{owner}:{expires}".encode("utf-8")
+    msg = f"qc-photo-link:{name}:{owner}:{expires}".encode()
     return hmac.new(_secret(), msg, hashlib.sha256).hexdigest()
 
 
-def sign_photo_link(name: str, owner: str, now: Optional[float] = None) -> str:
+def sign_photo_link(name: str, owner: str, now: float | None = None) -> str:
     """The query string of a short-lived link to photo `name` for its uploader `owner`."""
     expires = int((now if now is not None else time.time()) + PHOTO_LINK_SECONDS)
     return f"s={owner}&e={expires}&sig={_link_mac(name, owner, expires)}"
 
 
-def photo_link_ok(name: str, owner: Optional[str], s: str, e: str, sig: str, now: Optional[float] = None) -> bool:
+def photo_link_ok(name: str, owner: str | None, s: str, e: str, sig: str, now: float | None = None) -> bool:
     """A signed link is good until it expires, and only for the photo's uploader."""
     if owner is None or not e.isdigit() or not hmac.compare_digest(s.encode(), owner.encode()):
         return False

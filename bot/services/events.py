@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -50,7 +50,7 @@ class EventPublisher:
         row = conn.execute(select(feed_cursors.c.last_event_id).where(feed_cursors.c.name == name)).first()
         return row[0] if row else 0
 
-    def pending(self) -> List[Tuple[str, str, str, Dict[str, Any], int]]:
+    def pending(self) -> list[tuple[str, str, str, dict[str, Any], int]]:
         """(cursor name, message id, routing key, body, row id) after both cursors."""
         from bot.console.tables import outbox
         from bot.storage.tables import ticket_events, tickets
@@ -79,7 +79,7 @@ class EventPublisher:
                 out.append((OUTBOX_CURSOR, f"notification:{r['id']}", f"notification.{r['event']}", body, r["id"]))
         return out
 
-    def advance(self, cursors: Dict[str, int]) -> None:
+    def advance(self, cursors: dict[str, int]) -> None:
         from bot.console.tables import feed_cursors
 
         now = datetime.now(timezone.utc)
@@ -112,7 +112,7 @@ class EventPublisher:
         messages = await asyncio.to_thread(self.pending)
         if not messages:
             return 0
-        confirmed: Dict[str, int] = {}
+        confirmed: dict[str, int] = {}
         try:
             exchange = await self._ensure_exchange()
             for cursor, message_id, key, body, row_id in messages:
@@ -142,7 +142,7 @@ class EventPublisher:
                 pass
 
 
-def publisher_from_env(engine: Engine) -> Optional[EventPublisher]:
+def publisher_from_env(engine: Engine) -> EventPublisher | None:
     """The production profile's publisher (None in the embedded default)."""
     from bot.ops.production import ProductionSettings, is_production
 

@@ -32,10 +32,10 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from sqlalchemy.engine import Engine
 
@@ -73,12 +73,12 @@ class RetentionSettings:
     ticket_months: int = 12  # K: after a ticket closed, its personal fields go
     interval: timedelta = timedelta(hours=24)
     first_delay: float = 300.0
-    tracker_url: Optional[str] = None
-    tracker_schema: Optional[str] = None
-    tracker_files: Optional[str] = None  # a glob
+    tracker_url: str | None = None
+    tracker_schema: str | None = None
+    tracker_files: str | None = None  # a glob
 
     @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "RetentionSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RetentionSettings:
         env = os.environ if env is None else env
         from bot.paths import VAR_DIR
 
@@ -96,7 +96,7 @@ class RetentionSettings:
             or str(VAR_DIR / "trackers-*.db"),
         )
 
-    def transcripts(self) -> List[Transcripts]:
+    def transcripts(self) -> list[Transcripts]:
         return transcripts_from(self.tracker_url, self.tracker_schema, self.tracker_files)
 
 
@@ -112,7 +112,7 @@ class RunReport:
     outbox_deleted: int = 0
     review_items_masked: int = 0
     stopped_early: bool = False  # the lease was lost (took longer than its TTL and was taken over)
-    counts: Dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (f"transcripts deleted {self.transcripts_deleted} ({self.transcript_events_deleted} events), "
@@ -125,15 +125,15 @@ class LeaseLost(Exception):
     pass
 
 
-def _mask(text: Optional[str], address: bool) -> str:
+def _mask(text: str | None, address: bool) -> str:
     from bot.text import mask_personal_data
 
     return mask_personal_data(text or "", public=True, address=address)
 
 
 def run_retention(engine: Engine, settings: RetentionSettings, transcripts: Sequence[Transcripts],
-                  upload_dir: Path, now: datetime, holder: Optional[str] = None,
-                  clock: Optional[Callable[[], datetime]] = None) -> RunReport:
+                  upload_dir: Path, now: datetime, holder: str | None = None,
+                  clock: Callable[[], datetime] | None = None) -> RunReport:
     """One run at `now` (a clock the caller controls); `clock` is read to renew the lease
     between batches (default: `now` throughout). Skipped (ran=False) when another server
     holds the lease or the last run finished less than the interval ago."""
@@ -168,8 +168,8 @@ def run_retention(engine: Engine, settings: RetentionSettings, transcripts: Sequ
 
 def _anonymise_tickets(engine: Engine, settings: RetentionSettings, upload_dir: Path, now: datetime,
                        report: RunReport, renew: Callable[[], None]) -> None:
-    from bot.uploads import own_photo_name, remove_photo
     from bot.services.tickets import resident_of
+    from bot.uploads import own_photo_name, remove_photo
 
     closed_before = now - settings.ticket_months * MONTH
     while True:
@@ -240,7 +240,7 @@ def _mask_review_items(engine: Engine, report: RunReport, renew: Callable[[], No
         renew()
 
 
-def _entities_kept(before: str, after: str, entities: List[dict]) -> List[dict]:
+def _entities_kept(before: str, after: str, entities: list[dict]) -> list[dict]:
     """Accepted spans that still index the same characters (those before the first change
     when the length changed; all when the mask kept the length)."""
     if len(before) == len(after):
@@ -261,9 +261,9 @@ class RetentionJob:
         self.settings = settings
         self.upload_dir = upload_dir
         self.clock = clock
-        self.runs: List[RunReport] = []
+        self.runs: list[RunReport] = []
         self._stop = asyncio.Event()
-        self.task: Optional[asyncio.Task] = None
+        self.task: asyncio.Task | None = None
 
     def start(self) -> asyncio.Task:
         self.task = asyncio.get_running_loop().create_task(self._loop(), name="qc-retention")

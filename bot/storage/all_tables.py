@@ -1,7 +1,9 @@
 """Every module that defines tables on `bot.storage.tables.metadata`. init_db imports
 this so all of them exist; a feature with its own tables adds one import line here."""
-from bot.storage import tables  # noqa: F401  tickets, reports, events, queues, routing rules
-from bot.console import tables as console_tables  # noqa: F401  users, sessions, outbox, attachments, api keys
 from bot.channels.wechat import store as wechat_store  # noqa: F401  WeChat dedupe, nonces, residents, access_token
+from bot.console import tables as console_tables  # noqa: F401  users, sessions, outbox, attachments, api keys
 from bot.retraining import tables as retraining_tables  # noqa: F401  review inbox, model registry, training lock
-from bot.storage import retention  # noqa: F401  the background jobs' lease, anonymised tickets
+from bot.storage import (
+    retention,  # noqa: F401  the background jobs' lease, anonymised tickets
+    tables,  # noqa: F401  tickets, reports, events, queues, routing rules
+)

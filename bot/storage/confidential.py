@@ -6,7 +6,8 @@ payloads) has its phone and ID numbers masked."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, FrozenSet, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -16,7 +17,7 @@ from bot.storage.tables import ticket_reports
 WITHHELD = "[保密]"
 
 
-def confidential_ticket_ids(conn: Connection) -> FrozenSet[int]:
+def confidential_ticket_ids(conn: Connection) -> frozenset[int]:
     rows = conn.execute(select(ticket_reports.c.ticket_id).where(ticket_reports.c.confidential.is_(True)).distinct())
     return frozenset(int(i) for i in rows.scalars())
 
@@ -28,8 +29,8 @@ def ticket_of(table: str, row: Mapping[str, Any]) -> Any:
     return row.get("ticket_id")
 
 
-def redact_row(table: str, row: Mapping[str, Any], confidential: FrozenSet[int],
-               mask: Callable[[str], str]) -> Dict[str, Any]:
+def redact_row(table: str, row: Mapping[str, Any], confidential: frozenset[int],
+               mask: Callable[[str], str]) -> dict[str, Any]:
     """The row as an export may show it."""
     out = dict(row)
     if ticket_of(table, row) not in confidential:

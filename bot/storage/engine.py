@@ -106,9 +106,10 @@ def alembic_config(connection: Connection | None = None) -> Any:
 def init_db(engine: Engine) -> None:
     """Bring the schema to the newest migration (`alembic upgrade head`), then triggers;
     safe to run on every start and from several processes."""
-    import bot.storage.all_tables  # noqa: F401  (registers every feature's tables)
     from alembic import command
     from sqlalchemy import inspect
+
+    import bot.storage.all_tables  # noqa: F401  (registers every feature's tables)
 
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":

@@ -25,8 +25,8 @@ import yaml
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection, Engine
 
-from bot.domain.model import OPEN_STATES, Ticket
 from bot.domain.clock import SHANGHAI
+from bot.domain.model import OPEN_STATES, Ticket
 from bot.domain.workcal import DAY, ChineseWorkCalendar, CityWorkCalendar, use_calendar
 from bot.storage.tables import holiday_days, holiday_years, tickets
 

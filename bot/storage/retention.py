@@ -5,9 +5,9 @@ since when, and the review inbox's old rows. Plain SQL Core on SQLite and Postgr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from sqlalchemy import (
     Column,
@@ -100,7 +100,7 @@ def _closed_at():
     )
 
 
-def tickets_due_for_anonymising(conn: Connection, closed_before: datetime, limit: int) -> List[int]:
+def tickets_due_for_anonymising(conn: Connection, closed_before: datetime, limit: int) -> list[int]:
     closed = _closed_at()
     query = (
         select(closed.c.ticket_id)
@@ -117,14 +117,14 @@ def tickets_due_for_anonymising(conn: Connection, closed_before: datetime, limit
 class Anonymised:
     reports: int = 0
     phones: int = 0
-    photos: List[str] = field(default_factory=list)  # stored names of resident photos to delete from disk
-    attachments: List[str] = field(default_factory=list)  # stored names of after-photos to delete from disk
+    photos: list[str] = field(default_factory=list)  # stored names of resident photos to delete from disk
+    attachments: list[str] = field(default_factory=list)  # stored names of after-photos to delete from disk
     outbox: int = 0
 
 
 def anonymise_ticket(conn: Connection, ticket_id: int, now: datetime, mask: Callable[[str, bool], str],
-                     photo_name: Callable[[Optional[str]], Optional[str]],
-                     resident: Callable[[str], str]) -> Optional[Anonymised]:
+                     photo_name: Callable[[str | None], str | None],
+                     resident: Callable[[str], str]) -> Anonymised | None:
     """Remove a closed ticket's personal data in the caller's transaction: reporters'
     phones and photos go, sender ids become per-ticket pseudonyms (anon:<ticket>:<n>: the
     number of residents who reported stays right), descriptions and addresses are masked
@@ -145,7 +145,7 @@ def anonymise_ticket(conn: Connection, ticket_id: int, now: datetime, mask: Call
     done = Anonymised()
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(
         description=mask(row.description, False), location_text=mask(row.location_text, True)))
-    residents: Dict[str, str] = {}
+    residents: dict[str, str] = {}
     reports = conn.execute(select(ticket_reports).where(ticket_reports.c.ticket_id == ticket_id)
                            .order_by(ticket_reports.c.id)).all()
     for r in reports:
@@ -171,10 +171,10 @@ def anonymise_ticket(conn: Connection, ticket_id: int, now: datetime, mask: Call
 @dataclass(frozen=True)
 class ConversationTickets:
     open: bool  # some ticket of the conversation is open
-    last_closed_at: Optional[datetime]  # when its last ticket closed (all closed)
+    last_closed_at: datetime | None  # when its last ticket closed (all closed)
 
 
-def tickets_of_conversations(conn: Connection, sender_ids: Sequence[str]) -> Dict[str, ConversationTickets]:
+def tickets_of_conversations(conn: Connection, sender_ids: Sequence[str]) -> dict[str, ConversationTickets]:
     """For each sender id that filed (or joined) a ticket: whether one is still open, else
     when the last one closed. Senders without a ticket are not in the answer."""
     if not sender_ids:
@@ -186,7 +186,7 @@ def tickets_of_conversations(conn: Connection, sender_ids: Sequence[str]) -> Dic
         .outerjoin(closed, closed.c.ticket_id == tickets.c.id)
         .where(ticket_reports.c.sender_id.in_(list(sender_ids)))
     ).all()
-    out: Dict[str, ConversationTickets] = {}
+    out: dict[str, ConversationTickets] = {}
     for sender, state, closed_at in rows:
         seen = out.get(sender, ConversationTickets(False, None))
         if state not in CLOSED_VALUES or closed_at is None:
@@ -199,7 +199,7 @@ def tickets_of_conversations(conn: Connection, sender_ids: Sequence[str]) -> Dic
 
 # --- the review inbox ---------------------------------------------------------------------
 
-def review_items_after(conn: Connection, after_id: int, limit: int) -> List[Tuple[int, str, list]]:
+def review_items_after(conn: Connection, after_id: int, limit: int) -> list[tuple[int, str, list]]:
     from bot.retraining.tables import review_items
 
     rows = conn.execute(select(review_items.c.id, review_items.c.text, review_items.c.entities)

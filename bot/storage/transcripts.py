@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import glob
 import sqlite3
-from typing import List, Optional, Protocol, Tuple
+from typing import Protocol
 
 import sqlalchemy as sa
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 class Transcripts(Protocol):
     name: str
 
-    def quiet_since(self, cutoff: float, after: str, limit: int) -> List[Tuple[str, float]]:
+    def quiet_since(self, cutoff: float, after: str, limit: int) -> list[tuple[str, float]]:
         """(sender id, time of its last event) of conversations whose last event is at or
         before `cutoff` (Unix time), sender ids after `after`, in order, at most `limit`."""
 
@@ -48,7 +48,7 @@ class SQLiteTranscripts:
                                  "AND name IN ('qc_tracker_events', 'qc_conversations')").fetchone()
         return row[0] == 2
 
-    def quiet_since(self, cutoff: float, after: str, limit: int) -> List[Tuple[str, float]]:
+    def quiet_since(self, cutoff: float, after: str, limit: int) -> list[tuple[str, float]]:
         if not self._has_tables():
             return []
         rows = self._conn.execute(
@@ -82,14 +82,14 @@ class SQLiteTranscripts:
 class SQLTranscripts:
     """Rasa's SQLTrackerStore table `events` (PostgreSQL in production)."""
 
-    def __init__(self, url: str, schema: Optional[str] = None) -> None:
+    def __init__(self, url: str, schema: str | None = None) -> None:
         self.name = "sql:events"
         self.engine = sa.create_engine(url, future=True, pool_pre_ping=True)
         self.events = sa.Table("events", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
                                sa.Column("sender_id", sa.String(255)), sa.Column("timestamp", sa.Float),
                                schema=schema)
 
-    def quiet_since(self, cutoff: float, after: str, limit: int) -> List[Tuple[str, float]]:
+    def quiet_since(self, cutoff: float, after: str, limit: int) -> list[tuple[str, float]]:
         t = self.events
         with self.engine.connect() as conn:
             if not sa.inspect(conn).has_table("events", schema=t.schema):
@@ -110,8 +110,8 @@ class SQLTranscripts:
         self.engine.dispose()
 
 
-def transcripts_from(tracker_url: Optional[str], tracker_schema: Optional[str],
-                     sqlite_glob: Optional[str]) -> List[Transcripts]:
+def transcripts_from(tracker_url: str | None, tracker_schema: str | None,
+                     sqlite_glob: str | None) -> list[Transcripts]:
     """The tracker stores this deployment writes: PostgreSQL when QC_TRACKER_DB_URL is set,
     else the embedded SQLite files matching `sqlite_glob`."""
     if tracker_url:

@@ -6,8 +6,6 @@ typed AppKeys (see bot.web.keys).
 """
 from __future__ import annotations
 
-from typing import Optional
-
 from aiohttp import web
 
 from bot.console import middleware as console_mw
@@ -22,7 +20,7 @@ async def health(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def init_app(settings: Optional[Settings] = None) -> web.Application:
+def init_app(settings: Settings | None = None) -> web.Application:
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app[SETTINGS] = settings or Settings.from_env()
     app.router.add_get("/health", health)

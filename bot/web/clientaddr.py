@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable, Tuple
+from collections.abc import Iterable
 
 
-def trusted_proxies_from_env() -> Tuple[str, ...]:
+def trusted_proxies_from_env() -> tuple[str, ...]:
     """QC_TRUSTED_PROXIES: our reverse proxies' addresses, comma-separated."""
     return tuple(a.strip() for a in os.environ.get("QC_TRUSTED_PROXIES", "").split(",") if a.strip())
 

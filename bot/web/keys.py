@@ -15,7 +15,7 @@ class Settings:
     rasa_url: str = "http://127.0.0.1:5005"
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         from bot.storage.engine import default_url
 
         return cls(

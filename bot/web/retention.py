@@ -2,8 +2,8 @@
 with it (cleanup_ctx). Off with QC_RETENTION=0."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator, Optional
 
 from aiohttp import web
 
@@ -15,7 +15,7 @@ RETENTION_SETTINGS = web.AppKey("retention_settings", RetentionSettings)  # set 
 
 @dataclass
 class RetentionState:
-    job: Optional[RetentionJob] = None  # while the app runs (tests look at it)
+    job: RetentionJob | None = None  # while the app runs (tests look at it)
 
 
 RETENTION = web.AppKey("retention", RetentionState)
@@ -26,8 +26,8 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
     if not settings.enabled:
         yield
         return
-    from bot.uploads import upload_folder
     from bot.storage.engine import make_engine
+    from bot.uploads import upload_folder
 
     # its own small pool: a run never waits behind the console's requests (the schema is
     # brought up to date by the console's start-up, which runs before this one)

@@ -27,17 +27,25 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
 from urllib.parse import urlsplit
 
 from aiohttp import BodyPartReader, web
 
 from bot.paths import REPO_ROOT
 from bot.security.bearer import bearer_ok
-from bot.uploads import (CONTENT_TYPES, MAX_PHOTO_BYTES, PHOTO_NAME, SNIFF_BYTES, PhotoUnreadable, photo_owner, save_photo,
-                         sniff_image, upload_folder)
-from bot.security.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, photo_link_ok, sign_photo_link
 from bot.security.ratelimit import MSG_TOO_FAST, UPLOAD_LIMIT_ENV, RateLimiter
+from bot.security.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, photo_link_ok, sign_photo_link
+from bot.uploads import (
+    CONTENT_TYPES,
+    MAX_PHOTO_BYTES,
+    PHOTO_NAME,
+    SNIFF_BYTES,
+    PhotoUnreadable,
+    photo_owner,
+    save_photo,
+    sniff_image,
+    upload_folder,
+)
 from bot.web import clientaddr
 from bot.web.keys import SETTINGS
 
@@ -67,10 +75,10 @@ class WidgetConfig:
     frame_ancestors: str = "*"  # pages allowed to embed the widget (CSP frame-ancestors)
     # our reverse proxies' addresses (QC_TRUSTED_PROXIES, comma-separated): behind them the
     # client is the last X-Forwarded-For hop that is not one of ours (for the upload limit)
-    trusted_proxies: Tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls) -> "WidgetConfig":
+    def from_env(cls) -> WidgetConfig:
         return cls(
             dist_dir=Path(os.environ.get("QC_WIDGET_DIST") or REPO_ROOT / "widget" / "dist"),
             upload_dir=upload_folder(),
@@ -85,7 +93,7 @@ WIDGET = web.AppKey("widget", WidgetConfig)
 UPLOAD_LIMITER = web.AppKey("widget_upload_limiter", RateLimiter)
 
 
-def photo_path(upload_dir: Path, name: str) -> Optional[Path]:
+def photo_path(upload_dir: Path, name: str) -> Path | None:
     """The stored file for a photo id, or None when the id is not one we could have made."""
     if not isinstance(name, str) or not _PHOTO_NAME.match(name):
         return None
@@ -99,7 +107,7 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
-def _host_port(request: web.Request) -> Tuple[Optional[str], Optional[int]]:
+def _host_port(request: web.Request) -> tuple[str | None, int | None]:
     """The host (and port) the browser used, from the Host header; (None, None) if malformed."""
     m = _HOST.match(request.host or "")
     if not m:
@@ -177,7 +185,7 @@ async def static(request: web.Request) -> web.StreamResponse:
     return _security_headers(resp)
 
 
-def uploader(request: web.Request) -> Optional[str]:
+def uploader(request: web.Request) -> str | None:
     """The conversation an upload is for (its tracker's sender id), None when not named right."""
     session = request.headers.get(SESSION_HEADER, "")
     if session:
@@ -274,7 +282,7 @@ async def to_page(_: web.Request) -> web.Response:
     raise web.HTTPFound("/widget/")
 
 
-def setup_widget(app: web.Application, config: Optional[WidgetConfig] = None) -> None:
+def setup_widget(app: web.Application, config: WidgetConfig | None = None) -> None:
     app[WIDGET] = config or WidgetConfig.from_env()
     app[UPLOAD_LIMITER] = RateLimiter.from_env("upload", 10, env=UPLOAD_LIMIT_ENV)
     app.router.add_get("/widget", to_page)

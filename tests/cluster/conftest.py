@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from typing import Dict, Iterator
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -27,8 +27,9 @@ def require_services() -> None:
     """Fail (not skip) when a service the cluster needs does not answer."""
     if _skip_services():
         pytest.skip(SKIP_SERVICES_REASON)
-    import redis
     from urllib.parse import urlsplit
+
+    import redis
 
     problems = []
     try:
@@ -51,7 +52,7 @@ def _with_schema(schema: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def production_env() -> Iterator[Dict[str, str]]:
+def production_env() -> Iterator[dict[str, str]]:
     """QC_PROFILE=production pointing at fresh schemas, a fresh lock prefix and queue."""
     require_services()
     admin = create_engine(PG_BASE_URL, future=True, connect_args={"connect_timeout": 5})
@@ -155,8 +156,8 @@ def _delete_queue(name: str) -> None:
 
 @pytest.fixture(scope="session")
 def cluster(production_env, tmp_path_factory):
-    from bot.ops.cluster import Cluster
     from bot.nlu.explain import latest_model
+    from bot.ops.cluster import Cluster
 
     c = Cluster(env=production_env, work_dir=tmp_path_factory.mktemp("cluster"), instances=2,
                 model=str(latest_model()))

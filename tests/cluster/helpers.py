@@ -3,12 +3,12 @@ conversation back from the tracker store, and check its events are whole and in 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from itertools import cycle
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import create_engine, text
-
 
 from bot.ops.cluster import RasaHttpParser as HttpParser  # noqa: E402,F401  (re-exported for the tests)
 from bot.security.identity import rest_sender
@@ -22,7 +22,7 @@ class AlternatingSession:
         self.session = session
         self.bases = list(base_urls)
         self._next = cycle(self.bases)
-        self.sent_to: List[str] = []
+        self.sent_to: list[str] = []
 
     def post(self, url: str, **kwargs):
         base = next(self._next)
@@ -42,7 +42,7 @@ def tracker_url(env: Mapping[str, str]) -> str:
     return url
 
 
-def stored_events(env: Mapping[str, str], sender: str) -> List[Dict[str, Any]]:
+def stored_events(env: Mapping[str, str], sender: str) -> list[dict[str, Any]]:
     """The conversation of this REST sender (stored as "rest:<sender>", bot/security/identity.py), as
     the tracker store holds it, in insertion order."""
     engine = create_engine(tracker_url(env), future=True)
@@ -56,7 +56,7 @@ def stored_events(env: Mapping[str, str], sender: str) -> List[Dict[str, Any]]:
              "data": json.loads(r.data)} for r in rows]
 
 
-def check_conversation(events: Sequence[Dict[str, Any]], messages: Sequence[str]) -> List[str]:
+def check_conversation(events: Sequence[dict[str, Any]], messages: Sequence[str]) -> list[str]:
     """Problems with a stored conversation (empty when none): the user messages must be
     exactly `messages` (in that order, each once), timestamps never go back, and every
     message is answered completely (… action_listen) before the next one starts."""

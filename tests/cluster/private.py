@@ -13,7 +13,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional
 
 from bot.ops.cluster import free_port
 
@@ -39,7 +38,7 @@ class PrivatePostgres:
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def _run(self, args: List[str], check: bool = True) -> subprocess.CompletedProcess:
+    def _run(self, args: list[str], check: bool = True) -> subprocess.CompletedProcess:
         if self._user:
             pw = pwd.getpwnam(self._user)
 
@@ -51,7 +50,7 @@ class PrivatePostgres:
                                   cwd=self.dir, env={**os.environ, "HOME": str(self.dir)})
         return subprocess.run(args, check=check, capture_output=True, text=True, cwd=self.dir)
 
-    def init(self) -> "PrivatePostgres":
+    def init(self) -> PrivatePostgres:
         if self._user:
             pw = pwd.getpwnam(self._user)
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
@@ -59,7 +58,7 @@ class PrivatePostgres:
                    "--no-sync"])
         return self.start()
 
-    def start(self) -> "PrivatePostgres":
+    def start(self) -> PrivatePostgres:
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
         self._run([_pg_bin("pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.dir / "pg.log"), "-w",
                    "-t", "60", "start"])
@@ -83,13 +82,13 @@ class PrivateRedis:
     def __init__(self) -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="qc-private-redis-"))
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/1"
 
-    def start(self) -> "PrivateRedis":
+    def start(self) -> PrivateRedis:
         redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen([redis_server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       "--appendonly", "no", "--dir", str(self.dir)],

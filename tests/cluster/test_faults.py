@@ -51,7 +51,7 @@ def test_action_server_killed_mid_conversation(cluster, production_env):
     assert check_conversation(events, users) == []
     # nginx tried the killed server, got "connection refused", went on to the other one.
     error_log = (cluster.work_dir / "nginx-error.log").read_text(encoding="utf-8")
-    assert f"Connection refused) while connecting to upstream" in error_log
+    assert "Connection refused) while connecting to upstream" in error_log
     assert f"127.0.0.1:{dead_port}/webhook" in error_log
 
 

@@ -18,8 +18,15 @@ import pytest
 
 from bench.load import check_tickets, converse, pick_residents
 from bot.channels.common import MSG_BUSY
-from tests.cluster.conftest import AMQP_URL, _amqp, _declare_subscriber, _delete_exchange, _delete_queue, \
-    read_queue, require_services
+from tests.cluster.conftest import (
+    AMQP_URL,
+    _amqp,
+    _declare_subscriber,
+    _delete_exchange,
+    _delete_queue,
+    read_queue,
+    require_services,
+)
 from tests.cluster.helpers import HttpParser, check_conversation, stored_events
 
 
@@ -29,8 +36,8 @@ def faulty(tmp_path_factory):
     require_services()
     from sqlalchemy import create_engine
 
-    from bot.ops.cluster import Cluster
     from bot.nlu.explain import latest_model
+    from bot.ops.cluster import Cluster
     from tests.cluster.private import PrivatePostgres, PrivateRedis, ThreadedTcpProxy
 
     pg = PrivatePostgres().init()

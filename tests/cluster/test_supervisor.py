@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 
 def _upstreams(conf: str, name: str) -> list:
-    block = re.search(r"upstream %s \{(.*?)\}" % name, conf, re.S).group(1)
+    block = re.search(rf"upstream {name} \{{(.*?)\}}", conf, re.S).group(1)
     return re.findall(r"server (127\.0\.0\.1:\d+)", block)
 
 

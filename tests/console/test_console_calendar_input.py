@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from bot.storage.tables import holiday_days, holiday_years, ticket_events
 from bot.domain.clock import SHANGHAI
+from bot.storage.tables import holiday_days, holiday_years, ticket_events
 from tests.console.helpers import file, login, make_users
 
 pytestmark = pytest.mark.asyncio

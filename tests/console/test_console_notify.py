@@ -16,10 +16,10 @@ from sqlalchemy.engine import Engine
 
 from bot.console import services as svc
 from bot.console.config import ConsoleConfig
+from bot.console.http import CONSOLE_CONFIG, CONSOLE_ENGINE
 from bot.console.notifier import ConsoleChannel, Notifier, RasaChannel, backoff, drain_once
 from bot.console.tables import outbox
 from bot.console.uow import ConsoleUnitOfWork
-from bot.console.http import CONSOLE_CONFIG, CONSOLE_ENGINE
 from bot.storage.tables import ticket_events, tickets
 from bot.web.app import init_app
 from bot.web.keys import Settings

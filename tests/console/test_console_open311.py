@@ -7,12 +7,12 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from bot.console import services as svc
 from bot.console.admin import create_api_key
 from bot.console.tables import api_keys
 from bot.console.uow import ConsoleUnitOfWork
 from bot.storage.tables import ticket_reports, tickets
 from tests.console.helpers import file, make_users, now
-from bot.console import services as svc
 
 pytestmark = pytest.mark.asyncio
 

@@ -6,7 +6,6 @@ inbox, a second training request refused."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 

@@ -19,8 +19,7 @@ from sqlalchemy.engine import Engine
 from bot.console.tables import attachments, sessions
 from bot.photoclean import clean_photo
 from bot.storage.tables import tickets
-from tests.console.helpers import now
-from tests.console.helpers import OTHER_STREET, PASSWORD, STREET, another_client, file, login, make_users, post
+from tests.console.helpers import OTHER_STREET, PASSWORD, STREET, another_client, file, login, make_users, now, post
 from tests.photos import jpeg_with_gps, metadata_of, png_with_text
 
 pytestmark = pytest.mark.asyncio

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import aiohttp
 
@@ -17,7 +17,7 @@ TOKEN = "e2e-" + uuid.uuid4().hex
 class Stack:
     rasa_url: str
     db_url: str
-    uploads: Optional[str] = None  # QC_UPLOAD_DIR of the stack: a web server next to it uses the same
+    uploads: str | None = None  # QC_UPLOAD_DIR of the stack: a web server next to it uses the same
 
     def engine(self):
         return make_engine(self.db_url)
@@ -26,27 +26,27 @@ class Stack:
 class Chat:
     """One resident talking to the assistant; records what the bot answered per turn."""
 
-    def __init__(self, stack: Stack, sender: Optional[str] = None):
+    def __init__(self, stack: Stack, sender: str | None = None):
         self.stack = stack
         self.sender = sender or "e2e-" + uuid.uuid4().hex[:12]
         self.conversation_id = "rest:" + self.sender  # the REST channel's key (bot/security/identity.py)
         self._seen = 0
 
-    async def _post(self, message: str) -> List[Dict[str, Any]]:
+    async def _post(self, message: str) -> list[dict[str, Any]]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
             async with s.post(f"{self.stack.rasa_url}/webhooks/rest/webhook",
                               json={"sender": self.sender, "message": message}) as r:
                 assert r.status == 200, await r.text()
                 return await r.json()
 
-    async def _events(self) -> List[Dict[str, Any]]:
+    async def _events(self) -> list[dict[str, Any]]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
             async with s.get(f"{self.stack.rasa_url}/conversations/{self.conversation_id}/tracker",
                              params={"token": TOKEN, "include_events": "ALL"}) as r:
                 assert r.status == 200, await r.text()
                 return (await r.json())["events"]
 
-    def say(self, message: str) -> Dict[str, Any]:
+    def say(self, message: str) -> dict[str, Any]:
         """Send a message; returns {"messages": REST output, "keys": response keys, "bot": bot events}."""
         async def go():
             out = await self._post(message)

@@ -10,7 +10,6 @@ from bot.nlu.explain import latest_model
 from bot.ops.serve import start_stack, stop_stack
 from bot.services.setup import prepare_store
 from bot.storage.engine import make_engine
-
 from tests.e2e.chat import TOKEN, Stack
 
 

@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from bot.console import services as svc
 from bot.console.uow import ConsoleUnitOfWork
-from bot.domain.model import ComplaintDraft, DispatchClass, Route
 from bot.domain.clock import SHANGHAI
+from bot.domain.model import ComplaintDraft, DispatchClass, Route
 from bot.paths import REPO_ROOT
 from bot.services.tickets import file_complaint
 from bot.storage.engine import init_db, make_engine

@@ -36,10 +36,10 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def behind_nginx(tmp_path_factory):
     """(console URL through nginx, ticket number) — the web server on a fresh SQLite store."""
-    from bot.ops.cluster import find_nginx, nginx_conf
     from bot.console import services as svc
     from bot.console.uow import ConsoleUnitOfWork
     from bot.domain.model import ComplaintDraft, DispatchClass, Route
+    from bot.ops.cluster import find_nginx, nginx_conf
     from bot.services.setup import prepare_store
     from bot.services.tickets import file_complaint
     from bot.storage.engine import make_engine

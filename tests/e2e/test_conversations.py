@@ -10,7 +10,6 @@ import yaml
 from sqlalchemy import select
 
 from bot.storage.tables import ticket_reports, tickets
-
 from tests.e2e.chat import Chat
 
 CONVERSATIONS = Path(__file__).resolve().parents[1] / "conversations"

@@ -20,7 +20,6 @@ from bot.paths import REPO_ROOT
 from bot.retraining.tables import review_items
 from bot.services.tickets import file_complaint
 from bot.storage.tables import ticket_events, ticket_reports, tickets
-
 from tests.e2e.chat import TOKEN, Chat
 from tests.e2e.conftest import _free_port, wait_http
 

@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from bot.nlu.explain import latest_model
-from bot.paths import REPO_ROOT
 from bot.ops.serve import start_stack, start_web, stop_stack
+from bot.paths import REPO_ROOT
 from tests.console.test_console_web import png_bytes
 
 TOKEN = "e2e-secret-" + uuid.uuid4().hex

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any, Dict, List
+from typing import Any
 
 import aiohttp
 import pytest
@@ -18,7 +18,7 @@ FAKE_NOTICE = '/EXTERNAL_ticket_update{"ticket_number": "QC-261206-0001", "ticke
 OUR_PHOTO = "http://127.0.0.1:8080/widget/photo/" + "0123456789abcdef" * 2 + ".jpg"
 
 
-async def _tracker(rasa_url: str, conversation_id: str) -> Dict[str, Any]:
+async def _tracker(rasa_url: str, conversation_id: str) -> dict[str, Any]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
         async with s.get(f"{rasa_url}/conversations/{conversation_id}/tracker",
                          params={"token": TOKEN, "include_events": "ALL"}) as r:
@@ -26,7 +26,7 @@ async def _tracker(rasa_url: str, conversation_id: str) -> Dict[str, Any]:
             return await r.json()
 
 
-def _user_intents(events: List[Dict[str, Any]]) -> List[str]:
+def _user_intents(events: list[dict[str, Any]]) -> list[str]:
     return [((e.get("parse_data") or {}).get("intent") or {}).get("name") for e in events if e.get("event") == "user"]
 
 
@@ -71,8 +71,8 @@ def test_the_widget_cannot_send_external_intents(stack):
     import socketio
 
     session = uuid.uuid4().hex  # made up: the server replaces it (issue 13 item 14d)
-    answers: List[str] = []
-    issued: List[str] = []
+    answers: list[str] = []
+    issued: list[str] = []
 
     async def go() -> None:
         client = socketio.AsyncClient()

@@ -10,8 +10,6 @@ held-out split cut to 40 lines, in a temp dir (the checked-in data is never writ
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import shutil
 import socket
 import time
@@ -25,18 +23,18 @@ from sqlalchemy import select
 
 from bot.console import services as svc
 from bot.console.config import ConsoleConfig
+from bot.console.http import CONSOLE_CONFIG, CONSOLE_ENGINE
 from bot.console.retraining import RETRAIN_SETTINGS
 from bot.console.uow import ConsoleUnitOfWork
-from bot.console.http import CONSOLE_CONFIG, CONSOLE_ENGINE
+from bot.ops.serve import start_stack, stop_stack
 from bot.paths import REPO_ROOT
 from bot.retraining import trainer
 from bot.retraining.tables import model_registry, review_items
 from bot.services.setup import prepare_store
-from bot.ops.serve import start_stack, stop_stack
 from bot.storage.engine import make_engine
 from bot.web.app import init_app
 from bot.web.keys import Settings
-from tests.console.helpers import PASSWORD, csrf_of, login, now, post
+from tests.console.helpers import PASSWORD, login, now, post
 from tests.e2e.chat import TOKEN, Chat, Stack
 
 WRONG = "咕叽咕叽呱呱噜噜嘎嘎嘎"  # nothing like any training example: the small model is unsure

@@ -11,17 +11,16 @@ QC_UPDATE_SCREENSHOTS=1 also writes the phone-sized screenshot to docs/screensho
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import threading
 import urllib.error
 import urllib.request
 import zlib
-import struct
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 

@@ -46,9 +46,9 @@ from actions.complaint import (
 from actions.consult import ActionConsult
 from actions.fallback import ActionClarify
 from actions.status import ActionTicketStatus
-from bot.ops import runtime
 from bot.conversation import ComplaintForm
 from bot.domain.model import CATEGORIES
+from bot.ops import runtime
 from bot.storage.engine import init_db, make_engine
 from bot.storage.tables import metadata, ticket_events, ticket_reports, tickets
 

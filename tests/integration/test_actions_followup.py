@@ -19,9 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from actions.followup import ActionFollowUp, ActionTicketUpdate
-from bot.ops import runtime
 from bot.console import services as svc
 from bot.console.uow import ConsoleUnitOfWork
+from bot.ops import runtime
 from bot.storage.tables import ticket_events, tickets
 from tests.console.helpers import file, make_users
 

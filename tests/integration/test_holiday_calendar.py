@@ -18,12 +18,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from bot.cli.holidays import main as calendar_cli
 from bot.console import services as svc
 from bot.console.uow import ConsoleUnitOfWork
-from bot.domain.model import ComplaintDraft, DispatchClass, Route, TicketState
 from bot.domain.clock import SHANGHAI
+from bot.domain.model import ComplaintDraft, DispatchClass, Route, TicketState
 from bot.domain.workcal import ChineseWorkCalendar, CityWorkCalendar, default_calendar, use_calendar
-from bot.cli.holidays import main as calendar_cli
 from bot.services.tickets import file_complaint
 from bot.storage import holidays as hol
 from bot.storage.engine import make_engine

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bot.domain.model import CATEGORIES
-from bot.retraining.evalset import explain_rows, figures, load_rows, report_lines
 from bot.nlu.explain import Parser, latest_model
 from bot.reference.routing import default_router
+from bot.retraining.evalset import explain_rows, figures, load_rows, report_lines
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 INDEPENDENT = sorted((DATA / "independent").glob("*.jsonl"))

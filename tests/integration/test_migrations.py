@@ -4,6 +4,7 @@ SQLAlchemy tables; databases made by create_all before Alembic are adopted (stam
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -11,14 +12,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from datetime import datetime, timezone
-
-from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint, inspect, insert, select
+from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint, insert, inspect, select
 from sqlalchemy.engine import Engine
 
 import bot.storage.all_tables  # noqa: F401
-from bot.storage.engine import MIGRATED_TABLES, alembic_config, init_db, make_engine
 from bot.channels.wechat.store import wechat_inbound, wechat_residents
+from bot.storage.engine import MIGRATED_TABLES, alembic_config, init_db, make_engine
 from bot.storage.tables import TRIGGER_DDL, UtcDateTime, metadata, queues
 
 

@@ -8,9 +8,9 @@ import asyncio
 import logging
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator, List
 
 import pytest
 from sqlalchemy import insert, select
@@ -19,7 +19,6 @@ from sqlalchemy.engine import Engine
 from bot.console.tables import attachments, outbox, users
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import ACCEPT, FOLLOW_UP, RESOLVE, ComplaintDraft, Route
-from bot.uploads import record_owner
 from bot.retraining.tables import review_items
 from bot.services.retention import RetentionSettings, run_retention
 from bot.services.tickets import file_complaint
@@ -27,6 +26,7 @@ from bot.storage.engine import init_db, make_engine
 from bot.storage.retention import acquire_lease, anonymised_tickets, job_leases
 from bot.storage.tables import metadata, ticket_events, ticket_reports, tickets
 from bot.storage.transcripts import SQLiteTranscripts, SQLTranscripts
+from bot.uploads import record_owner
 from tests.console.helpers import route
 
 NOW = datetime(2027, 3, 1, 4, 0, tzinfo=timezone.utc)
@@ -61,7 +61,7 @@ def domain():
     return Domain.load(str(Path(__file__).resolve().parents[2] / "domain.yml"))
 
 
-def _tracker(domain, sender: str, times: List[datetime]):
+def _tracker(domain, sender: str, times: list[datetime]):
     from rasa.shared.core.events import ActionExecuted, UserUttered
     from rasa.shared.core.trackers import DialogueStateTracker
 
@@ -133,7 +133,7 @@ def transcripts(request: pytest.FixtureRequest, tmp_path: Path, domain, monkeypa
         admin.dispose()
 
 
-def senders(source) -> List[str]:
+def senders(source) -> list[str]:
     return sorted(s for s, _ in source.quiet_since(NOW.timestamp() + 1e6, "", 1000))
 
 

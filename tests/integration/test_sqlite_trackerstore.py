@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import (ActionExecuted, SessionStarted, SlotSet, UserUttered)
+from rasa.shared.core.events import ActionExecuted, SessionStarted, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot.rasa_ext.sqlite_trackerstore import SQLiteTrackerStore

@@ -10,10 +10,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
-from typing import Dict, List, Optional, Sequence
 
 from bot.paths import REPO_ROOT
 
@@ -34,9 +34,9 @@ KEPT = "系统繁忙，您刚才的信息已记下，请稍后再试。"
 class Supervised:
     """`python -m bot ARGS` with its stdout+stderr in `log`."""
 
-    def __init__(self, args: Sequence[str], env: Dict[str, str], log: Path) -> None:
+    def __init__(self, args: Sequence[str], env: dict[str, str], log: Path) -> None:
         self.log = log
-        self.ports: Dict[str, int] = {}  # child name → the port it listens on (set by the test)
+        self.ports: dict[str, int] = {}  # child name → the port it listens on (set by the test)
         full = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT), "RASA_TELEMETRY_ENABLED": "false",
                 "PYTHONUNBUFFERED": "1"}
         with open(log, "ab") as out:
@@ -57,7 +57,7 @@ class Supervised:
             time.sleep(0.5)
         raise AssertionError(f"no {text!r} after {timeout:.0f} s:\n{self.output()[-3000:]}")
 
-    def pid(self, name: str) -> Optional[int]:
+    def pid(self, name: str) -> int | None:
         """The supervisor's child listening on `name`'s port (None while there is none)."""
         try:
             children = psutil.Process(self.proc.pid).children()
@@ -86,7 +86,7 @@ class Supervised:
             time.sleep(0.5)
         raise AssertionError(f"{name} not back after {timeout:.0f} s:\n{self.output()[-3000:]}")
 
-    def stop(self) -> Optional[int]:
+    def stop(self) -> int | None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -140,14 +140,14 @@ def say(url: str, sender: str, message: str, timeout: float = 60):
         return exc.code, [json.loads(exc.read()).get("message", "")]
 
 
-def answer_for(kind: str, resident) -> Optional[str]:
+def answer_for(kind: str, resident) -> str | None:
     """What a resident says to each question (bench.load's answers)."""
     return {"photo": "/deny", "phone": "/deny", "confidential": "/deny", "summary": "/affirm",
             "submit_failed": "提交", "location": resident.place, "category": f"/{resident.category}",
             "description": resident.first, "not_understood": resident.first}.get(kind)
 
 
-def finish(url: str, sender: str, resident, message: str, turns: int = 10) -> List[str]:
+def finish(url: str, sender: str, resident, message: str, turns: int = 10) -> list[str]:
     """Answer every question until the complaint is filed; the texts of each turn."""
     from bench.load import reply_kind
 

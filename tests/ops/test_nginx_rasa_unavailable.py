@@ -31,7 +31,7 @@ def nginx_without_upstream(tmp_path):
     from bot.ops.cluster import find_nginx, nginx_conf
 
     try:
-        nginx = find_nginx()
+        find_nginx()
     except RuntimeError as exc:
         pytest.skip(str(exc))
     port, dead = _free_port(), _free_port()  # nothing listens on `dead`

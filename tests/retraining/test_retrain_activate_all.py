@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 import pytest
 from sqlalchemy import insert
@@ -36,10 +35,10 @@ class FakeRasa:
     seconds for that file; records (method, path with query, model_file) of each request."""
 
     status: int = 204
-    status_for: Dict[str, int] = field(default_factory=dict)
-    delay_for: Dict[str, float] = field(default_factory=dict)
-    requests: List[Tuple[str, str, Optional[str]]] = field(default_factory=list)
-    server: Optional[ThreadingHTTPServer] = None
+    status_for: dict[str, int] = field(default_factory=dict)
+    delay_for: dict[str, float] = field(default_factory=dict)
+    requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
@@ -47,10 +46,10 @@ class FakeRasa:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     @property
-    def loaded(self) -> List[Optional[str]]:
+    def loaded(self) -> list[str | None]:
         return [model for _, _, model in self.requests]
 
-    def start(self) -> "FakeRasa":
+    def start(self) -> FakeRasa:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -81,7 +80,7 @@ class FakeRasa:
 
 
 @pytest.fixture
-def fakes() -> Iterator[List[FakeRasa]]:
+def fakes() -> Iterator[list[FakeRasa]]:
     """Three fake servers: two Rasa servers and the proxy (which must never be asked)."""
     started = [FakeRasa().start() for _ in range(3)]
     yield started
@@ -90,7 +89,7 @@ def fakes() -> Iterator[List[FakeRasa]]:
 
 
 @pytest.fixture
-def models(engine: Engine, tmp_path: Path) -> Tuple[int, Path, int, Path]:
+def models(engine: Engine, tmp_path: Path) -> tuple[int, Path, int, Path]:
     """The serving model (active in the registry) and a candidate that may be activated."""
     deploy = tmp_path / "deploy"
     deploy.mkdir()
@@ -107,7 +106,7 @@ def models(engine: Engine, tmp_path: Path) -> Tuple[int, Path, int, Path]:
     return previous_id, previous, 7, candidate
 
 
-def _settings(tmp_path: Path, proxy: FakeRasa, servers: List[str]) -> RetrainSettings:
+def _settings(tmp_path: Path, proxy: FakeRasa, servers: list[str]) -> RetrainSettings:
     return RetrainSettings(deploy_dir=tmp_path / "deploy", rasa_url=proxy.url, rasa_token=TOKEN,
                            rasa_model_urls=", ".join(servers) + ",")
 
@@ -117,7 +116,7 @@ def _put_path() -> str:
 
 
 def test_every_rasa_server_gets_the_model_once_and_it_becomes_active(
-        engine: Engine, tmp_path: Path, fakes: List[FakeRasa], models: Tuple[int, Path, int, Path]) -> None:
+        engine: Engine, tmp_path: Path, fakes: list[FakeRasa], models: tuple[int, Path, int, Path]) -> None:
     one, two, proxy = fakes
     previous_id, _, model_id, candidate = models
     done = trainer.activate(engine, _settings(tmp_path, proxy, [one.url, two.url]), model_id, "root")
@@ -132,7 +131,7 @@ def test_every_rasa_server_gets_the_model_once_and_it_becomes_active(
 
 
 def test_a_server_refusing_the_model_switches_the_others_back_and_keeps_the_previous_model(
-        engine: Engine, tmp_path: Path, fakes: List[FakeRasa], models: Tuple[int, Path, int, Path]) -> None:
+        engine: Engine, tmp_path: Path, fakes: list[FakeRasa], models: tuple[int, Path, int, Path]) -> None:
     one, two, proxy = fakes
     previous_id, previous, model_id, candidate = models
     two.status = 500
@@ -151,7 +150,7 @@ def test_a_server_refusing_the_model_switches_the_others_back_and_keeps_the_prev
 
 
 def test_a_server_that_does_not_answer_in_time_is_switched_back_too(
-        engine: Engine, tmp_path: Path, fakes: List[FakeRasa], models: Tuple[int, Path, int, Path],
+        engine: Engine, tmp_path: Path, fakes: list[FakeRasa], models: tuple[int, Path, int, Path],
         monkeypatch: pytest.MonkeyPatch) -> None:
     one, two, proxy = fakes
     previous_id, previous, model_id, candidate = models
@@ -165,7 +164,7 @@ def test_a_server_that_does_not_answer_in_time_is_switched_back_too(
 
 
 def test_an_unreachable_first_server_changes_nothing_anywhere(
-        engine: Engine, tmp_path: Path, fakes: List[FakeRasa], models: Tuple[int, Path, int, Path]) -> None:
+        engine: Engine, tmp_path: Path, fakes: list[FakeRasa], models: tuple[int, Path, int, Path]) -> None:
     _, two, proxy = fakes
     previous_id, _, model_id, _ = models
     with pytest.raises(RetrainError) as failed:
@@ -177,7 +176,7 @@ def test_an_unreachable_first_server_changes_nothing_anywhere(
 
 
 def test_a_server_that_cannot_be_switched_back_is_named(
-        engine: Engine, tmp_path: Path, fakes: List[FakeRasa], models: Tuple[int, Path, int, Path]) -> None:
+        engine: Engine, tmp_path: Path, fakes: list[FakeRasa], models: tuple[int, Path, int, Path]) -> None:
     one, two, proxy = fakes
     previous_id, previous, model_id, candidate = models
     one.status_for[str(previous.resolve())] = 500
@@ -190,7 +189,7 @@ def test_a_server_that_cannot_be_switched_back_is_named(
 
 
 def test_without_model_urls_the_one_rasa_url_is_used_as_before(
-        engine: Engine, tmp_path: Path, fakes: List[FakeRasa], models: Tuple[int, Path, int, Path]) -> None:
+        engine: Engine, tmp_path: Path, fakes: list[FakeRasa], models: tuple[int, Path, int, Path]) -> None:
     one, _, _ = fakes
     _, _, model_id, candidate = models
     settings = RetrainSettings(deploy_dir=tmp_path / "deploy", rasa_url=one.url + "/", rasa_token=TOKEN)
@@ -206,7 +205,7 @@ def test_without_model_urls_the_one_rasa_url_is_used_as_before(
     (" http://a:5005 , http://b:5005/,", ["http://a:5005", "http://b:5005"]),
     ("http://a:5005,,http://b:5005, http://a:5005/", ["http://a:5005", "http://b:5005"]),
 ])
-def test_model_targets(model_urls: str, expected: List[str]) -> None:
+def test_model_targets(model_urls: str, expected: list[str]) -> None:
     assert RetrainSettings(rasa_url="http://proxy:8081/", rasa_model_urls=model_urls).model_targets() == expected
 
 

@@ -10,7 +10,6 @@ import asyncio
 import copy
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import yaml
@@ -23,8 +22,8 @@ from sqlalchemy.engine import Engine
 import actions.complaint as complaint_module
 from actions.complaint import ValidateComplaintForm
 from actions.fallback import ActionClarify
-from bot.ops import runtime
 from bot.conversation import ComplaintForm
+from bot.ops import runtime
 from bot.paths import REPO_ROOT
 from bot.retraining import collect
 from bot.retraining.inbox import Sample, record, record_choice, review_group

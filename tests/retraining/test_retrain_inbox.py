@@ -9,8 +9,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from bot.retraining.inbox import Sample, accepted_examples, group_key, inbox_groups, record, review_group, sample_from_parse
 from bot.retraining.collect import fallback_source
+from bot.retraining.inbox import (
+    Sample,
+    accepted_examples,
+    group_key,
+    inbox_groups,
+    record,
+    review_group,
+    sample_from_parse,
+)
 from bot.retraining.tables import review_items
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)

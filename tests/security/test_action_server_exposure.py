@@ -15,10 +15,9 @@ import aiohttp
 import pytest
 
 from bot.nlu.explain import latest_model
-from bot.services.setup import prepare_store
 from bot.ops.serve import start_stack, stop_stack
+from bot.services.setup import prepare_store
 from bot.storage.engine import make_engine
-
 from tests.security.conftest import row_counts
 
 TRACKER = Path(__file__).resolve().parents[1] / "data" / "trackers" / "confirm_submit.json"

@@ -10,9 +10,8 @@ filing needs an api_key; the widget is public, its upload needs the widget's hea
 
 from __future__ import annotations
 
-import os
-
 import io
+import os
 import shutil
 from typing import Any
 

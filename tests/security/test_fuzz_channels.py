@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Any, Dict
+from typing import Any
 
 import aiohttp
 import pytest
@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from sqlalchemy import func, select
 
-from bot.channels.payloads import resident_text
 from bot.channels.common import EMPTY_MESSAGE, MAX_MESSAGE_CHARS
+from bot.channels.payloads import resident_text
 from bot.channels.rest import RestInput
 from bot.channels.wechat.store import TABLES
 from bot.security.ratelimit import RateLimiter
@@ -48,7 +48,7 @@ async def wx(any_db_url: str, tmp_path: Any):  # noqa: F811, ANN201
         yield h, h.wechat(server), h.engine()
 
 
-def wechat_rows(engine: Any) -> Dict[str, int]:
+def wechat_rows(engine: Any) -> dict[str, int]:
     """Rows per channel table (0 before the channel created its tables on first use)."""
     with engine.connect() as conn:
         return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
@@ -127,12 +127,12 @@ _NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
                                        hs.sampled_from(["nan", "inf", "-inf", "1e309", "９０", "-0", ""])),
                              max_size=4),
        encrypted=hs.booleans())
-async def test_wechat_messages_with_hostile_fields(wx: Any, msg_type: str, content: str, extra: Dict[str, str],
+async def test_wechat_messages_with_hostile_fields(wx: Any, msg_type: str, content: str, extra: dict[str, str],
                                                    encrypted: bool) -> None:
     h, client, engine = wx
     seen_ids = h.__dict__.setdefault("fuzz_msg_ids", set())
     openid = "o" + uuid.uuid4().hex[:27]
-    fields: Dict[str, Any] = {"ToUserName": ACCOUNT, "FromUserName": openid, "CreateTime": 1_700_000_000,
+    fields: dict[str, Any] = {"ToUserName": ACCOUNT, "FromUserName": openid, "CreateTime": 1_700_000_000,
                               "MsgType": msg_type, "Content": content, "MsgId": next_msg_id()}
     fields.update(extra)
     before, heard = wechat_rows(engine), len(h.bot.messages)

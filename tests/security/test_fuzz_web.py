@@ -22,10 +22,10 @@ from sqlalchemy.engine import Engine
 
 from bot.console import admin
 from bot.console.uow import ConsoleUnitOfWork
-from bot.storage.tables import ticket_events, tickets
-from bot.security.sessionid import new_session_id
-from bot.web.widget import SESSION_HEADER, UPLOAD_HEADER, UPLOAD_LIMITER
 from bot.security.ratelimit import RateLimiter
+from bot.security.sessionid import new_session_id
+from bot.storage.tables import ticket_events, tickets
+from bot.web.widget import SESSION_HEADER, UPLOAD_HEADER, UPLOAD_LIMITER
 from tests.console.helpers import csrf_of, file, login, make_users
 from tests.console.test_console_web import png_bytes
 from tests.photos import plain
@@ -251,9 +251,8 @@ async def test_widget_upload_multipart(fuzz_client: TestClient, widget_config: A
     resp = await fuzz_client.post("/widget/upload", data=form, headers={UPLOAD_HEADER: "1", SESSION_HEADER: new_session_id()})
     _no_5xx(resp.status, f"{field} {data[:40]!r}")
     after = sorted(widget_config.upload_dir.glob("*")) if widget_config.upload_dir.exists() else []
-    from bot.web.widget import sniff_image
-
     from bot.photoclean import PhotoUnreadable, clean_photo
+    from bot.web.widget import sniff_image
 
     ext = sniff_image(data[:16]) if field == "file" and data else None
     try:  # a photo is kept only when it decodes; stored re-encoded without metadata

@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from bot.ops.cluster import find_nginx, free_port, nginx_conf
+from bot.ops.serve import actions_command, stop_stack, wait_http
 from bot.paths import REPO_ROOT
-from bot.ops.serve import wait_http, actions_command, stop_stack
 
 SECRET = "nginx-" + uuid.uuid4().hex
 

@@ -199,9 +199,10 @@ async def test_bidi_overrides_and_line_breaks_cannot_disguise_a_ticket(engine: E
 async def test_chat_channels_clean_bidi_overrides_and_line_breaks() -> None:
     """The REST channel (and Socket.IO/WeChat, which share bot.text.clean_message) hands the
     assistant one line of plain text: no override reverses it, no CR/LF starts a fake line."""
+    import aiohttp
+
     from bot.channels.rest import RestInput
     from tests.security.test_rate_limits import RecordingBot, close, serve
-    import aiohttp
 
     bot = RecordingBot()
     server, base = await serve(RestInput(), bot, "/webhooks/rest")

@@ -11,7 +11,7 @@ import socket
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any, List
+from typing import Any
 
 import aiohttp
 import pytest
@@ -49,7 +49,7 @@ class RecordingBot:
     """Stands in for Rasa's on_new_message: records each message, answers "收到"."""
 
     def __init__(self) -> None:
-        self.messages: List[UserMessage] = []
+        self.messages: list[UserMessage] = []
 
     async def __call__(self, message: UserMessage) -> None:
         self.messages.append(message)
@@ -79,7 +79,7 @@ async def close(server: Any) -> None:
         pass
 
 
-async def flood_rest(urls: List[str], sender: str, n: int) -> List[tuple[int, Any]]:
+async def flood_rest(urls: list[str], sender: str, n: int) -> list[tuple[int, Any]]:
     async with aiohttp.ClientSession() as s:
         async def one(i: int) -> tuple[int, Any]:
             url = urls[i % len(urls)] + "/webhooks/rest/webhook"

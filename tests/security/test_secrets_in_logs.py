@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
 import secrets
 import socket
@@ -21,7 +20,7 @@ import subprocess
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, List
+from typing import Any
 
 import aiohttp
 import pytest
@@ -30,8 +29,8 @@ from sqlalchemy import select
 from bot.console import services as svc
 from bot.console.uow import ConsoleUnitOfWork
 from bot.nlu.explain import latest_model
-from bot.services.setup import prepare_store
 from bot.ops.serve import start_stack, start_web, stop_stack
+from bot.services.setup import prepare_store
 from bot.storage.engine import make_engine
 from bot.storage.tables import ticket_reports
 from tests.wechat.standin import JPEG, WeChatStandIn
@@ -49,7 +48,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def rest_say(session: aiohttp.ClientSession, rasa_url: str, sender: str, text: str) -> List[dict]:
+async def rest_say(session: aiohttp.ClientSession, rasa_url: str, sender: str, text: str) -> list[dict]:
     async with session.post(f"{rasa_url}/webhooks/rest/webhook", json={"sender": sender, "message": text}) as r:
         assert r.status == 200, await r.text()
         return await r.json()
@@ -91,7 +90,7 @@ async def test_no_secret_in_any_log_and_the_rasa_api_needs_its_token(tmp_path: P
         "LOG_LEVEL": "DEBUG",  # the most an operator could turn on: Rasa logs every message at DEBUG
     }
     rasa_port, actions_port, web_port = free_port(), free_port(), free_port()
-    procs: List[subprocess.Popen] = []
+    procs: list[subprocess.Popen] = []
     try:
         procs += await asyncio.to_thread(start_stack, rasa_port, actions_port, str(latest_model()), logs,
                                          rasa_token, env)
@@ -168,13 +167,13 @@ def test_start_stack_never_opens_the_rasa_api_without_a_token(monkeypatch: pytes
     the environment (bot.ops.rasa_run adds it), never on the command line (`ps` shows that)."""
     import bot.ops.serve as serve
 
-    commands: List[List[str]] = []
-    envs: List[dict] = []
+    commands: list[list[str]] = []
+    envs: list[dict] = []
 
     class Exited:
         pid = 0
 
-        def __init__(self, cmd: List[str], **kwargs: Any) -> None:
+        def __init__(self, cmd: list[str], **kwargs: Any) -> None:
             commands.append(cmd)
             envs.append(kwargs.get("env") or {})
 

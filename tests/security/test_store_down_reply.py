@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any, List
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,8 +17,8 @@ from rasa.core.channels.channel import UserMessage
 from bot.channels.common import MSG_BUSY
 from bot.channels.rest import RestInput
 from bot.channels.socketio import SocketIOInput
-from bot.security.ratelimit import RateLimiter
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
+from bot.security.ratelimit import RateLimiter
 from tests.security.test_rate_limits import close, serve
 
 pytestmark = pytest.mark.asyncio
@@ -28,7 +28,7 @@ class StoreDownOnce:
     """on_new_message whose first call finds the tracker store gone; later calls answer."""
 
     def __init__(self) -> None:
-        self.calls: List[str] = []
+        self.calls: list[str] = []
 
     async def __call__(self, message: UserMessage) -> None:
         self.calls.append(message.text)
@@ -63,13 +63,13 @@ async def test_socketio_sends_the_busy_message_when_the_tracker_store_is_down() 
     channel.limiter = RateLimiter(100, 60, f"sio-{uuid.uuid4().hex}", redis_url="")
     server, base = await serve(channel, bot, "/webhooks/socketio")
     client = socketio.AsyncClient()
-    answers: List[Any] = []
+    answers: list[Any] = []
 
     @client.on("bot_uttered")
     async def on_bot(data: Any) -> None:
         answers.append(data.get("text"))
 
-    confirmed: List[str] = []
+    confirmed: list[str] = []
     client.on("session_confirm", lambda sid: confirmed.append(sid))
     try:
         await client.connect(base, socketio_path="/socket.io", transports=["polling"])

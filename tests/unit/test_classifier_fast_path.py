@@ -56,10 +56,11 @@ def test_probabilities_equal_sklearn_logistic_regression() -> None:
     f, clf = fitted()
     c = CharNgramIntentClassifier(CharNgramIntentClassifier.get_default_config(), None, None,
                                   reloaded(f), clf.coef_, clf.intercept_, [str(k) for k in clf.classes_])
-    from bot.nlu.tokenizer import LOCATION_SPANS  # noqa: F401  (no spans: nothing masked)
     from rasa.nlu.constants import TOKENS_NAMES
     from rasa.nlu.tokenizers.tokenizer import Token
     from rasa.shared.nlu.constants import TEXT
+
+    from bot.nlu.tokenizer import LOCATION_SPANS  # noqa: F401  (no spans: nothing masked)
 
     messages = []
     for t in PROBES:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 import pytest
 
@@ -27,17 +27,17 @@ def form() -> ComplaintForm:
     return ComplaintForm(LocationResolver(default_gazetteer()), new_id=lambda: DRAFT)
 
 
-def ent(level: str, name: str, text: str, value: Optional[str] = None) -> Dict[str, Any]:
+def ent(level: str, name: str, text: str, value: str | None = None) -> dict[str, Any]:
     """An entity as the NLU extractor produces it for `name` inside `text`."""
     start = text.index(name)
     return {"entity": level, "value": value or name, "text": name, "start": start, "end": start + len(name)}
 
 
-def turn(text: str, intent: Optional[str] = "inform", confidence: float = 0.9, *entities, from_button: bool = False) -> Turn:
+def turn(text: str, intent: str | None = "inform", confidence: float = 0.9, *entities, from_button: bool = False) -> Turn:
     return Turn(text, intent, confidence, list(entities), from_button)
 
 
-def filled(step: FormStep) -> Dict[str, Any]:
+def filled(step: FormStep) -> dict[str, Any]:
     return {k: v for k, v in step.slots.items() if v is not None}
 
 
@@ -97,7 +97,7 @@ def test_activation_by_a_non_category_intent_keeps_the_previous_category(form: C
 
 
 def test_next_slot_order() -> None:
-    slots: Dict[str, Any] = {}
+    slots: dict[str, Any] = {}
     order = []
     answers = {"category": "dog", "location": "某地", "description": "遛狗不牵绳", "photo": NO_VALUE,
                "phone": "13812345678", "confidential": False, "confirm": True}
@@ -144,7 +144,7 @@ def test_ambiguous_community_then_button(form: ComplaintForm) -> None:
 
 
 def test_district_then_community_across_two_turns(form: ComplaintForm) -> None:
-    slots: Dict[str, Any] = {**BASE, "location": None}
+    slots: dict[str, Any] = {**BASE, "location": None}
     step = form.step(slots, "location", turn("新城区", "inform", 0.9, ent("district", "新城区", "新城区")))
     assert step.slots["location"] is None  # a district alone: ask once more
     assert step.slots["location_status"] == "partial"
@@ -451,7 +451,7 @@ def clocked() -> ComplaintForm:
     return ComplaintForm(LocationResolver(default_gazetteer()), new_id=lambda: DRAFT, clock=lambda: NOW)
 
 
-def scene_turn(text: str, intent: str = "illegal_ads", *entities, scene: Optional[str] = GONGZHUFU) -> Turn:
+def scene_turn(text: str, intent: str = "illegal_ads", *entities, scene: str | None = GONGZHUFU) -> Turn:
     return Turn(text, intent, 0.9, list(entities), False, scene_community=scene)
 
 
@@ -511,7 +511,9 @@ def test_a_kept_photo_starts_the_next_complaint(clocked: ComplaintForm) -> None:
     assert clocked.step({"kept_photo": kept}, None, turn(text, "illegal_ads")).slots["photo"] == kept["photo"]
 
 
-@pytest.mark.parametrize("kept", [{"photo": "https://img.example.cn/b.jpg", "at": NOW},{"photo": "/widget/photo/abababababababababababababababab.jpg", "at": NOW - 24 * 3600 - 1},
+@pytest.mark.parametrize("kept", [
+    {"photo": "https://img.example.cn/b.jpg", "at": NOW},
+    {"photo": "/widget/photo/abababababababababababababababab.jpg", "at": NOW - 24 * 3600 - 1},
                                   {"photo": "/widget/photo/abababababababababababababababab.jpg", "at": NOW + 60}, {"photo": "", "at": NOW},
                                   {"photo": "/widget/photo/abababababababababababababababab.jpg"}, "/widget/photo/abababababababababababababababab.jpg", None])
 def test_an_expired_or_malformed_kept_photo_is_not_used(clocked: ComplaintForm, kept) -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.reference.dictionaries import GAZETTEER_DICT, gazetteer_dictionary_lines, load_into_jieba
-from bot.paths import REPO_ROOT
-from bot.reference.gazetteer import Gazetteer
 from bot.nlu.tokenizer import jieba_tokens
+from bot.paths import REPO_ROOT
+from bot.reference.dictionaries import GAZETTEER_DICT, gazetteer_dictionary_lines, load_into_jieba
+from bot.reference.gazetteer import Gazetteer
 
 NLU_DIR = REPO_ROOT / "data" / "nlu"
 

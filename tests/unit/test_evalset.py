@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.retraining.evalset import figures, predicted_label, report_lines
 from bot.reference.routing import default_router
+from bot.retraining.evalset import figures, predicted_label, report_lines
 
 LABELS = ["dog", "heating", "transport"]
 

@@ -3,14 +3,12 @@ EntityRuler), the masking jieba tokenizer and the classifier's masked text."""
 
 from __future__ import annotations
 
-from typing import List, Tuple
-
 import pytest
 
-from bot.reference.gazetteer import Gazetteer
-from bot.nlu.reading import MASK_CHAR, reading, reading_text
 from bot.nlu.locations import LocationMatcher, build_aliases, unknown_places
+from bot.nlu.reading import MASK_CHAR, reading, reading_text
 from bot.nlu.tokenizer import LOCATION_TOKEN, jieba_tokens
+from bot.reference.gazetteer import Gazetteer
 
 SENTENCE = "新城区公主府社区阳光花园小区3号楼门口有人遛狗不牵绳"
 
@@ -25,7 +23,7 @@ def matcher(aliases: dict) -> LocationMatcher:
     return LocationMatcher(aliases)
 
 
-def spans(ents) -> List[Tuple[str, str, int, int]]:
+def spans(ents) -> list[tuple[str, str, int, int]]:
     return [(e["entity"], e["value"], e["start"], e["end"]) for e in ents]
 
 
@@ -124,7 +122,7 @@ def dictionaries() -> None:
     load_into_jieba()
 
 
-def tokens(text: str, masked=()) -> List[Tuple[str, int, int]]:
+def tokens(text: str, masked=()) -> list[tuple[str, int, int]]:
     return [(t.text, t.start, t.end) for t in jieba_tokens(text, masked)]
 
 

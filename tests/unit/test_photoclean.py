@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from bot.photoclean import MAX_PIXELS, PhotoUnreadable, clean_photo
-from tests.photos import LEFT, RIGHT, jpeg_with_gps, metadata_of, png_with_text, plain, webp_with_exif
+from tests.photos import LEFT, RIGHT, jpeg_with_gps, metadata_of, plain, png_with_text, webp_with_exif
 
 
 def _near(got, want, tolerance=12):

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 from jsonschema import ValidationError
-
-import bot.nlu  # noqa: F401  (installs the speed-ups, as loading our model does)
-from bot.rasa_ext.speedups import action_response_validator, response_is_valid
 from rasa.core.actions.action import RemoteAction
 from rasa.shared.core.events import Event
 from rasa.shared.utils.common import all_subclasses
+
+import bot.nlu  # noqa: F401  (installs the speed-ups, as loading our model does)
+from bot.rasa_ext.speedups import action_response_validator, response_is_valid
 
 TRACKERS = Path(__file__).resolve().parents[1] / "data" / "trackers"
 

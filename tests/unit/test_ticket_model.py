@@ -7,6 +7,7 @@ import pytest
 from bot.domain.model import (
     CATEGORIES,
     DISPATCH_CENTER,
+    TRANSITIONS,
     ComplaintDraft,
     DispatchClass,
     InvalidTransition,
@@ -14,7 +15,6 @@ from bot.domain.model import (
     Ticket,
     TicketEvent,
     TicketState,
-    TRANSITIONS,
     deadline_for,
     format_ticket_number,
     parse_ticket_number,

@@ -4,17 +4,16 @@ per dispatch class, a category override, the step the ticket is at deciding its 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 import yaml
 
 from bot.console import services as svc
 from bot.console import stats
-from bot.domain import limits as limits_mod
+from bot.domain.clock import SHANGHAI
 from bot.domain.limits import FINISH, SIGN, Limit, LimitsError, StepLimits, TimeLimits, time_limits, use_time_limits
 from bot.domain.model import ComplaintDraft, DispatchClass, Route, Ticket, TicketState, deadline_for
-from bot.domain.clock import SHANGHAI
 from bot.reference.routing import CATALOGUE_PATH
 
 S = TicketState

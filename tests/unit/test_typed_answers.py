@@ -4,8 +4,6 @@ question and the 回访 question, answered in the resident's own words."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pytest
 
 from bot.conversation import (
@@ -38,7 +36,7 @@ def form() -> ComplaintForm:
     return ComplaintForm(LocationResolver(default_gazetteer()), new_id=lambda: DRAFT, categories=catalogue_matcher())
 
 
-def turn(text: str, intent: Optional[str] = "inform", confidence: float = 0.9, from_button: bool = False) -> Turn:
+def turn(text: str, intent: str | None = "inform", confidence: float = 0.9, from_button: bool = False) -> Turn:
     return Turn(text, intent, confidence, [], from_button)
 
 

@@ -16,11 +16,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot import uploads
 from bot.channels.wechat.turns import Turns
+from bot.photoclean import PhotoUnreadable, clean_photo
 from bot.security.sessionid import new_session_id
 from bot.web.app import init_app
 from bot.web.keys import Settings
 from bot.web.widget import WIDGET, WidgetConfig
-from bot.photoclean import PhotoUnreadable, clean_photo
 from tests.photos import jpeg_with_gps, metadata_of
 
 JPEG = jpeg_with_gps()  # a phone photo: GPS, device, thumbnail, comment with a phone number

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
 from bot.channels.socketio import session_id_for
+from bot.photoclean import clean_photo
 from bot.security.sessionid import new_session_id
 from bot.web.app import init_app
 from bot.web.keys import Settings
-from bot.photoclean import clean_photo
 from bot.web.widget import MAX_PHOTO_BYTES, WIDGET, WidgetConfig, photo_path
 from tests.photos import jpeg_with_gps, metadata_of, plain, png_with_text
 
@@ -198,7 +197,7 @@ def test_static_whitelist_and_page(dirs):
         assert r.status == 200
         html = await r.text()
         # Rasa's address (QC_RASA_URL); a hostile Host header cannot inject markup
-        assert f'content="http://127.0.0.1:5005"' in html
+        assert 'content="http://127.0.0.1:5005"' in html
         csp = r.headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "http://127.0.0.1:5005" in csp and "ws://127.0.0.1:5005" in csp
         r = await client.get("/widget/", headers={"Host": 'evil"><script>x</script>'})

@@ -8,7 +8,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -20,7 +20,6 @@ from bot.channels.wechat.api import Timeouts
 from bot.channels.wechat.store import TABLES
 from bot.storage.engine import make_engine
 from bot.storage.tables import metadata
-
 from tests.wechat.standin import WeChatStandIn
 from tests.wechat.wxclient import WeChatServer
 
@@ -43,7 +42,7 @@ class FakeClock:
 
     def __init__(self) -> None:
         self.offset = 0.0
-        self.frozen_at: Optional[float] = None
+        self.frozen_at: float | None = None
 
     def freeze(self) -> None:
         self.frozen_at = time.time()
@@ -56,9 +55,9 @@ class FakeBot:
     """Stands in for Rasa's on_new_message: records what reached it, answers "收到：…"."""
 
     def __init__(self) -> None:
-        self.messages: List[UserMessage] = []
+        self.messages: list[UserMessage] = []
         self.delay = 0.0
-        self.buttons: Optional[List[Dict[str, str]]] = None
+        self.buttons: list[dict[str, str]] | None = None
         self.fail = False
 
     async def __call__(self, message: UserMessage) -> None:
@@ -74,7 +73,7 @@ class FakeBot:
             await out.send_text_message(message.sender_id, f"收到：{message.text}")
 
     @property
-    def texts(self) -> List[str]:
+    def texts(self) -> list[str]:
         return [m.text for m in self.messages]
 
 
@@ -86,7 +85,7 @@ class ChannelServer:
         self.server: Any = None
         self.url = ""
 
-    async def start(self) -> "ChannelServer":
+    async def start(self) -> ChannelServer:
         Sanic.test_mode = True  # several apps in one process (Sanic's touch-up runs once per method)
         app = Sanic(f"wx_test_{uuid.uuid4().hex[:12]}")
         app.config.MOTD = False
@@ -130,11 +129,11 @@ class Harness:
         self.tmp = tmp
         self.clock = FakeClock()
         self.bot = FakeBot()
-        self.engines: List[Any] = []
-        self.servers: List[ChannelServer] = []
+        self.engines: list[Any] = []
+        self.servers: list[ChannelServer] = []
 
     def config(self, **overrides: Any) -> WeChatConfig:
-        values: Dict[str, Any] = dict(
+        values: dict[str, Any] = dict(
             token=TOKEN, appid=APPID, secret=SECRET, encoding_aes_key=AES_KEY, mode="compatible",
             api_base=self.standin.url, upload_dir=self.tmp / "uploads", template_id="TPL-ticket-update",
             passive_budget=4.0, timeouts=Timeouts(token=2.0, media=1.0, send=2.0),

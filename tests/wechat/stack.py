@@ -8,10 +8,9 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
 
-from bot.paths import REPO_ROOT
 from bot.ops.serve import VENV_BIN, actions_command, stop_stack, wait_http
+from bot.paths import REPO_ROOT
 
 CREDENTIALS = """\
 bot.channels.rest.RestInput:
@@ -28,15 +27,15 @@ bot.channels.wechat.WeChatInput:
 class WeChatStack:
     rasa_url: str
     webhook: str
-    procs: List[subprocess.Popen]
+    procs: list[subprocess.Popen]
 
     def stop(self) -> None:
         stop_stack(self.procs)
 
 
-def start_wechat_stack(tmp: Path, rasa_port: int, actions_port: int, model: str, env: Dict[str, str],
-                       mode: str = "safe", log_name: Optional[str] = None,
-                       api_token: Optional[str] = None) -> WeChatStack:
+def start_wechat_stack(tmp: Path, rasa_port: int, actions_port: int, model: str, env: dict[str, str],
+                       mode: str = "safe", log_name: str | None = None,
+                       api_token: str | None = None) -> WeChatStack:
     tmp.mkdir(parents=True, exist_ok=True)
     credentials = tmp / "credentials.yml"
     credentials.write_text(CREDENTIALS % {"mode": mode}, encoding="utf-8")

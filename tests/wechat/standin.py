@@ -11,8 +11,9 @@ import itertools
 import json
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, List, Optional, Set
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -27,14 +28,14 @@ PNG = png_with_text()
 @dataclass
 class Call:
     path: str
-    query: Dict[str, str]
-    json: Optional[Dict[str, Any]]
+    query: dict[str, str]
+    json: dict[str, Any] | None
     at: float
 
 
 @dataclass
 class Failure:
-    errcode: Optional[int] = None
+    errcode: int | None = None
     delay: float = 0.0
     status: int = 200
 
@@ -43,18 +44,18 @@ class WeChatStandIn:
     def __init__(self, appid: str, secret: str, expires_in: int = 7200):
         self.appid, self.secret = appid, secret
         self.expires_in = expires_in
-        self.calls: List[Call] = []
-        self.valid_tokens: Set[str] = set()
-        self.expired_tokens: Set[str] = set()
-        self.out_of_window: Set[str] = set()  # openids: custom/send → 45015
-        self.media: Dict[str, tuple] = {}  # media_id → (bytes, content type)
-        self.failures: Dict[str, Deque[Failure]] = defaultdict(deque)
+        self.calls: list[Call] = []
+        self.valid_tokens: set[str] = set()
+        self.expired_tokens: set[str] = set()
+        self.out_of_window: set[str] = set()  # openids: custom/send → 45015
+        self.media: dict[str, tuple] = {}  # media_id → (bytes, content type)
+        self.failures: dict[str, deque[Failure]] = defaultdict(deque)
         self.token_delay = 0.0
         self._serial = itertools.count(1)
-        self._server: Optional[TestServer] = None
+        self._server: TestServer | None = None
 
     # --- control -------------------------------------------------------------------
-    def fail_next(self, path: str, errcode: Optional[int] = None, delay: float = 0.0, times: int = 1,
+    def fail_next(self, path: str, errcode: int | None = None, delay: float = 0.0, times: int = 1,
                   status: int = 200) -> None:
         for _ in range(times):
             self.failures[path].append(Failure(errcode, delay, status))
@@ -69,14 +70,14 @@ class WeChatStandIn:
     def add_media(self, media_id: str, body: bytes = JPEG, content_type: str = "image/jpeg") -> None:
         self.media[media_id] = (body, content_type)
 
-    def calls_to(self, path: str) -> List[Call]:
+    def calls_to(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]
 
     @property
-    def token_calls(self) -> List[Call]:
+    def token_calls(self) -> list[Call]:
         return self.calls_to("/cgi-bin/token")
 
-    def sent(self, openid: Optional[str] = None, path: str = "/cgi-bin/message/custom/send") -> List[Dict[str, Any]]:
+    def sent(self, openid: str | None = None, path: str = "/cgi-bin/message/custom/send") -> list[dict[str, Any]]:
         """Successful sends (custom by default), optionally to one resident."""
         out = []
         for c in self.calls_to(path):
@@ -95,7 +96,7 @@ class WeChatStandIn:
         return True
 
     # --- server ----------------------------------------------------------------------
-    async def start(self, port: Optional[int] = None) -> str:
+    async def start(self, port: int | None = None) -> str:
         app = web.Application()
         app.router.add_get("/cgi-bin/token", self._token)
         app.router.add_get("/cgi-bin/media/get", self._media)
@@ -126,7 +127,7 @@ class WeChatStandIn:
         self.calls.append(call)
         return call
 
-    async def _failure(self, path: str) -> Optional[web.Response]:
+    async def _failure(self, path: str) -> web.Response | None:
         queue = self.failures.get(path)
         if not queue:
             return None
@@ -139,7 +140,7 @@ class WeChatStandIn:
             return web.json_response({"errcode": f.errcode, "errmsg": f"stand-in failure {f.errcode}"})
         return None
 
-    def _token_error(self, token: str) -> Optional[web.Response]:
+    def _token_error(self, token: str) -> web.Response | None:
         if token in self.valid_tokens:
             return None
         if token in self.expired_tokens:

@@ -3,7 +3,6 @@ Rasa server and action server, the WeChat API played by the stand-in."""
 from __future__ import annotations
 
 import re
-
 from datetime import datetime, timedelta, timezone
 
 import aiohttp
@@ -13,7 +12,6 @@ from sqlalchemy import select, update
 from bot.channels.wechat.store import wechat_residents
 from bot.console.notifier import DeliveryError, RasaChannel
 from bot.console.repository import OutboxMessage
-
 from bot.nlu.explain import latest_model
 from bot.photoclean import clean_photo
 from bot.storage.engine import init_db, make_engine
@@ -22,7 +20,6 @@ from tests.wechat.conftest import AES_KEY, APPID, SECRET, TOKEN, free_port
 from tests.wechat.stack import start_wechat_stack
 from tests.wechat.standin import JPEG, WeChatStandIn
 from tests.wechat.wxclient import WeChatServer, event_msg, image_msg, location_msg, text_msg, voice_msg
-
 
 API_TOKEN = "e2e-rasa-api-token"
 TEMPLATE_ID = "TPL-e2e-ticket-update"

@@ -14,7 +14,13 @@ from bot.photoclean import clean_photo
 from tests.photos import metadata_of
 from tests.wechat.standin import JPEG, PNG
 from tests.wechat.wxclient import (
-    ACCOUNT, event_msg, image_msg, location_msg, text_msg, voice_msg, xml_message,
+    ACCOUNT,
+    event_msg,
+    image_msg,
+    location_msg,
+    text_msg,
+    voice_msg,
+    xml_message,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -180,7 +186,7 @@ async def test_tracker_store_down_asks_to_resend(h):
 
 async def test_long_answers_are_split(h):
     async def verbose(message):
-        await message.output_channel.send_text_message(message.sender_id, "\n".join(["政策说明第%d条：" % i + "字" * 60
+        await message.output_channel.send_text_message(message.sender_id, "\n".join([f"政策说明第{i}条：" + "字" * 60
                                                                                      for i in range(40)]))
 
     srv = await h.channel(bot=verbose)

@@ -15,8 +15,8 @@ import os
 import random
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
 
 import aiohttp
 from cryptography.hazmat.primitives import padding
@@ -40,7 +40,7 @@ class WxAes:
         assert len(self.key) == 32
         self.appid = appid.encode()
 
-    def seal(self, xml: bytes, prefix: Optional[bytes] = None) -> str:
+    def seal(self, xml: bytes, prefix: bytes | None = None) -> str:
         prefix = prefix if prefix is not None else os.urandom(16)
         body = prefix + len(xml).to_bytes(4, "big") + xml + self.appid
         padder = padding.PKCS7(256).padder()
@@ -48,7 +48,7 @@ class WxAes:
         enc = Cipher(algorithms.AES(self.key), modes.CBC(self.key[:16])).encryptor()
         return base64.b64encode(enc.update(padded) + enc.finalize()).decode()
 
-    def open(self, b64: str) -> Tuple[bytes, bytes]:
+    def open(self, b64: str) -> tuple[bytes, bytes]:
         """→ (xml, appid)"""
         raw = base64.b64decode(b64)
         dec = Cipher(algorithms.AES(self.key), modes.CBC(self.key[:16])).decryptor()
@@ -73,7 +73,7 @@ def xml_message(**fields: object) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
-def xml_fields(body: str) -> Dict[str, str]:
+def xml_fields(body: str) -> dict[str, str]:
     root = ET.fromstring(body)
     return {child.tag: (child.text or "") for child in root}
 
@@ -88,27 +88,27 @@ def next_msg_id() -> int:
 ACCOUNT = "gh_qingcheng12345"
 
 
-def text_msg(openid: str, content: str, msg_id: Optional[int] = None, create_time: Optional[int] = None) -> bytes:
+def text_msg(openid: str, content: str, msg_id: int | None = None, create_time: int | None = None) -> bytes:
     return xml_message(ToUserName=ACCOUNT, FromUserName=openid, CreateTime=create_time or int(time.time()),
                        MsgType="text", Content=content, MsgId=msg_id or next_msg_id())
 
 
-def image_msg(openid: str, media_id: str, msg_id: Optional[int] = None) -> bytes:
+def image_msg(openid: str, media_id: str, msg_id: int | None = None) -> bytes:
     return xml_message(ToUserName=ACCOUNT, FromUserName=openid, CreateTime=int(time.time()), MsgType="image",
                        PicUrl=f"http://mmbiz.qpic.cn/{media_id}", MediaId=media_id, MsgId=msg_id or next_msg_id())
 
 
-def location_msg(openid: str, lat: float, lng: float, label: str, msg_id: Optional[int] = None) -> bytes:
+def location_msg(openid: str, lat: float, lng: float, label: str, msg_id: int | None = None) -> bytes:
     return xml_message(ToUserName=ACCOUNT, FromUserName=openid, CreateTime=int(time.time()), MsgType="location",
                        Location_X=lat, Location_Y=lng, Scale=15, Label=label, MsgId=msg_id or next_msg_id())
 
 
-def voice_msg(openid: str, recognition: Optional[str], msg_id: Optional[int] = None) -> bytes:
+def voice_msg(openid: str, recognition: str | None, msg_id: int | None = None) -> bytes:
     return xml_message(ToUserName=ACCOUNT, FromUserName=openid, CreateTime=int(time.time()), MsgType="voice",
                        MediaId="voice-media-1", Format="amr", Recognition=recognition, MsgId=msg_id or next_msg_id())
 
 
-def event_msg(openid: str, event: str, event_key: Optional[str] = None, create_time: Optional[int] = None) -> bytes:
+def event_msg(openid: str, event: str, event_key: str | None = None, create_time: int | None = None) -> bytes:
     return xml_message(ToUserName=ACCOUNT, FromUserName=openid, CreateTime=create_time or int(time.time()),
                        MsgType="event", Event=event, EventKey=event_key)
 
@@ -117,7 +117,7 @@ def event_msg(openid: str, event: str, event_key: Optional[str] = None, create_t
 class Reply:
     status: int
     body: str
-    fields: Dict[str, str] = field(default_factory=dict)  # the (decrypted) reply XML, if any
+    fields: dict[str, str] = field(default_factory=dict)  # the (decrypted) reply XML, if any
     elapsed: float = 0.0
 
     @property
@@ -142,12 +142,12 @@ class WeChatServer:
     def __post_init__(self) -> None:
         self.aes = WxAes(self.encoding_aes_key, self.appid) if self.encoding_aes_key else None
 
-    def _stamp(self, timestamp: Optional[int], nonce: Optional[str]) -> Tuple[str, str]:
+    def _stamp(self, timestamp: int | None, nonce: str | None) -> tuple[str, str]:
         ts = str(int(self.clock()) if timestamp is None else timestamp)
         return ts, nonce or str(random.randrange(10 ** 9, 10 ** 10))
 
-    async def verify(self, echostr: str, signature: Optional[str] = None, timestamp: Optional[int] = None,
-                     nonce: Optional[str] = None, omit: tuple = ()) -> Tuple[int, str]:
+    async def verify(self, echostr: str, signature: str | None = None, timestamp: int | None = None,
+                     nonce: str | None = None, omit: tuple = ()) -> tuple[int, str]:
         ts, nonce = self._stamp(timestamp, nonce)
         params = {"signature": signature or wx_sign(self.token, ts, nonce), "timestamp": ts, "nonce": nonce,
                   "echostr": echostr}
@@ -157,8 +157,8 @@ class WeChatServer:
             async with s.get(self.url, params=params) as r:
                 return r.status, await r.text()
 
-    def signed(self, body: bytes, encrypted: bool, timestamp: Optional[int] = None, nonce: Optional[str] = None,
-               bad: str = "", prefix: Optional[bytes] = None) -> Tuple[Dict[str, str], bytes]:
+    def signed(self, body: bytes, encrypted: bool, timestamp: int | None = None, nonce: str | None = None,
+               bad: str = "", prefix: bytes | None = None) -> tuple[dict[str, str], bytes]:
         """(query, body) exactly as WeChat sends them; `bad` spoils one part on purpose."""
         ts, nonce = self._stamp(timestamp, nonce)
         openid = "o" + hashlib.md5(body).hexdigest()[:27]
@@ -177,7 +177,7 @@ class WeChatServer:
             query.pop("msg_signature", None)
         return query, body
 
-    async def send(self, query: Dict[str, str], body: bytes, headers: Optional[Dict[str, str]] = None) -> Reply:
+    async def send(self, query: dict[str, str], body: bytes, headers: dict[str, str] | None = None) -> Reply:
         started = time.monotonic()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
             async with s.post(self.url, params=query, data=body, headers=headers or {"Content-Type": "text/xml"}) as r:
@@ -191,7 +191,7 @@ class WeChatServer:
                 reply.fields = outer
         return reply
 
-    def open_reply(self, outer: Dict[str, str]) -> Dict[str, str]:
+    def open_reply(self, outer: dict[str, str]) -> dict[str, str]:
         """Check the reply's MsgSignature and AppID as WeChat does, then read it."""
         assert self.aes is not None
         expected = wx_sign(self.token, outer["TimeStamp"], outer["Nonce"], outer["Encrypt"])

@@ -16,8 +16,9 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any
 
 import aiohttp
 
@@ -48,7 +49,7 @@ class Timeouts:
 
 class WeChatApi:
     def __init__(self, base: str, appid: str, secret: str, store: WeChatStore, clock: Callable[[], float],
-                 timeouts: Optional[Timeouts] = None, early_seconds: float = 300.0, lease_seconds: float = 15.0):
+                 timeouts: Timeouts | None = None, early_seconds: float = 300.0, lease_seconds: float = 15.0):
         self.base = base.rstrip("/")
         self.appid = appid
         self.secret = secret
@@ -59,11 +60,11 @@ class WeChatApi:
         self.early_seconds = early_seconds
         self.lease_seconds = lease_seconds
         self.owner = uuid.uuid4().hex  # this worker, for the refresh lease
-        self._cached: Optional[Tuple[str, float]] = None  # (token, expires_at epoch seconds)
+        self._cached: tuple[str, float] | None = None  # (token, expires_at epoch seconds)
 
     # --- transport ----------------------------------------------------------------
-    async def _request(self, method: str, path: str, timeout: float, params: Dict[str, str],
-                       payload: Optional[Dict[str, Any]] = None, max_bytes: int = 1 << 20) -> Tuple[bytes, str]:
+    async def _request(self, method: str, path: str, timeout: float, params: dict[str, str],
+                       payload: dict[str, Any] | None = None, max_bytes: int = 1 << 20) -> tuple[bytes, str]:
         url = f"{self.base}{path}"
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
@@ -83,7 +84,7 @@ class WeChatApi:
             raise WeChatApiError(NETWORK, f"{path}: {type(exc).__name__}")
 
     @staticmethod
-    def _json(body: bytes) -> Dict[str, Any]:
+    def _json(body: bytes) -> dict[str, Any]:
         try:
             data = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -93,7 +94,7 @@ class WeChatApi:
         return data
 
     # --- access token ----------------------------------------------------------------
-    def _fresh(self, expires_at: Optional[float]) -> bool:
+    def _fresh(self, expires_at: float | None) -> bool:
         return expires_at is not None and expires_at - self.early_seconds > self.clock()
 
     async def access_token(self) -> str:
@@ -122,7 +123,7 @@ class WeChatApi:
                 raise WeChatApiError(TIMEOUT, "access_token refresh by another worker did not finish")
             await asyncio.sleep(0.1)  # another worker is refreshing: wait for its row
 
-    async def _fetch_token(self) -> Tuple[str, int]:
+    async def _fetch_token(self) -> tuple[str, int]:
         body, _ = await self._request("GET", "/cgi-bin/token", self.timeouts.token, {
             "grant_type": "client_credential", "appid": self.appid, "secret": self.secret})
         data = self._json(body)
@@ -140,7 +141,7 @@ class WeChatApi:
         await self.db(WeChatStore.invalidate_token, self.appid, token)
 
     # --- calls ---------------------------------------------------------------------------
-    async def post_json(self, path: str, payload: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
+    async def post_json(self, path: str, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """POST with the access_token; errcode ≠ 0 raises WeChatApiError. Retries once on
         an invalid token (after one refresh)."""
         for attempt in (1, 2):
@@ -157,13 +158,13 @@ class WeChatApi:
             return data
         raise AssertionError("unreachable")
 
-    async def send_custom_text(self, openid: str, text: str) -> Dict[str, Any]:
+    async def send_custom_text(self, openid: str, text: str) -> dict[str, Any]:
         return await self.post_json("/cgi-bin/message/custom/send",
                                     {"touser": openid, "msgtype": "text", "text": {"content": text}})
 
-    async def send_template(self, openid: str, template_id: str, data: Dict[str, Any],
-                            url: Optional[str] = None) -> Dict[str, Any]:
-        payload: Dict[str, Any] = {"touser": openid, "template_id": template_id, "data": data}
+    async def send_template(self, openid: str, template_id: str, data: dict[str, Any],
+                            url: str | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"touser": openid, "template_id": template_id, "data": data}
         if url:
             payload["url"] = url
         return await self.post_json("/cgi-bin/message/template/send", payload)

@@ -4,7 +4,8 @@ credentials.yml names `bot.channels.wechat.WeChatInput` (re-exported by the pack
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
@@ -30,13 +31,13 @@ class WeChatOutput(OutputChannel):
         self.gateway = gateway
 
     @classmethod
-    def name(cls) -> Text:
+    def name(cls) -> str:
         return CHANNEL_NAME
 
-    async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
+    async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
         self._check(await self.gateway.send_to_resident(recipient_id, text))
 
-    async def send_text_with_buttons(self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]],
+    async def send_text_with_buttons(self, recipient_id: str, text: str, buttons: list[dict[str, Any]],
                                      **kwargs: Any) -> None:
         rendered, offered = render([{"text": text, "buttons": buttons}])
         await self.gateway.db(WeChatStore.set_buttons, recipient_id, offered or None)
@@ -54,20 +55,20 @@ class WeChatInput(InputChannel):
     """credentials.yml key: bot.channels.wechat.WeChatInput (see WeChatConfig.from_credentials)."""
 
     @classmethod
-    def name(cls) -> Text:
+    def name(cls) -> str:
         return CHANNEL_NAME
 
     @classmethod
-    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "WeChatInput":
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> WeChatInput:
         return cls(WeChatConfig.from_credentials(credentials))
 
-    def __init__(self, config: Optional[WeChatConfig] = None, gateway: Optional[WeChatGateway] = None):
+    def __init__(self, config: WeChatConfig | None = None, gateway: WeChatGateway | None = None):
         self.gateway = gateway or WeChatGateway(config or WeChatConfig.from_env())
         if not self.gateway.config.enabled:
             log.warning("wechat channel not configured (%s, %s unset): /webhooks/wechat answers 503",
                         ENV["token"], ENV["appid"])
 
-    def get_output_channel(self) -> Optional[OutputChannel]:
+    def get_output_channel(self) -> OutputChannel | None:
         return WeChatOutput(self.gateway)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
@@ -77,7 +78,7 @@ class WeChatInput(InputChannel):
         def reply(r: HttpReply) -> Any:
             return response.text(r.body, status=r.status, content_type=r.content_type)
 
-        def args(request: Request) -> Dict[str, str]:
+        def args(request: Request) -> dict[str, str]:
             return {k: v[0] for k, v in request.args.items() if v}
 
         # the recovery sweep for async messages lives as long as the server
@@ -125,7 +126,7 @@ class WeChatInput(InputChannel):
         return bp
 
 
-_default_gateway: Optional[WeChatGateway] = None
+_default_gateway: WeChatGateway | None = None
 
 
 async def send_to_resident(openid: str, text: str) -> SendResult:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Tuple, Union
 
 from bot.channels.wechat.config import WeChatConfig
 from bot.channels.wechat.crypto import CryptoError, MessageCrypto, signature_ok
@@ -39,7 +39,7 @@ SUCCESS = HttpReply(200, "success")
 
 @dataclass
 class Inbound:
-    fields: Dict[str, str]
+    fields: dict[str, str]
     openid: str
     account: str  # ToUserName: our account's id, the FromUserName of replies
     msg_type: str
@@ -81,8 +81,8 @@ def verify_url(config: WeChatConfig, args: Mapping[str, str], now: float) -> Htt
     return HttpReply(200, echostr)
 
 
-def check_query(config: WeChatConfig, crypto: Optional[MessageCrypto], args: Mapping[str, str],
-                now: float) -> Tuple[Optional[HttpReply], bool]:
+def check_query(config: WeChatConfig, crypto: MessageCrypto | None, args: Mapping[str, str],
+                now: float) -> tuple[HttpReply | None, bool]:
     """(refusal or None, encrypted?)"""
     timestamp, nonce = args.get("timestamp") or "", args.get("nonce") or ""
     signature = args.get("signature")
@@ -107,8 +107,8 @@ def check_query(config: WeChatConfig, crypto: Optional[MessageCrypto], args: Map
     return None, encrypted
 
 
-def open_message(config: WeChatConfig, crypto: Optional[MessageCrypto], args: Mapping[str, str], body: bytes,
-                 encrypted: bool) -> Union[HttpReply, Dict[str, str]]:
+def open_message(config: WeChatConfig, crypto: MessageCrypto | None, args: Mapping[str, str], body: bytes,
+                 encrypted: bool) -> HttpReply | dict[str, str]:
     """The message's fields (decrypted in safe mode), or the refusal."""
     try:
         outer = parse_message(body)
@@ -132,7 +132,7 @@ def open_message(config: WeChatConfig, crypto: Optional[MessageCrypto], args: Ma
         return error(400, exc.reason.split(":")[0])
 
 
-def inbound_of(fields: Dict[str, str], encrypted: bool) -> Union[HttpReply, Inbound]:
+def inbound_of(fields: dict[str, str], encrypted: bool) -> HttpReply | Inbound:
     """The message with its key (MsgId; events: sender + CreateTime + event), or a 400."""
     openid, account = fields.get("FromUserName", ""), fields.get("ToUserName", "")
     msg_type = fields.get("MsgType", "")

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from bot.channels.wechat.api import DEFAULT_API_BASE, Timeouts
 from bot.channels.wechat.crypto import MessageCrypto
@@ -31,7 +32,7 @@ class WeChatConfig:
     encoding_aes_key: str = ""
     mode: str = "auto"  # auto: safe when an EncodingAESKey is set, else plain
     api_base: str = DEFAULT_API_BASE
-    database_url: Optional[str] = None  # None: QC_DATABASE_URL / var/qingcheng.db, like the ticket store
+    database_url: str | None = None  # None: QC_DATABASE_URL / var/qingcheng.db, like the ticket store
     upload_dir: Path = VAR_DIR / "uploads"
     public_url: str = ""  # photo references: {public_url}/widget/photo/<name> (relative when empty)
     template_id: str = ""
@@ -62,7 +63,7 @@ class WeChatConfig:
         return self.mode
 
     @classmethod
-    def from_credentials(cls, credentials: Optional[Mapping[str, Any]]) -> "WeChatConfig":
+    def from_credentials(cls, credentials: Mapping[str, Any] | None) -> WeChatConfig:
         """credentials.yml values: a direct value (`token: ${QC_WECHAT_TOKEN}`, expanded by
         Rasa) or the NAME of the environment variable holding it (`token_env: …`); the
         default names are QC_WECHAT_TOKEN / _AES_KEY / _APPID / _SECRET."""
@@ -101,7 +102,7 @@ class WeChatConfig:
         return cfg
 
     @classmethod
-    def from_env(cls) -> "WeChatConfig":
+    def from_env(cls) -> WeChatConfig:
         return cls.from_credentials({})
 
     def validate(self) -> None:

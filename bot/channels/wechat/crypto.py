@@ -18,7 +18,6 @@ import hmac
 import os
 import re
 import struct
-from typing import Optional
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -39,7 +38,7 @@ def sha1_signature(*parts: str) -> str:
     return hashlib.sha1("".join(sorted(parts)).encode("utf-8")).hexdigest()
 
 
-def signature_ok(expected_parts: tuple, given: Optional[str]) -> bool:
+def signature_ok(expected_parts: tuple, given: str | None) -> bool:
     if not given:
         return False
     return hmac.compare_digest(sha1_signature(*expected_parts), given.strip().lower())
@@ -63,7 +62,7 @@ class MessageCrypto:
     def _cipher(self) -> Cipher:
         return Cipher(algorithms.AES(self.key), modes.CBC(self.iv))
 
-    def encrypt(self, xml: bytes, random16: Optional[bytes] = None) -> str:
+    def encrypt(self, xml: bytes, random16: bytes | None = None) -> str:
         random16 = os.urandom(16) if random16 is None else random16
         if len(random16) != 16:
             raise ValueError("random prefix must be 16 bytes")

@@ -52,19 +52,20 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Set
+from typing import Any
 
 from rasa.core.channels.channel import UserMessage
 
 from bot.channels.wechat import checks
 from bot.channels.wechat import store as st
-from bot.channels.wechat.store import InThread, WeChatStore
 from bot.channels.wechat.api import OUT_OF_WINDOW, WeChatApi, WeChatApiError
 from bot.channels.wechat.checks import OPENID, SUCCESS, HttpReply, Inbound, error, mask, mask_key
 from bot.channels.wechat.config import TEMPLATE_ENV, WeChatConfig
 from bot.channels.wechat.crypto import MessageCrypto, sha1_signature
 from bot.channels.wechat.replies import MSG_TOO_FAST, chunks
+from bot.channels.wechat.store import InThread, WeChatStore
 from bot.channels.wechat.turns import Turns, WorkResult
 from bot.channels.wechat.xmlio import encrypted_envelope, text_reply
 
@@ -79,7 +80,7 @@ REPLAY_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType", "MsgId",
 @dataclass
 class SendResult:
     ok: bool
-    via: Optional[str]  # "custom" | "template" | None
+    via: str | None  # "custom" | "template" | None
     errcode: int = 0
     errmsg: str = ""
 
@@ -87,18 +88,18 @@ class SendResult:
 class WeChatGateway:
     """The channel's logic, independent of the web framework (the blueprint adapts it)."""
 
-    def __init__(self, config: WeChatConfig, clock: Optional[Callable[[], float]] = None, engine: Any = None):
+    def __init__(self, config: WeChatConfig, clock: Callable[[], float] | None = None, engine: Any = None):
         self.config = config
         self.clock = clock or time.time
         mode = config.effective_mode
         self.crypto = MessageCrypto(config.encoding_aes_key, config.appid) \
             if config.enabled and mode in ("safe", "compatible") else None
         self._engine = engine
-        self._store: Optional[st.WeChatStore] = None
-        self._api: Optional[WeChatApi] = None
+        self._store: st.WeChatStore | None = None
+        self._api: WeChatApi | None = None
         self._init_lock = threading.Lock()
-        self._tasks: Set[asyncio.Future] = set()
-        self._sweeper: Optional[asyncio.Task] = None
+        self._tasks: set[asyncio.Future] = set()
+        self._sweeper: asyncio.Task | None = None
         self._last_prune = 0.0
         # who holds a message's processing lease (wechat_inbound.lease_owner): this instance
         self.owner = f"{socket.gethostname()[:48]}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -158,7 +159,7 @@ class WeChatGateway:
                     log.warning("wechat: the async-message sweep failed again: %s", type(exc).__name__)
                 failing = True
 
-    async def sweep(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> List[asyncio.Future]:
+    async def sweep(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> list[asyncio.Future]:
         """One pass: claim the async messages whose worker died, replay each in the
         background; give up on those past the limits. Returns the replays started."""
         claimed, gave_up = await self.db(WeChatStore.claim_async, self.owner, self.config.processing_lease,
@@ -169,7 +170,7 @@ class WeChatGateway:
                       row["attempts"], row["received_at"])
         return [self._spawn(self._replay(row, on_new_message)) for row in claimed]
 
-    async def _replay(self, row: Dict[str, Any], on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
+    async def _replay(self, row: dict[str, Any], on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
         body = row.get("replay_body") or {}
         fields = {k: str(v) for k, v in (body.get("fields") or {}).items()}
         inbound = Inbound(fields, row["openid"], fields.get("ToUserName", ""), row["msg_type"], row["msg_key"],
@@ -203,7 +204,7 @@ class WeChatGateway:
         return checks.verify_url(self.config, args, self.clock())
 
     # --- the POST ----------------------------------------------------------------------
-    async def receive(self, args: Mapping[str, str], body: bytes, content_length: Optional[int],
+    async def receive(self, args: Mapping[str, str], body: bytes, content_length: int | None,
                       on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> HttpReply:
         started = time.monotonic()
         if not self.config.enabled:
@@ -239,7 +240,7 @@ class WeChatGateway:
         settled: asyncio.Future = asyncio.get_running_loop().create_future()
         work = self._spawn(self.turns.work(inbound, on_new_message))
         self._spawn(self._keep_lease(inbound.msg_key, work, settled))
-        deferred: List[bool] = []  # set when the answer goes out later: late() settles then
+        deferred: list[bool] = []  # set when the answer goes out later: late() settles then
         try:
             return await self._answer(inbound, work, settled, started, deferred)
         finally:
@@ -247,7 +248,7 @@ class WeChatGateway:
                 settled.set_result(None)
 
     async def _answer(self, inbound: Inbound, work: asyncio.Future, settled: asyncio.Future, started: float,
-                      deferred: List[bool]) -> HttpReply:
+                      deferred: list[bool]) -> HttpReply:
         remaining = self.config.passive_budget - (time.monotonic() - started)
         done, _ = await asyncio.wait({work}, timeout=max(0.0, remaining))
         if work in done:
@@ -318,7 +319,7 @@ class WeChatGateway:
             except Exception:  # the store hiccuped: try again at the next beat
                 log.exception("wechat: renewing the lease on %s failed", msg_key)
 
-    async def _duplicate(self, inbound: Inbound, row: Dict[str, Any], started: float) -> HttpReply:
+    async def _duplicate(self, inbound: Inbound, row: dict[str, Any], started: float) -> HttpReply:
         """A retry (or a concurrent copy): never processed again; answered like the first."""
         while row.get("status") == st.PROCESSING and time.monotonic() - started < self.config.passive_budget:
             await asyncio.sleep(0.1)
@@ -340,7 +341,7 @@ class WeChatGateway:
         return HttpReply(200, encrypted_envelope(encrypt, signature, now, nonce), "application/xml; charset=utf-8")
 
     # --- answers outside the HTTP response ------------------------------------------------
-    async def _deliver(self, inbound: Inbound, texts: List[str], mark: bool) -> None:
+    async def _deliver(self, inbound: Inbound, texts: list[str], mark: bool) -> None:
         ok = True
         try:
             for text in texts:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 from bot.channels.common import EMPTY_MESSAGE, MSG_TOO_FAST
 from bot.text import clean_message, normalise
@@ -21,10 +22,10 @@ MAX_REPLY_BYTES = 2000  # WeChat text messages: 2048 bytes
 XML_BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
-def render(messages: List[Dict[str, Any]]) -> Tuple[str, List[Dict[str, str]]]:
+def render(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, str]]]:
     """Rasa's messages → one text (buttons as numbered lines) and the buttons offered."""
-    blocks: List[str] = []
-    buttons: List[Dict[str, str]] = []
+    blocks: list[str] = []
+    buttons: list[dict[str, str]] = []
     for m in messages:
         lines = []
         if m.get("text"):
@@ -46,12 +47,12 @@ def render(messages: List[Dict[str, Any]]) -> Tuple[str, List[Dict[str, str]]]:
     return "\n\n".join(blocks), buttons
 
 
-def chunks(text: str, limit: int = MAX_REPLY_BYTES) -> List[str]:
+def chunks(text: str, limit: int = MAX_REPLY_BYTES) -> list[str]:
     """Split on line boundaries into pieces of at most `limit` UTF-8 bytes."""
     text = XML_BAD_CHARS.sub("", text or "").strip()
     if not text:
         return []
-    out: List[str] = []
+    out: list[str] = []
     current = ""
     for line in text.split("\n"):
         while len(line.encode("utf-8")) > limit:  # one very long line: cut by characters
@@ -72,7 +73,7 @@ def chunks(text: str, limit: int = MAX_REPLY_BYTES) -> List[str]:
     return [c.strip("\n") for c in out if c.strip()]
 
 
-def payload(intent: str, entities: Optional[Dict[str, str]] = None) -> str:
+def payload(intent: str, entities: dict[str, str] | None = None) -> str:
     return f"/{intent}" + (json.dumps(entities, ensure_ascii=False) if entities else "")
 
 

@@ -27,11 +27,27 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Concatenate, Dict, List, Optional, ParamSpec, Tuple, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import JSON, Column, Index, Integer, String, Table, Text, UniqueConstraint, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
@@ -125,7 +141,7 @@ NEW, DUPLICATE, REPLAY, TAKEOVER = "new", "duplicate", "replay", "takeover"
 @dataclass
 class Admission:
     outcome: str  # NEW | DUPLICATE | REPLAY | TAKEOVER (a copy whose first worker's lease expired)
-    row: Optional[Dict[str, Any]] = None  # DUPLICATE: the first copy's row
+    row: dict[str, Any] | None = None  # DUPLICATE: the first copy's row
     recent: int = 0  # NEW: this sender's messages within the rate window, this one included
 
 
@@ -207,7 +223,7 @@ class WeChatStore:
             return Admission(NEW, recent=int(recent or 0))
 
     # --- the message rows ---------------------------------------------------------
-    def inbound(self, msg_key: str) -> Optional[Dict[str, Any]]:
+    def inbound(self, msg_key: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(wechat_inbound).where(wechat_inbound.c.msg_key == msg_key)).mappings().first()
             return dict(row) if row else None
@@ -223,7 +239,7 @@ class WeChatStore:
                        wechat_inbound.c.lease_owner == owner)
                 .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)).rowcount == 1
 
-    def defer(self, msg_key: str, owner: str, body: Dict[str, Any], lease_seconds: float) -> bool:
+    def defer(self, msg_key: str, owner: str, body: dict[str, Any], lease_seconds: float) -> bool:
         """processing → async: "success" was answered, the answer goes out later. Keeps the
         message (for a replay should this worker die before delivering) and our lease, in
         one commit; False when the row is not ours any more."""
@@ -237,7 +253,7 @@ class WeChatStore:
                         updated_at=now)).rowcount == 1
 
     def claim_async(self, owner: str, lease_seconds: float, max_attempts: int, max_age_seconds: float,
-                    limit: int = 10) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+                    limit: int = 10) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The recovery sweep: (claimed, given up). Async rows whose lease expired (their
         worker died before delivering the answer) are claimed for `owner` by compare-and-set
         on the expired lease, so of several instances sweeping at once exactly one takes
@@ -250,8 +266,8 @@ class WeChatStore:
         expired = (t.lease_until.is_(None)) | (t.lease_until < now)
         orphan = [t.status == ASYNC, t.replay_body.isnot(None), expired]
         too_old = or_(t.attempts >= max_attempts, t.received_at < now - timedelta(seconds=max_age_seconds))
-        claimed: List[Dict[str, Any]] = []
-        gave_up: List[Dict[str, Any]] = []
+        claimed: list[dict[str, Any]] = []
+        gave_up: list[dict[str, Any]] = []
         with self.engine.connect() as conn:
             candidates = [dict(r) for r in conn.execute(
                 select(t.id, t.msg_key, t.openid, t.attempts, t.received_at).where(*orphan)
@@ -270,13 +286,13 @@ class WeChatStore:
                 claimed.append(dict(row))
         return claimed, gave_up
 
-    def finish(self, msg_key: str, status: str, reply: Optional[str] = None, openid: Optional[str] = None,
+    def finish(self, msg_key: str, status: str, reply: str | None = None, openid: str | None = None,
                buttons: Any = KEEP) -> None:
         """The message's outcome (and, in the same commit, the buttons just offered)."""
         now = self.now()
         with self.engine.begin() as conn:
             # answered (or given up): the message is not kept any longer than needed
-            values: Dict[str, Any] = {"status": status, "updated_at": now, "replay_body": None}
+            values: dict[str, Any] = {"status": status, "updated_at": now, "replay_body": None}
             if reply is not None:
                 values["reply"] = reply
             conn.execute(update(wechat_inbound).where(wechat_inbound.c.msg_key == msg_key).values(**values))
@@ -295,7 +311,7 @@ class WeChatStore:
 
     # --- residents --------------------------------------------------------------
     @staticmethod
-    def _upsert_resident_in(conn: Connection, openid: str, values: Dict[str, Any], now: datetime) -> None:
+    def _upsert_resident_in(conn: Connection, openid: str, values: dict[str, Any], now: datetime) -> None:
         values = {**values, "updated_at": now}
         where = wechat_residents.c.openid == openid
         if conn.execute(update(wechat_residents).where(where).values(**values)).rowcount:
@@ -306,12 +322,12 @@ class WeChatStore:
         except IntegrityError:  # inserted meanwhile by another request
             conn.execute(update(wechat_residents).where(where).values(**values))
 
-    def _upsert_resident(self, openid: str, values: Dict[str, Any]) -> None:
+    def _upsert_resident(self, openid: str, values: dict[str, Any]) -> None:
         now = self.now()
         with self.engine.begin() as conn:
             self._upsert_resident_in(conn, openid, values, now)
 
-    def _buttons_in(self, conn: Connection, openid: str, buttons: Optional[List[Dict[str, str]]],
+    def _buttons_in(self, conn: Connection, openid: str, buttons: list[dict[str, str]] | None,
                     now: datetime) -> None:
         where = wechat_residents.c.openid == openid
         if buttons:
@@ -320,12 +336,12 @@ class WeChatStore:
             conn.execute(update(wechat_residents).where(where, wechat_residents.c.buttons.isnot(None))
                          .values(buttons=None, updated_at=now))
 
-    def resident(self, openid: str) -> Optional[Dict[str, Any]]:
+    def resident(self, openid: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(wechat_residents).where(wechat_residents.c.openid == openid)).mappings().first()
             return dict(row) if row else None
 
-    def set_buttons(self, openid: str, buttons: Optional[List[Dict[str, str]]]) -> None:
+    def set_buttons(self, openid: str, buttons: list[dict[str, str]] | None) -> None:
         with self.engine.begin() as conn:
             self._buttons_in(conn, openid, buttons, self.now())
 
@@ -333,7 +349,7 @@ class WeChatStore:
         self._upsert_resident(openid, {"scene_community": community_code, "scene_at": self.now()})
 
     # --- access token -------------------------------------------------------------
-    def token(self, appid: str) -> Optional[Dict[str, Any]]:
+    def token(self, appid: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(wechat_tokens).where(wechat_tokens.c.appid == appid)).mappings().first()
             return dict(row) if row else None

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Union
+from typing import Any
 
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 
 from bot.channels.common import MSG_BUSY, MSG_KEPT
 from bot.channels.wechat import store as st
-from bot.channels.wechat.store import InThread, WeChatStore, to_thread
 from bot.channels.wechat.api import WeChatApi, WeChatApiError
 from bot.channels.wechat.checks import COMMUNITY, MEDIA_ID, Inbound
 from bot.channels.wechat.config import CHANNEL_NAME, WeChatConfig
 from bot.channels.wechat.replies import (
-    MSG_PHOTO_FAILED, MSG_TEXT_ONLY, MSG_VOICE_UNCLEAR, chunks, payload, render, resident_text,
+    MSG_PHOTO_FAILED,
+    MSG_TEXT_ONLY,
+    MSG_VOICE_UNCLEAR,
+    chunks,
+    payload,
+    render,
+    resident_text,
 )
+from bot.channels.wechat.store import InThread, WeChatStore, to_thread
 from bot.rasa_ext.actions_down import ActionServerUnavailable
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 from bot.uploads import SNIFF_BYTES, PhotoUnreadable, save_photo, sniff_image
@@ -31,12 +38,12 @@ OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
 @dataclass
 class BotTurn:
     text: str
-    metadata: Dict[str, Any]
+    metadata: dict[str, Any]
 
 
 @dataclass
 class WorkResult:
-    chunks: List[str]
+    chunks: list[str]
     failed: bool = False
     buttons: Any = st.KEEP  # the buttons the bot offered (None: none), or KEEP when it was not asked
 
@@ -65,10 +72,10 @@ class Turns:
             log.exception("wechat: %s failed", inbound.msg_key)
             return WorkResult([MSG_BUSY], failed=True)
 
-    async def prepare(self, inbound: Inbound) -> Union[BotTurn, str, None]:
+    async def prepare(self, inbound: Inbound) -> BotTurn | str | None:
         """A turn for the bot, a direct reply (str), or None (nothing to say)."""
         f = inbound.fields
-        meta: Dict[str, Any] = {"msg_type": inbound.msg_type, "create_time": f.get("CreateTime")}
+        meta: dict[str, Any] = {"msg_type": inbound.msg_type, "create_time": f.get("CreateTime")}
         if f.get("MsgId"):
             meta["msg_id"] = f["MsgId"]
         kind = inbound.msg_type
@@ -91,7 +98,7 @@ class Turns:
             return location(f, meta)
         return await self.image(inbound, meta)
 
-    async def image(self, inbound: Inbound, meta: Dict[str, Any]) -> Union[BotTurn, str]:
+    async def image(self, inbound: Inbound, meta: dict[str, Any]) -> BotTurn | str:
         media_id = inbound.fields.get("MediaId", "")
         if not MEDIA_ID.match(media_id):
             return MSG_PHOTO_FAILED
@@ -117,7 +124,7 @@ class Turns:
         """Under var/uploads/ (never a web root) with a random name, like the widget's uploads."""
         return save_photo(data, ext, Path(self.config.upload_dir))
 
-    async def event(self, inbound: Inbound, meta: Dict[str, Any]) -> Union[BotTurn, str, None]:
+    async def event(self, inbound: Inbound, meta: dict[str, Any]) -> BotTurn | str | None:
         event = (inbound.fields.get("Event") or "").lower()
         key = (inbound.fields.get("EventKey") or "").strip()
         meta["event"] = event
@@ -133,7 +140,7 @@ class Turns:
         return None  # unsubscribe, VIEW, LOCATION reports, template receipts: nothing to say
 
 
-def location(f: Dict[str, str], meta: Dict[str, Any]) -> Union[BotTurn, str]:
+def location(f: dict[str, str], meta: dict[str, Any]) -> BotTurn | str:
     try:
         lat, lng = float(f.get("Location_X", "")), float(f.get("Location_Y", ""))
     except ValueError:

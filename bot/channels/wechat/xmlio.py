@@ -6,7 +6,6 @@ all refused, on bytes that must be UTF-8; anything else is a `BadXml` (→ 400).
 from __future__ import annotations
 
 import re
-from typing import Dict
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
@@ -21,7 +20,7 @@ class BadXml(Exception):
         self.reason = reason
 
 
-def parse_message(body: bytes) -> Dict[str, str]:
+def parse_message(body: bytes) -> dict[str, str]:
     """<xml><A>..</A><B>..</B></xml> → {"A": "..", "B": ".."} (top-level children only)."""
     try:
         body.decode("utf-8", errors="strict")
@@ -38,7 +37,7 @@ def parse_message(body: bytes) -> Dict[str, str]:
         raise BadXml("malformed_xml")
     if root.tag != "xml":
         raise BadXml("malformed_xml")
-    out: Dict[str, str] = {}
+    out: dict[str, str] = {}
     for child in root:
         if len(child):  # nested structures (e.g. ScanCodeInfo): not used by us
             continue

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-
 from bot.console.repository import TicketFilter, User
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import (
@@ -15,7 +14,6 @@ from bot.domain.model import (
     Ticket,
     TicketState,
 )
-
 
 # --- errors ------------------------------------------------------------------
 

@@ -6,16 +6,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-
 from bot.console import auth
 from bot.console.names import is_known_queue, queue_label
+from bot.console.services.access import ConsoleError, Principal, SessionExpired
 from bot.console.tables import ROLES
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import (
     DISPATCH_CENTER,
 )
-from bot.console.services.access import ConsoleError, Principal, SessionExpired
-
 
 SESSION_TTL = timedelta(hours=8)
 

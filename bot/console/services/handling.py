@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-
 from bot.console.names import category_label, is_known_queue
+from bot.console.services.access import ConsoleError, NotFound, Principal, can_see, get_visible, is_member, signing_unit
 from bot.console.uow import ConsoleUnitOfWork
+from bot.domain.history import assignee, assignee_name, pending_extension
 from bot.domain.model import (
     ACCEPT,
     APPROVE_EXTENSION,
@@ -37,14 +38,11 @@ from bot.reference.gazetteer import default_gazetteer
 from bot.reference.routing import default_catalogue, street_queue
 from bot.services.tickets import retry_on_stale
 from bot.storage.repository import StaleTicket
-from bot.console.services.access import ConsoleError, NotFound, Principal, can_see, get_visible, is_member, signing_unit
-from bot.domain.history import assignee, assignee_name, pending_extension
 from bot.uploads import (
     StoredFile,
     UploadRejected,
     store_image,
 )
-
 
 # --- one ticket --------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from bot.console.repository import OutboxMessage
+from bot.console.services.access import Principal
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import (
     ACCEPT,
@@ -27,8 +28,6 @@ from bot.domain.model import (
     ROUTING_KINDS,
     SUPERVISE,
 )
-from bot.console.services.access import Principal
-
 
 FEED = "notifications"
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Optional
-
+from typing import Any
 
 from bot.console.names import category_label, queue_label
 from bot.console.repository import Attachment
+from bot.console.services.access import NotFound, Principal, can_see, get_visible, ticket_queues
+from bot.console.services.handling import allowed_actions
 from bot.console.uow import ConsoleUnitOfWork
+from bot.domain.history import assignee_name, pending_extension
 from bot.domain.model import (
     CATEGORIES,
     DISPATCH_CENTER,
@@ -21,15 +23,11 @@ from bot.domain.model import (
 )
 from bot.domain.workcal import default_calendar
 from bot.reference.routing import default_catalogue
-from bot.console.services.access import NotFound, Principal, can_see, get_visible, ticket_queues
-from bot.domain.history import assignee_name, pending_extension
-from bot.console.services.handling import allowed_actions
 from bot.uploads import (
     own_photo_name,
     photo_owner,
     upload_folder,
 )
-
 
 # --- queues ------------------------------------------------------------------
 
@@ -259,7 +257,7 @@ def repeats_of(reports: list[Any]) -> frozenset[int]:
     return frozenset(out)
 
 
-def stored_photo_of(report: Any) -> Optional[str]:
+def stored_photo_of(report: Any) -> str | None:
     """The stored photo of a report, only when the resident who filed it uploaded it: never an
     Open311 client's link to our upload endpoint, never a photo another conversation uploaded."""
     name = own_photo_name(report.photo)

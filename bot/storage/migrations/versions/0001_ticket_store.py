@@ -6,8 +6,8 @@ re-applies them idempotently on every start).
 Revision ID: 0001_ticket_store
 Revises: None
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0001_ticket_store'

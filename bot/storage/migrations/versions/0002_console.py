@@ -4,8 +4,8 @@ after-photos, Open311 API keys and the event-feed cursor.
 Revision ID: 0002_console
 Revises: 0001_ticket_store
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0002_console'

@@ -8,8 +8,8 @@ missing ones created.
 Revision ID: 0003_wechat
 Revises: 0002_console
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0003_wechat'

@@ -3,8 +3,8 @@
 Revision ID: 0004_retraining
 Revises: 0003_wechat
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0004_retraining'
@@ -56,7 +56,8 @@ def upgrade() -> None:
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('activated_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('activated_by', sa.String(length=64), nullable=True),
-    sa.CheckConstraint("status IN ('queued', 'validating', 'training', 'evaluating', 'candidate', 'failed', 'active', 'retired')", name=op.f('ck_model_registry_status')),
+    sa.CheckConstraint("status IN ('queued', 'validating', 'training', 'evaluating', 'candidate', 'failed', 'active', 'retired')",
+                       name=op.f('ck_model_registry_status')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_model_registry'))
     )
     op.create_table('training_lock',

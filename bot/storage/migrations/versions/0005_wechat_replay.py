@@ -8,8 +8,8 @@ the answer is delivered or given up on.
 Revision ID: 0005_wechat_replay
 Revises: 0004_retraining
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0005_wechat_replay'

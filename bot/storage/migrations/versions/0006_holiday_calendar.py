@@ -9,8 +9,8 @@ under the old single-limit rule, which keep their stored deadlines.
 Revision ID: 0006_holiday_calendar
 Revises: 0005_wechat_replay
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0006_holiday_calendar'

@@ -7,8 +7,8 @@ them, phone numbers included).
 Revision ID: 0007_api_key_scope
 Revises: 0006_holiday_calendar
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0007_api_key_scope'
 down_revision = '0006_holiday_calendar'

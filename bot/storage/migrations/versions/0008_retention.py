@@ -7,9 +7,8 @@ finished; anonymised_tickets: the tickets whose personal fields were removed.
 Revision ID: 0008_retention
 Revises: 0007_api_key_scope
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0008_retention'
 down_revision = '0007_api_key_scope'
