@@ -44,7 +44,7 @@ def is_production(env: Mapping[str, str] | None = None) -> bool:
 def _require(env: Mapping[str, str], name: str, schemes: tuple) -> str:
     value = (env.get(name) or "").strip()
     if not value:
-        raise ProfileError(f"{PROFILE_ENV}=production needs {name} (see README, Production)")
+        raise ProfileError(f"{PROFILE_ENV}=production needs {name} (see docs/production.md)")
     if urlsplit(value).scheme.split("+")[0] not in schemes:
         raise ProfileError(f"{name} must be a {' or '.join(schemes)} URL")
     return value
@@ -158,7 +158,7 @@ def endpoints_yaml(action_url: str, env: Mapping[str, str] | None = None,
         "password": "${QC_AMQP_PASSWORD}",
         "queues": [_Text(s.rasa_events_queue)],
         "exchange_name": _Text(s.rasa_exchange or s.rasa_events_queue + ".exchange"),
-        # bounded and dead-lettered: nobody of ours reads it (README "Production")
+        # bounded and dead-lettered: nobody of ours reads it (docs/production.md)
         "max_length": s.rasa_events_max_length,
         "message_ttl_ms": int(s.rasa_events_ttl_hours * 3600 * 1000),
         "dead_letter_exchange": _Text(s.dead_letter_exchange),

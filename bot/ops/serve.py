@@ -141,7 +141,7 @@ def serve(rasa_port: int, actions_port: int) -> int:
                         -d '{{"sender": "resident-1", "message": "楼下有人遛狗不牵绳"}}'
   Terminal chat:      make shell   (in another terminal: .venv/bin/rasa shell --endpoints endpoints.yml)
   Ticket store:       {default_url()}
-  Work console:       http://127.0.0.1:{web_port}/console/  (demo accounts above; README "Work console")
+  Work console:       http://127.0.0.1:{web_port}/console/  (demo accounts above; docs/console.md)
   Open311 API:        http://127.0.0.1:{web_port}/open311/v2/services.json
   Logs:               var/actions-{rasa_port}.log, var/rasa-{rasa_port}.log, var/web-{web_port}.log
 Press Ctrl-C to stop.""", flush=True)
