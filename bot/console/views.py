@@ -4,6 +4,7 @@ photos (permission-checked) and worker notices."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -90,7 +91,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         await console.throttle.failed(key, now_utc())
         return await _login_form(request, "用户名或密码错误。", status=401, username=username)
     await console.throttle.succeeded(key)
-    response = web.HTTPSeeOther(_safe_next(form_text(form, "next")))
+    response = web.Response(status=303, headers={"Location": _safe_next(form_text(form, "next"))})
     response.set_cookie(
         SESSION_COOKIE,
         session.token,
@@ -107,7 +108,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE]
     await console.run(svc.log_out, request.cookies.get(SESSION_COOKIE, ""))
-    response = web.HTTPSeeOther(f"{PREFIX}/login?out=1")
+    response = web.Response(status=303, headers={"Location": f"{PREFIX}/login?out=1"})
     response.del_cookie(SESSION_COOKIE, path=PREFIX)
     return response
 
@@ -218,6 +219,21 @@ async def ticket_action(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"{PREFIX}/tickets/{ticket_id}?done={action}")
 
 
+def _photo_file(path: Path, content_type: str) -> web.FileResponse:
+    """A stored photo, inline, never sniffed, cached only by the viewer's browser."""
+    if not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": content_type,
+            "Content-Disposition": "inline",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, max-age=3600",
+        },
+    )
+
+
 async def attachment(request: web.Request) -> web.StreamResponse:
     p = principal_of(request)
     console = request.app[CONSOLE]
@@ -229,17 +245,7 @@ async def attachment(request: web.Request) -> web.StreamResponse:
         path = path_of(found.stored_name, console.config.upload_dir)
     except (svc.NotFound, ValueError):
         raise web.HTTPNotFound() from None
-    if not path.is_file():
-        raise web.HTTPNotFound()
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": found.content_type,
-            "Content-Disposition": "inline",
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "private, max-age=3600",
-        },
-    )
+    return _photo_file(path, found.content_type)
 
 
 async def report_photo(request: web.Request) -> web.StreamResponse:
@@ -254,17 +260,7 @@ async def report_photo(request: web.Request) -> web.StreamResponse:
         path = path_of(name, console.config.upload_dir)
     except (svc.NotFound, ValueError):
         raise web.HTTPNotFound() from None
-    if not path.is_file():
-        raise web.HTTPNotFound()
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": CONTENT_TYPES[path.suffix.lstrip(".")],
-            "Content-Disposition": "inline",
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "private, max-age=3600",
-        },
-    )
+    return _photo_file(path, CONTENT_TYPES[path.suffix.lstrip(".")])
 
 
 async def notices_page(request: web.Request) -> web.Response:
