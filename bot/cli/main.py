@@ -292,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     md.add_argument("--by", default=os.environ.get("USER", "cli"))
     md.set_defaults(func=cmd_models)
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["calendar"]:  # its own parser: REMAINDER would not take a leading -h
-        return ca.get_default("func")(argparse.Namespace(rest=argv[1:]))
+    for own in (co, ca):  # their own parsers: REMAINDER would not take a leading -h
+        if argv[:1] == [own.prog.split()[-1]]:
+            return own.get_default("func")(argparse.Namespace(rest=argv[1:]))
     args = ap.parse_args(argv)
     if getattr(args, "action", None) in ("show", "activate") and not (args.id or "").isdigit():
         ap.error(f"models {args.action} needs a model number")

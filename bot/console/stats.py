@@ -56,9 +56,10 @@ def month_bounds(month: str | None, today: date) -> tuple[str, datetime, datetim
     try:
         year, mon = (int(x) for x in (month or "").split("-"))
         first = date(year, mon, 1)
-    except ValueError:
+        nxt = date(first.year + (first.month == 12), first.month % 12 + 1, 1)  # 9999-12 has none
+    except (ValueError, OverflowError):
         first = today.replace(day=1)
-    nxt = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
+        nxt = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
     start = datetime.combine(first, time(0), SHANGHAI)
     end = datetime.combine(nxt, time(0), SHANGHAI)
     return f"{first:%Y-%m}", start, end

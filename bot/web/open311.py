@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -135,6 +136,20 @@ def _route_for(category: str, address: str, description: str) -> Any:
     return default_router().route(category, resolution, f"{address} {description}")
 
 
+def _coordinates(params: dict[str, str]) -> str | None:
+    """'lat,long' as sent, when both are finite numbers on Earth; None when neither is sent."""
+    lat, long = params.get("lat", "").strip(), params.get("long", "").strip()
+    if not lat and not long:
+        return None
+    try:
+        y, x = float(lat), float(long)
+    except ValueError:
+        y = x = math.nan
+    if not (math.isfinite(y) and math.isfinite(x) and -90 <= y <= 90 and -180 <= x <= 180):
+        raise BadRequest(400, "lat and long must be numbers on Earth (-90..90, -180..180)")
+    return f"{lat},{long}"
+
+
 def file_request(uow: ConsoleUnitOfWork, api_key: str, params: dict[str, str], idempotency: str | None, now: datetime) -> dict[str, Any]:
     from bot.services.tickets import IdempotencyConflict, file_complaint
 
@@ -146,8 +161,9 @@ def file_request(uow: ConsoleUnitOfWork, api_key: str, params: dict[str, str], i
     if code not in CATEGORIES:
         raise BadRequest(400, "service_code missing or unknown (see services.json)")
     address = params.get("address_string", "").strip()
-    if not address and not (params.get("lat") and params.get("long")):
-        raise BadRequest(400, "a location is required: address_string (lat/long alone cannot be routed here)")
+    point = _coordinates(params)
+    if not address and point is None:
+        raise BadRequest(400, "a location is required: address_string, or lat and long")
     description = params.get("description", "").strip()
     if not description:
         raise BadRequest(400, "description is required")
@@ -168,7 +184,7 @@ def file_request(uow: ConsoleUnitOfWork, api_key: str, params: dict[str, str], i
         channel="open311",
         category=code,
         description=description,
-        location_text=address or f"{params.get('lat')},{params.get('long')}",
+        location_text=address or point,
         photo=media,
         phone=phone,
         confidential=True,  # an API client cannot ask the resident: protect by default

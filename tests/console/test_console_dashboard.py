@@ -166,3 +166,15 @@ async def test_response_rate_counts_only_tickets_whose_response_is_due(engine: E
     board = stats.dashboard(ConsoleUnitOfWork(engine), TicketFilter(all_tickets=True), MONTH, stats.DEFAULT_WEIGHTS, now())
     [street] = board.units["street"]
     assert (street.dispatched, street.rates["response"]) == (2, 0.0)
+
+
+@pytest.mark.parametrize("month", ["9999-12", "0000-01", "2026-13", "-1-05", "99999999999999999999-01"])
+async def test_a_month_out_of_range_shows_this_month(client: TestClient, engine: Engine, month: str) -> None:
+    """Outside test (issue 16 round): month=9999-12 was a 500 (year 10000 while finding the next
+    month). A month that cannot be shown is treated like any bad month: this month's board."""
+    make_users(engine, ("root",))
+    await login(client, "root")
+    resp = await client.get(f"/console/dashboard?month={month}")
+    assert resp.status == 200
+    label = stats.month_bounds(None, now().date())[0]
+    assert stats.month_bounds(month, now().date())[0] == label
