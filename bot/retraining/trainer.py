@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -221,6 +222,8 @@ def start_training(engine: Engine, settings: RetrainSettings, who: str, wait: bo
         conn.execute(update(training_lock).where(training_lock.c.model_id == model_id).values(pid=proc.pid))
     if wait:
         proc.wait()
+    else:  # reap it when it ends: no zombie left behind, nor a Popen dropped while it runs
+        threading.Thread(target=proc.wait, name=f"retrain-{model_id}", daemon=True).start()
     return model_id
 
 

@@ -95,19 +95,10 @@ def redis_url() -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+@pytest.fixture
+def any_engine(engine: Engine) -> Engine:
     """The store on SQLite and on PostgreSQL (NUL and encodings differ between them)."""
-    if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'fuzz.db'}")
-    else:
-        from tests.console.conftest import _reset
-
-        eng = make_engine(request.getfixturevalue("pg_url"))
-        _reset(eng)
-    init_db(eng)
-    yield eng
-    eng.dispose()
+    return engine
 
 
 # --- hostile values the fuzzers mix into what hypothesis generates ---------------------------
