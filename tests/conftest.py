@@ -98,3 +98,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 # test turns it on (app[RETENTION_SETTINGS]); it must never touch a checkout's var/ files.
 os.environ.setdefault("QC_RETENTION", "0")
 # --- end retention ---
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Test event loops are asyncio's own. Importing Sanic (through Rasa) while collecting
+    installs uvloop's policy process-wide, and closing a uvloop loop at the end of a module
+    could wait for ever on a handle a test left behind. Rasa's servers keep uvloop in their
+    own processes."""
+    import asyncio
+
+    asyncio.set_event_loop_policy(None)
