@@ -47,17 +47,20 @@ def proxied(tmp_path_factory):
         [f"127.0.0.1:{dead}"], prefix=tmp, user="root" if os.geteuid() == 0 else None), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "QC_ACTIONS_TOKEN": SECRET,
            "QC_DATABASE_URL": f"sqlite:///{tmp / 'tickets.db'}"}
-    procs = [subprocess.Popen(actions_command(actions), cwd=REPO_ROOT, env=env, stdout=open(tmp / "actions.log", "ab"),
+    logs = [open(tmp / "actions.log", "ab"), open(tmp / "nginx.log", "ab")]  # closed with the stack
+    procs = [subprocess.Popen(actions_command(actions), cwd=REPO_ROOT, env=env, stdout=logs[0],
                               stderr=subprocess.STDOUT, start_new_session=True)]
     try:
         assert wait_http(f"http://127.0.0.1:{actions}/health", 90, procs[0]), "action server did not start"
         procs.append(subprocess.Popen([nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"],
-                                      stdout=open(tmp / "nginx.log", "ab"), stderr=subprocess.STDOUT,
+                                      stdout=logs[1], stderr=subprocess.STDOUT,
                                       start_new_session=True))
         _wait_answering(f"http://127.0.0.1:{internal}/webhook", procs[1])
         yield f"http://127.0.0.1:{public}", f"http://127.0.0.1:{internal}"
     finally:
         stop_stack(procs)
+        for log in logs:
+            log.close()
 
 
 @pytest.mark.parametrize("method,path", [("POST", "/webhook"), ("GET", "/actions"), ("GET", "/health"),
