@@ -42,19 +42,19 @@ def cmd_parse(args: argparse.Namespace) -> int:
     if not args.text and not args.jsonl:
         print("parse: give a text or --jsonl FILE", file=sys.stderr)
         return 2
-    parser = Parser(Path(args.model) if args.model else None)
-    out = sys.stdout
-    if args.jsonl:
-        fh = sys.stdin if args.jsonl == "-" else open(args.jsonl, encoding="utf-8")
-        with fh:
-            for text in read_jsonl_texts(fh):
-                if text is None:
-                    out.write(json.dumps({"error": "line is not a JSON object with a text field"}, ensure_ascii=False) + "\n")
-                else:
-                    out.write(json.dumps(parser.explain(text), ensure_ascii=False) + "\n")
-                out.flush()
-        return 0
-    out.write(json.dumps(parser.explain(args.text), ensure_ascii=False) + "\n")
+    with Parser(Path(args.model) if args.model else None) as parser:
+        if args.jsonl:
+            fh = sys.stdin if args.jsonl == "-" else open(args.jsonl, encoding="utf-8")
+            with fh:
+                for text in read_jsonl_texts(fh):
+                    if text is None:
+                        line = {"error": "line is not a JSON object with a text field"}
+                    else:
+                        line = parser.explain(text)
+                    sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    sys.stdout.flush()
+            return 0
+        sys.stdout.write(json.dumps(parser.explain(args.text), ensure_ascii=False) + "\n")
     return 0
 
 

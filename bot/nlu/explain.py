@@ -111,8 +111,15 @@ class Parser:
             yield self.explain(t)
 
     def close(self) -> None:
-        """Closes the private event loop; the parser is unusable afterwards."""
+        """Closes the private event loop; the parser is unusable afterwards. A loop left
+        open warns (ResourceWarning) whenever the garbage collector happens to find it."""
         self._loop.close()
+
+    def __enter__(self) -> Parser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_jsonl_texts(lines: Iterable[str]) -> Iterator[str | None]:

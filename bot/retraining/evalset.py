@@ -122,10 +122,10 @@ def main(argv: Sequence[str]) -> int:
         configure_structlog(logging.WARNING)
     except Exception:
         pass
-    parser = Parser()
-    for path in argv:
-        rows = load_rows(Path(path))
-        exp = explain_rows(parser, rows)
+    with Parser() as parser:
+        explained = [(path, load_rows(Path(path))) for path in argv]
+        explained = [(path, rows, explain_rows(parser, rows)) for path, rows in explained]
+    for path, rows, exp in explained:
         figs = figures(rows, exp, list(CATEGORIES), default_router())
         print("\n".join(report_lines(Path(path).name, figs)))
         if "--misses" in sys.argv:  # for one's own dev data only: never read the independent set's texts

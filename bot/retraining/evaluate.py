@@ -48,9 +48,9 @@ def evaluate_model(archive: Path, split: Sequence[Example], reviewed: Sequence[E
                    picture: Path | None = None, title: str = "") -> dict[str, Any]:
     from bot.nlu.explain import Parser
 
-    parser = Parser(Path(archive))
-    split_pred = [predicted_label(parser.parse(t)) for t, _ in split]
-    reviewed_pred = [predicted_label(parser.parse(t)) for t, _ in reviewed]
+    with Parser(Path(archive)) as parser:
+        split_pred = [predicted_label(parser.parse(t)) for t, _ in split]
+        reviewed_pred = [predicted_label(parser.parse(t)) for t, _ in reviewed]
     out = {
         "model": str(archive),
         "split": scores([y for _, y in split], split_pred),

@@ -150,3 +150,5 @@ class ThreadedTcpProxy:
         self._call(cancel_rest())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
+        if not self.thread.is_alive():  # an open loop warns whenever it is collected
+            self.loop.close()

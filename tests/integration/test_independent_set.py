@@ -6,6 +6,7 @@ printed beside them), so a change that makes the assistant read residents worse 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,9 @@ FLOOR_SPLIT_FALSE_ALARMS = 0  # target 0 (reached in round two)
 
 
 @pytest.fixture(scope="module")
-def parser() -> Parser:
-    return Parser(latest_model())
+def parser() -> Iterator[Parser]:
+    with Parser(latest_model()) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")

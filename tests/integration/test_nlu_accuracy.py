@@ -17,8 +17,8 @@ TARGET = 0.95
 @pytest.fixture(scope="module")
 def results():
     rows = [json.loads(line) for line in SPLIT.read_text(encoding="utf-8").splitlines() if line.strip()]
-    parser = Parser(latest_model())
-    return [(row, parser.explain(row["text"])) for row in rows]
+    with Parser(latest_model()) as parser:
+        return [(row, parser.explain(row["text"])) for row in rows]
 
 
 def test_split_is_not_in_training_data():
