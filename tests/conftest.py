@@ -64,15 +64,9 @@ def engine(db_url: str) -> Iterator[Engine]:
     """A ticket store at the newest schema with no rows, once per engine (db_url). A module
     that needs more (the runtime's engine, the holiday calendar) wraps it in its own
     `engine` fixture that takes this one."""
-    import bot.storage.all_tables  # noqa: F401  (every feature's tables, dropped too)
-    from bot.storage.engine import init_db, make_engine
-    from bot.storage.tables import metadata
+    from tests.stores import fresh_store
 
-    eng = make_engine(db_url)
-    metadata.drop_all(eng)  # PostgreSQL: the schema lives for the session, tables per test
-    with eng.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-    init_db(eng)
+    eng = fresh_store(db_url)
     yield eng
     eng.dispose()
 

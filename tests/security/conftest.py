@@ -96,9 +96,14 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def any_engine(engine: Engine) -> Engine:
-    """The store on SQLite and on PostgreSQL (NUL and encodings differ between them)."""
-    return engine
+def any_engine(db_url: str) -> Iterator[Engine]:
+    """The store on SQLite and on PostgreSQL (NUL and encodings differ between them); this
+    folder's `engine` is SQLite only."""
+    from tests.stores import fresh_store
+
+    eng = fresh_store(db_url)
+    yield eng
+    eng.dispose()
 
 
 # --- hostile values the fuzzers mix into what hypothesis generates ---------------------------
