@@ -17,15 +17,14 @@ from bot.conversation import (
     FORM_SLOTS,
     KEPT_PHOTO_SLOT,
     NO_VALUE,
-    CategoryMatcher,
     ComplaintForm,
-    category_without_contact,
     next_slot,
     own_photo,
     summary_variables,
 )
 from bot.domain.clock import SHANGHAI
 from bot.domain.model import CATEGORIES, ComplaintDraft
+from bot.nlu.answers import CategoryMatcher, category_without_contact
 from bot.ops import runtime
 from bot.reference.locations import CONFLICT, Resolution
 from bot.retraining.collect import collect_choice, collect_turn

@@ -18,8 +18,8 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import latest_turn, log, safe
 from actions.status import status_variables
-from bot.conversation import followup_answer
 from bot.domain.model import TicketState, parse_ticket_number
+from bot.nlu.answers import followup_answer
 from bot.ops import runtime
 from bot.services.tickets import record_follow_up, ticket_status, tickets_for_sender
 

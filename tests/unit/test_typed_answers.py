@@ -1,4 +1,4 @@
-"""bot/conversation.py: typed equivalents of the buttons (issue 13 items 10–12, issue 20
+"""bot/conversation.py and bot/nlu/answers.py: typed equivalents of the buttons (issue 13 items 10–12, issue 20
 item 7). The category buttons after an unsure turn, the summary's 确认/取消, the photo
 question and the 回访 question, answered in the resident's own words."""
 
@@ -8,15 +8,12 @@ import pytest
 
 from bot.conversation import (
     NO_VALUE,
-    CategoryMatcher,
     ComplaintForm,
     Turn,
-    category_without_contact,
-    followup_answer,
     next_slot,
-    strip_personal_details,
     summary_variables,
 )
+from bot.nlu.answers import CategoryMatcher, category_without_contact, followup_answer, strip_personal_details
 from bot.reference.gazetteer import default_gazetteer
 from bot.reference.locations import LocationResolver
 from bot.reference.routing import default_catalogue
