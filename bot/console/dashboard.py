@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bot.console import services as svc
 from bot.console import stats
-from bot.console.http import CONSOLE, PREFIX, STATIC, principal_of, render, require
+from bot.console.http import CONSOLE, PREFIX, STATIC, error_html, principal_of, render, require
 from bot.console.repository import TicketFilter
-from bot.console.services import Principal
 from bot.domain.clock import now_utc
 
 
-def dashboard_scope(p: Principal) -> TicketFilter:
+def dashboard_scope(p: svc.Principal) -> TicketFilter:
     # The dispatch centre and admins watch the whole city; others their own queues.
     if p.role in ("admin", "dispatcher"):
         return TicketFilter(all_tickets=True)
@@ -49,11 +49,22 @@ async def export_index(request: web.Request) -> web.Response:
 
 
 async def export_table(request: web.Request) -> web.StreamResponse:
-    require(request, "admin")
+    """A table as CSV; tickets.csv with a queue's view or search (/console/queue's parameters)
+    holds only the tickets that queue page finds."""
+    p = require(request, "admin")
     name = request.match_info["table"]
     console = request.app[CONSOLE]
+    ids = None
+    if name == "tickets" and ("view" in request.query or svc.search_params(request.query)):
+        try:
+            search = svc.parse_search(request.query, p, now_utc())
+            ids = await console.run(svc.matching_ticket_ids, p, request.query.get("view") or "all", search, now_utc())
+        except svc.NotFound:
+            raise web.HTTPNotFound() from None
+        except svc.ConsoleError as exc:
+            return error_html(console, exc.status, "无法导出", exc.message)
     try:
-        body = await console.run(stats.export_csv, name)
+        body = await console.run(stats.export_csv, name, ids)
     except KeyError:
         raise web.HTTPNotFound() from None
     stamp = now_utc().strftime("%Y%m%d")

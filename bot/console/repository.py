@@ -13,8 +13,9 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.console.tables import api_keys, attachments, feed_cursors, outbox, sessions, user_queues, users
-from bot.domain.model import EXTEND, OPEN_STATES, Ticket, TicketState
+from bot.domain.model import ADJUST_DEADLINE, EXTEND, OPEN_STATES, SUPERVISE, Ticket, TicketState
 from bot.storage.repository import SqlTicketRepository
+from bot.storage.search import matching_ids
 from bot.storage.tables import ticket_events, ticket_reports, tickets
 
 
@@ -80,6 +81,64 @@ class TicketFilter:
     extensions: bool = False  # every ticket in hand with a 延期 request (dispatcher)
 
 
+OPEN_VALUES = [s.value for s in OPEN_STATES]
+
+
+@dataclass(frozen=True)
+class TicketSearch:
+    """A queue page's search and filters (services.search parses them from the URL); every
+    field set narrows the result, the empty search narrows nothing."""
+
+    number: str = ""  # a whole ticket number, or part of one (exact_number False)
+    exact_number: bool = False
+    phone_last4: str = ""  # last four digits of a reporter's phone
+    phone_confidential: bool = False  # the phone search covers 保密 tickets too
+    text: bool = False  # words were asked for (none left after cutting: nothing matches)
+    words: tuple[str, ...] = ()
+    category: str = ""
+    place: str = ""  # a street or community code
+    lead: str = ""
+    state: str = ""
+    overdue_before: datetime | None = None
+    supervised: bool = False
+    created_from: datetime | None = None
+    created_before: datetime | None = None
+
+
+def search_clauses(s: TicketSearch, dialect: str) -> list[ColumnElement]:
+    t = tickets.c
+    out: list[ColumnElement] = []
+    if s.number:
+        out.append(t.number == s.number if s.exact_number else t.number.contains(s.number, autoescape=True))
+    if s.phone_last4:
+        r = ticket_reports.alias("phone_report")
+        out.append(exists().where(r.c.ticket_id == t.id, r.c.phone.endswith(s.phone_last4, autoescape=True)))
+        if not s.phone_confidential:
+            c = ticket_reports.alias("confidential_report")
+            out.append(~exists().where(c.c.ticket_id == t.id, c.c.confidential.is_(True)))
+    if s.text:
+        out.append(matching_ids(dialect, list(s.words)) if s.words else t.id.is_(None))
+    if s.category:
+        out.append(t.category == s.category)
+    if s.place:
+        out.append(or_(t.street_code == s.place, t.community_code == s.place))
+    if s.lead:
+        out.append(t.lead_queue == s.lead)
+    if s.state:
+        out.append(t.state == s.state)
+    if s.overdue_before is not None:
+        out.append(and_(t.state.in_(OPEN_VALUES), t.deadline_at < s.overdue_before))
+    if s.supervised:  # as Ticket.supervised(): a 督办 not followed by a calendar change of the deadline
+        e, later = ticket_events.alias("supervise"), ticket_events.alias("later")
+        moved = exists().where(later.c.ticket_id == t.id, later.c.kind == ADJUST_DEADLINE, later.c.seq > e.c.seq)
+        out.append(and_(t.state.in_(OPEN_VALUES), exists().where(e.c.ticket_id == t.id, e.c.kind == SUPERVISE, ~moved)))
+    if s.created_from is not None:
+        out.append(t.created_at >= s.created_from)
+    if s.created_before is not None:
+        out.append(t.created_at < s.created_before)
+    return out
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -113,9 +172,6 @@ def visible(f: TicketFilter) -> ColumnElement:
     if not clauses:
         return tickets.c.id.is_(None)
     return or_(*clauses)
-
-
-OPEN_VALUES = [s.value for s in OPEN_STATES]
 
 
 class ConsoleRepository:
@@ -418,6 +474,9 @@ class ConsoleRepository:
         rows = self.conn.execute(query.limit(limit).offset(offset)).all()
         # Reuse the ticket store's row → Ticket mapping (events loaded in one query).
         return SqlTicketRepository(self.conn).load(rows)
+
+    def search_clauses(self, search: TicketSearch) -> list[ColumnElement]:
+        return search_clauses(search, self.conn.dialect.name)
 
     def count_tickets(self, scope: TicketFilter, states: Sequence[str] | None = None, extra: Sequence[ColumnElement] = ()) -> int:
         query = select(func.count()).select_from(tickets).where(visible(scope), *extra)

@@ -263,7 +263,8 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def export_csv(uow: ConsoleUnitOfWork, table_name: str) -> bytes:
+def export_csv(uow: ConsoleUnitOfWork, table_name: str, ticket_ids: Iterable[int] | None = None) -> bytes:
+    """A table as CSV; `ticket_ids` (the tickets table: a queue's search) keeps only those rows."""
     if table_name not in exportable_tables():
         raise KeyError(table_name)
     table = metadata.tables[table_name]
@@ -271,11 +272,14 @@ def export_csv(uow: ConsoleUnitOfWork, table_name: str) -> bytes:
     writer = csv.writer(out)
     columns = [c.name for c in table.columns]
     writer.writerow(columns)
+    keep = None if ticket_ids is None else frozenset(ticket_ids)
     with uow:
         conn = uow.connection()
         confidential = confidential_ticket_ids(conn)  # 保密: no phone numbers (bot/storage/confidential.py)
         result = conn.execute(select(table).order_by(*table.primary_key.columns) if table.primary_key.columns else select(table))
         for row in result:
+            if keep is not None and row._mapping.get("id") not in keep:
+                continue  # filtered here: the ids may be more than one IN (...) can bind
             values = redact_row(table_name, row._mapping, confidential, mask_personal_data)
             writer.writerow(
                 [REDACTED if _redact(table_name, c) and values[c] is not None else _cell(values[c]) for c in columns]

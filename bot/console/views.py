@@ -27,7 +27,7 @@ from bot.console.http import (
 )
 from bot.console.names import department_choices, street_choices
 from bot.domain.clock import now_utc
-from bot.domain.model import parse_ticket_number
+from bot.domain.model import TicketState, parse_ticket_number
 from bot.uploads import CONTENT_TYPES, MAX_PHOTO_BYTES, path_of
 from bot.web.clientaddr import client_address
 
@@ -124,21 +124,42 @@ async def queue(request: web.Request) -> web.Response:
     p = principal_of(request)
     console = request.app[CONSOLE]
     views = svc.views_for(p)
-    view = request.query.get("view") or ("dispatch" if p.role == "dispatcher" else "open")
+    view = request.query.get("view") or default_view(p)
     try:
         page = int(request.query.get("page", "1"))
     except ValueError:
         raise web.HTTPBadRequest() from None
     if not -(10**6) < page < 10**6:  # an OFFSET the database can hold
         raise web.HTTPBadRequest()
+    if view not in views:
+        raise web.HTTPNotFound()
+    context = {
+        "views": views,
+        "title": views[view],
+        "params": svc.search_params(request.query),
+        "query_string": svc.query_string,
+        "may_search_phone": svc.may_search_phone(p.role),
+        "categories": svc.category_names(),
+        "departments": department_choices(),
+        "streets": street_choices(),
+        "states": [s.value for s in TicketState],
+    }
     try:
-        result = await console.run(svc.queue_page, p, view, now_utc(), page)
+        search = svc.parse_search(request.query, p, now_utc())
+        result = await console.run(svc.queue_page, p, view, now_utc(), page, search)
     except svc.NotFound:
         raise web.HTTPNotFound() from None
+    except svc.ConsoleError as exc:  # a search that cannot run: the form again, with why
+        empty = svc.QueuePage(view, [], {}, 0, 1, 1)
+        return await render(request, "queue.html", status=exc.status, page=empty, error=exc.message, **context)
     number = parse_ticket_number(request.query.get("ticket", ""))
     done = DONE_MESSAGES.get(request.query.get("done", ""), "")
     flash = f"{number} {done}" if number and done else ""
-    return await render(request, "queue.html", page=result, views=views, title=views[view], done=flash)
+    return await render(request, "queue.html", page=result, done=flash, **context)
+
+
+def default_view(p: svc.Principal) -> str:
+    return "dispatch" if p.role == "dispatcher" else "open"
 
 
 def _ticket_id(request: web.Request) -> int:

@@ -87,6 +87,8 @@ MIGRATED_TABLES = frozenset(
         "holiday_days", "holiday_years",
         # 0008 retention (job lease, anonymised tickets)
         "job_leases", "anonymised_tickets",
+        # 0009 ticket search (SQLite: also the FTS5 table ticket_search_fts, not in the metadata)
+        "ticket_search",
     }
 )
 # Databases made by create_all before Alembic: the newest revision whose tables are all there.

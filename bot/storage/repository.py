@@ -22,6 +22,7 @@ from bot.domain.model import (
     format_ticket_number,
 )
 from bot.security.identity import REST_CHANNEL, legacy_rest_sender
+from bot.storage.search import index_description
 from bot.storage.tables import (
     queues,
     routing_rules,
@@ -106,6 +107,7 @@ class SqlTicketRepository(AbstractTicketRepository):
         values = _ticket_values(ticket)
         ticket_id = self.conn.execute(insert(tickets).values(number=ticket.number, version=1, **values)).inserted_primary_key[0]
         ticket.id, ticket.version = ticket_id, 1
+        index_description(self.conn, ticket_id, ticket.description)
         self.add_report(ticket_id, first_report)
         self._insert_events(ticket)
         return ticket_id
@@ -156,6 +158,7 @@ class SqlTicketRepository(AbstractTicketRepository):
     def save_events(self, ticket: Ticket) -> None:
         if ticket.id is None:
             raise ValueError("save_events needs a stored ticket; use add() first")
+        stored = self.conn.execute(select(tickets.c.description).where(tickets.c.id == ticket.id)).scalar_one_or_none()
         result = self.conn.execute(
             update(tickets)
             .where(tickets.c.id == ticket.id, tickets.c.version == ticket.version)
@@ -164,6 +167,8 @@ class SqlTicketRepository(AbstractTicketRepository):
         if result.rowcount != 1:
             raise StaleTicket(f"ticket {ticket.number} changed meanwhile (version {ticket.version})")
         ticket.version += 1
+        if stored != ticket.description:  # the search words follow the description
+            index_description(self.conn, ticket.id, ticket.description)
         self._insert_events(ticket)
 
     def _insert_events(self, ticket: Ticket) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from bot.domain.model import TicketState
+from bot.storage.search import index_description
 from bot.storage.tables import UtcDateTime, metadata, ticket_events, ticket_reports, tickets
 
 CLOSED_VALUES = (TicketState.RESOLVED.value, TicketState.CLOSED.value)  # 办结, 回访
@@ -143,8 +144,10 @@ def anonymise_ticket(conn: Connection, ticket_id: int, now: datetime, mask: Call
     except IntegrityError:
         return None
     done = Anonymised()
+    description = mask(row.description, False)
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(
-        description=mask(row.description, False), location_text=mask(row.location_text, True)))
+        description=description, location_text=mask(row.location_text, True)))
+    index_description(conn, ticket_id, description)  # no word of the old text stays findable
     residents: dict[str, str] = {}
     reports = conn.execute(select(ticket_reports).where(ticket_reports.c.ticket_id == ticket_id)
                            .order_by(ticket_reports.c.id)).all()

@@ -23,8 +23,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -112,6 +113,40 @@ tickets = Table(
     Column("time_limits", Json),
     Index(None, "lead_queue", "state"),
     Index(None, "category", "community_code", "created_at"),
+)
+
+
+
+class SearchWords(TypeDecorator):
+    """A list of words (bot/storage/search.py): space-joined text on SQLite, which an FTS5
+    table indexes; a text[] on PostgreSQL, under a GIN index."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        return dialect.type_descriptor(ARRAY(Text) if dialect.name == "postgresql" else Text())
+
+    def process_bind_param(self, value: list[str] | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return list(value) if dialect.name == "postgresql" else " ".join(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[str] | None:
+        if value is None:
+            return None
+        return list(value) if dialect.name == "postgresql" else str(value).split()
+
+
+# A ticket's description as search words, kept in step by bot/storage/search.py.
+ticket_search = Table(
+    "ticket_search",
+    metadata,
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), primary_key=True, autoincrement=False),
+    Column("words", SearchWords, nullable=False),
+    # PostgreSQL searches the words through this index; SQLite through its FTS5 table, so
+    # there the index is empty (WHERE 0) rather than a second copy of every word.
+    Index(None, "words", postgresql_using="gin", sqlite_where=text("0")),
 )
 
 ticket_reports = Table(

@@ -4,6 +4,7 @@ bot.services.tickets) and the current time; nothing here knows about HTTP.
     access    who may see what: Principal, visibility, the refusals a user reads
     accounts  users, passwords, sessions, demo accounts
     queues    the queues and one ticket's page
+    search    a queue's search and filters from the URL (and back)
     handling  the actions on a ticket, escalation (督办)
     notices   ticket events → the outbox; worker notices
 
@@ -12,6 +13,8 @@ The names below are the package's API (callers write `svc.perform(...)`)."""
 from __future__ import annotations
 
 from bot.console.services.access import (
+    CONFIDENTIAL_PHONE_ROLES,
+    PHONE_SEARCH_ROLES,
     ConsoleError,
     NotFound,
     Principal,
@@ -19,6 +22,7 @@ from bot.console.services.access import (
     can_see,
     get_visible,
     is_member,
+    may_search_phone,
     signing_unit,
     ticket_queues,
 )
@@ -67,6 +71,7 @@ from bot.console.services.queues import (
     category_names,
     counts_weekdays_only,
     flags,
+    matching_ticket_ids,
     queue_page,
     repeats_of,
     report_photo,
@@ -75,6 +80,7 @@ from bot.console.services.queues import (
     urgency,
     views_for,
 )
+from bot.console.services.search import parse_search, query_string, search_params
 from bot.services.tickets import SATISFACTION, FollowUpResult, record_follow_up
 
 __all__ = [
@@ -87,6 +93,13 @@ __all__ = [
     "can_see",
     "signing_unit",
     "get_visible",
+    "PHONE_SEARCH_ROLES",
+    "CONFIDENTIAL_PHONE_ROLES",
+    "may_search_phone",
+    "parse_search",
+    "search_params",
+    "query_string",
+    "matching_ticket_ids",
     "SESSION_TTL",
     "NewSession",
     "validate_username",

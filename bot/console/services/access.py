@@ -80,6 +80,17 @@ class Principal:
         return sorted(queues)
 
 
+# Who may search by a resident's phone (its last four digits); one place, so that a setting
+# can later decide it: the roles that may, and those that may on 保密 tickets too.
+PHONE_SEARCH_ROLES = frozenset({"worker", "department", "dispatcher", "admin"})
+CONFIDENTIAL_PHONE_ROLES = frozenset({"dispatcher", "admin"})
+
+
+def may_search_phone(role: str, confidential: bool = False) -> bool:
+    """May this role find tickets by the reporter's phone (on a 保密 ticket: confidential)?"""
+    return role in (CONFIDENTIAL_PHONE_ROLES if confidential else PHONE_SEARCH_ROLES)
+
+
 def ticket_queues(ticket: Ticket) -> set[str]:
     return {ticket.lead_queue, *ticket.co_queues}
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.console.names import category_label, queue_label
-from bot.console.repository import Attachment
+from bot.console.repository import Attachment, TicketSearch
 from bot.console.services.access import NotFound, Principal, can_see, get_visible, ticket_queues
 from bot.console.services.handling import allowed_actions
 from bot.console.uow import ConsoleUnitOfWork
@@ -67,6 +67,7 @@ class QueuePage:
     total: int
     page: int
     pages: int
+    search: TicketSearch = field(default_factory=TicketSearch)
 
 
 PAGE_SIZE = 50
@@ -122,33 +123,37 @@ def _view_query(p: Principal, view: str, now: datetime) -> dict[str, Any]:
     raise NotFound(view)
 
 
-def queue_page(uow: ConsoleUnitOfWork, p: Principal, view: str, now: datetime, page: int = 1) -> QueuePage:
+def queue_page(
+    uow: ConsoleUnitOfWork, p: Principal, view: str, now: datetime, page: int = 1, search: TicketSearch | None = None
+) -> QueuePage:
+    """One page of a view, narrowed by the search (the tabs count what the search finds in each)."""
     views = views_for(p)
     if view not in views:
         raise NotFound(view)
+    search = search or TicketSearch()
     scope = p.scope(now)
+    page = max(1, page)
     with uow:
+        found = uow.console.search_clauses(search)
         counts = {}
         for name in views:
-            q = _view_query(p, name, now)
             if name == "extension":
                 continue  # needs the event log: counted below
-            counts[name] = uow.console.count_tickets(scope, q.get("states"), q.get("extra", ()))
-        q = _view_query(p, view, now)
-        if view == "extension" or "extension" in views:
-            candidates = uow.console.ticket_rows(scope, states=_view_query(p, "extension", now)["states"], limit=1000)
-            ext = [t for t in candidates if pending_extension(t)]
+            q = _view_query(p, name, now)
+            counts[name] = uow.console.count_tickets(scope, q.get("states"), [*q.get("extra", ()), *found])
+        if "extension" in views:
+            ext = _extension_tickets(uow, p, now, found)
             counts["extension"] = len(ext)
-        page = max(1, page)
         if view == "extension":
             tickets = ext[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
             total = len(ext)
         else:
+            q = _view_query(p, view, now)
             total = counts[view]
             tickets = uow.console.ticket_rows(
                 scope,
                 states=q.get("states"),
-                extra=q.get("extra", ()),
+                extra=[*q.get("extra", ()), *found],
                 order=q["order"],
                 limit=PAGE_SIZE,
                 offset=(page - 1) * PAGE_SIZE,
@@ -158,7 +163,33 @@ def queue_page(uow: ConsoleUnitOfWork, p: Principal, view: str, now: datetime, p
         for t in tickets
         if can_see(p, t, now)
     ]
-    return QueuePage(view, items, counts, total, page, max(1, -(-total // PAGE_SIZE)))
+    return QueuePage(view, items, counts, total, page, max(1, -(-total // PAGE_SIZE)), search)
+
+
+def _extension_tickets(uow: ConsoleUnitOfWork, p: Principal, now: datetime, found: list[Any]) -> list[Ticket]:
+    states = _view_query(p, "extension", now)["states"]
+    candidates = uow.console.ticket_rows(p.scope(now), states=states, extra=found, limit=1000)
+    return [t for t in candidates if pending_extension(t)]
+
+
+MAX_EXPORT = 50000
+
+
+def matching_ticket_ids(uow: ConsoleUnitOfWork, p: Principal, view: str, search: TicketSearch, now: datetime) -> list[int]:
+    """Every ticket of a view that the search finds and this user may see (the CSV export)."""
+    if view not in views_for(p):
+        raise NotFound(view)
+    with uow:
+        found = uow.console.search_clauses(search)
+        if view == "extension":
+            tickets = _extension_tickets(uow, p, now, found)
+        else:
+            q = _view_query(p, view, now)
+            tickets = uow.console.ticket_rows(
+                p.scope(now), states=q.get("states"), extra=[*q.get("extra", ()), *found], order=q["order"],
+                limit=MAX_EXPORT,
+            )
+    return [t.id for t in tickets if t.id is not None and can_see(p, t, now)]
 
 
 @dataclass
