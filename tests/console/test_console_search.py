@@ -153,7 +153,8 @@ async def test_filters(client: TestClient, engine: Engine) -> None:
         assert await found(admin, **{"from": str(day - timedelta(days=26)), "to": str(day - timedelta(days=21))}) == [
             late_unflagged.number]
         assert await found(admin, status=400, **{"from": str(day), "to": str(day - timedelta(days=1))}) == []
-        for bad in ({"category": "nope"}, {"place": "abc"}, {"lead": "nobody"}, {"state": "x"}, {"from": "2026-13-01"}):
+        for bad in ({"category": "nope"}, {"place": "abc"}, {"lead": "nobody"}, {"state": "x"}, {"from": "2026-13-01"},
+                    {"to": "9999-12-31"}, {"number": "QC\x00"}, {"q": "遛狗\x00"}):
             assert await found(admin, status=400, **bad) == []
         # The tabs count what the search finds.
         page = await (await admin.get("/console/queue?view=all&category=noise")).text()

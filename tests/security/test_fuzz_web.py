@@ -145,10 +145,13 @@ async def test_admin_forms(fuzz_client: TestClient, any_engine: Engine, username
 
 
 @FUZZ
-@given(params=hs.dictionaries(hs.sampled_from(["view", "page", "month", "status", "next", "done", "w_sla", "x"]),
+@given(params=hs.dictionaries(hs.sampled_from(["view", "page", "month", "status", "next", "done", "w_sla", "x",
+                                               "number", "phone", "q", "category", "place", "lead", "state",
+                                               "overdue", "supervised", "from", "to"]),
                               hostile_text(), max_size=3),
        path=hs.sampled_from(["/console/queue", "/console/dashboard", "/console/outbox", "/console/notices",
                              "/console/tickets/1", "/console/tickets/99999999999999999999", "/console/export/x.csv",
+                             "/console/export/tickets.csv",
                              "/console/attachments/00000000000000000000001", "/console/login"]))
 async def test_console_query_strings(fuzz_client: TestClient, any_engine: Engine, params: dict[str, str],
                                      path: str) -> None:

@@ -22,6 +22,7 @@ from bot.console.services.access import ConsoleError, Principal, may_search_phon
 from bot.domain.clock import SHANGHAI
 from bot.domain.model import CATEGORIES, DISPATCH_CENTER, TicketState, parse_ticket_number
 from bot.storage.search import MAX_QUERY_CHARS, query_words
+from bot.text import unstorable
 
 PARAMS = ("number", "phone", "q", "category", "place", "lead", "state", "overdue", "supervised", "from", "to")
 _PLACE = re.compile(r"\d{6,12}")
@@ -37,14 +38,19 @@ def _day(params: Mapping[str, str], name: str) -> date | None:
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
-        raise ConsoleError("日期格式应为 年-月-日，例如 2026-11-24。", 400) from None
+        day = None
+    if day is None or not 2000 <= day.year <= 2999:  # the day after must exist too
+        raise ConsoleError("日期格式应为 年-月-日，例如 2026-11-24。", 400)
+    return day
 
 
 def parse_search(params: Mapping[str, str], p: Principal, now: datetime) -> TicketSearch:
     """The search a URL asks for; ConsoleError (400, or 403 for a phone search this role may
     not make) with a message when it cannot be run as asked."""
+    if any(unstorable(str(params.get(k) or "")) for k in PARAMS):  # NUL, lone surrogates: no database takes them
+        raise ConsoleError("查询中有无法识别的字符。", 400)
     number = _text(params, "number")
     exact = parse_ticket_number(number) if number else None
     if len(number) > 20:
