@@ -63,10 +63,12 @@ STRONG = [
      r"|闻(?:到|着|见)[^，,。]{0,6}(?:煤气|燃气|天然气|液化气)|(?:燃气|煤气|天然气)管(?:道|子)?[^，,。]{0,6}(?:破|断|裂|冒气|呲)|煤气中毒|一氧化碳|烧炭"),
     # hurt, unconscious, taken ill
     ("hurt", r"受伤|流血|出血|血流|大出血|烫伤|烧伤|烫着了|骨折|摔断|头破|(?:浑身|满脸|满头|一身)是血|见血"),
-    ("ill", r"昏迷|晕倒|晕过去|昏过去|叫不醒|喊不醒|不省人事|没(?:有)?(?:了)?(?:呼吸|心跳)|抽搐|抽风|倒地不起|"
+    ("ill", r"昏迷|晕倒|晕过去|昏过去|叫不醒|喊不醒|(?:叫|喊|推|摇)不起来|推不醒|摇不醒|"
+     r"躺(?:在)?(?:地上|路边|路上|马路上|雪地里?|楼道里?)[^，,。]{0,6}(?:好半天|半天|好久|很久|好长时间|没动)|"
+     r"不省人事|没(?:有)?(?:了)?(?:呼吸|心跳)|抽搐|抽风|倒地不起|"
      r"躺[^，,。]{0,6}(?:一动不动|不动了?|起不来|没起来|没(?:有)?反应|叫不醒)|地上[^，,。]{0,4}(?:起不来|动不了)|倒在(?:地上|血泊)|(?:摔|倒)[^，,。]{0,6}(?:起不来|动不了|不能动|流血|不动)|"
      r"(?:人|他|她|叫)[^，,。]{0,4}没(?:了)?(?:有)?反应|嘴(?:也|都)?歪了|口眼歪|站不住了|(?:突然|一下子?|就)倒(?:那|那儿|那了|下了|地上)|喘不(?:上|过)(?:来)?气|上不来气|呼吸困难|心脏病犯|犯病了|休克|口吐白沫|"
-     r"(?:胸口|心口)(?:疼|痛|闷)|胸痛|说不出话|半边身子|口眼歪斜|(?:嘴唇|嘴|脸)(?:色)?(?:发紫|发青|青紫)|意识(?:不清|模糊)|神志不清|呼之不应|"
+     r"(?:胸口|心口)(?:疼|痛|闷)|胸痛|说不出话|半边身子|口眼歪斜|(?:嘴唇|嘴|脸)(?:色)?(?:发紫|发青|青紫|(?:都|也|已经)?(?:发)?(?:紫|青)了)|意识(?:不清|模糊)|神志不清|呼之不应|"
      r"误(?:食|服|吃|喝)|喝了(?:农药|敌敌畏)|吃了(?:老鼠药|耗子药|安眠药)|中毒|"
      r"(?:人|男子|女子|男的|女的|老人|老太太|老头|大爷|大妈|孩子|小孩|学生|老伴|父亲|母亲|其父|其母)[^，,。把将]{0,5}"
      r"(?:倒在(?:路边|路上|路旁|街上|楼道|家里|屋里|门口|雪地|卫生间|厕所|地)|倒地)|昏倒|晕厥|(?:狗|犬)[^，,。]{0,4}(?:正在|在)咬"),
@@ -82,7 +84,8 @@ STRONG = [
     ("trapped", r"(?:老伴|老头|老太|孩子|小孩|孙子|孙女|我妈|我爸|母亲|父亲|其母|其父|老人|有人|"
         r"人)[^，,。]{0,3}(?:还)?(?:在|关在|困在|卡在)电梯(?:里|里头|里面|里边|内)"
      r"|电梯[^，,。]{0,10}(?:里头|里面|里边)[^，,。]{0,4}(?:有人|关着人|困着人|人还在|还有人)"),
-    ("ill", r"(?:喊|叫)[^，,。]{0,6}(?:不应|不答应|不吭声|没(?:有)?(?:反应|回应|答应|人应|动静|声音|声儿))|(?:老伴|老头|老人|孩子|人)[^，,。]{0,3}快不行了"),
+    ("ill", r"(?:喊|叫)[^，,。]{0,6}(?:不应|不理|不答应|不吭声|没(?:有)?(?:反应|回应|答应|人应|动静|声音|声儿))|"
+     r"(?:老伴|老头|老人|孩子|人)[^，,。]{0,3}快不行了"),
     # a child in a car; a missing child or confused old person
     ("child", r"(?:孩子|小孩|婴儿|宝宝|幼儿)[^，,。]{0,8}(?:锁|关|困|闷)(?:在)?车(?:里|内)|(?:锁|关|"
         r"闷)(?:在)?车(?:里|内)[^，,。]{0,8}(?:孩子|小孩|婴儿|宝宝|幼儿)|"
@@ -124,14 +127,15 @@ NOT_NOW = re.compile(
     r"万一|如果|要是|假如|一旦|哪天|保险|理赔|赔吗|担心|担忧|害怕|怕(?!了)|恐怕|会不会|容易|迟早|早晚|隐患|可能会|差点|差一点|险些|"
     r"防止|预防|避免|以防|防范|小心|注意|"
     r"上(?:个)?(?:周|星期|礼拜|月)|去年|前年|之前|以前|曾经|前几天|前些天|那年|上回|上次|以往|当时|"
-    r"天天|每天|每晚|经常|总是|老是|三天两头|动不动|好几回|好几次|多次|几回了|几次了|又一次|"
+    r"天天|每天|每晚|经常|总是|老是|三天两头|(?<!一)动不动|好几回|好几次|多次|几回了|几次了|又一次|"
     r"没有?(?:人)?(?:受伤|着火|起火|被困|落水)|没出事|里面没人|没有人在里面|没人被困|演练|演习|电视|新闻|电影|小说|游戏|"
+    r"真(?:要|的|要是)?(?:着火|起火|失火|出事|有事|发生)|见过|"
     r"哪个部门|找谁|灭火器|消防设施|消防栓|消防通道|报警器|烟感|想问|咨询|请问|政策|补贴|"
     r"吓死|吓人|要出人命|出人命|"
     r"已经(?:救|送|扑灭|灭了|没事|好了|处理)|救上来了|灭了|扑灭|处理完|才(?:来|到|修好|放出来|出来|救出来)",
 )
 # the time a story is set in carries over to the clauses after it: 昨天晚上 变压器冒火了 然后就停电了
-_PAST_FRAME = re.compile(r"有一回|有一次|那回|那次|前阵子|前一阵|前些日子|前段时间|头些天|那会儿|年前|"
+_PAST_FRAME = re.compile(r"年轻时|小时候|早些年|多年前|几年前|那些年|有一回|有一次|那回|那次|前阵子|前一阵|前些日子|前段时间|头些天|那会儿|年前|"
     r"上半年|昨天|昨晚|昨儿|前天|前晚|前两天|那天|上(?:个)?(?:周|星期|礼拜|月)|去年|前几天|前些天|上回|"
     r"上次|当时|之前|以前|曾经")
 _NOW_FRAME = re.compile(r"一直|还在|还是|到现在|现在|仍|至今|正在|刚才|刚刚|这会儿|此刻|眼下|今天|今早|今晚|今儿|快来|赶紧|马上")
@@ -141,11 +145,25 @@ _CONTEXT_SIGNS = [
     (re.compile(r"电梯"), re.compile(r"(?:还在|困在|关在|卡在|在)(?:里头|里面|里边)(?:呢|出不来|出不去)?|(?:出不来|出不去)")),
     (re.compile(r"燃气|煤气|天然气|液化气|热水器|燃气灶|灶台"),
      re.compile(r"(?:有|一)股(?:子)?(?:味|怪味|臭味)|味(?:儿|道)?(?:还是|特别|很|好|太|越来越)?(?:大|冲|浓|呛)")),
+    # coal heating at home (土暖气, 煤炉): headache, sickness or someone not waking is carbon monoxide
+    (re.compile(r"土暖气|煤炉|炉子|蜂窝煤|烧煤|火炉|炭火|生火取暖"),
+     re.compile(r"头晕|头疼|头痛|恶心|迷糊|晕乎|没醒|醒不过来")),
+    # a home ventilator or oxygen machine that stopped (a power cut is then a danger to a person)
+    (re.compile(r"呼吸机|制氧机|氧气机"), re.compile(r"停了|停电|没电|断电|不转|关机")),
     (re.compile(r"痴呆|阿尔茨海默|糊涂|不认路|智力|失智"),
      re.compile(r"(?:跑|走)(?:出去|丢)?了|不见了|没回来|没回家|未归|找不着|找不到|晃悠|乱走|走丢")),
 ]
 # a sign in a "what if" question (树歪了 砸着人咋办) is only weak: the classifier decides
 _DOUBT = re.compile(r"咋办|怎么办|咋整|怎么整|可咋")
+# breathlessness from chimney or factory smoke (呛得人喘不上气) is the ecology complaint's words
+_BREATH = re.compile(r"喘不(?:上|过)(?:来)?气|上不来气|呼吸困难")
+# a person's body in danger now: the classifier reading the rest as a complaint (暖气不热，
+# 我妈昏迷了) does not overrule these
+BODY_KINDS = {"ill", "trapped", "water", "jump", "fell", "child", "electric_person", "context"}
+# ill-health words a complaint also uses (熏得喘不上气, 饭店吃了中毒, 气得说不出话): these still
+# need the classifier not to find the message wholly unlike an emergency
+_IRRITANT = re.compile(r"呛|熏|臭|味|粉尘|灰尘|扬尘|烟|油烟|废气|雾霾")
+_SOFT_ILL = re.compile(r"中毒|(?:胸口|心口)|胸痛|说不出话|犯病|心脏病|站不住|半边身子")
 _CLAUSE = re.compile(r"[。！!？?；;，,\n]+|\s{1,}")
 _STRONG = [(k, re.compile(p)) for k, p in STRONG]
 _WEAK = [(k, re.compile(p)) for k, p in WEAK]
@@ -192,6 +210,11 @@ def signs(text: str) -> tuple[str | None, str | None, str | None]:
                 continue
             if kind in _HURT_KINDS | {"ill"} and _HURT_WORDS.fullmatch(m.group(0)) and _HURT_CONTEXT.search(clean):
                 continue
+            if kind == "ill" and _BREATH.fullmatch(m.group(0)) and "呛" in clause and _SMOKE_CONTEXT.search(clean):
+                weak = weak or m.group(0)
+                continue
+            if kind == "ill" and (_SOFT_ILL.match(m.group(0)) or (_BREATH.fullmatch(m.group(0)) and _IRRITANT.search(clean))):
+                kind = "ill_soft"
             electric = kind == "electric" or (kind == "fire" and _ELECTRIC_THING.search(clause))
             if electric and (_POWER_CUT.search(clean) or _REPAIR.search(clean)) and not _PEOPLE_NEAR.search(clean):
                 weak = weak or m.group(0)
@@ -237,7 +260,8 @@ def decide(text: str, ranking: list[dict[str, Any]], weak_min: float = 0.25, sur
     never hides it) or taken out of first place.
 
     strong sign: emergency unless the classifier finds it wholly unlike one (p < strong_min:
-    the words are there, the message is about something else, e.g. 拿棍子捅下水道);
+    the words are there, the message is about something else, e.g. 拿棍子捅下水道), except
+    a person's body in danger (BODY_KINDS), which no complaint around it outweighs;
     weak sign: emergency when p ≥ weak_min (half that when said with urgency: 快, 救…);
     no sign: emergency when the classifier ranks it first with p ≥ sure_min, the text speaks
     of a situation (urgency, a body, fire, water…) and nothing makes it hypothetical or past."""
@@ -248,7 +272,7 @@ def decide(text: str, ranking: list[dict[str, Any]], weak_min: float = 0.25, sur
     probs = {r["name"]: float(r["confidence"]) for r in ranking}
     p_em = probs.get(EMERGENCY, 0.0)
     top = ranking[0]["name"]
-    if strong and p_em >= strong_min:
+    if strong and (p_em >= strong_min or kind in BODY_KINDS):
         say = True
     elif weak and _DOUBT.search(clean):  # 着火了可咋办: only a classifier sure of an emergency
         say = p_em >= 0.5
@@ -260,8 +284,12 @@ def decide(text: str, ranking: list[dict[str, Any]], weak_min: float = 0.25, sur
     else:
         say = False
     if say:
+        # the rest share what is left, so that none comes near emergency (the fallback's
+        # ambiguity check would otherwise turn 0.9 beside a complaint's 0.95 into "unsure")
         first = {"name": EMERGENCY, "confidence": max(p_em, 0.9)}
-        return [first] + [r for r in ranking if r["name"] != EMERGENCY]
+        rest = [r for r in ranking if r["name"] != EMERGENCY]
+        scale = (1.0 - first["confidence"]) / (sum(r["confidence"] for r in rest) or 1.0)
+        return [first] + [{"name": r["name"], "confidence": r["confidence"] * scale} for r in rest]
     if top == EMERGENCY:
         rest = [r for r in ranking if r["name"] != EMERGENCY]
         if not rest:

@@ -259,3 +259,39 @@ def test_a_what_if_sign_needs_a_classifier_sure_of_an_emergency() -> None:
 def test_a_weak_sign_said_with_urgency_needs_less() -> None:
     assert decide("邻居家门缝往外冒烟 快来人", ranking(("other", 0.8), ("emergency", 0.15)))[0]["name"] == EMERGENCY
     assert decide("邻居家门缝往外冒烟", ranking(("other", 0.8), ("emergency", 0.15)))[0]["name"] == "other"
+
+
+# --- the outside tester's report (2026-12-06): a body in danger inside another complaint ---
+
+BODY_IN_DANGER_INSIDE_A_COMPLAINT = [
+    "暖气不热，我妈昏迷了",
+    "暖气不热，我妈现在喘不上气了",
+    "停水三天了 我奶奶现在昏迷不醒",
+    "停电了，我爸的呼吸机停了，现在喘不上气",
+    "家里突然停电了 我爸在家用呼吸机 现在机器停了",
+    "俺家烧的是土暖气 今儿早上起来头晕恶心 老伴还没醒 叫不起来",
+    "俺们这个楼暖气不热，俺老伴冻得直咳嗽，这会儿咳得喘不上气了，嘴唇都紫了",
+    "楼下有个人躺在地上一动不动",
+    "楼下有个人躺在地上好半天了",
+    "我们小区噪音问题说明：" + "楼上装修电钻声音很大，" * 20 + "另外，我家老人刚刚晕倒在客厅，叫不醒。",
+]
+
+
+@pytest.mark.parametrize("text", BODY_IN_DANGER_INSIDE_A_COMPLAINT, ids=lambda t: t[:16])
+def test_a_body_in_danger_is_an_emergency_however_sure_the_classifier_is_of_the_complaint(text: str) -> None:
+    out = decide(text, ranking(("heating", 0.97), ("noise", 0.02), ("emergency", 0.01)))
+    assert out[0] == {"name": EMERGENCY, "confidence": 0.9}
+    # the rest share what is left: the fallback's ambiguity check (0.03) never fires
+    assert [r["name"] for r in out[1:]] == ["heating", "noise"]
+    assert out[1]["confidence"] == pytest.approx(0.1 * 0.97 / 0.99)
+
+
+@pytest.mark.parametrize("text", [
+    "小区锅炉房烟囱天天冒黑烟 呛得人喘不上气",  # smoke nuisance: weak at most
+    "我们单元门口的灭火器全是过期的 真着火了都用不了",  # what-if
+    "俺年轻时候在厂里见过锅炉爆炸，可吓人了，现在俺们楼下那个锅炉房，俺老担心哪天也炸了",  # memory and worry
+    "化工厂排的废气太臭了 熏得人喘不上气",  # an irritant: the classifier decides
+    "他动不动就在楼道里抽烟",  # 动不动 is habitual, 一动不动 is not
+])
+def test_worries_memories_and_nuisances_are_not_a_body_in_danger(text: str) -> None:
+    assert decide(text, ranking(("ecology", 0.97), ("emergency", 0.03)))[0]["name"] == "ecology"
