@@ -224,14 +224,15 @@ class ActionSubmitComplaint(Action):
                                      count=result.report_count)
         else:
             co = [catalogue.unit_name(u) for u in route.co]
-            deadline = result.deadline_at.astimezone(SHANGHAI).strftime("%m月%d日 %H:%M")
+            when = lambda dt: dt.astimezone(SHANGHAI).strftime("%m月%d日 %H:%M")  # noqa: E731
             dispatcher.utter_message(
                 response="utter_complaint_filed",
                 number=result.number,
                 lead=catalogue.unit_name(result.lead_queue),
                 co_line=f"协办/属地：{'、'.join(co)}\n" if co else "",
                 dispatch_label=route.dispatch_class.label,
-                deadline=deadline,
+                deadline=when(result.deadline_at),
+                finish_deadline=when(result.finish_deadline_at or result.deadline_at),
             )
         log.info("ticket %s filed (merged=%s replay=%s) for %s", result.number, result.merged, result.replay,
                  safe(tracker.sender_id))

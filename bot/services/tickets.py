@@ -59,8 +59,9 @@ class FilingResult:
     replay: bool  # idempotency key seen before: nothing new was written
     state: TicketState
     lead_queue: str
-    deadline_at: datetime
+    deadline_at: datetime  # the current step's (签收 for a new ticket)
     report_count: int = 1  # residents who reported this ticket's problem
+    finish_deadline_at: datetime | None = None  # 办结时限: what the resident is told to expect
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ def _result(ticket: Ticket, *, merged: bool, replay: bool) -> FilingResult:
         lead_queue=ticket.lead_queue,
         deadline_at=ticket.deadline_at,
         report_count=ticket.report_count,
+        finish_deadline_at=ticket.finish_deadline(),
     )
 
 

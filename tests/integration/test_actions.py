@@ -388,7 +388,8 @@ def test_confirmed_complaint_lands_in_the_store(db: Store, domain: dict, clock: 
                 "lead": CATALOGUE["departments"][dog["lead"]],
                 "co_line": "协办/属地：市城市管理综合执法局、海拉尔东路街道\n",
                 "dispatch_label": "一般",
-                "deadline": "11月26日 06:29",
+                "deadline": "11月26日 06:29",  # 签收, one working day
+                "finish_deadline": "12月02日 06:29",  # 办结, five working days (the resident was told 签收's before)
             },
         )
     ]
