@@ -20,7 +20,8 @@ UNSURE_FLOOR = 0.08  # a category this unlikely is not worth offering
 def top_categories(ranking: list[dict], n: int = 2) -> list[str]:
     out = []
     for r in ranking:
-        if r.get("name") in CATEGORIES and float(r.get("confidence") or 0) >= UNSURE_FLOOR:
+        # "other" is offered as 都不是（其他问题） after these: never twice
+        if r.get("name") in CATEGORIES and r["name"] != "other" and float(r.get("confidence") or 0) >= UNSURE_FLOOR:
             out.append(r["name"])
         if len(out) == n:
             break

@@ -31,18 +31,21 @@ def normalise(text: str) -> str:
 
 
 _CJK_OR_ALNUM = re.compile(r"[0-9A-Za-z\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_MONGOLIAN = re.compile(r"[\u1800-\u18af\U00011660-\U0001167f]")  # Mongolian and its supplement
 
 
 def input_issue(text: str | None) -> str | None:
     """Why a message cannot be understood as written, or None when it can be read.
 
     "empty": nothing but whitespace/control characters;
-    "no_text": no letter, digit or Chinese character at all (emoji, punctuation).
+    "no_text": no letter, digit or Chinese character at all (emoji, punctuation);
+    "mongolian": traditional Mongolian script and no Chinese: a written language the
+    assistant cannot read yet, told apart from noise (Inner Mongolia's second official script).
     """
     if text is None or not normalise(text).strip():
         return "empty"
     if not _CJK_OR_ALNUM.search(normalise(text)):  # full-width ＡＢＣ１２３ count too
-        return "no_text"
+        return "mongolian" if _MONGOLIAN.search(text) else "no_text"
     return None
 
 

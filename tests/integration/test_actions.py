@@ -630,6 +630,19 @@ def test_unsure_category_offers_the_two_likeliest(domain: dict) -> None:
     ]
 
 
+def test_other_is_offered_once_when_it_is_among_the_likeliest(domain: dict) -> None:
+    # the outside tester saw two "other" buttons side by side
+    state = tracker_state("nlu_fallback_two_categories")
+    state["latest_message"]["intent_ranking"] = [
+        {"name": "nlu_fallback", "confidence": 0.3},
+        {"name": "other", "confidence": 0.28},
+        {"name": "noise", "confidence": 0.2},
+        {"name": "property", "confidence": 0.15},
+    ]
+    events, messages = run(ActionClarify(), Tracker.from_dict(state), domain)
+    assert payloads(messages[0]) == ["/noise", "/property", "/other"]
+
+
 def test_unsure_without_a_likely_category_asks_plainly(domain: dict) -> None:
     state = tracker_state("nlu_fallback_two_categories")
     state["latest_message"]["intent_ranking"] = [
@@ -649,6 +662,7 @@ def test_unsure_without_a_likely_category_asks_plainly(domain: dict) -> None:
         ("nlu_fallback_empty", "  \n ", "utter_input_empty"),
         ("nlu_fallback_emoji", None, "utter_input_no_text"),  # recorded: "😀😀"
         ("nlu_fallback_emoji", "👍", "utter_input_no_text"),
+        ("nlu_fallback_emoji", "ᠰᠠᠢᠨ ᠪᠠᠢᠨ᠎ᠠ ᠤᠤ", "utter_input_mongolian"),  # was the emoji answer
     ],
 )
 def test_unreadable_input_gets_a_specific_request(domain: dict, name: str, text: str | None, response: str) -> None:

@@ -50,6 +50,12 @@ def test_input_issue_no_text(text: str) -> None:
     assert input_issue(text) == "no_text"
 
 
+@pytest.mark.parametrize("text", ["ᠰᠠᠢᠨ ᠪᠠᠢᠨ᠎ᠠ ᠤᠤ", "ᠮᠣᠩᠭᠣᠯ ᠪᠢᠴᠢᠭ᠌ ᠃", "ᠰᠠᠢᠨ 😀"])
+def test_input_issue_mongolian(text: str) -> None:
+    # the outside tester's Mongolian got the emoji answer (我只能看懂文字)
+    assert input_issue(text) == "mongolian"
+
+
 @pytest.mark.parametrize("text", ["你好", "楼下有人遛狗不牵绳", "ok", "12345", "😀 ok", "！狗！", "ＡＢＣ", "１３８１２３４５６７８"])
 def test_input_issue_readable(text: str) -> None:
     assert input_issue(text) is None
