@@ -15,7 +15,8 @@ channels import this module):
   and the channel answers
   MSG_KEPT. The sender's next message first replays the pending ones, in order, through
   the same output channel (the resident hears their answers), then is handled itself
-  (a resend of the last kept message is handled once).
+  (a resend of the last kept message is handled once). The tracker store keeps a kept
+  message with phone and ID numbers masked, as every message: a number in it is asked again.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import logging
 from typing import Any
 
 import aiohttp
+
+from bot.rasa_ext.masked_events import masked_text
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,8 @@ def install() -> None:
     async def handle_message(self, message: UserMessage):
         tracker = await self.tracker_store.retrieve(message.sender_id)
         pending = pending_messages(list(tracker.events) if tracker else [])
-        if pending and pending[-1][0] == message.text:
+        # (stored masked: bot/rasa_ext/masked_events.py; compared masked)
+        if pending and masked_text(pending[-1][0]) == masked_text(message.text):
             pending.pop()  # the resident sent it again themselves: handled once, now
         try:
             for text, metadata in pending:

@@ -11,6 +11,7 @@ statements on one connection:
   latest session starts, so a save needs no count and a read only the latest session.
 - WAL journal with synchronous=NORMAL: a commit survives the process dying (the case
   that matters: a model swap, a restart, a crash); a power cut may lose the last turns.
+- Events are stored with phone and ID numbers masked (bot/rasa_ext/masked_events.py).
 - A save appends the events the tracker has beyond those stored, in one transaction
   (BEGIN IMMEDIATE: two Rasa workers on one file take turns; Rasa's lock store already
   serialises one conversation's messages).
@@ -30,6 +31,7 @@ from rasa.core.tracker_store import TrackerStore
 from rasa.shared.core.events import SessionStarted
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from bot.rasa_ext.masked_events import masked_event
 from bot.security.private import private_sqlite
 
 log = logging.getLogger(__name__)
@@ -141,7 +143,7 @@ class SQLiteTrackerStore(TrackerStore):
                 seq = stored + i
                 if isinstance(event, SessionStarted):
                     session_start = seq
-                data = event.as_dict()
+                data = masked_event(event.as_dict())  # phone and ID numbers masked at rest
                 rows.append((tracker.sender_id, seq, event.type_name, data.get("timestamp"), json.dumps(data)))
             if rows:
                 conn.executemany("INSERT INTO qc_tracker_events (sender_id, seq, type_name, timestamp, data) "

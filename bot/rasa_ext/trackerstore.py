@@ -14,7 +14,8 @@ quiet fallback: the request fails (our channels catch it and ask the resident to
 REST 503, Socket.IO and WeChat the busy message) and nothing half-saved is kept.
 
 It also does a turn's reads and writes in fewer, cheaper steps than Rasa's store, with the
-same rows, trackers and broker events (tests/cluster/test_trackerstore.py compares the two):
+same rows, trackers and broker events, except that the rows have phone and ID numbers masked
+(bot/rasa_ext/masked_events.py; tests/cluster/test_trackerstore.py compares the two):
 a retrieve is one SELECT and a save one COUNT and one multi-row INSERT, in autocommit, as
 Core statements built once (Rasa: the ORM, a schema check and a transaction for each, and
 a whole second retrieve inside every save just to find the events the broker has not
@@ -42,6 +43,8 @@ from rasa.shared.core.events import SessionStarted
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from bot.rasa_ext.masked_events import masked_event
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +211,7 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
 
     @staticmethod
     def _row(sender_id: str, event: Any) -> dict:
-        data = event.as_dict()
+        data = masked_event(event.as_dict())  # phone and ID numbers masked at rest
         return {"sender_id": sender_id, "type_name": event.type_name, "timestamp": data.get("timestamp"),
                 "intent_name": data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
                 "action_name": data.get("name"), "data": json.dumps(data)}
