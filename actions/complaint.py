@@ -3,6 +3,7 @@ questions (location choices, the summary) and filing the ticket."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -29,6 +30,8 @@ from bot.ops import runtime
 from bot.reference.locations import CONFLICT, Resolution
 from bot.retraining.collect import collect_choice, collect_turn
 from bot.services.tickets import file_complaint
+from bot.storage import pending_phones
+from bot.text import mask_phone, valid_phone
 
 REQUESTED_SLOT = "requested_slot"
 
@@ -95,12 +98,52 @@ class ValidateComplaintForm(FormValidationAction):
         if step.reject:
             return []  # not an answer: the rules handle it, then the form asks again
         _to_inbox(step.inbox, tracker)
+        phone = step.slots.get("phone")
+        if phone and phone != NO_VALUE:
+            step.slots["phone"] = await _hold_phone(tracker.sender_id, phone)
         for key, variables in step.responses:
             dispatcher.utter_message(response=key, **variables)
         slots.update(step.slots)
         events = [SlotSet(k, v) for k, v in step.slots.items()]
         events.append(SlotSet(REQUESTED_SLOT, None if step.done else next_slot(slots)))
         return events
+
+
+async def _hold_phone(sender_id: str, phone: str) -> str | None:
+    """The number goes to the server-side row (bot/storage/pending_phones.py), the slot gets
+    the masked number: the tracker store keeps no phone numbers. When the row cannot be
+    written the slot stays empty and the form asks for the phone again."""
+
+    def work() -> None:
+        with runtime.engine().begin() as conn:
+            pending_phones.keep_phone(conn, sender_id, phone, datetime.now(timezone.utc))
+
+    try:
+        await runtime.run_store(work)
+    except Exception as exc:  # noqa: BLE001 - asyncio.TimeoutError included
+        log.error("keeping the phone failed for %s: %s", safe(sender_id), type(exc).__name__)
+        return None
+    return mask_phone(phone)
+
+
+def _phone_to_file(sender_id: str, slot: str | None) -> str | None:
+    """The number for the ticket: the held one the slot's masked number stands for; a slot
+    set before numbers were held (a conversation in progress at the upgrade) is the number."""
+    if not slot or slot == NO_VALUE:
+        return None
+    if valid_phone(slot):
+        return slot
+    with runtime.engine().connect() as conn:
+        held = pending_phones.held_phone(conn, sender_id)
+    if held is None or mask_phone(held) != slot:
+        log.warning("no held phone for %s: filed without one", safe(sender_id))
+        return None
+    return held
+
+
+def _forget_phone(sender_id: str) -> None:
+    with runtime.engine().begin() as conn:
+        pending_phones.forget_phone(conn, sender_id)
 
 
 def _to_inbox(note: dict[str, Any] | None, tracker: Tracker) -> None:
@@ -175,6 +218,10 @@ class ActionSubmitComplaint(Action):
         slots = _slots(tracker)
         if slots.get("confirm") is not True or slots.get("category") not in CATEGORIES:
             dispatcher.utter_message(response="utter_complaint_cancelled")
+            try:
+                await runtime.run_store(_forget_phone, tracker.sender_id)
+            except Exception as exc:  # noqa: BLE001 - the retention job removes it later
+                log.error("forgetting the phone failed for %s: %s", safe(tracker.sender_id), type(exc).__name__)
             return _reset_events() + [SlotSet("submit_failed", False)]
 
         resolution = Resolution(
@@ -194,14 +241,17 @@ class ActionSubmitComplaint(Action):
             description=slots.get("description") or "",
             location_text=slots.get("location") or "",
             photo=photo if photo and photo != NO_VALUE else None,
-            phone=phone if phone and phone != NO_VALUE else None,
+            phone=None,  # the held number, read when filing (work)
             confidential=bool(slots.get("confidential")),
             # one key per form run: a retried submission returns the same ticket
             idempotency_key=f"{tracker.sender_id}:{slots.get('draft_id')}",
         )
 
         def work():
-            return file_complaint(runtime.uow(), draft, route, datetime.now(timezone.utc))
+            held = dataclasses.replace(draft, phone=_phone_to_file(draft.sender_id, phone))
+            filed = file_complaint(runtime.uow(), held, route, datetime.now(timezone.utc))
+            _forget_phone(draft.sender_id)  # the number is in the ticket now, once
+            return filed
 
         try:
             result = await runtime.run_store(work)

@@ -127,6 +127,8 @@ def valid_phone(value: str) -> bool:
 def mask_phone(phone: str | None) -> str:
     if not phone:
         return ""
+    if "*" in phone:
+        return phone  # masked already (the complaint form's phone slot holds 139****5678)
     digits = re.sub(r"\D", "", phone)
     if len(digits) >= 7:
         return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]

@@ -71,7 +71,7 @@ class SQLiteTrackerStore(TrackerStore):
     def _connection(self) -> sqlite3.Connection:
         # a connection must not cross a fork (Sanic starts its workers by forking)
         if self._conn is None or self._pid != os.getpid():
-            private_sqlite(self.path)  # trackers hold what residents typed, phone numbers included
+            private_sqlite(self.path)  # trackers hold what residents typed (phone numbers masked)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=self.busy_timeout_ms / 1000)
             conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")

@@ -12,7 +12,9 @@ many of each, never what:
    (per-ticket pseudonyms) and the personal details of descriptions and addresses go;
    category, place codes, states, times and the event timeline (the 三率) stay;
 3. review inbox rows written before masking existed are masked (new rows are masked
-   when written: bot/retraining/inbox.py).
+   when written: bot/retraining/inbox.py);
+4. phone numbers a complaint form held for a ticket never filed are deleted
+   PENDING_PHONE_HOURS (48) after they were given (bot/storage/pending_phones.py).
 
 Settings (environment, read when the web server starts):
   QC_RETENTION                  1 (default) runs the job; 0 turns it off
@@ -39,6 +41,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from bot.storage import pending_phones
 from bot.storage import retention as store
 from bot.storage.transcripts import Transcripts, transcripts_from
 
@@ -111,6 +114,7 @@ class RunReport:
     photos_deleted: int = 0  # files removed from disk (resident photos and after-photos)
     outbox_deleted: int = 0
     review_items_masked: int = 0
+    held_phones_deleted: int = 0  # phones of complaint forms never filed (bot/storage/pending_phones.py)
     stopped_early: bool = False  # the lease was lost (took longer than its TTL and was taken over)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -118,7 +122,7 @@ class RunReport:
         return (f"transcripts deleted {self.transcripts_deleted} ({self.transcript_events_deleted} events), "
                 f"tickets anonymised {self.tickets_anonymised} ({self.reports_anonymised} reports, "
                 f"{self.phones_removed} phones, {self.photos_deleted} photo files, {self.outbox_deleted} notices), "
-                f"review items masked {self.review_items_masked}")
+                f"review items masked {self.review_items_masked}, held phones deleted {self.held_phones_deleted}")
 
 
 class LeaseLost(Exception):
@@ -155,6 +159,9 @@ def run_retention(engine: Engine, settings: RetentionSettings, transcripts: Sequ
         _anonymise_tickets(engine, settings, upload_dir, now, report, renew)
         _delete_transcripts(engine, settings, transcripts, now, report, renew)
         _mask_review_items(engine, report, renew)
+        with engine.begin() as conn:
+            report.held_phones_deleted = pending_phones.forget_phones_kept_before(
+                conn, pending_phones.pending_phone_cutoff(now))
         finished = True
     except LeaseLost:
         report.stopped_early = True

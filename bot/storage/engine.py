@@ -89,6 +89,8 @@ MIGRATED_TABLES = frozenset(
         "job_leases", "anonymised_tickets",
         # 0009 ticket search (SQLite: also the FTS5 table ticket_search_fts, not in the metadata)
         "ticket_search",
+        # 0010 the phone a complaint form holds until filing
+        "pending_phones",
     }
 )
 # Databases made by create_all before Alembic: the newest revision whose tables are all there.

@@ -49,7 +49,9 @@ from actions.status import ActionTicketStatus
 from bot.conversation import ComplaintForm
 from bot.domain.model import CATEGORIES
 from bot.ops import runtime
+from bot.rasa_ext.masked_events import masked_event
 from bot.storage.engine import init_db, make_engine
+from bot.storage.pending_phones import keep_phone, pending_phones
 from bot.storage.tables import metadata, ticket_events, ticket_reports, tickets
 
 REPO = Path(__file__).resolve().parents[2]
@@ -540,6 +542,111 @@ def test_a_cancelled_form_files_nothing(db: Store, domain: dict) -> None:
     assert said(messages) == [("utter_complaint_cancelled", {})]
     assert events == RESET_EVENTS + [SlotSet("submit_failed", False)]
     assert db.count(tickets) == 0
+
+
+# --- the phone number: masked in the tracker, held server-side, in the ticket once ---------
+
+PHONE, MASKED_PHONE = "13912345678", "139****5678"
+WITH_CONTACT = f"{ACTIVATION_TEXT}，我的电话{PHONE}，身份证110101199003071234"
+
+
+def held_phones(store: Store) -> list[tuple]:
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(select(pending_phones.c.sender_id, pending_phones.c.phone))]
+
+
+def as_stored(state: dict[str, Any]) -> dict[str, Any]:
+    """The tracker as the next turn reads it back from a tracker store (every event masked)."""
+    new = copy.deepcopy(state)
+    new["events"] = [masked_event(e) for e in new["events"]]
+    new["slots"] = {k: masked_event({"event": "slot", "name": k, "value": v})["value"] for k, v in new["slots"].items()}
+    new["latest_message"] = masked_event({"event": "user", **new["latest_message"]})
+    return new
+
+
+def form_turn_with_contact() -> dict[str, Any]:
+    state = tracker_state("form_activation_dog")
+    for msg in (state["latest_message"], state["events"][3]):  # the entities' offsets stay right
+        msg["text"] = WITH_CONTACT
+    return state
+
+
+def test_the_phone_slot_is_masked_and_the_number_held_then_filed_once(
+    db: Store, domain: dict, clock: Clock, fixed_draft_id: str
+) -> None:
+    events, messages = run(ValidateComplaintForm(), Tracker.from_dict(form_turn_with_contact()), domain)
+
+    assert events == [
+        SlotSet("draft_id", fixed_draft_id),
+        SlotSet("confirm", None),
+        SlotSet("category_offered", None),
+        SlotSet("category", "dog"),
+        SlotSet("pending_description", None),
+        SlotSet("location_mentions", MENTIONS_A),
+        SlotSet("location", LOCATION_LABEL),
+        SlotSet("location_status", "resolved"),
+        SlotSet("location_candidates", None),
+        SlotSet("district_code", "150102"),
+        SlotSet("street_code", "150102001"),
+        SlotSet("community_code", "150102001001"),
+        SlotSet("description", ACTIVATION_TEXT),  # the phone and ID clauses are not the complaint
+        SlotSet("phone", MASKED_PHONE),
+        SlotSet("requested_slot", "photo"),
+    ]
+    assert messages == []
+    assert held_phones(db) == [(RESIDENT_A, PHONE)]
+
+    # later turns (photo, 保密, 确认): the tracker comes back from the store, masked; the
+    # summary shows the masked number as before
+    state = tracker_state("confirm_submit")
+    state["slots"]["phone"] = events[-2]["value"]
+    state = as_stored(state)
+    assert PHONE not in json.dumps(state) and "13812345678" not in json.dumps(state)
+    _, messages = run(ActionAskConfirm(), Tracker.from_dict(state), domain)
+    assert said(messages)[0][1]["phone"] == MASKED_PHONE
+
+    events, messages = submit(state, domain)
+
+    assert said(messages)[0][0] == "utter_complaint_filed"
+    assert events == filed_events(TICKET)
+    [report] = db.rows(ticket_reports)
+    assert (report["sender_id"], report["phone"], report["confidential"]) == (RESIDENT_A, PHONE, True)
+    assert held_phones(db) == []  # in the ticket now, and only there
+
+    # a retry of the same form run (as after a time-out) returns the same ticket, phone unchanged
+    events, messages = submit(state, domain)
+    assert said(messages) == [("utter_complaint_replay", {"number": TICKET})]
+    assert [r["phone"] for r in db.rows(ticket_reports)] == [PHONE]
+
+
+def test_a_later_phone_answer_replaces_the_held_number(db: Store, domain: dict) -> None:
+    with db.engine.begin() as conn:
+        keep_phone(conn, RESIDENT_A, "13800000000", RECORDED_AT)
+    state = tracker_state("form_activation_dog")
+    state["slots"]["requested_slot"] = "phone"
+    state["latest_message"].update(text=f"打{PHONE}", intent={"name": "inform", "confidence": 0.9}, entities=[])
+    events, messages = run(ValidateComplaintForm(), Tracker.from_dict(state), domain)
+    assert events[0] == SlotSet("phone", MASKED_PHONE)
+    assert held_phones(db) == [(RESIDENT_A, PHONE)]
+
+
+def test_a_cancelled_form_forgets_the_held_phone(db: Store, domain: dict) -> None:
+    with db.engine.begin() as conn:
+        keep_phone(conn, RESIDENT_A, PHONE, RECORDED_AT)
+        keep_phone(conn, RESIDENT_C, "13800000000", RECORDED_AT)
+    state = tracker_state("confirm_submit")
+    state["slots"].update(confirm=False, category="cancelled", phone=MASKED_PHONE)
+    events, messages = submit(state, domain)
+    assert said(messages) == [("utter_complaint_cancelled", {})]
+    assert held_phones(db) == [(RESIDENT_C, "13800000000")]  # another conversation's stays
+
+
+def test_a_masked_phone_without_a_held_number_files_without_one(db: Store, domain: dict, clock: Clock) -> None:
+    state = tracker_state("confirm_submit")
+    state["slots"]["phone"] = MASKED_PHONE  # the held row expired (retention) before the resident confirmed
+    events, _ = submit(state, domain)
+    assert events == filed_events(TICKET)
+    assert [r["phone"] for r in db.rows(ticket_reports)] == [None]
 
 
 # --- status ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from bot.retraining.tables import review_items
 from bot.services.retention import RetentionSettings, run_retention
 from bot.services.tickets import file_complaint
 from bot.storage.engine import init_db, make_engine
+from bot.storage.pending_phones import pending_phones
 from bot.storage.retention import acquire_lease, anonymised_tickets, job_leases
 from bot.storage.tables import metadata, ticket_events, ticket_reports, tickets
 from bot.storage.transcripts import SQLiteTranscripts, SQLTranscripts
@@ -31,6 +32,7 @@ from tests.console.helpers import route
 
 NOW = datetime(2027, 3, 1, 4, 0, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
 SETTINGS = RetentionSettings(transcript_days=90, no_ticket_days=30, ticket_months=12)
 PHOTO = "a" * 32 + ".jpg"  # the resident's photo on the ticket to anonymise
 AFTER = "b" * 32 + ".png"  # the worker's after-photo on it
@@ -191,6 +193,8 @@ def world(engine: Engine, tmp_path: Path) -> dict:
         conn.execute(insert(outbox).values(kind="worker", channel="console", recipient="street:150102001",
                                            ticket_id=ids["anon"], event="new", payload={}, status="sent", attempts=1,
                                            next_attempt_at=NOW - 420 * DAY, created_at=NOW - 420 * DAY))
+        for sender, phone, age in (("c-form-old", "13900002222", 49), ("c-form-recent", "13900001111", 47)):
+            conn.execute(insert(pending_phones).values(sender_id=sender, phone=phone, kept_at=NOW - age * HOUR))
         # review inbox rows from before masking existed, and one written masked
         for i, text in enumerate(["我的电话13912345678，狗叫", "身份证 110101 19900307 1234 丢了", "路灯不亮"]):
             conn.execute(insert(review_items).values(
@@ -234,6 +238,7 @@ def test_a_run_deletes_and_anonymises_exactly_what_is_due(engine, transcripts, w
             report.outbox_deleted) == (1, 1, 1, 2, 1)
     assert (report.transcripts_deleted, report.transcript_events_deleted) == (3, 8)
     assert report.review_items_masked == 2
+    assert report.held_phones_deleted == 1
     # transcripts: exactly the due conversations went
     assert senders(transcripts) == KEPT
     # the anonymised ticket: personal fields gone, the rest as it was
@@ -257,6 +262,8 @@ def test_a_run_deletes_and_anonymises_exactly_what_is_due(engine, transcripts, w
             ("身份证 110***********1234 丢了", "身份证1101234丢了", [{"start": 0, "end": 2, "entity": "x", "value": "身份"}]),
             ("路灯不亮", "k2", [{"start": 0, "end": 2, "entity": "x", "value": "路灯"}]),
         ]
+        # a form's held phone: kept 49 hours ago goes, 47 hours ago stays
+        assert conn.execute(select(pending_phones)).all() == [("c-form-recent", "13900001111", NOW - 47 * HOUR)]
         lease = conn.execute(select(job_leases)).one()
     assert tuple(lease) == ("retention", None, None, NOW)
     # files: the anonymised ticket's photos (and the owner record) are gone, others stay
@@ -265,17 +272,20 @@ def test_a_run_deletes_and_anonymises_exactly_what_is_due(engine, transcripts, w
     # the log says how many, never what
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retention run")]
     assert line == ("retention run: transcripts deleted 3 (8 events), tickets anonymised 1 (1 reports, 1 phones, "
-                    "2 photo files, 1 notices), review items masked 2")
+                    "2 photo files, 1 notices), review items masked 2, held phones deleted 1")
 
     # not due again before the interval; then due, and there is nothing left to do
     assert not run_retention(engine, SETTINGS, [transcripts], uploads, NOW + timedelta(hours=23), holder="web-2").ran
     again = run_retention(engine, SETTINGS, [transcripts], uploads, NOW + timedelta(hours=24), holder="web-2")
-    assert again.ran and again.summary() == RunReportZero
+    # nothing left but the form's phone given 47 hours before the first run (71 hours now)
+    assert again.ran and again.summary() == RunReportZero.replace("held phones deleted 0", "held phones deleted 1")
     assert senders(transcripts) == KEPT
+    with engine.connect() as conn:
+        assert conn.execute(select(pending_phones)).all() == []
 
 
 RunReportZero = ("transcripts deleted 0 (0 events), tickets anonymised 0 (0 reports, 0 phones, 0 photo files, "
-                 "0 notices), review items masked 0")
+                 "0 notices), review items masked 0, held phones deleted 0")
 
 
 def test_a_held_lease_stops_a_second_run_until_it_runs_out(engine, transcripts, world):
