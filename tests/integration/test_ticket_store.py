@@ -121,7 +121,8 @@ def test_new_ticket_rows(engine: Engine) -> None:
         replay=False,
         state=TicketState.DISPATCHED,
         lead_queue="city_mgmt",
-        deadline_at=NOW + timedelta(hours=24),
+        deadline_at=NOW + timedelta(hours=24),  # 签收: 1 working day
+        finish_deadline_at=NOW + timedelta(days=7),  # 办结: 5 working days, Tuesday to Tuesday
     )
     assert rows(engine, tickets) == [
         {
