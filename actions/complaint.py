@@ -27,7 +27,7 @@ from bot.domain.clock import SHANGHAI
 from bot.domain.model import CATEGORIES, ComplaintDraft
 from bot.nlu.answers import CategoryMatcher, category_without_contact
 from bot.ops import runtime
-from bot.reference.locations import CONFLICT, Resolution
+from bot.reference.locations import CONFLICT, Mention, Resolution
 from bot.retraining.collect import collect_choice, collect_turn
 from bot.services.tickets import file_complaint
 from bot.storage import pending_phones
@@ -186,7 +186,10 @@ class ActionAskLocation(Action):
                 return []
             buttons = [{"title": resolver.choice_label(s), "payload": f'/inform{{"street":"{s.code}"}}'}
                        for s in (named, inferred_street)]
-            compound = next((m.get("text") for m in mentions if m.get("level") in ("community", "place")),
+            # the name that placed it in the other street (not the first name said: 周边道路, 某小区)
+            compounds = [m for m in mentions if m.get("level") in ("community", "place")]
+            compound = next((m.get("text") for m in compounds
+                             if inferred in resolver.candidates(Mention(m.get("text", ""), m["level"], m.get("value") or ""))),
                             inferred.name)
             dispatcher.utter_message(response="utter_ask_location_conflict", street=named.name, compound=compound,
                                      compound_street=inferred_street.name, buttons=buttons)

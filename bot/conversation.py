@@ -279,23 +279,42 @@ class ComplaintForm:
             chosen = self.resolver.resolve(mentions)
             if chosen.status == RESOLVED and chosen.street_code:
                 return self._settle_conflict(slots, step, chosen, text)
+        unsure = _SKIP.search(text) is not None
         if mentions:
             previous = [Mention(**m) for m in (slots.get("location_mentions") or [])]
             # the new answer alone first (a button's code, a fuller name), then with
             # what was said before (新城区 + 锦绣社区 across two turns)
             alone = self.resolver.resolve(mentions)
             together = mentions if alone.status == RESOLVED and alone.street_code else previous + mentions
-            self._take_location(step, slots, together, text, first=False)
+            # "不知道 就是毛纺厂家属院": the place as said; asking its street again would loop
+            self._take_location(step, {**slots, "location_asked": max(asked, 1)} if unsure else slots,
+                                together, text, first=False)
             return step
-        if turn.intent == "deny" or _SKIP.search(text):
+        # a complaint typed where the place was asked is not a place name
+        described = (turn.intent in CATEGORIES and turn.confidence >= 0.7) or turn.intent == "affirm"
+        said = _said_place(text) if not (turn.from_button or described) else ""
+        if turn.intent == "deny" or unsure:
             # 不清楚: keep what we have, however imprecise; the dispatch centre routes it
-            return self._accept_partial(slots, step)
+            step = self._accept_partial(slots, step)
+            if said and said not in step.slots["location"]:  # 不清楚，反正在老城那边: keep what follows
+                kept = step.slots["location"] if slots.get("location_mentions") else ""
+                step.slots["location"] = " ".join(x for x in (kept, said) if x)
+            return step
+        if asked == 0 and said and slots.get("location_status") != CONFLICT:
+            # a name the gazetteer lacks (a zone, a landmark): say so by asking for its street,
+            # with the name, instead of the same question again; the next answer is kept
+            step.slots.update(location=None, location_status="unresolved", location_asked=1,
+                              location_mentions=[Mention(said, "place", said).__dict__])
+            return step
         if slots.get("location_status") == CONFLICT and asked < 3:
             step.slots.update(location=None, location_asked=asked + 1)  # which of the two streets: ask again
             return step
         if asked >= 1 and meaningful_chars(text) >= 2:
-            # a second free-text answer is kept as typed (a compound the gazetteer lacks)
-            step.slots.update(location=text.strip(), location_status="unresolved", location_asked=asked + 1)
+            # a second free-text answer is kept as typed (a compound the gazetteer lacks),
+            # after the name the first answer gave
+            before = [m["text"] for m in (slots.get("location_mentions") or []) if m.get("text") not in text]
+            step.slots.update(location=" ".join([*before, text.strip()]), location_status="unresolved",
+                              location_asked=asked + 1)
             return step
         step.slots.update(location=None, location_asked=asked + 1)
         return step
@@ -303,6 +322,11 @@ class ComplaintForm:
     def _accept_partial(self, slots: dict[str, Any], step: FormStep) -> FormStep:
         previous = [Mention(**m) for m in (slots.get("location_mentions") or [])]
         label = " ".join(m.text for m in previous) or "未提供具体地点"
+        if slots.get("location_status") == "partial":  # 金桥开发区 → 赛罕区 金桥开发区: the district it is in
+            res = self.resolver.resolve([m for m in previous if m.level != "building"])
+            if res.status == RESOLVED:
+                label = " ".join([self.resolver.label(res), *(m.text for m in previous
+                                                               if m.text not in self.resolver.label(res))])
         step.slots.update(location=label, location_status=slots.get("location_status") or "unresolved",
                           location_candidates=None)
         if slots.get("location_status") in (AMBIGUOUS, CONFLICT):
@@ -492,6 +516,27 @@ def summary_variables(slots: Mapping[str, Any], category_names: Mapping[str, str
         "confidential": ("保密：是" if slots.get("confidential") else "保密：否") if has_phone else "",
         "prefill_note": prefill_note(slots),
     }
+
+
+# what precedes a place in "不知道 就是毛纺厂家属院", "不清楚，反正在老城那边"
+_UNSURE_LEAD = re.compile(r"^(?:不知道|不清楚|不晓得|不确定|说不清|说不好|记不清|不太清楚|我也|反正|就是|好像是|应该是|大概是|"
+                          r"可能是|大概|好像|可能|就在|就|在|[啊呀吧呢嘛哦噢额呃，,。.！!、\s])+")
+
+
+_NO_PLACE = re.compile(r"说不上|不记得|忘了|记不住|搞不清|不好说|^(?:好的?|对|是的?|嗯+|行|可以|谢谢)$|"
+                       r"^(?:我家|我们|咱们|家)?(?:那边|这边|那里|这里|那儿|这儿|附近|周边|门口|楼下|楼上|对面|旁边|里|外)+$")
+
+
+def _said_place(text: str) -> str:
+    """What a location answer names after "don't know" and fillers: "" when nothing is left,
+    it asks something, or it is too long to be a place (a description typed in the wrong place)."""
+    text = (text or "").strip()
+    if _QUESTION.search(text):
+        return ""
+    rest = _UNSURE_LEAD.sub("", text).strip(" ，,。.！!啊呀吧呢")
+    if meaningful_chars(rest) < 2 or len(rest) > 20 or _SKIP.search(rest) or _NO_PLACE.search(rest):
+        return ""
+    return rest
 
 
 def prefill_note(slots: Mapping[str, Any]) -> str:

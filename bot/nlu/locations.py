@@ -31,12 +31,17 @@ logger = logging.getLogger(__name__)
 
 # Compounds, roads and landmarks the gazetteer does not know: kept as free text (level
 # "place", no code) so the ticket carries the address and a dispatcher can route it.
-_PLACE_SUFFIX = r"(?:小区|花园|家园|佳园|嘉园|公寓|大厦|广场|新村|市场|公园|商场|学校|小学|中学|医院|大街|大道|路|街|巷)"
+_PLACE_SUFFIX = (r"(?:小区|花园|家园|佳园|嘉园|公寓|大厦|广场|新村|市场|公园|商场|学校|小学|中学|医院|家属院|家属区|"
+                 r"大院|大街|大道|路|街|巷)")
 _UNKNOWN_PLACE = re.compile(
     r"([\u4e00-\u9fa5A-Za-z0-9]{2,10}?" + _PLACE_SUFFIX + r"(?:小区|[东西南北]区|[一二三四五六七八九]期)?)"
 )
 _LEADING_NOISE = re.compile(
-    r"^(?:[和与跟及])?(?:.*?(?:我们|咱们|你们|他们|我家|我住|住在|就在|位于|地址|地点|家住|是在|在|到|从|去|的|了|是|这个|那个|这|那|这边|那边|附近|对面|旁边|门口|楼下|楼上|小区里))*"
+    r"^(?:[和与跟及])?(?:.*?(?:我们|咱们|你们|他们|我家|我住|住在|就在|位于|地址|地点|家住|是在|在|到|从|去|的|了|是|这个|那个|这|那|这边|那边|附近|对面|旁边|门口|楼下|楼上|小区里|"
+    # where, relative to something: 周边道路, 高于周边市场, 其他小区 name no place
+    r"周边|周围|四周|一带|沿线|其他|其它|别的|所有|整个|各个|"
+    # whose: 我小区, 本小区, 该路段 (only right before the kind word: 本溪路 stays a name)
+    r"(?:[我咱本该此各](?=" + _PLACE_SUFFIX + r"$))))*"
 )
 # a letter's or a call's preamble (关于…的投诉, 投诉…, 市民来电反映…) and the anonymising 某 are
 # never part of a place name: cut them and do not snap back over them

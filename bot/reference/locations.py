@@ -19,6 +19,8 @@ PARTIAL = "partial"
 CONFLICT = "conflict"
 
 _CODE_LEN = {"district": 6, "street": 9, "community": 12}
+# a community's bare name that is also a road (车站西街社区 → 车站西街): a road crosses streets
+_ROAD_NAME = re.compile(r"(?:路|街|大街|大道|巷)$")
 _BUILDING = re.compile(r"\d+\s*(?:号楼|栋|幢)(?:\s*\d+\s*单元)?(?:\s*\d+\s*(?:号|室))?")
 
 
@@ -116,6 +118,8 @@ class LocationResolver:
             if districts:
                 narrowed = [c for c in narrowed if c.district_code in districts] or narrowed
             if len(narrowed) == 1 and len(streets) == 1 and narrowed[0].street_code not in streets:
+                if _ROAD_NAME.search(m.text):
+                    continue  # "光明路街道…与车站西街交汇处": the road, not the community; the street decides
                 return _conflict(street_cands[0], narrowed[0], m.text)
             if len(narrowed) == 1:
                 return _resolved(narrowed[0], m.text)

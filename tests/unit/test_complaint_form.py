@@ -546,3 +546,42 @@ def test_a_district_answer_keeps_the_compound_the_resident_typed(form: Complaint
     step = form.step({**start.slots, "category": "sanitation"}, "location", turn("新城区", "inform", 0.9, district))
     assert (step.slots["location"], step.slots["location_status"], step.slots["district_code"]) == \
         ("新城区 幸福家园小区", "partial", "150102")
+
+
+# --- outside test 15, P8: a zone, a name the gazetteer lacks, a place after 不知道 ---------------
+
+
+def test_a_development_zone_is_known_to_its_district_and_its_street_is_asked(form: ComplaintForm) -> None:
+    text = "金桥开发区"
+    step = form.step({**BASE, "location": None}, "location", turn(text, "inform", 0.9, ent("place", text, text)))
+    assert step.slots["location"] is None  # asked again, naming it: “金桥开发区”属于哪个街道或社区？
+    assert (step.slots["location_status"], step.slots["district_code"], step.slots["location_asked"]) == (
+        "partial", "150105", 1)
+    assert [m["text"] for m in step.slots["location_mentions"]] == ["金桥开发区"]
+    step = form.step({**BASE, **step.slots}, "location", turn("不清楚", "deny", 0.9))
+    assert (step.slots["location"], step.slots["location_status"]) == ("赛罕区 金桥开发区", "partial")
+
+
+def test_a_name_the_gazetteer_lacks_is_asked_about_by_name_then_kept(form: ComplaintForm) -> None:
+    step = form.step({**BASE, "location": None}, "location", turn("老钢厂那片工地", "inform"))
+    assert step.slots == {"location": None, "location_status": "unresolved", "location_asked": 1,
+                          "location_mentions": [{"text": "老钢厂那片工地", "level": "place", "value": "老钢厂那片工地",
+                                                 "start": None, "end": None}]}
+    later = form.step({**BASE, **step.slots}, "location", turn("不清楚", "deny", 0.9))
+    assert (later.slots["location"], later.slots["location_status"]) == ("老钢厂那片工地", "unresolved")
+    later = form.step({**BASE, **step.slots}, "location", turn("靠着东二环", "inform"))
+    assert later.slots["location"] == "老钢厂那片工地 靠着东二环"
+
+
+@pytest.mark.parametrize("entities", [True, False])  # the model's place entity, or none (free text)
+def test_a_place_after_dont_know_is_kept(form: ComplaintForm, entities: bool) -> None:
+    text = "不知道 就是毛纺厂家属院"
+    ents = [ent("place", "毛纺厂家属院", text)] if entities else []
+    step = form.step({**BASE, "location": None}, "location", turn(text, "inform", 0.9, *ents))
+    assert (step.slots["location"], step.slots["location_status"]) == ("毛纺厂家属院", "unresolved")
+
+
+@pytest.mark.parametrize("text", ["不知道", "不清楚啊", "不知道，说不上来"])
+def test_dont_know_alone_is_still_no_place(form: ComplaintForm, text: str) -> None:
+    step = form.step({**BASE, "location": None}, "location", turn(text, "deny", 0.9))
+    assert step.slots["location"] == "未提供具体地点"

@@ -108,7 +108,7 @@ def test_two_character_bare_names_are_not_aliases(g: Gazetteer) -> None:
 def test_places_csv_rows_and_aliases(g: Gazetteer) -> None:
     p = g.get("place:大召寺")
     assert (p.name, p.level, p.district_code, p.street_code, p.community_code) == (
-        "大召寺", "place", "150104", None, None)
+        "大召寺", "place", "150104", "150104003", None)  # 长和廊街道 (outside test 15, P8)
     assert codes(g, "大召寺") == [("place:大召寺", "place")]
     assert codes(g, "大召广场") == [("place:大召寺", "place")]
     assert codes(g, "博物院") == [("place:内蒙古博物院", "place")]
@@ -165,4 +165,5 @@ def test_name_of_and_describe(g: Gazetteer) -> None:
     assert g.describe(g.get("150102001001")) == "新城区 海拉尔东路街道 公主府社区居委会"
     assert g.describe(g.get("150102001")) == "新城区 海拉尔东路街道"
     assert g.describe(g.get("150102")) == "新城区"
-    assert g.describe(g.get("place:大召寺")) == "玉泉区 大召寺"
+    assert g.describe(g.get("place:大召寺")) == "玉泉区 长和廊街道 大召寺"
+    assert g.describe(g.get("place:满都海公园")) == "赛罕区 满都海公园"

@@ -115,12 +115,12 @@ def test_district_only_resolves_without_street(resolver: LocationResolver) -> No
 
 
 def test_mapped_place_gives_district_only(resolver: LocationResolver) -> None:
-    res = resolver.resolve([m("place", "大召寺")])
-    assert codes(res) == (RESOLVED, "150104", None, None)
-    assert res.place.code == "place:大召寺"
-    assert resolver.label(res) == "玉泉区 大召寺"
+    res = resolver.resolve([m("place", "满都海公园")])
+    assert codes(res) == (RESOLVED, "150105", None, None)
+    assert res.place.code == "place:满都海公园"
+    assert resolver.label(res) == "赛罕区 满都海公园"
     # an alias of the row resolves the same way
-    assert codes(resolver.resolve([m("place", "大召广场")])) == (RESOLVED, "150104", None, None)
+    assert codes(resolver.resolve([m("place", "满都海")])) == (RESOLVED, "150105", None, None)
 
 
 def test_community_beats_a_mapped_place(resolver: LocationResolver) -> None:
@@ -205,3 +205,27 @@ def test_a_named_street_and_a_compound_of_another_street_conflict(resolver: Loca
 def test_a_compound_in_the_named_street_resolves_without_asking(resolver: LocationResolver) -> None:
     res = resolver.resolve([m("street", "大学东路街道"), m("community", "金宇文苑")])
     assert codes(res) == ("resolved", "150105", "150105004", "150105004021")
+
+
+# --- outside test 15, P8: zones and landmarks; a road named like a community ---------------
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("金桥开发区", ("resolved", "150105", None, None)),  # 赛罕区: known only to its district
+    ("如意开发区", ("resolved", "150172", "150172401", None)),  # 经开区 如意工业园区
+    ("大召寺", ("resolved", "150104", "150104003", None)),  # 玉泉区 长和廊街道
+    ("海亮广场", ("resolved", "150103", "150103002", None)),  # 回民区 中山西路街道
+    ("新华广场", ("resolved", "150102", None, None)),  # 新城区; its street is not certain
+])
+def test_zones_and_landmarks_resolve(resolver: LocationResolver, name: str, expected: tuple) -> None:
+    assert codes(resolver.resolve([m("place", name)])) == expected
+
+
+def test_a_road_named_like_a_community_does_not_contradict_the_named_street(resolver: LocationResolver) -> None:
+    # 光明路与车站西街交汇处: the road 车站西街, not 锡林北路街道's 车站西街社区
+    res = resolver.resolve([m("district", "回民区"), m("street", "光明路街道"), m("street", "光明路"),
+                            m("community", "车站西街")])
+    assert codes(res) == ("resolved", "150103", "150103003", None)
+    # the community, named as one, still does
+    res = resolver.resolve([m("street", "光明路街道"), m("community", "车站西街社区")])
+    assert res.status == "conflict" and [c.code for c in res.candidates] == ["150103003", "150102002001"]

@@ -207,3 +207,44 @@ def test_a_preamble_is_not_part_of_the_place(matcher: LocationMatcher, text: str
 @pytest.mark.parametrize("text", ["关于某小区电梯故障的投诉", "关于某路段路灯不亮的反映", "投诉某小区物业乱收费"])
 def test_an_anonymised_place_is_no_place(matcher: LocationMatcher, text: str) -> None:
     assert [e for e in matcher.extract(text) if e["entity"] == "place"] == []
+
+
+# --- outside test 15, P8: generic phrases are no place; a place after 不知道 is -----------------
+
+
+@pytest.mark.parametrize("text", [
+    "周边道路的路灯全坏了",
+    "附近道路坑坑洼洼的",
+    "周边市场都比这便宜",
+    "我小区门口堆满垃圾",
+    "其他小区都有人管",
+])
+def test_a_generic_phrase_is_no_place(matcher: LocationMatcher, text: str) -> None:
+    assert matcher.extract(text) == []
+
+
+def test_a_letter_naming_its_street_and_the_roads_around_it(matcher: LocationMatcher) -> None:
+    text = "关于回民区光明路街道周边道路破损的反映 光明路与车站西街交汇处路面破损严重"
+    assert [(e["entity"], e["text"]) for e in matcher.extract(text)] == [
+        ("district", "回民区"), ("street", "光明路街道"), ("street", "光明路"), ("community", "车站西街")]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("我是赛罕区敕勒川路街道某小区的业主，现就我小区物业公司乱收费问题反映", ["赛罕区", "敕勒川路街道"]),
+    ("赛罕区昭乌达南路街道东瓦窑社区居委会农贸市场蔬菜价格明显高于周边市场",
+     ["赛罕区", "昭乌达南路街道", "东瓦窑社区居委会", "农贸市场"]),
+])
+def test_fragments_of_the_complaint_are_not_places(matcher: LocationMatcher, text: str, expected: list) -> None:
+    assert [e["text"] for e in matcher.extract(text)] == expected
+
+
+def test_a_compound_after_dont_know_is_a_place(matcher: LocationMatcher) -> None:
+    assert spans(matcher.extract("不知道 就是毛纺厂家属院")) == [("place", "毛纺厂家属院", 6, 12)]
+
+
+@pytest.mark.parametrize("text", ["金桥开发区", "如意开发区", "大召寺", "海亮广场", "新华广场", "不知道 就是毛纺厂家属院"])
+def test_p8_places_are_whole_jieba_tokens(matcher: LocationMatcher, dictionaries, text: str) -> None:
+    ents = matcher.extract(text)
+    assert ents
+    bounds = {t.start for t in jieba_tokens(text)} | {t.end for t in jieba_tokens(text)}
+    assert all(e["start"] in bounds and e["end"] in bounds for e in ents)

@@ -144,7 +144,7 @@ def test_escalation_is_in_route_and_reason(router: Router, at_gongzhufu: Resolut
         ([Mention("锦绣社区", "community", "锦绣社区")], "地点“锦绣社区”有多个同名单位", None),
         ([Mention("阳光花园小区", "place", "阳光花园小区")], "地点“阳光花园小区”未能对应到街道", None),
         ([Mention("新城区", "district", "新城区")], "仅知新城区，街道未确定", "150102"),
-        ([Mention("大召寺", "place", "大召寺")], "仅知玉泉区，街道未确定", "150104"),
+        ([Mention("满都海公园", "place", "满都海公园")], "仅知赛罕区，街道未确定", "150105"),
         ([], "未提供地点", None),
     ],
 )
