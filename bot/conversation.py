@@ -527,6 +527,10 @@ _NO_PLACE = re.compile(r"说不上|不记得|忘了|记不住|搞不清|不好�
                        r"^(?:我家|我们|咱们|家)?(?:那边|这边|那里|这里|那儿|这儿|附近|周边|门口|楼下|楼上|对面|旁边|里|外)+$")
 
 
+_PLACE_END = re.compile(r"(?:区|村|路|街|巷|道|广场|市场|大厦|中心|花园|家园|苑|城|院|楼|厂|寺|庙|公园|站|桥|湖|庄|园|校|馆|店|"
+                        r"场|号|栋|座|门|口|所|府|营|屯|湾|滩|沟|坝|渠|镇|乡|旗|县|里|堡|厦|墅|郡|居|舍|宫|塔|殿|地|片)$")
+
+
 def _said_place(text: str) -> str:
     """What a location answer names after "don't know" and fillers: "" when nothing is left,
     it asks something, or it is too long to be a place (a description typed in the wrong place)."""
@@ -536,7 +540,8 @@ def _said_place(text: str) -> str:
     rest = _UNSURE_LEAD.sub("", text).strip(" ，,。.！!啊呀吧呢")
     if meaningful_chars(rest) < 2 or len(rest) > 20 or _SKIP.search(rest) or _NO_PLACE.search(rest):
         return ""
-    return rest
+    # a name ends like one (金桥开发区, 毛纺厂家属院); "路灯坏了" is a description, not a place
+    return rest if _PLACE_END.search(rest) else ""
 
 
 def prefill_note(slots: Mapping[str, Any]) -> str:

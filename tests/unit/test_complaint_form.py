@@ -573,6 +573,14 @@ def test_a_name_the_gazetteer_lacks_is_asked_about_by_name_then_kept(form: Compl
     assert later.slots["location"] == "老钢厂那片工地 靠着东二环"
 
 
+@pytest.mark.parametrize("text", ["路灯坏了", "水一直在漏", "太吵了没法睡"])
+def test_a_short_description_where_the_place_was_asked_is_not_asked_about_by_name(form: ComplaintForm, text: str) -> None:
+    # not “路灯坏了”属于哪个街道或社区？: the same question again
+    step = form.step({**BASE, "location": None}, "location", turn(text, "inform", 0.5))
+    assert (step.slots["location"], step.slots["location_asked"]) == (None, 1)
+    assert "location_mentions" not in step.slots
+
+
 @pytest.mark.parametrize("entities", [True, False])  # the model's place entity, or none (free text)
 def test_a_place_after_dont_know_is_kept(form: ComplaintForm, entities: bool) -> None:
     text = "不知道 就是毛纺厂家属院"
