@@ -9,11 +9,14 @@ middleware.py (their order is set in bot/web/app.py).
     GET  /console/tickets/{id}          timeline + the actions this user may take
     POST /console/tickets/{id}/{action} accept|work|return|extend|resolve|dispatch|redispatch|
                                         recategorise|reject_return|approve_extension|reopen
+    POST /console/tickets/{id}/reports/{report_id}/reveal/{phone|description}
+                                        a resident's phone or description unmasked (logged)
     GET  /console/attachments/{id}      an after-photo (permission-checked)
     GET  /console/tickets/{id}/photos/{report_id}  a resident's photo (permission-checked)
     GET  /console/notices               worker notices (the badge)
     GET  /console/dashboard, /console/export/… , /console/outbox, /console/users,
-         /console/calendar, /console/retraining/…
+         /console/calendar, /console/retraining/…, /console/privacy/views (查看记录)
+    POST /console/export                an export including 保密 tickets, with a reason
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
-from bot.console import admin, calendar, dashboard, retraining, views
+from bot.console import admin, calendar, dashboard, retraining, viewlog, views
 from bot.console import services as svc
 from bot.console.config import ConsoleConfig
 from bot.console.http import (
@@ -108,6 +111,7 @@ def setup_console(app: web.Application, engine: Engine | None = None, config: Co
     r.add_get(f"{PREFIX}/queue", views.queue)
     r.add_get(f"{PREFIX}/tickets/{{ticket_id}}", views.ticket_get)
     r.add_post(f"{PREFIX}/tickets/{{ticket_id}}/{{action}}", views.ticket_action)
+    r.add_post(f"{PREFIX}/tickets/{{ticket_id}}/reports/{{report_id}}/reveal/{{field}}", views.reveal)
     r.add_get(f"{PREFIX}/attachments/{{attachment_id}}", views.attachment)
     r.add_get(f"{PREFIX}/tickets/{{ticket_id}}/photos/{{report_id}}", views.report_photo)
     r.add_get(f"{PREFIX}/notices", views.notices_page)
@@ -116,5 +120,6 @@ def setup_console(app: web.Application, engine: Engine | None = None, config: Co
     dashboard.setup(app)
     admin.setup(app)
     retraining.setup(app)
+    viewlog.setup(app)
     app.cleanup_ctx.append(_console_ctx)
     app.on_shutdown.append(_stop_notifier)

@@ -6,12 +6,33 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.console.tables import ROLES
 from bot.uploads import upload_folder
 from bot.web.clientaddr import trusted_proxies_from_env
 
 
 def _flag(name: str, default: str = "0") -> bool:
     return os.environ.get(name, default).strip().lower() in ("1", "true", "yes", "on")
+
+
+# Units call residents back: by default every role may reveal a phone number (but never a
+# 保密 ticket's to a unit: bot/console/services/privacy.py).
+DEFAULT_PHONE_ROLES = frozenset(ROLES)
+
+
+def phone_roles_from(raw: str | None) -> frozenset[str]:
+    """QC_PHONE_ROLES: roles, comma-separated; unset or blank: DEFAULT_PHONE_ROLES; "none":
+    nobody. An unknown role stops the start (a typo must not quietly show or hide phones)."""
+    text = (raw or "").strip().lower()
+    if not text:
+        return DEFAULT_PHONE_ROLES
+    if text == "none":
+        return frozenset()
+    roles = frozenset(r.strip() for r in text.split(",") if r.strip())
+    unknown = sorted(roles - set(ROLES))
+    if unknown:
+        raise ValueError(f"QC_PHONE_ROLES: unknown role(s) {', '.join(unknown)}; known: {', '.join(ROLES)}")
+    return roles
 
 
 @dataclass(frozen=True)
@@ -26,6 +47,7 @@ class ConsoleConfig:
     seed_demo: bool = False  # create missing demo accounts at start (python -m bot serve does)
     # QC_TRUSTED_PROXIES: behind them the log-in throttle counts the forwarded client, not the proxy
     trusted_proxies: tuple[str, ...] = ()
+    phone_roles: frozenset[str] = DEFAULT_PHONE_ROLES  # QC_PHONE_ROLES: who may reveal phones
 
     @classmethod
     def from_env(cls) -> ConsoleConfig:
@@ -38,4 +60,5 @@ class ConsoleConfig:
             notifier_interval=float(os.environ.get("QC_NOTIFIER_INTERVAL", "2")),
             seed_demo=_flag("QC_SEED_DEMO"),
             trusted_proxies=trusted_proxies_from_env(),
+            phone_roles=phone_roles_from(os.environ.get("QC_PHONE_ROLES")),
         )

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from bot.console import services as svc
 from bot.console import stats
-from bot.console.http import CONSOLE, PREFIX, STATIC, error_html, principal_of, render, require
+from bot.console.http import CONSOLE, PREFIX, STATIC, error_html, form_text, principal_of, render, require
 from bot.console.repository import TicketFilter
 from bot.domain.clock import now_utc
 
@@ -43,17 +43,27 @@ async def dashboard_page(request: web.Request) -> web.Response:
     )
 
 
-async def export_index(request: web.Request) -> web.Response:
+async def export_index(request: web.Request, error: str = "", status: int = 200, reason: str = "") -> web.Response:
     require(request, "admin")
-    return await render(request, "export.html", tables=stats.exportable_tables(), title="导出")
+    return await render(request, "export.html", status=status, tables=stats.exportable_tables(), error=error,
+                        reason=reason, max_reason=svc.MAX_REASON, title="导出")
+
+
+def _csv_headers(name: str) -> dict[str, str]:
+    return {
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{name}-{now_utc():%Y%m%d}.csv"',
+    }
 
 
 async def export_table(request: web.Request) -> web.StreamResponse:
-    """A table as CSV; tickets.csv with a queue's view or search (/console/queue's parameters)
-    holds only the tickets that queue page finds."""
+    """A table as CSV without 保密 tickets (logged); tickets.csv with a queue's view or search
+    (/console/queue's parameters) holds only the tickets that queue page finds."""
     p = require(request, "admin")
     name = request.match_info["table"]
     console = request.app[CONSOLE]
+    if name not in stats.exportable_tables():
+        raise web.HTTPNotFound()
     ids = None
     if name == "tickets" and ("view" in request.query or svc.search_params(request.query)):
         try:
@@ -63,21 +73,30 @@ async def export_table(request: web.Request) -> web.StreamResponse:
             raise web.HTTPNotFound() from None
         except svc.ConsoleError as exc:
             return error_html(console, exc.status, "无法导出", exc.message)
+    if request.method == "HEAD":
+        return web.Response(headers=_csv_headers(name))  # nothing read, nothing to log
+    body = await console.run(svc.export, p, name, None, now_utc(), ids)
+    return web.Response(body=body, headers=_csv_headers(name))
+
+
+async def export_confidential(request: web.Request) -> web.StreamResponse:
+    """POST (the form): a table with 保密 tickets, for an admin who gives a reason (logged with it)."""
+    p = require(request, "admin")
+    form = request["form"]
+    name = form_text(form, "table")
+    raw = form_text(form, "reason")
+    if name not in stats.exportable_tables():
+        return await export_index(request, error="请选择要导出的表。", status=400, reason=raw[: svc.MAX_REASON])
     try:
-        body = await console.run(stats.export_csv, name, ids)
-    except KeyError:
-        raise web.HTTPNotFound() from None
-    stamp = now_utc().strftime("%Y%m%d")
-    return web.Response(
-        body=body,
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{name}-{stamp}.csv"',
-        },
-    )
+        reason = svc.export_reason(raw)
+    except svc.ConsoleError as exc:
+        return await export_index(request, error=exc.message, status=exc.status, reason=raw[: svc.MAX_REASON])
+    body = await request.app[CONSOLE].run(svc.export, p, name, reason, now_utc())
+    return web.Response(body=body, headers=_csv_headers(name))
 
 
 def setup(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/dashboard", dashboard_page)
     app.router.add_get(f"{PREFIX}/export", export_index)
     app.router.add_get(f"{PREFIX}/export/{{table}}.csv", export_table)
+    app.router.add_post(f"{PREFIX}/export", export_confidential)

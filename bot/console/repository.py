@@ -12,7 +12,16 @@ from sqlalchemy import Text, and_, cast, delete, exists, func, insert, or_, sele
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import ColumnElement
 
-from bot.console.tables import api_keys, attachments, feed_cursors, outbox, sessions, user_queues, users
+from bot.console.tables import (
+    api_keys,
+    attachments,
+    feed_cursors,
+    outbox,
+    personal_data_views,
+    sessions,
+    user_queues,
+    users,
+)
 from bot.domain.model import ADJUST_DEADLINE, EXTEND, OPEN_STATES, SUPERVISE, Ticket, TicketState
 from bot.storage.repository import SqlTicketRepository
 from bot.storage.search import matching_ids
@@ -504,6 +513,38 @@ class ConsoleRepository:
     def reports(self, ticket_id: int) -> list[Row]:
         query = select(ticket_reports).where(ticket_reports.c.ticket_id == ticket_id).order_by(ticket_reports.c.id)
         return list(self.conn.execute(query).all())
+
+    def confidential_among(self, ticket_ids: Iterable[int]) -> frozenset[int]:
+        """The tickets of `ticket_ids` a reporter asked to keep 保密."""
+        ids = list(ticket_ids)
+        if not ids:
+            return frozenset()
+        query = (
+            select(ticket_reports.c.ticket_id)
+            .where(ticket_reports.c.ticket_id.in_(ids), ticket_reports.c.confidential.is_(True))
+            .distinct()
+        )
+        return frozenset(int(i) for i in self.conn.execute(query).scalars())
+
+    # --- personal-data view log (append-only) ----------------------------------
+
+    def log_view(self, values: dict[str, Any]) -> int:
+        return int(self.conn.execute(insert(personal_data_views).values(**values)).inserted_primary_key[0])
+
+    def view_log(self, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+        """Newest first."""
+        v = personal_data_views
+        query = (
+            select(v, tickets.c.number)
+            .select_from(v.outerjoin(tickets, tickets.c.id == v.c.ticket_id))
+            .order_by(v.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def count_view_log(self) -> int:
+        return int(self.conn.execute(select(func.count()).select_from(personal_data_views)).scalar_one())
 
 
 def _message(row: Row) -> OutboxMessage:

@@ -23,6 +23,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from bot.console.names import category_label, queue_label, street_label
 from bot.console.repository import TicketFilter
@@ -41,7 +42,7 @@ from bot.domain.model import (
     Ticket,
     TicketState,
 )
-from bot.storage.confidential import confidential_ticket_ids, redact_row
+from bot.storage.confidential import confidential_ticket_ids, redact_row, ticket_of
 from bot.storage.tables import metadata
 from bot.storage.tables import tickets as tickets_table
 from bot.text import mask_personal_data
@@ -263,8 +264,12 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def export_csv(uow: ConsoleUnitOfWork, table_name: str, ticket_ids: Iterable[int] | None = None) -> bytes:
-    """A table as CSV; `ticket_ids` (the tickets table: a queue's search) keeps only those rows."""
+def table_csv(conn: Connection, table_name: str, include_confidential: bool = False,
+              ticket_ids: Iterable[int] | None = None) -> bytes:
+    """A table as CSV. Rows of a 保密 ticket (bot/storage/confidential.py) are left out, unless
+    include_confidential (an admin gave a reason: bot/console/services/privacy.py); then their
+    phone numbers are withheld and their texts masked. `ticket_ids` (the tickets table: a
+    queue's search) keeps only those rows."""
     if table_name not in exportable_tables():
         raise KeyError(table_name)
     table = metadata.tables[table_name]
@@ -273,15 +278,15 @@ def export_csv(uow: ConsoleUnitOfWork, table_name: str, ticket_ids: Iterable[int
     columns = [c.name for c in table.columns]
     writer.writerow(columns)
     keep = None if ticket_ids is None else frozenset(ticket_ids)
-    with uow:
-        conn = uow.connection()
-        confidential = confidential_ticket_ids(conn)  # 保密: no phone numbers (bot/storage/confidential.py)
-        result = conn.execute(select(table).order_by(*table.primary_key.columns) if table.primary_key.columns else select(table))
-        for row in result:
-            if keep is not None and row._mapping.get("id") not in keep:
-                continue  # filtered here: the ids may be more than one IN (...) can bind
-            values = redact_row(table_name, row._mapping, confidential, mask_personal_data)
-            writer.writerow(
-                [REDACTED if _redact(table_name, c) and values[c] is not None else _cell(values[c]) for c in columns]
-            )
+    confidential = confidential_ticket_ids(conn)
+    result = conn.execute(select(table).order_by(*table.primary_key.columns) if table.primary_key.columns else select(table))
+    for row in result:
+        if keep is not None and row._mapping.get("id") not in keep:
+            continue  # filtered here: the ids may be more than one IN (...) can bind
+        if not include_confidential and ticket_of(table_name, row._mapping) in confidential:
+            continue
+        values = redact_row(table_name, row._mapping, confidential, mask_personal_data)
+        writer.writerow(
+            [REDACTED if _redact(table_name, c) and values[c] is not None else _cell(values[c]) for c in columns]
+        )
     return ("\ufeff" + out.getvalue()).encode("utf-8")  # BOM: Excel opens UTF-8 Chinese correctly

@@ -120,3 +120,25 @@ feed_cursors = Table(
     Column("last_event_id", Integer, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+
+VIEW_FIELDS = ("phone", "description", "export")
+
+# Who saw a resident's personal data (个人信息查看记录): a revealed phone number or unmasked
+# description, or a CSV export. Append-only (triggers in migration 0011); the user's name and
+# role are copied so the record stays true after an account changes.
+personal_data_views = Table(
+    "personal_data_views",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("display_name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), index=True),  # NULL: an export
+    Column("report_id", Integer),
+    Column("field", String(16), nullable=False),
+    Column("export_table", String(64)),
+    Column("reason", Text),  # an export that includes 保密 tickets: why (required)
+    CheckConstraint(f"field IN ({_in(VIEW_FIELDS)})", name="field"),
+)

@@ -17,6 +17,7 @@ from bot.console.http import (
     LOGIN_CSRF_COOKIE,
     PREFIX,
     SESSION_COOKIE,
+    error_html,
     forbidden,
     form_text,
     principal_of,
@@ -184,11 +185,12 @@ DONE_MESSAGES = {
 }
 
 
-async def ticket_page(request: web.Request, error: str = "", status: int = 200, form: Any = None) -> web.Response:
+async def ticket_page(request: web.Request, error: str = "", status: int = 200, form: Any = None,
+                      revealed: tuple[int, str] | None = None) -> web.Response:
     p = principal_of(request)
     console = request.app[CONSOLE]
     try:
-        view = await console.run(svc.ticket_view, p, _ticket_id(request), now_utc())
+        view = await console.run(svc.ticket_view, p, _ticket_id(request), now_utc(), console.config.phone_roles, revealed)
     except svc.NotFound:
         raise web.HTTPNotFound() from None
     done = DONE_MESSAGES.get(request.query.get("done", ""), "") if not error else ""
@@ -238,6 +240,25 @@ async def ticket_action(request: web.Request) -> web.StreamResponse:
     if not result.visible:  # e.g. 派单: the ticket left the dispatcher's queue; its page would be a 404
         raise web.HTTPSeeOther(f"{PREFIX}/queue?done={action}&ticket={quote(result.number)}")
     raise web.HTTPSeeOther(f"{PREFIX}/tickets/{ticket_id}?done={action}")
+
+
+async def reveal(request: web.Request) -> web.Response:
+    """POST: the ticket's page with one report's phone or description unmasked, for a role
+    that may see it; the view is logged first (services/privacy.py). A role that may not: 403."""
+    p = principal_of(request)
+    console = request.app[CONSOLE]
+    ticket_id = _ticket_id(request)
+    raw = request.match_info["report_id"]
+    field = request.match_info["field"]
+    if not raw.isdigit() or len(raw) > 12 or field not in svc.REVEALABLE:
+        raise web.HTTPNotFound()
+    try:
+        await console.run(svc.reveal, p, ticket_id, int(raw), field, console.config.phone_roles, now_utc())
+    except svc.NotFound:
+        raise web.HTTPNotFound() from None
+    except svc.NotPermitted:
+        return error_html(console, 403, "无权查看", "您的角色不能查看这位居民的个人信息。")
+    return await ticket_page(request, revealed=(int(raw), field))
 
 
 def _photo_file(path: Path, content_type: str) -> web.FileResponse:

@@ -1,8 +1,9 @@
 """保密 in exports: a ticket is confidential when any of its reporters asked for it
-(ticket_reports.confidential). A table export (the admins' CSV, bot/console/stats.py) never
-carries such a ticket's phone numbers: the reporter's phone column is withheld and every
-text of a row that belongs to the ticket (descriptions, addresses, event reasons, notice
-payloads) has its phone and ID numbers masked."""
+(ticket_reports.confidential). A table export (the admins' CSV, bot/console/stats.py) leaves
+such a ticket's rows out; when an admin gives a reason they are included, and still never
+carry its phone numbers: the reporter's phone column is withheld and every text of a row
+that belongs to the ticket (descriptions, addresses, event reasons, notice payloads) has its
+phone and ID numbers masked."""
 
 from __future__ import annotations
 

@@ -71,6 +71,7 @@ def file(
     at: datetime | None = None,
     channel: str = "rest",
     cls: DispatchClass = DispatchClass.NORMAL,
+    confidential: bool = False,
 ) -> FilingResult:
     draft = ComplaintDraft(
         sender_id=sender,
@@ -80,7 +81,7 @@ def file(
         location_text="公主府社区3号楼",
         photo=None,
         phone="13847112345",
-        confidential=False,
+        confidential=confidential,
         idempotency_key=key,
     )
     # No community: tests decide about merging themselves (see file_merged).

@@ -16,7 +16,7 @@ from bot.console import services as svc
 from bot.console import stats
 from bot.console.repository import TicketFilter
 from bot.console.uow import ConsoleUnitOfWork
-from tests.console.helpers import OTHER_STREET, STREET, another_client, file, login, make_users, now
+from tests.console.helpers import OTHER_STREET, STREET, another_client, csrf_of, file, login, make_users, now, post
 
 pytestmark = pytest.mark.asyncio
 
@@ -122,7 +122,7 @@ async def test_csv_export_of_every_table_without_secrets(client: TestClient, eng
         assert (await c.get("/console/export")).status == 404
 
 
-async def test_csv_exports_never_carry_the_phone_of_a_confidential_ticket(client: TestClient, engine: Engine) -> None:
+async def test_csv_exports_leave_out_confidential_tickets_and_never_carry_their_phone(client: TestClient, engine: Engine) -> None:
     from bot.domain.model import ComplaintDraft
     from bot.services.tickets import file_complaint
     from tests.console.helpers import route
@@ -147,13 +147,18 @@ async def test_csv_exports_never_carry_the_phone_of_a_confidential_ticket(client
         exported[name] = (await resp.read()).decode("utf-8-sig")
     everything = "\n".join(exported.values())
     assert "13811112222" not in everything and "110101199003071234" not in everything
+    # 保密 tickets are left out of every table (tests/console/test_console_privacy.py: with a reason)
     reports = {r["ticket_id"]: r for r in csv.DictReader(io.StringIO(exported["ticket_reports"]))}
-    assert reports[str(secret_id)]["phone"] == "[保密]"
-    assert reports[str(secret_id)]["description"] == "楼下狗叫，回电138****2222，身份证110***********1234"
+    assert list(reports) == [str(open_id)]
     assert reports[str(open_id)]["phone"] == "13933334444"  # not confidential: the admin's export keeps it
     tickets_rows = {r["id"]: r for r in csv.DictReader(io.StringIO(exported["tickets"]))}
-    assert tickets_rows[str(secret_id)]["description"] == "楼下狗叫，回电138****2222，身份证110***********1234"
+    assert list(tickets_rows) == [str(open_id)]
     assert "13933334444" in tickets_rows[str(open_id)]["description"]
+    # with a reason they are there, their phone withheld and their texts masked
+    csrf = csrf_of(await (await client.get("/console/export")).text())
+    with_reason = await post(client, "/console/export", csrf, table="tickets", reason="审计")
+    tickets_rows = {r["id"]: r for r in csv.DictReader(io.StringIO((await with_reason.read()).decode("utf-8-sig")))}
+    assert tickets_rows[str(secret_id)]["description"] == "楼下狗叫，回电138****2222，身份证110***********1234"
 
 
 async def test_response_rate_counts_only_tickets_whose_response_is_due(engine: Engine) -> None:

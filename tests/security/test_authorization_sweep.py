@@ -94,6 +94,8 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/console/tickets/{ticket_id}"): console_page(200, denied=HANDLERS_ONLY),
     # "reopen" on a ticket that is not resolved: refused (409) for whoever sees it
     ("POST", "/console/tickets/{ticket_id}/{action}"): console_page(409, denied=HANDLERS_ONLY),
+    # a resident's phone unmasked (not 保密; every role may by default): exactly who may see the ticket
+    ("POST", "/console/tickets/{ticket_id}/reports/{report_id}/reveal/{field}"): console_page(200, denied=HANDLERS_ONLY),
     ("GET", "/console/attachments/{attachment_id}"): console_page(200, denied=HANDLERS_ONLY),
     # a resident's photo on the dispatched ticket: exactly who may see that ticket
     ("GET", "/console/tickets/{ticket_id}/photos/{report_id}"): console_page(200, denied=HANDLERS_ONLY),
@@ -102,6 +104,8 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/console/dashboard"): console_page(200),
     ("GET", "/console/export"): console_page(200, denied=NOT_ADMIN),
     ("GET", "/console/export/{table}.csv"): console_page(200, denied=NOT_ADMIN),
+    ("POST", "/console/export"): console_page(400, denied=NOT_ADMIN),  # empty form: no table, no reason
+    ("GET", "/console/privacy/views"): console_page(200, denied=NOT_ADMIN),
     ("GET", "/console/outbox"): console_page(200, denied=("worker", "worker_other_street", "department")),
     ("POST", "/console/outbox/{message_id}/retry"): console_page(303, denied=("worker", "worker_other_street", "department")),
     ("GET", "/console/calendar"): console_page(200, denied=NOT_ADMIN),
@@ -154,6 +158,8 @@ class World:
             "/console/attachments/{attachment_id}": f"/console/attachments/{self.values['attachment']}",
             "/console/tickets/{ticket_id}/photos/{report_id}":
                 f"/console/tickets/{self.values['ticket']}/photos/{self.values['report']}",
+            "/console/tickets/{ticket_id}/reports/{report_id}/reveal/{field}":
+                f"/console/tickets/{self.values['ticket']}/reports/{self.values['report']}/reveal/phone",
             "/console/static": "/console/static/console.css",
             "/console/export/{table}.csv": "/console/export/tickets.csv",
             "/console/outbox/{message_id}/retry": "/console/outbox/999999/retry",

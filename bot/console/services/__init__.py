@@ -7,6 +7,7 @@ bot.services.tickets) and the current time; nothing here knows about HTTP.
     search    a queue's search and filters from the URL (and back)
     handling  the actions on a ticket, escalation (督办)
     notices   ticket events → the outbox; worker notices
+    privacy   who sees residents' personal data; the personal-data view log; CSV exports
 
 The names below are the package's API (callers write `svc.perform(...)`)."""
 
@@ -57,6 +58,19 @@ from bot.console.services.notices import (
     notices,
     process_feed,
     unread_notices,
+)
+from bot.console.services.privacy import (
+    CONFIDENTIAL_ROLES,
+    MAX_REASON,
+    REVEALABLE,
+    NotPermitted,
+    ShownReport,
+    ViewLogPage,
+    export,
+    export_reason,
+    may_reveal,
+    reveal,
+    view_log,
 )
 from bot.console.services.queues import (
     DISPATCHER_VIEWS,
@@ -145,6 +159,17 @@ __all__ = [
     "ensure_feed",
     "notices",
     "unread_notices",
+    "CONFIDENTIAL_ROLES",
+    "MAX_REASON",
+    "REVEALABLE",
+    "NotPermitted",
+    "ShownReport",
+    "ViewLogPage",
+    "export",
+    "export_reason",
+    "may_reveal",
+    "reveal",
+    "view_log",
     "SATISFACTION",
     "FollowUpResult",
     "record_follow_up",

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.console.config import DEFAULT_PHONE_ROLES
 from bot.console.names import category_label, queue_label
 from bot.console.repository import Attachment, TicketSearch
 from bot.console.services.access import NotFound, Principal, can_see, get_visible, ticket_queues
 from bot.console.services.handling import allowed_actions
+from bot.console.services.privacy import ShownReport, masked_description, shown_report
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.history import assignee_name, pending_extension
 from bot.domain.model import (
@@ -57,6 +59,7 @@ class QueueItem:
     urgency: str  # overdue | soon | ok | done
     assignee: str | None
     flags: list[str]
+    description: str = ""  # masked (bot/console/services/privacy.py)
 
 
 @dataclass
@@ -158,8 +161,10 @@ def queue_page(
                 limit=PAGE_SIZE,
                 offset=(page - 1) * PAGE_SIZE,
             )
+        confidential = uow.console.confidential_among(t.id for t in tickets if t.id is not None)
     items = [
-        QueueItem(t, t.deadline_at - now, urgency(t, now), assignee_name(t), flags(t, now))
+        QueueItem(t, t.deadline_at - now, urgency(t, now), assignee_name(t), flags(t, now),
+                  masked_description(t.description, p.role, t.id in confidential))
         for t in tickets
         if can_see(p, t, now)
     ]
@@ -210,6 +215,8 @@ class TicketView:
     repeat_reports: frozenset[int] = frozenset()
     # The deadline counts a day of a year nobody entered (neither the city nor the library): Mon–Fri.
     weekday_only: bool = False
+    description: str = ""  # the ticket's, masked
+    shown: dict[int, ShownReport] = field(default_factory=dict)  # report id → its personal fields as shown
 
 
 def counts_weekdays_only(ticket: Ticket) -> bool:
@@ -218,7 +225,11 @@ def counts_weekdays_only(ticket: Ticket) -> bool:
     return bool(unknown and unknown(ticket.created_at, ticket.deadline_at))
 
 
-def ticket_view(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datetime) -> TicketView:
+def ticket_view(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datetime,
+                phone_roles: frozenset[str] = DEFAULT_PHONE_ROLES,
+                revealed: tuple[int, str] | None = None) -> TicketView:
+    """The ticket's page; personal data masked, but for `revealed` (report id, field), which
+    the caller has permission-checked and logged (services/privacy.reveal)."""
     with uow:
         ticket = get_visible(uow, p, ticket_id, now)
         assert ticket.id is not None
@@ -227,6 +238,11 @@ def ticket_view(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datet
         actors = {e.actor: actor_label(uow, e.actor) for e in ticket.events}
     rule = default_catalogue().categories.get(ticket.category)
     names = {q: queue_label(q) for q in ticket_queues(ticket)}
+    confidential = any(r.confidential for r in reports)
+    shown = {
+        r.id: shown_report(r, p.role, phone_roles, frozenset({revealed[1]}) if revealed and revealed[0] == r.id else frozenset())
+        for r in reports
+    }
     return TicketView(
         ticket=ticket,
         actions=allowed_actions(p, ticket, now),
@@ -242,6 +258,8 @@ def ticket_view(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datet
         photo_reports=frozenset(r.id for r in reports if stored_photo_of(r)),
         repeat_reports=repeats_of(reports),
         weekday_only=counts_weekdays_only(ticket),
+        description=masked_description(ticket.description, p.role, confidential),
+        shown=shown,
     )
 
 

@@ -1,0 +1,141 @@
+"""Who sees a resident's personal data in the console, and the record of who saw it.
+
+A report's phone number and description are shown masked (bot.text); a user whose role may
+see personal data (QC_PHONE_ROLES) reveals one with a POST, and each reveal is a row of the
+personal-data view log (personal_data_views, append-only). A 保密 ticket's phone number and
+the resident's name are never shown to a unit (worker, department), whatever the setting:
+only the dispatch centre and admins may reveal them. CSV exports leave 保密 tickets out unless
+an admin gives a reason; every export is logged, with that reason."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.console import stats
+from bot.console.services.access import ConsoleError, NotFound, Principal, get_visible
+from bot.console.uow import ConsoleUnitOfWork
+from bot.text import mask_personal_data, mask_phone
+
+CONFIDENTIAL_ROLES = frozenset({"dispatcher", "admin"})  # may see a 保密 ticket's resident
+REVEALABLE = ("phone", "description")
+MAX_REASON = 500
+LOG_PAGE_SIZE = 50
+
+
+class NotPermitted(Exception):
+    """This role may not see that personal data (→ 403; nothing is logged)."""
+
+
+def may_reveal(role: str, confidential: bool, phone_roles: frozenset[str]) -> bool:
+    return role in phone_roles and (not confidential or role in CONFIDENTIAL_ROLES)
+
+
+def hides_resident(role: str, confidential: bool) -> bool:
+    """A unit reading a 保密 ticket: no phone at all, names masked in the text too."""
+    return confidential and role not in CONFIDENTIAL_ROLES
+
+
+@dataclass(frozen=True)
+class ShownReport:
+    """A report's personal fields as this user's page shows them."""
+
+    phone: str  # "" when there is none or it is withheld
+    phone_masked: bool  # a reveal button is worth showing
+    description: str
+    description_masked: bool
+    may_reveal: bool
+
+
+def shown_report(row: Any, role: str, phone_roles: frozenset[str], revealed: frozenset[str] = frozenset()) -> ShownReport:
+    allowed = may_reveal(role, bool(row.confidential), phone_roles)
+    hidden = hides_resident(role, bool(row.confidential))
+    if "phone" in revealed and allowed:
+        phone = row.phone or ""
+    else:
+        phone = "" if hidden else mask_phone(row.phone)
+    if "description" in revealed and allowed:
+        description = row.description
+    else:
+        description = mask_personal_data(row.description, public=hidden)
+    return ShownReport(
+        phone=phone,
+        phone_masked=bool(row.phone) and phone != row.phone,
+        description=description,
+        description_masked=description != row.description,
+        may_reveal=allowed,
+    )
+
+
+def masked_description(text: str, role: str, confidential: bool) -> str:
+    """A ticket's description on the queue and ticket pages (never revealed there: the
+    reports below it are)."""
+    return mask_personal_data(text, public=hides_resident(role, confidential))
+
+
+def _log(uow: ConsoleUnitOfWork, p: Principal, now: datetime, field: str, **values: Any) -> None:
+    uow.console.log_view({
+        "at": now, "user_id": p.id, "username": p.username, "display_name": p.display_name, "role": p.role,
+        "field": field, **values,
+    })
+
+
+def reveal(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, report_id: int, field: str,
+           phone_roles: frozenset[str], now: datetime) -> None:
+    """Record that `p` views a report's `field` unmasked; NotFound for a ticket it may not see
+    (or a report or phone that is not there), NotPermitted for a role that may not see it."""
+    if field not in REVEALABLE:
+        raise NotFound(field)
+    with uow:
+        get_visible(uow, p, ticket_id, now)
+        row = next((r for r in uow.console.reports(ticket_id) if r.id == report_id), None)
+        if row is None or (field == "phone" and not row.phone):
+            raise NotFound(report_id)
+        if not may_reveal(p.role, bool(row.confidential), phone_roles):
+            raise NotPermitted(p.role)
+        _log(uow, p, now, field, ticket_id=ticket_id, report_id=report_id)
+        uow.commit()
+
+
+def export_reason(raw: str) -> str:
+    """The reason an admin gives for exporting 保密 tickets: required, trimmed, bounded."""
+    reason = " ".join(raw.split())
+    if not reason:
+        raise ConsoleError("导出保密工单须填写理由。", 400)
+    if len(reason) > MAX_REASON:
+        raise ConsoleError(f"理由不能超过 {MAX_REASON} 字。", 400)
+    return reason
+
+
+def export(uow: ConsoleUnitOfWork, p: Principal, table: str, reason: str | None, now: datetime,
+           ticket_ids: Iterable[int] | None = None) -> bytes:
+    """A table as CSV (stats.table_csv), logged; 保密 tickets only with a reason (an admin's).
+    KeyError: no such table."""
+    if not p.is_admin:
+        raise NotPermitted(p.role)
+    if table not in stats.exportable_tables():
+        raise KeyError(table)
+    with uow:
+        _log(uow, p, now, "export", export_table=table, reason=reason)
+        body = stats.table_csv(uow.connection(), table, include_confidential=reason is not None,
+                               ticket_ids=ticket_ids)
+        uow.commit()
+    return body
+
+
+@dataclass
+class ViewLogPage:
+    rows: list[dict[str, Any]]
+    total: int
+    page: int
+    pages: int
+
+
+def view_log(uow: ConsoleUnitOfWork, page: int = 1) -> ViewLogPage:
+    page = max(1, page)
+    with uow:
+        total = uow.console.count_view_log()
+        rows = uow.console.view_log(LOG_PAGE_SIZE, (page - 1) * LOG_PAGE_SIZE)
+    return ViewLogPage(rows, total, page, max(1, -(-total // LOG_PAGE_SIZE)))
