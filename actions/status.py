@@ -1,7 +1,13 @@
-"""ask_status: a resident sees their own tickets only (by sender id or ticket number)."""
+"""ask_status: a resident sees their own tickets only (by sender id or ticket number), or a
+ticket whose number comes with the last four digits of its phone ("QC-261206-0001 尾号5678":
+a phone caller asking on any channel). Wrong digits get the unknown number's reply; repeated
+wrong tries are refused for a while (bot/security/guesses.py) with that same reply: it is in
+the served model's domain (a new response would need a retrained model) and tells a guesser
+nothing, not even that the guessing was noticed."""
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
@@ -9,8 +15,9 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import log, safe
 from bot.domain.clock import SHANGHAI
-from bot.domain.model import parse_ticket_number
+from bot.domain.model import parse_phone_tail, parse_ticket_number
 from bot.ops import runtime
+from bot.security.guesses import GuessThrottle
 from bot.services.tickets import TicketStatus, ticket_status, tickets_for_sender
 
 
@@ -34,6 +41,12 @@ def status_variables(s: TicketStatus) -> dict[str, str]:
     }
 
 
+@functools.cache
+def guesses() -> GuessThrottle:
+    """One throttle per action server process (its counters, or Redis's)."""
+    return GuessThrottle.from_env()
+
+
 class ActionTicketStatus(Action):
     def name(self) -> str:
         return "action_ticket_status"
@@ -41,11 +54,18 @@ class ActionTicketStatus(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         text = (tracker.latest_message or {}).get("text") or ""
         number = parse_ticket_number(text)
+        digits = parse_phone_tail(text) if number else None
         sender = tracker.sender_id
+        if number and digits and await guesses().blocked(sender, number):
+            log.warning("status guesses throttled for %s", safe(sender))
+            dispatcher.utter_message(response="utter_status_not_found", number=number)
+            return []
         try:
             if number:
-                found = await runtime.run_store(ticket_status, runtime.uow(), number, sender)
+                found = await runtime.run_store(ticket_status, runtime.uow(), number, sender, digits)
                 found = [found] if found else []
+                if not found and digits:
+                    await guesses().failed(sender, number)
             else:
                 found = await runtime.run_store(tickets_for_sender, runtime.uow(), sender, 3)
         except (asyncio.TimeoutError, Exception) as exc:

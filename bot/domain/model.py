@@ -578,3 +578,21 @@ def parse_ticket_number(text: str) -> str | None:
         return format_ticket_number(day, int(seq))
     except ValueError:
         return None
+
+
+# "尾号5678", "手机后四位5678", "电话后4位：5678", "末四位是 5678": the last four digits of the
+# phone a ticket was filed with (a caller's proof when the ticket was filed for them).
+_PHONE_TAIL_RE = re.compile(r"(?:尾号|尾数|后[四4]位|末[四4]位)(?:数字|号码)?(?:是|为)?[\s:：]*(\d{4})(?!\d)")
+
+
+def parse_phone_tail(text: str) -> str | None:
+    """The last four phone digits a resident named beside a ticket number, or None."""
+    folded = _NUMBER_RE.sub(" ", unicodedata.normalize("NFKC", text or ""))
+    match = _PHONE_TAIL_RE.search(folded)
+    return match.group(1) if match else None
+
+
+def phone_tail(phone: str | None) -> str | None:
+    """The last four digits of a stored phone number (13847115678, 0471-6925678)."""
+    digits = re.sub(r"\D", "", phone or "")
+    return digits[-4:] if len(digits) >= 7 else None

@@ -22,6 +22,7 @@ from bot.domain.model import (
     Ticket,
     TicketState,
     parse_ticket_number,
+    phone_tail,
 )
 from bot.storage.repository import DuplicateReport, StaleTicket
 from bot.storage.uow import AbstractUnitOfWork
@@ -180,16 +181,27 @@ def tickets_for_sender(uow: AbstractUnitOfWork, sender_id: str, limit: int = 5) 
         return [_status(uow, t) for t in uow.tickets.tickets_for_sender(sender_id, limit)]
 
 
-def ticket_status(uow: AbstractUnitOfWork, number: str, sender_id: str) -> TicketStatus | None:
-    """Status of a ticket, only for a sender who reported on it (others get None, as for unknown numbers)."""
+def ticket_status(uow: AbstractUnitOfWork, number: str, sender_id: str,
+                  last_digits: str | None = None) -> TicketStatus | None:
+    """Status of a ticket, only for a sender who reported on it, or for anyone naming the last
+    four digits of a phone given on it (a phone caller's ticket, asked about on any channel).
+    Everyone else gets None, as for an unknown number: no answer tells which part was wrong."""
     canonical = parse_ticket_number(number)
     if canonical is None:
         return None
     with uow:
         ticket = uow.tickets.get_by_number(canonical)
-        if ticket is None or ticket.id is None or not uow.tickets.sender_has_report(ticket.id, sender_id):
+        if ticket is None or ticket.id is None:
             return None
-        return _status(uow, ticket)
+        if uow.tickets.sender_has_report(ticket.id, sender_id) or _phone_matches(uow, ticket.id, last_digits):
+            return _status(uow, ticket)
+        return None
+
+
+def _phone_matches(uow: AbstractUnitOfWork, ticket_id: int, last_digits: str | None) -> bool:
+    if not last_digits or len(last_digits) != 4 or not last_digits.isdigit():
+        return False
+    return any(phone_tail(p) == last_digits for p in uow.tickets.report_phones(ticket_id))
 
 
 def _status(uow: AbstractUnitOfWork, ticket: Ticket) -> TicketStatus:

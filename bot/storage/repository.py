@@ -70,6 +70,10 @@ class AbstractTicketRepository(abc.ABC):
     def sender_has_report(self, ticket_id: int, sender_id: str) -> bool: ...
 
     @abc.abstractmethod
+    def report_phones(self, ticket_id: int) -> list[str]:
+        """The phone numbers given on a ticket's reports (none: reports without one)."""
+
+    @abc.abstractmethod
     def report_senders(self, ticket_id: int) -> list[str]:
         """The sender ids of a ticket's reports (for counting distinct residents)."""
 
@@ -261,6 +265,11 @@ class SqlTicketRepository(AbstractTicketRepository):
 
     def report_senders(self, ticket_id: int) -> list[str]:
         query = select(ticket_reports.c.sender_id).where(ticket_reports.c.ticket_id == ticket_id).distinct()
+        return list(self.conn.execute(query).scalars())
+
+    def report_phones(self, ticket_id: int) -> list[str]:
+        query = select(ticket_reports.c.phone).where(ticket_reports.c.ticket_id == ticket_id,
+                                                     ticket_reports.c.phone.is_not(None))
         return list(self.conn.execute(query).scalars())
 
     def sender_has_report(self, ticket_id: int, sender_id: str) -> bool:

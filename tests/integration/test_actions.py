@@ -36,6 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 import actions.complaint as complaint_module
+import actions.status as status_module
 from actions.complaint import (
     ActionAskConfirm,
     ActionAskLocation,
@@ -50,6 +51,7 @@ from bot.conversation import ComplaintForm
 from bot.domain.model import CATEGORIES
 from bot.ops import runtime
 from bot.rasa_ext.masked_events import masked_event
+from bot.security.guesses import GuessThrottle
 from bot.storage.engine import init_db, make_engine
 from bot.storage.pending_phones import keep_phone, pending_phones
 from bot.storage.tables import metadata, ticket_events, ticket_reports, tickets
@@ -652,6 +654,20 @@ def test_a_masked_phone_without_a_held_number_files_without_one(db: Store, domai
 # --- status ------------------------------------------------------------------------
 
 
+RECORDED_STATUS = {
+    "number": TICKET,
+    "category_name": CATEGORIES["dog"],
+    "state": "派单",
+    "lead": "市公安局养犬管理",
+    "created": "2026-11-25 06:29",
+    # what a resident needs: when the problem is due to be handled (办结, 5 working
+    # days), and, while nobody has signed for it yet, when that is due (签收, 1)
+    "deadline": "2026-12-02 06:29",
+    "sign_line": "\n待承办单位签收，签收时限：2026-11-26 06:29",
+    "last_event": "派单（2026-11-25 06:29）",
+}
+
+
 def test_status_of_own_ticket_by_number(db: Store, domain: dict, clock: Clock) -> None:
     submit("confirm_submit", domain)
     state = tracker_state("ask_status_own_number")
@@ -660,23 +676,7 @@ def test_status_of_own_ticket_by_number(db: Store, domain: dict, clock: Clock) -
     events, messages = run(ActionTicketStatus(), Tracker.from_dict(state), domain)
 
     assert events == []
-    assert said(messages) == [
-        (
-            "utter_status_one",
-            {
-                "number": TICKET,
-                "category_name": CATEGORIES["dog"],
-                "state": "派单",
-                "lead": "市公安局养犬管理",
-                "created": "2026-11-25 06:29",
-                # what a resident needs: when the problem is due to be handled (办结, 5 working
-                # days), and, while nobody has signed for it yet, when that is due (签收, 1)
-                "deadline": "2026-12-02 06:29",
-                "sign_line": "\n待承办单位签收，签收时限：2026-11-26 06:29",
-                "last_event": "派单（2026-11-25 06:29）",
-            },
-        )
-    ]
+    assert said(messages) == [("utter_status_one", RECORDED_STATUS)]
 
 
 def test_another_resident_asking_the_same_number_learns_nothing(db: Store, domain: dict, clock: Clock) -> None:
@@ -688,6 +688,82 @@ def test_another_resident_asking_the_same_number_learns_nothing(db: Store, domai
 
     assert events == []
     assert said(messages) == [("utter_status_not_found", {"number": TICKET})]  # same as an unknown number
+
+
+# The recorded filing's phone (confirm_submit.json: slot phone 13812345678, 保密).
+PHONE_DIGITS = "5678"
+
+
+@pytest.fixture
+def fresh_guesses(monkeypatch: pytest.MonkeyPatch) -> GuessThrottle:
+    """A throttle of this test's own (the action server's one counts for the whole process)."""
+    throttle = GuessThrottle(limit=3, ticket_limit=5)
+    monkeypatch.setattr(status_module, "guesses", lambda: throttle)
+    return throttle
+
+
+def asked(text: str, sender: str = RESIDENT_E) -> Tracker:
+    """The recorded question of a resident who filed nothing, worded as `text` (the action
+    reads the number and the digits from the text, whatever the intent's entities)."""
+    state = tracker_state("ask_status_other_sender_number")
+    state["sender_id"] = sender
+    state["latest_message"]["text"] = text
+    return Tracker.from_dict(state)
+
+
+@pytest.mark.parametrize("text", [f"{TICKET} 尾号{PHONE_DIGITS}", f"查询{TICKET} 手机后四位{PHONE_DIGITS}",
+                                  f"ｑｃ２６１１２５－０００１，电话后4位是：{PHONE_DIGITS}"])
+def test_status_by_number_and_the_last_four_phone_digits_from_any_sender(
+    db: Store, domain: dict, clock: Clock, fresh_guesses: GuessThrottle, text: str
+) -> None:
+    submit("confirm_submit", domain)
+
+    events, messages = run(ActionTicketStatus(), asked(text), domain)
+
+    assert events == []
+    assert said(messages) == [("utter_status_one", RECORDED_STATUS)]
+
+
+@pytest.mark.parametrize("text", [f"{TICKET} 尾号1234", f"{TICKET} 尾号{PHONE_DIGITS}1", f"{TICKET} {PHONE_DIGITS}",
+                                  f"QC-261125-0002 尾号{PHONE_DIGITS}"])
+def test_wrong_or_missing_digits_get_the_unknown_number_reply(
+    db: Store, domain: dict, clock: Clock, fresh_guesses: GuessThrottle, text: str
+) -> None:
+    submit("confirm_submit", domain)
+
+    events, messages = run(ActionTicketStatus(), asked(text), domain)
+
+    number = TICKET if "0001" in text else "QC-261125-0002"
+    assert (events, said(messages)) == ([], [("utter_status_not_found", {"number": number})])
+
+
+def test_repeated_wrong_digits_are_throttled_per_sender(
+    db: Store, domain: dict, clock: Clock, fresh_guesses: GuessThrottle
+) -> None:
+    submit("confirm_submit", domain)
+    not_found = [("utter_status_not_found", {"number": TICKET})]
+    for digits in ("0000", "1111", "2222"):  # the sender's limit is 3
+        assert said(run(ActionTicketStatus(), asked(f"{TICKET} 尾号{digits}"), domain)[1]) == not_found
+
+    # now even the right digits get the same reply: the guesser learns nothing
+    events, messages = run(ActionTicketStatus(), asked(f"{TICKET} 尾号{PHONE_DIGITS}"), domain)
+    assert (events, said(messages)) == ([], not_found)
+    # another sender is not held up by this one's guesses
+    other = run(ActionTicketStatus(), asked(f"{TICKET} 尾号{PHONE_DIGITS}", sender="resident-4d2b17"), domain)[1]
+    assert [k for k, _ in said(other)] == ["utter_status_one"]
+    # the resident who filed still sees it by number alone
+    own = run(ActionTicketStatus(), tracker("ask_status_own_number"), domain)[1]
+    assert [k for k, _ in said(own)] == ["utter_status_one"]
+
+
+def test_wrong_digits_from_many_senders_are_throttled_per_ticket(
+    db: Store, domain: dict, clock: Clock, fresh_guesses: GuessThrottle
+) -> None:
+    submit("confirm_submit", domain)
+    for n in range(5):  # the ticket's limit is 5: fresh sender ids do not buy more guesses
+        run(ActionTicketStatus(), asked(f"{TICKET} 尾号{n:04d}", sender=f"rest:guesser-{n}"), domain)
+    events, messages = run(ActionTicketStatus(), asked(f"{TICKET} 尾号{PHONE_DIGITS}", sender="rest:guesser-9"), domain)
+    assert (events, said(messages)) == ([], [("utter_status_not_found", {"number": TICKET})])
 
 
 def test_status_without_a_number_and_without_tickets(db: Store, domain: dict, clock: Clock) -> None:

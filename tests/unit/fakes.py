@@ -66,6 +66,9 @@ class FakeTicketRepository(AbstractTicketRepository):
     def report_senders(self, ticket_id: int) -> list[str]:
         return sorted({r.sender_id for r in self.data.reports if r.ticket_id == ticket_id})
 
+    def report_phones(self, ticket_id: int) -> list[str]:
+        return [r.phone for r in self.data.reports if r.ticket_id == ticket_id and r.phone is not None]
+
     def sender_has_report(self, ticket_id: int, sender_id: str) -> bool:
         return any(r.ticket_id == ticket_id and r.sender_id == sender_id for r in self.data.reports)
 

@@ -17,7 +17,9 @@ from bot.domain.model import (
     TicketState,
     deadline_for,
     format_ticket_number,
+    parse_phone_tail,
     parse_ticket_number,
+    phone_tail,
 )
 
 S = TicketState
@@ -451,3 +453,20 @@ def test_a_dispatch_naming_the_same_street_keeps_the_community_and_one_without_a
     t.apply("退单", "user:grid", "x", LATER)
     t.apply("改派", "user:disp", "z", LATER, lead="other_unit", co=[])
     assert (t.district_code, t.street_code, t.community_code) == ("150102", "150102001", "150102001001")
+
+
+@pytest.mark.parametrize("text, digits", [
+    ("QC-261206-0001 尾号5678", "5678"),
+    ("查询QC-261206-0001 手机后四位5678", "5678"),
+    ("QC-261206-0001，电话末4位为：０４７１", "0471"),
+    ("尾号 5678 的工单 QC-261206-0001", "5678"),
+    ("QC-261206-0001 5678", None),  # digits without saying what they are: not taken
+    ("QC-261206-0001 尾号56789", None),
+    ("尾号QC-261206-0001", None),  # the ticket number's own digits are never the phone's
+])
+def test_phone_tail_named_beside_a_ticket_number(text: str, digits: str | None) -> None:
+    assert parse_phone_tail(text) == digits
+
+
+def test_phone_tail_of_stored_numbers() -> None:
+    assert [phone_tail(p) for p in ("13847115678", "0471-6925678", "123", None)] == ["5678", "5678", None, None]
