@@ -15,7 +15,7 @@ middleware.py (their order is set in bot/web/app.py).
     GET  /console/tickets/{id}/photos/{report_id}  a resident's photo (permission-checked)
     GET  /console/notices               worker notices (the badge)
     GET  /console/dashboard, /console/export/… , /console/outbox, /console/users,
-         /console/calendar, /console/retraining/…, /console/privacy/views (查看记录)
+         /console/calendar, /console/retraining/…, /console/privacy/views (查看记录), /console/intake (来电登记)
     POST /console/export                an export including 保密 tickets, with a reason
 """
 
@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
-from bot.console import admin, calendar, dashboard, retraining, viewlog, views
+from bot.console import admin, calendar, dashboard, intake, retraining, viewlog, views
 from bot.console import services as svc
 from bot.console.config import ConsoleConfig
 from bot.console.http import (
@@ -121,5 +121,6 @@ def setup_console(app: web.Application, engine: Engine | None = None, config: Co
     admin.setup(app)
     retraining.setup(app)
     viewlog.setup(app)
+    intake.setup(app)
     app.cleanup_ctx.append(_console_ctx)
     app.on_shutdown.append(_stop_notifier)

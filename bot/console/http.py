@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from bot.console import services as svc
 from bot.console.config import ConsoleConfig
-from bot.console.names import category_label, queue_label, street_label
+from bot.console.names import category_label, channel_label, queue_label, street_label
 from bot.console.notifier import Notifier
 from bot.console.throttle import LoginThrottle
 from bot.console.uow import ConsoleUnitOfWork
@@ -66,6 +66,7 @@ class Console:
             queue=queue_label,
             street=street_label,
             category=category_label,
+            channel=channel_label,
             oneline=lambda v: display_text(str(v or ""), one_line=True),
         )
         self.templates.globals.update(EVENT_KINDS=EVENT_KINDS, PREFIX=PREFIX)

@@ -27,6 +27,14 @@ def street_label(code: str | None) -> str:
     return queue_label(street_queue(code)) if code else ""
 
 
+# How a report came in (ticket_reports.channel), as the console shows it.
+CHANNEL_LABELS = {"phone": "电话", "wechat": "微信", "socketio": "网页", "rest": "网页接口", "open311": "Open311"}
+
+
+def channel_label(code: str | None) -> str:
+    return CHANNEL_LABELS.get(code or "", code or "")
+
+
 def category_label(code: str) -> str:
     return CATEGORIES.get(code, code)
 

@@ -229,6 +229,8 @@ class ComplaintDraft:
     phone: str | None
     confidential: bool
     idempotency_key: str
+    # the console user who wrote the complaint down for the resident (来电登记: "user:<name>")
+    taken_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -326,7 +328,7 @@ class Ticket:
                 to_state=TicketState.RECEIVED,
                 actor=f"resident:{draft.sender_id}",
                 reason=route.reason if route.is_manual else "",
-                data={"channel": draft.channel},
+                data={"channel": draft.channel, **({"taken_by": draft.taken_by} if draft.taken_by else {})},
                 at=now,
             )
         )

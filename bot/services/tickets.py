@@ -138,6 +138,7 @@ def _file_once(uow: AbstractUnitOfWork, draft: ComplaintDraft, route: Route, now
                 idempotency_key=draft.idempotency_key,
                 channel=draft.channel,
                 **({"same_resident": True} if same else {}),
+                **({"taken_by": draft.taken_by} if draft.taken_by else {}),
             )
             uow.tickets.save_events(ticket)
             return _result(ticket, merged=True, replay=False)

@@ -118,6 +118,10 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/console/users/{username}/password"): console_page(200, denied=NOT_ADMIN),
     ("POST", "/console/users/{username}/active"): console_page(303, denied=NOT_ADMIN),
     ("POST", "/console/api-keys"): console_page(400, denied=NOT_ADMIN),  # no name: refused with a message
+    # 来电登记: dispatchers and admins; an empty form is shown again (400), the proposal of nothing is {}
+    ("GET", "/console/intake"): console_page(200, denied=("worker", "worker_other_street", "department")),
+    ("POST", "/console/intake"): console_page(400, denied=("worker", "worker_other_street", "department")),
+    ("GET", "/console/intake/proposal"): console_page(200, denied=("worker", "worker_other_street", "department")),
     # retraining: admins only; ids that do not exist, and a training already running (the world holds the lock)
     ("GET", "/console/retraining"): console_page(200, denied=NOT_ADMIN),
     ("POST", "/console/retraining/items/{item_id}/accept"): console_page(404, denied=NOT_ADMIN),

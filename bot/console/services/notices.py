@@ -32,8 +32,9 @@ from bot.domain.model import (
 FEED = "notifications"
 
 
-# Report channels a notice cannot be pushed to (the client polls, e.g. Open311).
-NO_PUSH_CHANNELS = frozenset({"open311"})
+# Report channels a notice cannot be pushed to: the client polls (Open311), or there is no
+# conversation at all (a phone caller, 来电登记: they ask by ticket number + phone digits).
+NO_PUSH_CHANNELS = frozenset({"open311", "phone"})
 
 
 # --- notifications: the event feed → the outbox ------------------------------
