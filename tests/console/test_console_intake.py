@@ -289,3 +289,23 @@ async def test_filing_needs_the_sessions_csrf_token(client: TestClient, engine: 
     resp = await post(client, "/console/intake", "not-the-token", **call(token))
     assert resp.status == 403
     assert count(engine, tickets) == 0
+
+
+async def test_a_phone_caller_gets_no_pushed_notices_but_the_units_do(client: TestClient, engine: Engine) -> None:
+    """The caller has no conversation to push 签收/办结 to: they ask by number + digits."""
+    from bot.console import services as svc
+    from bot.console.tables import outbox
+    from bot.console.uow import ConsoleUnitOfWork
+    from tests.console.helpers import now
+
+    await login(client, "disp")
+    csrf, token = await form_of(client)
+    assert (await post(client, "/console/intake", csrf, **call(token))).status == 303
+    [ticket] = rows(engine, tickets)
+    svc.process_feed(ConsoleUnitOfWork(engine), now())  # 派单 → the units (cursor past it)
+    async with another_client(client) as worker:
+        csrf = await login(worker, "grid")
+        assert (await post(worker, f"/console/tickets/{ticket['id']}/accept", csrf)).status == 303
+        assert (await post(worker, f"/console/tickets/{ticket['id']}/resolve", csrf, result="已劝导")).status == 303
+    assert svc.process_feed(ConsoleUnitOfWork(engine), now()) == 0  # 签收 and 办结 tell no unit
+    assert [m for m in rows(engine, outbox) if m["kind"] == "resident"] == []

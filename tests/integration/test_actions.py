@@ -47,6 +47,7 @@ from actions.complaint import (
 from actions.consult import ActionConsult
 from actions.fallback import ActionClarify
 from actions.status import ActionTicketStatus
+from bot.console.uow import ConsoleUnitOfWork
 from bot.conversation import ComplaintForm
 from bot.domain.model import CATEGORIES
 from bot.ops import runtime
@@ -764,6 +765,25 @@ def test_wrong_digits_from_many_senders_are_throttled_per_ticket(
         run(ActionTicketStatus(), asked(f"{TICKET} 尾号{n:04d}", sender=f"rest:guesser-{n}"), domain)
     events, messages = run(ActionTicketStatus(), asked(f"{TICKET} 尾号{PHONE_DIGITS}", sender="rest:guesser-9"), domain)
     assert (events, said(messages)) == ([], [("utter_status_not_found", {"number": TICKET})])
+
+
+def test_a_phone_callers_ticket_by_number_and_digits_on_a_chat_channel(
+    db: Store, domain: dict, fresh_guesses: GuessThrottle
+) -> None:
+    """来电登记 filed it (channel phone, no conversation); the caller asks in the chat."""
+    from bot.console.services import Principal, intake
+
+    call = intake.read_call({"form_token": "t" * 43, "description": "楼下有人遛狗不牵绳", "place": "公主府社区3号楼",
+                             "phone": "0471-6925678", "category": "dog", "street": "150102001"})
+    operator = Principal(1, "disp", "派单员", "dispatcher", frozenset({"dispatch_center"}))
+    filed = intake.file_call(ConsoleUnitOfWork(db.engine), operator, call, RECORDED_AT)
+    assert (filed.number, db.rows(ticket_reports)[0]["channel"]) == (TICKET, "phone")
+
+    events, messages = run(ActionTicketStatus(), asked(f"{TICKET} 尾号{PHONE_DIGITS}"), domain)
+    assert events == []
+    assert said(messages) == [("utter_status_one", RECORDED_STATUS)]  # the same ticket as the chat's filing
+    wrong = run(ActionTicketStatus(), asked(f"{TICKET} 尾号5679"), domain)[1]
+    assert said(wrong) == [("utter_status_not_found", {"number": TICKET})]
 
 
 def test_status_without_a_number_and_without_tickets(db: Store, domain: dict, clock: Clock) -> None:
