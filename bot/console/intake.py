@@ -97,7 +97,11 @@ async def proposal_get(request: web.Request) -> web.Response:
     if parsed is None:
         return web.json_response(intake.UNAVAILABLE)
     parsed["text"] = text
-    proposed = await asyncio.to_thread(lambda: intake.proposal(explain(parsed)))
+    try:
+        proposed = await asyncio.to_thread(lambda: intake.proposal(explain(parsed)))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # an answer not shaped like a parse
+        log.warning("/model/parse answer unreadable: %s", type(exc).__name__)
+        return web.json_response(intake.UNAVAILABLE)
     return web.json_response(proposed)
 
 

@@ -50,6 +50,8 @@ class StandIn:
         self.asked.append((text, request.query.get("token")))
         if request.query.get("token") != NLU_TOKEN:
             return web.json_response({"message": "unauthorized"}, status=401)
+        if text == f"{PLACE} 乱码":  # a server answering 200 with something that is no parse
+            return web.json_response({"intent": "dog", "entities": "新城区"})
         if text not in PARSES:
             return web.json_response({"message": "not recorded"}, status=404)
         return web.json_response(PARSES[text])
@@ -132,6 +134,12 @@ async def test_the_proposal_is_the_explainers_reading_of_the_recorded_parse(
     }
     # the place and the words as one message, as a resident writes it; with the console's token
     assert nlu[0].asked == [(f"{PLACE} {WORDS}", NLU_TOKEN)]
+
+    # an answer that is no parse, or an error status: the operator picks by hand
+    for words in ("乱码", "没有录制的话"):
+        odd = await client.get("/console/intake/proposal", params={"text": words, "place": PLACE})
+        assert (odd.status, (await odd.json())["available"]) == (200, False)
+    nlu[0].asked[1:] = []
 
     # nothing typed yet: nothing asked
     empty = await client.get("/console/intake/proposal", params={"text": "  ", "place": PLACE})
