@@ -67,7 +67,7 @@ async def export_table(request: web.Request) -> web.StreamResponse:
     ids = None
     if name == "tickets" and ("view" in request.query or svc.search_params(request.query)):
         try:
-            search = svc.parse_search(request.query, p, now_utc())
+            search = svc.parse_search(request.query, p, now_utc(), console.config.phone_roles)
             ids = await console.run(svc.matching_ticket_ids, p, request.query.get("view") or "all", search, now_utc())
         except svc.NotFound:
             raise web.HTTPNotFound() from None

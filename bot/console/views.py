@@ -139,14 +139,14 @@ async def queue(request: web.Request) -> web.Response:
         "title": views[view],
         "params": svc.search_params(request.query),
         "query_string": svc.query_string,
-        "may_search_phone": svc.may_search_phone(p.role),
+        "may_search_phone": svc.may_see_phone(p.role, False, console.config.phone_roles),
         "categories": svc.category_names(),
         "departments": department_choices(),
         "streets": street_choices(),
         "states": [s.value for s in TicketState],
     }
     try:
-        search = svc.parse_search(request.query, p, now_utc())
+        search = svc.parse_search(request.query, p, now_utc(), console.config.phone_roles)
         result = await console.run(svc.queue_page, p, view, now_utc(), page, search)
     except svc.NotFound:
         raise web.HTTPNotFound() from None

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from bot.console import services as svc
-from bot.console.services import access
+from bot.console.config import ConsoleConfig
 from bot.domain.model import ComplaintDraft, Route
 from bot.services.tickets import FilingResult, file_complaint
 from bot.storage.engine import alembic_config, init_db
@@ -100,9 +100,7 @@ async def logged_in(client: TestClient, username: str) -> AsyncIterator[TestClie
         yield other
 
 
-async def test_phone_search_follows_the_phone_rule(
-    client: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_phone_search_follows_the_phone_rule(client: TestClient, engine: Engine) -> None:
     make_users(engine, ("grid", "dog", "root"))
     plain = file(engine, "p1", "遛狗", phone="13847111234")
     other = file(engine, "p2", "遛狗", phone="13847115678")
@@ -119,8 +117,14 @@ async def test_phone_search_follows_the_phone_rule(
         assert await found(dog, phone="1234") == [plain.number]
     async with logged_in(client, "root") as admin:
         assert await found(admin, phone="1234") == sorted([plain.number, secret.number])
-    # A role that may not search phones is refused with a message, never matched silently.
-    monkeypatch.setattr(access, "PHONE_SEARCH_ROLES", frozenset({"dispatcher", "admin"}))
+
+
+@pytest.mark.parametrize("console_config", [ConsoleConfig(notifier=False, phone_roles=frozenset({"dispatcher", "admin"}))])
+async def test_a_phone_search_is_refused_to_a_role_qc_phone_roles_leaves_out(client: TestClient, engine: Engine) -> None:
+    # the same rule as showing and revealing phones: a role that may not is refused, never matched silently
+    make_users(engine, ("grid",))
+    file(engine, "p1", "遛狗", phone="13847111234")
+    await login(client, "grid")
     resp = await client.get("/console/queue?view=all&phone=1234")
     body = await resp.text()
     assert resp.status == 403 and "您的角色无权按居民手机号查找工单。" in body

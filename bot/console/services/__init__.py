@@ -14,8 +14,6 @@ The names below are the package's API (callers write `svc.perform(...)`)."""
 from __future__ import annotations
 
 from bot.console.services.access import (
-    CONFIDENTIAL_PHONE_ROLES,
-    PHONE_SEARCH_ROLES,
     ConsoleError,
     NotFound,
     Principal,
@@ -23,7 +21,7 @@ from bot.console.services.access import (
     can_see,
     get_visible,
     is_member,
-    may_search_phone,
+    may_see_phone,
     signing_unit,
     ticket_queues,
 )
@@ -107,9 +105,7 @@ __all__ = [
     "can_see",
     "signing_unit",
     "get_visible",
-    "PHONE_SEARCH_ROLES",
-    "CONFIDENTIAL_PHONE_ROLES",
-    "may_search_phone",
+    "may_see_phone",
     "parse_search",
     "search_params",
     "query_string",

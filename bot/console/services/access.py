@@ -80,15 +80,14 @@ class Principal:
         return sorted(queues)
 
 
-# Who may search by a resident's phone (its last four digits); one place, so that a setting
-# can later decide it: the roles that may, and those that may on 保密 tickets too.
-PHONE_SEARCH_ROLES = frozenset({"worker", "department", "dispatcher", "admin"})
-CONFIDENTIAL_PHONE_ROLES = frozenset({"dispatcher", "admin"})
+CONFIDENTIAL_ROLES = frozenset({"dispatcher", "admin"})  # may see a 保密 ticket's resident
 
 
-def may_search_phone(role: str, confidential: bool = False) -> bool:
-    """May this role find tickets by the reporter's phone (on a 保密 ticket: confidential)?"""
-    return role in (CONFIDENTIAL_PHONE_ROLES if confidential else PHONE_SEARCH_ROLES)
+def may_see_phone(role: str, confidential: bool, phone_roles: frozenset[str]) -> bool:
+    """The one rule for a resident's phone in the console, shown, revealed or searched by its
+    last four digits: the roles QC_PHONE_ROLES names, and on a 保密 ticket only the dispatch
+    centre and admins among them."""
+    return role in phone_roles and (not confidential or role in CONFIDENTIAL_ROLES)
 
 
 def ticket_queues(ticket: Ticket) -> set[str]:

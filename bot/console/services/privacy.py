@@ -15,11 +15,17 @@ from datetime import datetime
 from typing import Any
 
 from bot.console import stats
-from bot.console.services.access import ConsoleError, NotFound, Principal, get_visible
+from bot.console.services.access import (
+    CONFIDENTIAL_ROLES,
+    ConsoleError,
+    NotFound,
+    Principal,
+    get_visible,
+    may_see_phone,
+)
 from bot.console.uow import ConsoleUnitOfWork
 from bot.text import mask_personal_data, mask_phone
 
-CONFIDENTIAL_ROLES = frozenset({"dispatcher", "admin"})  # may see a 保密 ticket's resident
 REVEALABLE = ("phone", "description")
 MAX_REASON = 500
 LOG_PAGE_SIZE = 50
@@ -30,7 +36,7 @@ class NotPermitted(Exception):
 
 
 def may_reveal(role: str, confidential: bool, phone_roles: frozenset[str]) -> bool:
-    return role in phone_roles and (not confidential or role in CONFIDENTIAL_ROLES)
+    return may_see_phone(role, confidential, phone_roles)
 
 
 def hides_resident(role: str, confidential: bool) -> bool:

@@ -2,7 +2,7 @@
 the refusals a user reads), and back to a query string for paging, tabs and the CSV export.
 
     number   ticket number, whole (QC-261124-0001) or part of one (261124, 0001)
-    phone    last four digits of a reporter's phone (only for roles that may: access.may_search_phone)
+    phone    last four digits of a reporter's phone (only for roles that may: access.may_see_phone)
     q        words of the description (jieba, bot/storage/search.py)
     category, place (street or community code), lead (lead unit), state,
     overdue=1, supervised=1 (督办), from / to (YYYY-MM-DD, Hohhot days, both included)
@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from bot.console.names import is_known_queue
 from bot.console.repository import TicketSearch
-from bot.console.services.access import ConsoleError, Principal, may_search_phone
+from bot.console.services.access import ConsoleError, Principal, may_see_phone
 from bot.domain.clock import SHANGHAI
 from bot.domain.model import CATEGORIES, DISPATCH_CENTER, TicketState, parse_ticket_number
 from bot.storage.search import MAX_QUERY_CHARS, query_words
@@ -46,7 +46,7 @@ def _day(params: Mapping[str, str], name: str) -> date | None:
     return day
 
 
-def parse_search(params: Mapping[str, str], p: Principal, now: datetime) -> TicketSearch:
+def parse_search(params: Mapping[str, str], p: Principal, now: datetime, phone_roles: frozenset[str]) -> TicketSearch:
     """The search a URL asks for; ConsoleError (400, or 403 for a phone search this role may
     not make) with a message when it cannot be run as asked."""
     if any(unstorable(str(params.get(k) or "")) for k in PARAMS):  # NUL, lone surrogates: no database takes them
@@ -57,7 +57,7 @@ def parse_search(params: Mapping[str, str], p: Principal, now: datetime) -> Tick
         raise ConsoleError("工单编号太长。", 400)
     phone = _text(params, "phone")
     if phone:
-        if not may_search_phone(p.role):
+        if not may_see_phone(p.role, False, phone_roles):
             raise ConsoleError("您的角色无权按居民手机号查找工单。", 403)
         if not re.fullmatch(r"\d{4}", phone):
             raise ConsoleError("请输入居民手机号的后四位（4 位数字）。", 400)
@@ -83,7 +83,7 @@ def parse_search(params: Mapping[str, str], p: Principal, now: datetime) -> Tick
         number=exact or _NUMBER_JUNK.sub("-", number).upper(),
         exact_number=exact is not None,
         phone_last4=phone,
-        phone_confidential=may_search_phone(p.role, confidential=True),
+        phone_confidential=may_see_phone(p.role, True, phone_roles),
         text=bool(q),
         words=tuple(query_words(q)) if q else (),
         category=category,
