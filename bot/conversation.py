@@ -161,6 +161,9 @@ class ComplaintForm:
             # "噪音怎么拍照片": a question about the photo asked for is answered by the form
             if requested == "photo" and _PHOTO_WORDS.search(turn.text or ""):
                 return False
+            # "说不上是哪儿" to the place question is an answer (read as consult: 哪儿)
+            if requested == "location" and _NO_PLACE.search(turn.text or "") and meaningful_chars(turn.text) <= 8:
+                return False
             return not (requested == "location" and self._mentions(turn))
         if turn.intent in CHITCHAT and turn.confidence >= 0.7 and meaningful_chars(turn.text) <= 6:
             return requested != "category"  # "不知道啊" to the category question is an answer (其他)

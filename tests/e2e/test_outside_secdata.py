@@ -282,7 +282,7 @@ def test_the_accepted_notice_names_the_street_that_signed(stack, web):
     notice = ""
     for _ in range(120):  # the outbox pushes it through Rasa's API within a few notifier ticks
         texts = [e.get("text") or "" for e in asyncio.run(chat._events()) if e.get("event") == "bot"]
-        notice = next((t for t in texts if "签收" in t), "")
+        notice = next((t for t in texts if "已由" in t and "签收" in t), "")  # not the filing's 前签收
         if notice:
             break
         time.sleep(0.5)

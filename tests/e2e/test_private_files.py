@@ -108,8 +108,9 @@ def test_the_tracker_store_is_private(served) -> None:
                       json={"sender": "files-1", "message": "我的电话13912345678"}, timeout=60)
     assert r.status_code == 200
     trackers = served["run"] / f"trackers-{served['rasa_port']}.db"
-    assert b"13912345678" in trackers.read_bytes() + (Path(f"{trackers}-wal").read_bytes()
-                                                       if Path(f"{trackers}-wal").exists() else b"")
+    stored = trackers.read_bytes() + (Path(f"{trackers}-wal").read_bytes() if Path(f"{trackers}-wal").exists() else b"")
+    # what residents said is in it (phone numbers masked at rest: issue 19), so the file is private
+    assert b"139****5678" in stored and b"13912345678" not in stored
     for path in (trackers, Path(f"{trackers}-wal"), Path(f"{trackers}-shm")):
         if path.exists():
             assert mode(path) == 0o600, path

@@ -589,6 +589,14 @@ def test_a_place_after_dont_know_is_kept(form: ComplaintForm, entities: bool) ->
     assert (step.slots["location"], step.slots["location_status"]) == ("毛纺厂家属院", "unresolved")
 
 
+@pytest.mark.parametrize("text", ["说不上是哪儿", "说不上在哪", "不记得是哪儿了"])
+def test_cannot_say_where_is_an_answer_even_when_read_as_a_question(form: ComplaintForm, text: str) -> None:
+    # the conversation test 其他，地点不明转派单中心 got a consult answer after round four's data
+    step = form.step({**BASE, "location": None}, "location", turn(text, "consult", 0.8))
+    assert not step.reject
+    assert (step.slots["location"], step.slots["location_asked"]) == (None, 1)
+
+
 @pytest.mark.parametrize("text", ["不知道", "不清楚啊", "不知道，说不上来"])
 def test_dont_know_alone_is_still_no_place(form: ComplaintForm, text: str) -> None:
     step = form.step({**BASE, "location": None}, "location", turn(text, "deny", 0.9))
