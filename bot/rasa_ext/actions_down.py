@@ -16,7 +16,8 @@ channels import this module):
   MSG_KEPT. The sender's next message first replays the pending ones, in order, through
   the same output channel (the resident hears their answers), then is handled itself
   (a resend of the last kept message is handled once). The tracker store keeps a kept
-  message with phone and ID numbers masked, as every message: a number in it is asked again.
+  message as typed (the one exception to masking at rest: a phone number in it is what the
+  form waits for); its replay is stored masked, as every message.
 """
 from __future__ import annotations
 
@@ -26,11 +27,10 @@ from typing import Any
 
 import aiohttp
 
-from bot.rasa_ext.masked_events import masked_text
+from bot.rasa_ext.masked_events import PENDING_KEY, masked_text
 
 log = logging.getLogger(__name__)
 
-PENDING_KEY = "qc_pending"
 REPLAYED_KEY = "qc_replayed"
 _INSTALLED_FLAG = "_qc_actions_down"
 

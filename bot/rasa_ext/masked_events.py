@@ -19,6 +19,7 @@ from typing import Any
 from bot.text import mask_personal_data
 
 REFERENCE_SLOTS = frozenset({"photo", "kept_photo", "draft_id"})
+PENDING_KEY = "qc_pending"  # bot/rasa_ext/actions_down.py (which imports this module)
 REFERENCE_ENTITIES = frozenset({"photo"})
 
 
@@ -58,6 +59,10 @@ def _masked_parse_data(parse: dict[str, Any]) -> dict[str, Any]:
 def masked_event(data: dict[str, Any]) -> dict[str, Any]:
     """A serialised event (Event.as_dict()) as a tracker store may keep it; a new dict."""
     kind = data.get("event")
+    if kind == "user" and (data.get("metadata") or {}).get(PENDING_KEY):
+        # kept while the action server was down: stored as typed, or the phone number the form
+        # is waiting for would come back masked when the message is replayed ("号码格式不对")
+        return data
     if kind == "user":
         out = dict(data, text=masked_text(data.get("text")))
         if isinstance(data.get("parse_data"), dict):

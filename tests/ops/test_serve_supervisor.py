@@ -153,7 +153,8 @@ def test_widget_socketio_told_and_message_kept_while_action_server_down(served, 
     down, after = asyncio.run(go())
     assert down == [KEPT]  # not 助手正在输入… and then nothing
     assert KEPT not in after and after
-    assert _conversation_texts(served, issued[0]).count(PHONE) == 2  # kept (pending), then handled
+    assert _conversation_texts(served, issued[0]).count(PHONE) == 1  # kept as typed (pending)
+    assert "139****5678" in _conversation_texts(served, issued[0])  # then handled, stored masked
 
 
 def test_wechat_told_and_message_kept_while_action_server_down(served):
@@ -177,7 +178,8 @@ def test_wechat_told_and_message_kept_while_action_server_down(served):
     served.wait_restarted("actions", old, served.health["actions"])
     after = asyncio.run(send("在吗"))
     assert after.status == 200 and after.content != KEPT
-    assert _conversation_texts(served, openid).count(PHONE) == 2  # kept (pending), then handled
+    assert _conversation_texts(served, openid).count(PHONE) == 1  # kept as typed (pending)
+    assert "139****5678" in _conversation_texts(served, openid)  # then handled, stored masked
 
 
 def test_rasa_killed_mid_conversation_comes_back_and_conversation_goes_on(served, residents):
