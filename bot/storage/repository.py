@@ -22,7 +22,7 @@ from bot.domain.model import (
     format_ticket_number,
 )
 from bot.security.identity import REST_CHANNEL, legacy_rest_sender
-from bot.storage.search import index_description
+from bot.storage.search import index_ticket
 from bot.storage.tables import (
     queues,
     routing_rules,
@@ -111,8 +111,7 @@ class SqlTicketRepository(AbstractTicketRepository):
         values = _ticket_values(ticket)
         ticket_id = self.conn.execute(insert(tickets).values(number=ticket.number, version=1, **values)).inserted_primary_key[0]
         ticket.id, ticket.version = ticket_id, 1
-        index_description(self.conn, ticket_id, ticket.description)
-        self.add_report(ticket_id, first_report)
+        self.add_report(ticket_id, first_report)  # indexes the ticket's words
         self._insert_events(ticket)
         return ticket_id
 
@@ -172,7 +171,7 @@ class SqlTicketRepository(AbstractTicketRepository):
             raise StaleTicket(f"ticket {ticket.number} changed meanwhile (version {ticket.version})")
         ticket.version += 1
         if stored != ticket.description:  # the search words follow the description
-            index_description(self.conn, ticket.id, ticket.description)
+            index_ticket(self.conn, ticket.id)
         self._insert_events(ticket)
 
     def _insert_events(self, ticket: Ticket) -> None:
@@ -243,6 +242,7 @@ class SqlTicketRepository(AbstractTicketRepository):
             if "idempotency_key" in str(exc.orig):
                 raise DuplicateReport(report.idempotency_key) from exc
             raise
+        index_ticket(self.conn, ticket_id)  # a merged resident's words are found too
         return result.inserted_primary_key[0]
 
     def report_by_idempotency_key(self, key: str) -> Report | None:

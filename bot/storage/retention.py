@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from bot.domain.model import TicketState
-from bot.storage.search import index_description
+from bot.storage.search import index_ticket
 from bot.storage.tables import UtcDateTime, metadata, ticket_events, ticket_reports, tickets
 
 CLOSED_VALUES = (TicketState.RESOLVED.value, TicketState.CLOSED.value)  # 办结, 回访
@@ -147,7 +147,6 @@ def anonymise_ticket(conn: Connection, ticket_id: int, now: datetime, mask: Call
     description = mask(row.description, False)
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(
         description=description, location_text=mask(row.location_text, True)))
-    index_description(conn, ticket_id, description)  # no word of the old text stays findable
     residents: dict[str, str] = {}
     reports = conn.execute(select(ticket_reports).where(ticket_reports.c.ticket_id == ticket_id)
                            .order_by(ticket_reports.c.id)).all()
@@ -162,6 +161,7 @@ def anonymise_ticket(conn: Connection, ticket_id: int, now: datetime, mask: Call
             sender_id=pseudonym, phone=None, photo=None, idempotency_key=f"anon:{r.id}",
             description=mask(r.description, False), location_text=mask(r.location_text, True)))
         done.reports += 1
+    index_ticket(conn, ticket_id)  # from the masked texts: no word of the old ones stays findable
     done.attachments = list(conn.execute(select(attachments.c.stored_name)
                                          .where(attachments.c.ticket_id == ticket_id)).scalars())
     done.outbox = conn.execute(delete(outbox).where(outbox.c.ticket_id == ticket_id,

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from bot.storage.tables import ticket_search, tickets
+from bot.storage.tables import ticket_reports, ticket_search, tickets
 from bot.text import mask_personal_data
 
 FTS_TABLE = "ticket_search_fts"  # SQLite only (migration 0009_ticket_search)
@@ -82,6 +82,15 @@ def index_description(conn: Connection, ticket_id: int, description: str) -> Non
     changed = conn.execute(update(ticket_search).where(ticket_search.c.ticket_id == ticket_id).values(words=words))
     if changed.rowcount == 0:
         conn.execute(insert(ticket_search).values(ticket_id=ticket_id, words=words))
+
+
+def index_ticket(conn: Connection, ticket_id: int) -> None:
+    """Store (or replace) a ticket's words from its description and every report's, in the
+    caller's transaction: what a resident merged in later (并单) is found too."""
+    texts = [conn.execute(select(tickets.c.description).where(tickets.c.id == ticket_id)).scalar_one_or_none() or ""]
+    texts += conn.execute(select(ticket_reports.c.description).where(ticket_reports.c.ticket_id == ticket_id)
+                          .order_by(ticket_reports.c.id)).scalars().all()
+    index_description(conn, ticket_id, "\n".join(t for t in dict.fromkeys(texts) if t))
 
 
 def fts5_query(words: Iterable[str]) -> str:

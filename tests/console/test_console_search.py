@@ -100,6 +100,23 @@ async def logged_in(client: TestClient, username: str) -> AsyncIterator[TestClie
         yield other
 
 
+async def test_a_merged_residents_words_are_found(client: TestClient, engine: Engine) -> None:
+    # the outside console tester: only the first report's description was searchable
+    make_users(engine, ("root",))
+    first = file_complaint(uow(engine), ComplaintDraft(
+        sender_id="resident-m1", channel="rest", category="dog", description="小区里有人遛狗不牵绳",
+        location_text="公主府社区3号楼", photo=None, phone=None, confidential=False, idempotency_key="m1"),
+        route(STREET, lead="police_dog"), now())
+    merged = file_complaint(uow(engine), ComplaintDraft(
+        sender_id="resident-m2", channel="rest", category="dog", description="那条狗在楼道里追着孩子跑",
+        location_text="公主府社区", photo=None, phone=None, confidential=False, idempotency_key="m2"),
+        route(STREET, lead="police_dog"), now())
+    assert merged.merged and merged.number == first.number
+    await login(client, "root")
+    assert await found(client, q="楼道") == [first.number]
+    assert await found(client, q="牵绳") == [first.number]
+
+
 async def test_phone_search_follows_the_phone_rule(client: TestClient, engine: Engine) -> None:
     make_users(engine, ("grid", "dog", "root"))
     plain = file(engine, "p1", "遛狗", phone="13847111234")
@@ -237,8 +254,8 @@ async def test_the_index_follows_the_description_and_is_backfilled(client: TestC
         u.tickets.save_events(ticket)
         u.commit()
     await login(client, "root")
-    assert await found(client, q="遛狗") == []
-    assert await found(client, q="井盖") == [dog.number]
+    assert await found(client, q="井盖") == [dog.number]  # the ticket's new words
+    assert await found(client, q="遛狗") == [dog.number]  # and the resident's, in their report
     # Tickets filed before the search existed are indexed by the migration.
     with engine.begin() as conn:
         command.downgrade(alembic_config(conn), "0008_retention")
