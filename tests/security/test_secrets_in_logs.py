@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.console import services as svc
+from bot.console.tables import outbox
 from bot.console.uow import ConsoleUnitOfWork
 from bot.nlu.explain import latest_model
 from bot.ops.serve import start_stack, start_web, stop_stack
@@ -130,7 +131,25 @@ async def test_no_secret_in_any_log_and_the_rasa_api_needs_its_token(tmp_path: P
             assert await console_login(s, web_url, "seclog", password) == 303
             async with s.get(f"{web_url}/console/queue") as r:
                 assert r.status == 200
-            await asyncio.sleep(2)  # the notifier's turn (it calls Rasa with the token)
+            # the admin signs the REST ticket: the notifier then tells the resident through
+            # Rasa's API with the token (the path whose logs are checked below)
+            with engine.connect() as conn:
+                ticket_id = conn.execute(select(ticket_reports.c.ticket_id).where(
+                    ticket_reports.c.sender_id == "rest:" + sender)).scalar_one()
+            async with s.get(f"{web_url}/console/tickets/{ticket_id}") as r:
+                csrf = re.search(r'name="csrf" value="([^"]+)"', await r.text()).group(1)
+            async with s.post(f"{web_url}/console/tickets/{ticket_id}/accept", data={"csrf": csrf},
+                              allow_redirects=False) as r:
+                assert r.status == 303, await r.text()
+            sent = []
+            for _ in range(120):
+                with engine.connect() as conn:
+                    sent = conn.execute(select(outbox.c.event, outbox.c.status).where(
+                        outbox.c.kind == "resident", outbox.c.recipient == "rest:" + sender)).all()
+                if ("accepted", "sent") in sent:
+                    break
+                await asyncio.sleep(0.5)
+            assert ("accepted", "sent") in sent, sent
     finally:
         await asyncio.to_thread(stop_stack, procs)
         await standin.close()
