@@ -765,6 +765,14 @@ def test_wrong_digits_from_many_senders_are_throttled_per_ticket(
         run(ActionTicketStatus(), asked(f"{TICKET} 尾号{n:04d}", sender=f"rest:guesser-{n}"), domain)
     events, messages = run(ActionTicketStatus(), asked(f"{TICKET} 尾号{PHONE_DIGITS}", sender="rest:guesser-9"), domain)
     assert (events, said(messages)) == ([], [("utter_status_not_found", {"number": TICKET})])
+    # the resident who filed it is not locked out by them, digits or not
+    own = tracker_state("ask_status_own_number")
+    own["latest_message"]["text"] = f"{TICKET} 尾号{PHONE_DIGITS}"
+    events, messages = run(ActionTicketStatus(), Tracker.from_dict(own), domain)
+    assert (events, said(messages)) == ([], [("utter_status_one", RECORDED_STATUS)])
+    # and its answer does not count as a wrong guess: a later guess by digits is still refused
+    assert said(run(ActionTicketStatus(), asked(f"{TICKET} 尾号{PHONE_DIGITS}", sender="rest:guesser-10"),
+                    domain)[1]) == [("utter_status_not_found", {"number": TICKET})]
 
 
 def test_a_phone_callers_ticket_by_number_and_digits_on_a_chat_channel(
