@@ -9,6 +9,9 @@ session; in a month, the broker's memory alarm). Here it is declared with a leng
 dead-lettered to the fanout exchange QC_DEAD_LETTER_EXCHANGE (default qc.dead), where an
 operator may bind a queue to keep it (unbound: dropped).
 
+Every event is published with phone and ID numbers masked, as the tracker stores keep them
+(bot/rasa_ext/masked_events.py): the queue is a copy of the transcripts at rest.
+
 RabbitMQ refuses to redeclare a queue with other arguments: a queue made by the old,
 unbounded declaration must be deleted once (README "Production").
 
@@ -20,6 +23,8 @@ from typing import Any
 
 import aio_pika
 from rasa.core.brokers.pika import PikaEventBroker
+
+from bot.rasa_ext.masked_events import masked_event
 
 
 def queue_arguments(max_length: int, ttl_ms: int, dead_letter_exchange: str) -> dict[str, Any]:
@@ -33,6 +38,9 @@ class BoundedPikaEventBroker(PikaEventBroker):
         super().__init__(*args, **kwargs)
         self.queue_arguments = queue_arguments(max_length, message_ttl_ms, dead_letter_exchange)
         self.dead_letter_exchange = dead_letter_exchange
+
+    def publish(self, event: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        super().publish(masked_event(event, keep_pending=False), headers)
 
     async def _set_up_exchange(self, channel: aio_pika.RobustChannel) -> aio_pika.RobustExchange:
         await channel.declare_exchange(self.dead_letter_exchange, type=aio_pika.ExchangeType.FANOUT, durable=True)

@@ -1,7 +1,8 @@
 """What a tracker store writes: the event as Rasa serialises it, phone and ID numbers masked
 (issue 19, "at rest"). Every tracker store of ours stores `masked_event(event.as_dict())`
 (bot/rasa_ext/sqlite_trackerstore.py, bot/rasa_ext/trackerstore.py); the event broker and
-the tracker Rasa holds during the turn keep the original.
+the event broker publishes them masked too (bot/rasa_ext/eventbroker.py); the tracker Rasa
+holds during the turn keeps the original.
 
 Masked: what the resident typed (a user event's text, its parse_data text and entity
 values), what the bot said (text, data, metadata) and slot values (strings inside lists
@@ -56,10 +57,11 @@ def _masked_parse_data(parse: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def masked_event(data: dict[str, Any]) -> dict[str, Any]:
-    """A serialised event (Event.as_dict()) as a tracker store may keep it; a new dict."""
+def masked_event(data: dict[str, Any], keep_pending: bool = True) -> dict[str, Any]:
+    """A serialised event (Event.as_dict()) as a tracker store may keep it; a new dict.
+    `keep_pending=False` masks a kept message too (the event broker: nothing replays from it)."""
     kind = data.get("event")
-    if kind == "user" and (data.get("metadata") or {}).get(PENDING_KEY):
+    if kind == "user" and keep_pending and (data.get("metadata") or {}).get(PENDING_KEY):
         # kept while the action server was down: stored as typed, or the phone number the form
         # is waiting for would come back masked when the message is replayed ("号码格式不对")
         return data
