@@ -217,6 +217,8 @@ class TicketView:
     weekday_only: bool = False
     description: str = ""  # the ticket's, masked
     shown: dict[int, ShownReport] = field(default_factory=dict)  # report id → its personal fields as shown
+    extension_reason: str = ""  # the pending 延期 request's, masked
+    reasons: dict[int, str] = field(default_factory=dict)  # event index → its reason, masked like the description
 
 
 def counts_weekdays_only(ticket: Ticket) -> bool:
@@ -239,6 +241,7 @@ def ticket_view(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datet
     rule = default_catalogue().categories.get(ticket.category)
     names = {q: queue_label(q) for q in ticket_queues(ticket)}
     confidential = any(r.confidential for r in reports)
+    extension = pending_extension(ticket)
     shown = {
         r.id: shown_report(r, p.role, phone_roles, frozenset({revealed[1]}) if revealed and revealed[0] == r.id else frozenset())
         for r in reports
@@ -251,7 +254,7 @@ def ticket_view(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datet
         assignee=assignee_name(ticket),
         urgency=urgency(ticket, now),
         flags=flags(ticket, now),
-        extension=pending_extension(ticket),
+        extension=extension,
         suggested_lead=rule.lead if rule else None,
         queue_names=names,
         actor_names=actors,
@@ -260,6 +263,8 @@ def ticket_view(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, now: datet
         weekday_only=counts_weekdays_only(ticket),
         description=masked_description(ticket.description, p.role, confidential),
         shown=shown,
+        extension_reason=masked_description(extension["reason"] or "", p.role, confidential) if extension else "",
+        reasons={i: masked_description(e.reason, p.role, confidential) for i, e in enumerate(ticket.events) if e.reason},
     )
 
 
