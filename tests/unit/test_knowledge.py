@@ -36,6 +36,10 @@ def test_loads_topics_and_fallback(kb: KnowledgeBase) -> None:
         ("小广告怎么处罚", "illegal_ads"),
         ("怎么投诉", "complaint_howto"),
         ("１２３４５热线是干什么的", "hotline_12345"),  # full-width digits are normalised
+        ("居住证去哪里办", "residence_permit"),
+        ("我是外地户口在呼市租房，要办暂住证吗", "residence_permit"),
+        ("单位要社保缴费证明，在哪开", "social_insurance_proof"),
+        ("养老金资格认证怎么弄", "pension"),
     ],
 )
 def test_question_picks_topic(kb: KnowledgeBase, question: str, topic: str) -> None:
