@@ -18,7 +18,7 @@ from sqlalchemy import (
 
 from bot.storage.tables import Json, UtcDateTime, metadata
 
-ROLES = ("worker", "department", "dispatcher", "admin")
+ROLES = ("worker", "department", "dispatcher", "admin", "agent")  # agent: 坐席 (bot/domain/handoff.py)
 OUTBOX_KINDS = ("resident", "worker")
 OUTBOX_STATUSES = ("pending", "sent", "failed")
 
@@ -39,6 +39,8 @@ users = Table(
     Column("created_at", UtcDateTime, nullable=False),
     # Worker notices newer than this are "unread" (the badge).
     Column("notices_seen_at", UtcDateTime),
+    # Languages a 坐席 answers in, comma-separated ("zh", "zh,mn"): which hand-offs reach them.
+    Column("languages", String(32), nullable=False, default="zh", server_default="zh"),
     CheckConstraint(f"role IN ({_in(ROLES)})", name="role"),
 )
 

@@ -93,6 +93,8 @@ MIGRATED_TABLES = frozenset(
         "pending_phones",
         # 0011 personal-data view log
         "personal_data_views",
+        # 0012 hand-off to a person (users.languages and the agent role too)
+        "handoffs", "handoff_events", "handoff_messages",
     }
 )
 # Databases made by create_all before Alembic: the newest revision whose tables are all there.

@@ -55,7 +55,7 @@ def schema_diff(eng: Engine) -> list:
 
 def test_init_db_upgrades_to_head_and_matches_the_tables(empty: Engine) -> None:
     init_db(empty)
-    assert version(empty) == head() == "0011_personal_data_views"
+    assert version(empty) == head() == "0012_handoff"
     assert schema_diff(empty) == []
     assert set(inspect(empty).get_table_names()) >= MIGRATED_TABLES
     init_db(empty)  # idempotent
@@ -68,7 +68,7 @@ def test_every_ticket_and_console_table_is_migrated() -> None:
             "wechat_inbound", "wechat_nonces", "wechat_residents", "wechat_tokens",
             "review_items", "model_registry", "training_lock", "holiday_days", "holiday_years",
             "job_leases", "anonymised_tickets", "ticket_search",
-            "personal_data_views"}
+            "personal_data_views", "handoffs", "handoff_events", "handoff_messages"}
     assert ours <= MIGRATED_TABLES <= set(metadata.tables)
 
 
@@ -137,3 +137,31 @@ def test_downgrade_and_upgrade_again(empty: Engine) -> None:
     assert "tickets" not in inspect(empty).get_table_names()
     init_db(empty)
     assert version(empty) == head() and schema_diff(empty) == []
+
+
+def test_0012_keeps_accounts_sessions_and_queues_and_admits_the_agent_role(empty: Engine) -> None:
+    """0012 re-creates users on SQLite (a CHECK cannot be altered): the accounts, their
+    sessions and queues survive (a DROP TABLE users would cascade to them), and 坐席 fits."""
+    from bot.console.tables import sessions, user_queues, users
+
+    now = datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc)
+    old_users = Table("users", MetaData(), *(Column(c.name, c.type) for c in users.c if c.name != "languages"))
+    with empty.begin() as conn:
+        command.upgrade(alembic_config(conn), "0011_personal_data_views")
+        conn.execute(insert(old_users).values(id=7, username="w1", display_name="张三", password_hash="x",
+                                              role="worker", active=True, created_at=now))
+        conn.execute(insert(user_queues).values(user_id=7, queue_code="police_dog"))
+        conn.execute(insert(sessions).values(id="s" * 64, user_id=7, csrf_token="c", created_at=now, expires_at=now))
+    init_db(empty)
+    assert version(empty) == head() and schema_diff(empty) == []
+    with empty.begin() as conn:
+        assert conn.execute(select(users.c.username, users.c.role, users.c.languages)).all() == [("w1", "worker", "zh")]
+        assert conn.execute(select(user_queues.c.queue_code)).scalars().all() == ["police_dog"]
+        assert conn.execute(select(sessions.c.user_id)).scalars().all() == [7]
+        conn.execute(insert(users).values(username="a1", display_name="坐席", password_hash="x", role="agent",
+                                          active=True, created_at=now, languages="zh,mn"))
+    with empty.begin() as conn:
+        command.downgrade(alembic_config(conn), "0011_personal_data_views")
+    with empty.connect() as conn:
+        assert conn.execute(select(old_users.c.username)).scalars().all() == ["w1"]
+        assert conn.execute(select(sessions.c.user_id)).scalars().all() == [7]

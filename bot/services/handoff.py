@@ -1,0 +1,236 @@
+"""Use cases of a hand-off to a person (bot/domain/handoff.py), over a unit of work whose
+connection the hand-off repository uses. Callers: the actions (a hand-off is requested),
+the chat channels (bot/channels/handoff_gate.py: each resident message, and pickups) and
+the console (bot/console/handoff.py: the agents).
+
+Everything the resident is told goes through handoff_messages (outgoing), so a notice or
+an agent's message is delivered once and in order on whatever channel picks it up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from bot.domain.handoff import (
+    CLOSE,
+    CLOSED_NOTICE,
+    HAND_BACK,
+    HANDED_BACK_NOTICE,
+    LEAVE,
+    LEFT_NOTICE,
+    OFFER,
+    REASON_LANGUAGE,
+    REASONS,
+    TAKE,
+    TAKEN_NOTICE,
+    Handoff,
+    HandoffState,
+    InvalidHandoffStep,
+    ServiceHours,
+    offer_notice,
+    waiting_notice,
+)
+from bot.storage.handoff import HandoffRepository
+from bot.storage.uow import SqlAlchemyUnitOfWork
+
+HOURS_ENV, WAIT_ENV = "QC_HANDOFF_HOURS", "QC_HANDOFF_WAIT_MINUTES"
+MAX_AGENT_MESSAGE = 2000
+RESIDENT, SYSTEM = "resident", "system"
+
+
+def hours_from_env() -> ServiceHours:
+    return ServiceHours.parse(os.environ.get(HOURS_ENV), os.environ.get(WAIT_ENV))
+
+
+class AlreadyTaken(Exception):
+    """Another agent holds (or held) the conversation."""
+
+    def __init__(self, holder: str | None, state: HandoffState) -> None:
+        super().__init__(holder or state.value)
+        self.holder = holder
+        self.state = state
+
+
+def _repo(uow: SqlAlchemyUnitOfWork) -> HandoffRepository:
+    return HandoffRepository(uow.connection())
+
+
+# --- the resident's side -------------------------------------------------------------
+
+
+def request(uow: SqlAlchemyUnitOfWork, sender_id: str, channel: str, reason: str, now: datetime,
+            hours: ServiceHours, language: str = "") -> tuple[Handoff, str]:
+    """Open a hand-off (or find the one already open) and what the resident is told now."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown hand-off reason {reason!r}")
+    language = language or REASON_LANGUAGE.get(reason, "")
+    with uow:
+        repo = _repo(uow)
+        found = repo.open_for(sender_id)
+        if found is None:
+            try:
+                found = repo.open(sender_id, channel, reason, language, now)
+            except IntegrityError:  # the same conversation asked twice at once: one hand-off
+                uow.rollback()
+                found = repo.open_for(sender_id)
+                assert found is not None
+        if found.state is HandoffState.WAITING and not hours.open_at(now):
+            found = repo.step(found, OFFER, SYSTEM, now)
+            notice = offer_notice(hours, outside_hours=True, language=found.language)
+        elif found.state is HandoffState.WAITING:
+            notice = waiting_notice(repo.position(found), hours, found.language)
+        elif found.state is HandoffState.OFFERED:
+            notice = offer_notice(hours, outside_hours=not hours.open_at(now), language=found.language)
+        elif found.state is HandoffState.LEFT:
+            notice = LEFT_NOTICE
+        else:  # taken: the channel keeps the resident's messages for the person; not reached
+            notice = TAKEN_NOTICE.format(name="")
+        uow.commit()
+        return found, notice
+
+
+@dataclass(frozen=True)
+class Gate:
+    held: bool  # a person holds the conversation: the assistant must not answer
+    replies: list[str]  # to the resident now, in order (already marked delivered)
+
+
+def _expire(repo: HandoffRepository, h: Handoff, now: datetime, hours: ServiceHours) -> Handoff:
+    if hours.timed_out(h, now) or (h.state is HandoffState.WAITING and not hours.open_at(now)):
+        h = repo.step(h, OFFER, SYSTEM, now)
+        repo.add_message(h, SYSTEM, True, offer_notice(hours, not hours.open_at(now), h.language), now)
+    return h
+
+
+def _claim(repo: HandoffRepository, sender_id: str, now: datetime) -> list[str]:
+    return [row.text for row in repo.undelivered(sender_id) if repo.claim(row.id, now)]
+
+
+def resident_message(uow: SqlAlchemyUnitOfWork, sender_id: str, text: str, now: datetime,
+                     hours: ServiceHours) -> Gate:
+    """A resident's message arrives: kept for the person while a hand-off holds the
+    conversation (in the same transaction as the state it was read in), else for the
+    assistant; with whatever was waiting to be delivered."""
+    with uow:
+        repo = _repo(uow)
+        h = repo.open_for(sender_id)
+        held = False
+        if h is not None and h.held:
+            h = _expire(repo, h, now, hours)
+            repo.add_message(h, RESIDENT, False, text, now)
+            held = True
+            if h.state is HandoffState.OFFERED and _offer_seen(repo, h):
+                h = repo.step(h, LEAVE, RESIDENT, now)
+                repo.add_message(h, SYSTEM, True, LEFT_NOTICE, now)
+        replies = _claim(repo, sender_id, now)
+        uow.commit()
+        return Gate(held, replies)
+
+
+def _offer_seen(repo: HandoffRepository, h: Handoff) -> bool:
+    """The 留言 offer reached the resident before this message (nothing outgoing is still
+    undelivered): this message is the 留言."""
+    return all(row.delivered_at is not None for row in repo.messages(h.id or 0) if row.outgoing)
+
+
+def pickup(uow: SqlAlchemyUnitOfWork, sender_id: str, now: datetime, hours: ServiceHours) -> list[str]:
+    """What waits for the resident (a REST poll, a widget session's push)."""
+    with uow:
+        repo = _repo(uow)
+        h = repo.open_for(sender_id)
+        if h is not None and h.state is HandoffState.WAITING:
+            _expire(repo, h, now, hours)
+        replies = _claim(repo, sender_id, now)
+        uow.commit()
+        return replies
+
+
+def expire_waiting(uow: SqlAlchemyUnitOfWork, now: datetime, hours: ServiceHours) -> int:
+    """Every hand-off nobody took within the wait (or left waiting past closing time) is
+    offered a 留言; how many."""
+    with uow:
+        repo = _repo(uow)
+        cutoff = now if not hours.open_at(now) else now - hours.wait
+        moved = 0
+        for h in repo.waiting_before(cutoff):
+            _expire(repo, h, now, hours)
+            moved += 1
+        uow.commit()
+        return moved
+
+
+# --- the agent's side ----------------------------------------------------------------
+
+
+def take(uow: SqlAlchemyUnitOfWork, handoff_id: int, actor: str, name: str, now: datetime) -> Handoff:
+    """Compare-and-set waiting → taken; AlreadyTaken names who holds it when another was first."""
+    with uow:
+        repo = _repo(uow)
+        h = repo.get(handoff_id)
+        if h is None:
+            raise LookupError(handoff_id)
+        try:
+            h = repo.step(h, TAKE, actor, now, agent=actor)
+        except InvalidHandoffStep:
+            uow.rollback()
+            current = repo.get(handoff_id)
+            assert current is not None
+            raise AlreadyTaken(current.agent, current.state) from None
+        repo.add_message(h, SYSTEM, True, TAKEN_NOTICE.format(name=name), now)
+        uow.commit()
+        return h
+
+
+def _held_by(repo: HandoffRepository, handoff_id: int, actor: str) -> Handoff:
+    h = repo.get(handoff_id)
+    if h is None:
+        raise LookupError(handoff_id)
+    if h.state is not HandoffState.TAKEN or h.agent != actor:
+        raise AlreadyTaken(h.agent, h.state)
+    return h
+
+
+def say(uow: SqlAlchemyUnitOfWork, handoff_id: int, actor: str, text: str, now: datetime) -> int:
+    """The agent holding the conversation writes to the resident."""
+    text = text.strip()
+    if not text or len(text) > MAX_AGENT_MESSAGE:
+        raise ValueError(f"消息不能为空，且不超过 {MAX_AGENT_MESSAGE} 字")
+    with uow:
+        repo = _repo(uow)
+        h = _held_by(repo, handoff_id, actor)
+        message_id = repo.add_message(h, actor, True, text, now)
+        uow.commit()
+        return message_id
+
+
+def hand_back(uow: SqlAlchemyUnitOfWork, handoff_id: int, actor: str, now: datetime) -> Handoff:
+    with uow:
+        repo = _repo(uow)
+        h = repo.step(_held_by(repo, handoff_id, actor), HAND_BACK, actor, now)
+        repo.add_message(h, SYSTEM, True, HANDED_BACK_NOTICE, now)
+        uow.commit()
+        return h
+
+
+def close(uow: SqlAlchemyUnitOfWork, handoff_id: int, actor: str, now: datetime) -> Handoff:
+    """End the hand-off: the holder closes a taken one; any agent of its queue a waiting or
+    left one (a 留言 dealt with)."""
+    with uow:
+        repo = _repo(uow)
+        h = repo.get(handoff_id)
+        if h is None:
+            raise LookupError(handoff_id)
+        if h.state is HandoffState.TAKEN and h.agent != actor:
+            raise AlreadyTaken(h.agent, h.state)
+        was_held = h.held
+        try:
+            h = repo.step(h, CLOSE, actor, now)
+        except InvalidHandoffStep:
+            raise AlreadyTaken(h.agent, h.state) from None
+        if was_held:
+            repo.add_message(h, SYSTEM, True, CLOSED_NOTICE, now)
+        uow.commit()
+        return h
