@@ -9,12 +9,38 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import intent_ranking, latest_turn
 from actions.complaint import category_despite_contact
+from actions.handoff import hand_over
+from bot.domain.handoff import MONGOLIAN, NOT_UNDERSTOOD
 from bot.domain.model import CATEGORIES
 from bot.reference.locations import mentions_from_entities
 from bot.retraining.collect import collect_turn, fallback_source
 from bot.text import input_issue
 
 UNSURE_FLOOR = 0.08  # a category this unlikely is not worth offering
+
+
+def clarified_last_turn(tracker: Tracker) -> bool:
+    """The assistant's answer to the resident's previous message was a plain 没听懂
+    (action_clarify without category buttons): this is the second in a row."""
+    actions_since: list[str] = []
+    users = 0
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            users += 1
+            if users == 2:
+                break
+            actions_since = []
+        elif event.get("event") == "action" and users == 1:
+            actions_since.append(event.get("name") or "")
+    return users == 2 and "action_clarify" in actions_since and not tracker.get_slot("category_offered")
+
+
+async def unreadable(dispatcher: CollectingDispatcher, tracker: Tracker, issue: str) -> None:
+    """Mongolian script is not guessed at: a person who reads it is fetched (the old answer
+    asking for Chinese only when the hand-off store is down)."""
+    if issue == "mongolian" and await hand_over(dispatcher, tracker, MONGOLIAN):
+        return
+    dispatcher.utter_message(response=f"utter_input_{issue}")
 
 
 def top_categories(ranking: list[dict], n: int = 2) -> list[str]:
@@ -36,7 +62,7 @@ class ActionClarify(Action):
         turn = latest_turn(tracker)
         issue = input_issue(turn.text)
         if issue:
-            dispatcher.utter_message(response=f"utter_input_{issue}")
+            await unreadable(dispatcher, tracker, issue)
             return []
         ranking = [r for r in intent_ranking(tracker) if r.get("name") != "nlu_fallback"]
         recovered = category_despite_contact(tracker)
@@ -54,6 +80,8 @@ class ActionClarify(Action):
             # category_offered: a typed answer ("其他", "是环境污染问题") continues this complaint
             return [SlotSet("pending_description", turn.text), SlotSet("location_mentions", places or None),
                     SlotSet("category_offered", True)]
+        if clarified_last_turn(tracker) and await hand_over(dispatcher, tracker, NOT_UNDERSTOOD):
+            return []  # twice not understood: a person takes over
         dispatcher.utter_message(response="utter_clarify")
         return []
 
@@ -66,5 +94,8 @@ class ActionUnclearInput(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         issue = input_issue(latest_turn(tracker).text)
-        dispatcher.utter_message(response=f"utter_input_{issue}" if issue else "utter_answer_not_text")
+        if issue:
+            await unreadable(dispatcher, tracker, issue)
+        else:
+            dispatcher.utter_message(response="utter_answer_not_text")
         return []

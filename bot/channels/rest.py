@@ -18,7 +18,10 @@ POST /webhooks/rest/webhook {"sender": "...", "message": "..."} → [bot message
 - the conversation (and the tickets filed in it) is "rest:<sender>": a REST client cannot
   name a WeChat openid or a widget session and reach that resident (bot/security/identity.py);
 - text Rasa would read as `/intent{…}` passes only when it is one of our buttons' payloads
-  (bot/channels/payloads.py); any other is ordinary text.
+  (bot/channels/payloads.py); any other is ordinary text;
+- while a person holds the conversation (bot/channels/handoff_gate.py) the message is kept for
+  them and the assistant stays silent; what the person (or the hand-off) says comes back with
+  the reply, or from GET /webhooks/rest/messages?sender=… (a poll), once.
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ from rasa.core.channels.rest import RestInput as RasaRestInput
 from sanic import Blueprint, response
 from sanic.request import Request
 
-from bot.channels.common import MSG_BUSY, MSG_KEPT, TOO_LONG, admit, text_for_rasa
+from bot.channels import handoff_gate
+from bot.channels.common import MSG_BUSY, MSG_KEPT, TOO_FAST, TOO_LONG, admit, text_for_rasa
 from bot.ops.production import is_production
 from bot.rasa_ext.actions_down import ActionServerUnavailable
 from bot.rasa_ext.actions_down import install as _install_actions_down
@@ -42,7 +46,7 @@ from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 from bot.security.bearer import bearer_ok
 from bot.security.identity import rest_sender
 from bot.security.ratelimit import LIMIT_ENV, RateLimiter, client_limiter, env_int
-from bot.text import mask_personal_data
+from bot.text import clean_message, mask_personal_data
 from bot.web.clientaddr import client_address, trusted_proxies_from_env
 
 log = logging.getLogger(__name__)
@@ -85,6 +89,23 @@ class RestInput(RasaRestInput):
         async def health(_: Request):
             return response.json({"status": "ok"})
 
+        @bp.route("/messages", methods=["GET"])
+        async def poll(request: Request):
+            if self.token and not bearer_ok(request.headers.get("Authorization"), self.token):
+                return error(401, "unauthorized", "REST 通道仅供受信任的前端使用：需要 Authorization: Bearer 令牌")
+            sender = request.args.get("sender")
+            if not isinstance(sender, str) or not _SENDER.match(sender):
+                return error(400, "bad_sender", "sender 必填：1-128 位字母、数字或 - _ : . @")
+            client = client_address(request.ip, request.headers.get("X-Forwarded-For", ""), self.trusted_proxies)
+            if not await self.client_limiter.hit(client):
+                return error(TOO_FAST.status, TOO_FAST.code, TOO_FAST.message)
+            try:
+                texts = await handoff_gate.pickup(rest_sender(sender))
+            except Exception:  # noqa: BLE001 - nothing was claimed: the next poll gets it
+                log.exception("poll for %s failed", mask_personal_data(sender))
+                return error(503, "unavailable", MSG_BUSY)
+            return response.json([{"recipient_id": sender, "text": t} for t in texts])
+
         @bp.route("/webhook", methods=["POST"])
         async def receive(request: Request):
             if self.token and not bearer_ok(request.headers.get("Authorization"), self.token):
@@ -109,6 +130,10 @@ class RestInput(RasaRestInput):
             # a photo payload only for this conversation's upload
             text = text_for_rasa(message, conversation)
             metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
+            gate = await handoff_gate.on_message(conversation, clean_message(message))
+            waiting = [{"recipient_id": sender, "text": t} for t in gate.replies]
+            if gate.held:  # a person holds the conversation: kept for them, the assistant is silent
+                return response.json(waiting)
             collector = CollectingOutputChannel()
             try:
                 await on_new_message(
@@ -123,7 +148,7 @@ class RestInput(RasaRestInput):
                 log.exception("message from %s failed", mask_personal_data(sender))
                 return error(503, "unavailable", MSG_BUSY)
             # the front-end named the resident `sender`: answer in its terms
-            return response.json([{**m, "recipient_id": sender} if m.get("recipient_id") == conversation else m
-                                  for m in collector.messages])
+            return response.json(waiting + [{**m, "recipient_id": sender} if m.get("recipient_id") == conversation
+                                            else m for m in collector.messages])
 
         return bp

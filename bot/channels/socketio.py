@@ -17,7 +17,9 @@ Configured in credentials.yml as `bot.channels.socketio.SocketIOInput` (channel 
 - a sender (session) over QC_RATE_LIMIT messages a minute (default 20) is told to slow down
   and nothing is processed (bot/security/ratelimit.py; shared through Redis when QC_REDIS_URL is set);
   so is a client address (behind QC_TRUSTED_PROXIES the forwarded one) over
-  QC_CLIENT_RATE_LIMIT messages a minute (default 300), however many sessions it opens.
+  QC_CLIENT_RATE_LIMIT messages a minute (default 300), however many sessions it opens;
+- while a person holds the conversation (bot/channels/handoff_gate.py) a message is kept for
+  them and the assistant stays silent; what the person says is pushed to the open session.
 """
 from __future__ import annotations
 
@@ -34,12 +36,13 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from socketio import AsyncServer
 
+from bot.channels import handoff_gate
 from bot.channels.common import MSG_BUSY, MSG_KEPT, admit, text_for_rasa
 from bot.rasa_ext.actions_down import ActionServerUnavailable
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
 from bot.security.ratelimit import RateLimiter, client_limiter
 from bot.security.sessionid import SECRET_ENV, SESSION_ID, issued_by_us, new_session_id  # noqa: F401
-from bot.text import mask_personal_data
+from bot.text import clean_message, mask_personal_data
 from bot.web.clientaddr import client_address, trusted_proxies_from_env
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,13 @@ class SocketIOInput(RasaSocketIOInput):
             self.client_limiter = client_limiter()  # the one counter REST and Socket.IO share
         trusted = trusted_proxies_from_env()
         clients: dict[str, str] = {}  # socket id → client address, for the per-client limit
+        joined: dict[str, str] = {}  # socket id → its session (conversation), for hand-off pushes
+
+        async def push(conversation: str, text: str) -> None:
+            await SocketIOOutput(sio, self.bot_message_evt).send_text_message(conversation, text)
+
+        pusher = handoff_gate.Pusher(push)
+        self.pusher = pusher
 
         @bp.route("/", methods=["GET"])
         async def health(_: Request):
@@ -91,12 +101,18 @@ class SocketIOInput(RasaSocketIOInput):
         @sio.on("disconnect", namespace=namespace)
         async def disconnect(sid: str) -> None:
             clients.pop(sid, None)
+            if sid in joined:
+                pusher.closed(joined.pop(sid))
 
         @sio.on("session_request", namespace=namespace)
         async def session_request(sid: str, data: Any = None) -> None:  # an emit without data: no argument
             session_id = session_id_for(data)
             if self.session_persistence:
                 await sio.enter_room(sid, session_id, namespace=namespace)
+                if sid in joined:
+                    pusher.closed(joined.pop(sid))
+                joined[sid] = session_id
+                pusher.opened(session_id)
             await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
 
         @sio.on(self.user_message_evt, namespace=namespace)
@@ -119,6 +135,11 @@ class SocketIOInput(RasaSocketIOInput):
                                   self.limiter)
             if refusal is not None:
                 await output.send_text_message(sender_id, refusal.message)
+                return
+            gate = await handoff_gate.on_message(sender_id, clean_message(message))
+            for reply in gate.replies:
+                await output.send_text_message(sender_id, reply)
+            if gate.held:  # a person holds the conversation: kept for them, the assistant is silent
                 return
             text = text_for_rasa(message, sender_id)
             metadata = data.get(self.metadata_key) or {}

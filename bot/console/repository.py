@@ -39,6 +39,7 @@ class User:
     created_at: datetime
     notices_seen_at: datetime | None
     queues: tuple[str, ...]
+    languages: tuple[str, ...] = ("zh",)  # a 坐席's languages (bot/console/handoff.py)
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,7 @@ class ConsoleRepository:
             active=bool(row.active),
             created_at=row.created_at,
             notices_seen_at=row.notices_seen_at,
+            languages=tuple(x for x in (row.languages or "zh").split(",") if x),
             queues=tuple(queues),
         )
 

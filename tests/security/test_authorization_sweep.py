@@ -119,6 +119,10 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/console/users/{username}/active"): console_page(303, denied=NOT_ADMIN),
     ("POST", "/console/api-keys"): console_page(400, denied=NOT_ADMIN),  # no name: refused with a message
     # 来电登记: dispatchers and admins; an empty form is shown again (400), the proposal of nothing is {}
+    # 转人工: agents and admins (the agent role's own checks: tests/console/test_console_handoff.py)
+    ("GET", "/console/handoff"): console_page(200, denied=NOT_ADMIN),
+    ("GET", "/console/handoff/{handoff_id}"): console_page(200, denied=NOT_ADMIN),
+    ("POST", "/console/handoff/{handoff_id}/{action}"): console_page(303, denied=NOT_ADMIN),
     ("GET", "/console/intake"): console_page(200, denied=("worker", "worker_other_street", "department")),
     ("POST", "/console/intake"): console_page(400, denied=("worker", "worker_other_street", "department")),
     ("GET", "/console/intake/proposal"): console_page(200, denied=("worker", "worker_other_street", "department")),
@@ -165,6 +169,8 @@ class World:
             "/console/tickets/{ticket_id}/reports/{report_id}/reveal/{field}":
                 f"/console/tickets/{self.values['ticket']}/reports/{self.values['report']}/reveal/phone",
             "/console/static": "/console/static/console.css",
+            "/console/handoff/{handoff_id}": f"/console/handoff/{self.values.get('handoff', '1')}",
+            "/console/handoff/{handoff_id}/{action}": f"/console/handoff/{self.values.get('handoff', '1')}/close",
             "/console/export/{table}.csv": "/console/export/tickets.csv",
             "/console/outbox/{message_id}/retry": "/console/outbox/999999/retry",
             "/console/users/{username}/password": "/console/users/victim/password",
@@ -219,6 +225,16 @@ async def _world(client: TestClient, engine: Engine) -> World:
                      .values(photo=f"/widget/photo/{w.values['photo']}"))
         w.values["report"] = str(conn.execute(select(ticket_reports.c.id).where(
             ticket_reports.c.ticket_id == dispatched.ticket_id)).scalar_one())
+    # a resident waiting for a person
+    from datetime import time as dtime
+
+    from bot.domain.handoff import ServiceHours
+    from bot.services import handoff
+    from bot.storage.uow import SqlAlchemyUnitOfWork
+
+    waiting, _ = handoff.request(SqlAlchemyUnitOfWork(engine), "rest:resident-9", "rest", "asked", now(),
+                                 ServiceHours(dtime(0, 0), dtime(23, 59, 59)))
+    w.values["handoff"] = str(waiting.id)
     # a training "running" in this very process: POST /console/retraining/train must not start another
     from bot.retraining.trainer import acquire_lock
 

@@ -1,0 +1,135 @@
+"""转人工 pages for 坐席 (agents) and admins; any other role gets 404, as for every page it may not use.
+
+    GET  /console/handoff                  the conversations waiting for a person, longest-waiting first
+    GET  /console/handoff/{id}             one conversation: its messages and steps
+    POST /console/handoff/{id}/take        compare-and-set; the loser is told who holds it
+    POST /console/handoff/{id}/say         the holder writes to the resident (delivered on their channel)
+    POST /console/handoff/{id}/back        hand the conversation back to the assistant
+    POST /console/handoff/{id}/close       end it (a waiting one, a 留言 dealt with, or the holder's)
+
+An agent sees the hand-offs in their languages (users.languages; "" = any agent), admins all;
+any other hand-off does not exist for them (404). Phone and ID numbers in the messages are
+masked unless the role may see phones (access.may_see_phone, QC_PHONE_ROLES).
+"""
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from bot.console import services as svc
+from bot.console.http import CONSOLE, PREFIX, form_text, render, require
+from bot.console.uow import ConsoleUnitOfWork
+from bot.domain.clock import now_utc
+from bot.domain.handoff import REASONS, Handoff, HandoffState
+from bot.services import handoff
+from bot.storage.handoff import HandoffRepository
+from bot.text import mask_personal_data
+
+log = logging.getLogger(__name__)
+
+BASE = f"{PREFIX}/handoff"
+AGENT_ROLES = ("agent", "admin")
+
+
+def _languages(uow: ConsoleUnitOfWork, p: svc.Principal) -> frozenset[str] | None:
+    """None: every language (admins)."""
+    if p.is_admin:
+        return None
+    with uow:
+        user = uow.console.get_user(p.id)
+        return frozenset(user.languages if user else ())
+
+
+def queue_view(uow: ConsoleUnitOfWork, p: svc.Principal) -> list[tuple[Handoff, int]]:
+    languages = _languages(uow, p)
+    now = now_utc()
+    handoff.expire_waiting(uow, now, handoff.hours_from_env())
+    with uow:
+        found = HandoffRepository(uow.connection()).queue(languages)
+    return [(h, int(h.waited(now).total_seconds() // 60)) for h in found]
+
+
+def visible(uow: ConsoleUnitOfWork, p: svc.Principal, handoff_id: int) -> Handoff:
+    languages = _languages(uow, p)
+    with uow:
+        h = HandoffRepository(uow.connection()).get(handoff_id)
+    if h is None or (languages is not None and h.language and h.language not in languages):
+        raise svc.NotFound(handoff_id)
+    return h
+
+
+def conversation_view(uow: ConsoleUnitOfWork, p: svc.Principal, handoff_id: int, phones: bool) -> dict:
+    h = visible(uow, p, handoff_id)
+    with uow:
+        rows = HandoffRepository(uow.connection()).messages(handoff_id)
+    messages = [{"author": r.author, "outgoing": r.outgoing, "at": r.created_at,
+                 "text": r.text if phones else mask_personal_data(r.text)} for r in rows]
+    return {"handoff": h, "messages": messages}
+
+
+def _id(request: web.Request) -> int:
+    raw = request.match_info["handoff_id"]
+    if not raw.isdigit() or len(raw) > 12:
+        raise web.HTTPNotFound()
+    return int(raw)
+
+
+async def queue_page(request: web.Request) -> web.Response:
+    p = require(request, *AGENT_ROLES)
+    items = await request.app[CONSOLE].run(queue_view, p)
+    return await render(request, "handoff_queue.html", items=items, reasons=REASONS, title="转人工")
+
+
+async def conversation_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+    p = require(request, *AGENT_ROLES)
+    console = request.app[CONSOLE]
+    phones = svc.may_see_phone(p.role, False, console.config.phone_roles)
+    try:
+        view = await console.run(conversation_view, p, _id(request), phones)
+    except svc.NotFound:
+        raise web.HTTPNotFound() from None
+    h = view["handoff"]
+    return await render(request, "handoff.html", status=status, error=error, reasons=REASONS, States=HandoffState,
+                        mine=h.state is HandoffState.TAKEN and h.agent == p.actor, title="转人工会话", **view)
+
+
+def _holder(exc: handoff.AlreadyTaken) -> str:
+    if exc.holder:
+        return f"该会话已由 {exc.holder.removeprefix('user:')} 接入（{exc.state.label}）。"
+    return f"该会话已{exc.state.label}，无法操作。"
+
+
+async def act(request: web.Request) -> web.StreamResponse:
+    p = require(request, *AGENT_ROLES)
+    console = request.app[CONSOLE]
+    handoff_id, action = _id(request), request.match_info["action"]
+    try:
+        await console.run(visible, p, handoff_id)
+    except svc.NotFound:
+        raise web.HTTPNotFound() from None
+    now = now_utc()
+    try:
+        if action == "take":
+            await console.run(handoff.take, handoff_id, p.actor, p.display_name, now)
+        elif action == "say":
+            await console.run(handoff.say, handoff_id, p.actor, form_text(request["form"], "text"), now)
+        elif action == "back":
+            await console.run(handoff.hand_back, handoff_id, p.actor, now)
+        elif action == "close":
+            await console.run(handoff.close, handoff_id, p.actor, now)
+        else:
+            raise web.HTTPNotFound()
+    except handoff.AlreadyTaken as exc:
+        return await conversation_page(request, error=_holder(exc), status=409)
+    except ValueError as exc:
+        return await conversation_page(request, error=str(exc), status=400)
+    log.info("hand-off %s: %s by %s", handoff_id, action, p.username)
+    raise web.HTTPSeeOther(f"{BASE}/{handoff_id}")
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_get(BASE, queue_page)
+    r.add_get(f"{BASE}/{{handoff_id}}", conversation_page)
+    r.add_post(f"{BASE}/{{handoff_id}}/{{action}}", act)
