@@ -873,7 +873,6 @@ def test_unsure_without_a_likely_category_asks_plainly(domain: dict) -> None:
         ("nlu_fallback_empty", "  \n ", "utter_input_empty"),
         ("nlu_fallback_emoji", None, "utter_input_no_text"),  # recorded: "😀😀"
         ("nlu_fallback_emoji", "👍", "utter_input_no_text"),
-        ("nlu_fallback_emoji", "ᠰᠠᠢᠨ ᠪᠠᠢᠨ᠎ᠠ ᠤᠤ", "utter_input_mongolian"),  # was the emoji answer
     ],
 )
 def test_unreadable_input_gets_a_specific_request(domain: dict, name: str, text: str | None, response: str) -> None:
@@ -882,6 +881,24 @@ def test_unreadable_input_gets_a_specific_request(domain: dict, name: str, text:
         state["latest_message"]["text"] = text
     events, messages = run(ActionClarify(), Tracker.from_dict(state), domain)
     assert (events, said(messages)) == ([], [(response, {})])
+
+
+def test_mongolian_script_waits_for_a_person_who_reads_it(domain: dict, db: Store, monkeypatch) -> None:
+    """Not guessed at: a hand-off for an agent marked as speaking Mongolian, and the resident is
+    told so in Mongolian and Chinese (bot/domain/handoff.py)."""
+    from bot.domain.handoff import MONGOLIAN_LINE
+    from bot.storage.handoff import handoffs
+
+    monkeypatch.setenv("QC_HANDOFF_HOURS", "00:00-23:59")
+    state = tracker_state("nlu_fallback_emoji")
+    state["latest_message"]["text"] = "ᠰᠠᠢᠨ ᠪᠠᠢᠨ᠎ᠠ ᠤᠤ"
+    events, messages = run(ActionClarify(), Tracker.from_dict(state), domain)
+    [(key, variables)] = said(messages)
+    assert (events, key) == ([], "utter_handoff_notice")
+    assert variables["notice"].startswith(MONGOLIAN_LINE + "\n正在为您转接人工客服")
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(handoffs.c.sender_id, handoffs.c.reason, handoffs.c.language, handoffs.c.state)).all()
+    assert [tuple(r) for r in rows] == [(state["sender_id"], "mongolian", "mn", "waiting")]
 
 
 def test_consult_answers_from_the_knowledge_base(domain: dict) -> None:
