@@ -30,6 +30,23 @@ def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
+@pytest.fixture(autouse=True)
+def handoff_store(tmp_path: Path) -> Iterator[None]:
+    """The chat channels look every resident message up in the hand-off table (bot/channels/
+    handoff_gate.py, through bot.ops.runtime): in-process channel tests use a store of their own,
+    never the worktree's var/qingcheng.db."""
+    from bot.ops import runtime
+
+    eng = make_engine(f"sqlite:///{tmp_path / 'handoff.db'}")
+    init_db(eng)
+    runtime.reset_engine(eng)
+    try:
+        yield
+    finally:
+        runtime.reset_engine(None)
+        eng.dispose()
+
+
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     eng = make_engine(f"sqlite:///{tmp_path / 'security.db'}")
