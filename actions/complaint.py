@@ -134,7 +134,7 @@ def _phone_to_file(sender_id: str, slot: str | None) -> str | None:
     if valid_phone(slot):
         return slot
     with runtime.engine().connect() as conn:
-        held = pending_phones.held_phone(conn, sender_id)
+        held = pending_phones.held_phone(conn, sender_id, datetime.now(timezone.utc))
     if held is None or mask_phone(held) != slot:
         log.warning("no held phone for %s: filed without one", safe(sender_id))
         return None

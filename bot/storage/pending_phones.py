@@ -34,8 +34,12 @@ def keep_phone(conn: Connection, sender_id: str, phone: str, now: datetime) -> N
     conn.execute(insert(pending_phones).values(sender_id=sender_id, phone=phone, kept_at=now))
 
 
-def held_phone(conn: Connection, sender_id: str) -> str | None:
-    return conn.execute(select(pending_phones.c.phone).where(pending_phones.c.sender_id == sender_id)).scalar()
+def held_phone(conn: Connection, sender_id: str, now: datetime) -> str | None:
+    """The conversation's held number, unless it was given PENDING_PHONE_HOURS or more before
+    `now`: such a row is expired even before the retention job's next run deletes it (the
+    ticket is then filed without a phone, as docs/privacy.md says)."""
+    return conn.execute(select(pending_phones.c.phone).where(
+        pending_phones.c.sender_id == sender_id, pending_phones.c.kept_at > pending_phone_cutoff(now))).scalar()
 
 
 def forget_phone(conn: Connection, sender_id: str) -> int:

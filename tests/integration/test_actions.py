@@ -652,6 +652,28 @@ def test_a_masked_phone_without_a_held_number_files_without_one(db: Store, domai
     assert [r["phone"] for r in db.rows(ticket_reports)] == [None]
 
 
+def test_a_phone_held_past_its_expiry_is_not_filed(db: Store, domain: dict, clock: Clock) -> None:
+    """48 h after it was given the held number is expired, even before the retention job's
+    next run deletes its row: the ticket is filed without it."""
+    with db.engine.begin() as conn:
+        keep_phone(conn, RESIDENT_A, PHONE, RECORDED_AT - timedelta(hours=48))
+    state = tracker_state("confirm_submit")
+    state["slots"]["phone"] = MASKED_PHONE
+    events, _ = submit(state, domain)
+    assert events == filed_events(TICKET)
+    assert [r["phone"] for r in db.rows(ticket_reports)] == [None]
+    assert held_phones(db) == []  # the filing forgets the row too
+
+
+def test_a_phone_held_just_under_its_expiry_is_filed(db: Store, domain: dict, clock: Clock) -> None:
+    with db.engine.begin() as conn:
+        keep_phone(conn, RESIDENT_A, PHONE, RECORDED_AT - timedelta(hours=47, minutes=59))
+    state = tracker_state("confirm_submit")
+    state["slots"]["phone"] = MASKED_PHONE
+    submit(state, domain)
+    assert [r["phone"] for r in db.rows(ticket_reports)] == [PHONE]
+
+
 # --- status ------------------------------------------------------------------------
 
 
