@@ -21,7 +21,7 @@ from bot.security.guesses import GuessThrottle
 from bot.services.tickets import TicketStatus, ticket_status, tickets_for_sender
 
 
-def _fmt(dt) -> str:
+def fmt_time(dt) -> str:
     return dt.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 
@@ -31,13 +31,13 @@ def status_variables(s: TicketStatus) -> dict[str, str]:
         "category_name": s.category_name,
         "state": s.state.value,
         "lead": s.lead_queue_name or runtime.catalogue().unit_name(s.lead_queue),
-        "created": _fmt(s.created_at),
+        "created": fmt_time(s.created_at),
         # a resident needs when the problem will be handled (办结时限); while nobody has
         # signed for it yet, also when that is due (the current step's deadline)
-        "deadline": _fmt(s.finish_deadline_at or s.deadline_at),
-        "sign_line": f"\n待承办单位签收，签收时限：{_fmt(s.deadline_at)}"
+        "deadline": fmt_time(s.finish_deadline_at or s.deadline_at),
+        "sign_line": f"\n待承办单位签收，签收时限：{fmt_time(s.deadline_at)}"
         if s.finish_deadline_at is not None and s.finish_deadline_at != s.deadline_at else "",
-        "last_event": f"{s.last_event_kind}（{_fmt(s.last_event_at)}）",
+        "last_event": f"{s.last_event_kind}（{fmt_time(s.last_event_at)}）",
     }
 
 

@@ -120,6 +120,10 @@ REJECT_RETURN, APPROVE_EXTENSION, SUPERVISE, ESCALATE = "驳回", "批准延期"
 RECATEGORISE = "改类"
 # 时限调整: the holiday calendar changed and moved the deadline (data: from, to; ISO times).
 ADJUST_DEADLINE = "时限调整"
+# The resident's right to erasure (删除我的信息, bot/services/rights.py): 撤回 closes a ticket
+# only they reported (the units are told; no 回访 answer is recorded, so no 满意 figure);
+# 信息删除 tells the units of a ticket others reported too that one reporter's data is gone.
+WITHDRAW, REPORTER_ERASED = "撤回", "信息删除"
 # Events after which the ticket is with (new) units: a new handling round starts.
 ROUTING_KINDS = frozenset({DISPATCH, REDISPATCH, REOPEN, RECATEGORISE})
 RETURN_ESCALATION = 3
@@ -141,6 +145,8 @@ EVENT_KINDS: dict[str, str] = {  # kind → English name, for messages and logs
     ESCALATE: "escalate",
     RECATEGORISE: "recategorise",
     ADJUST_DEADLINE: "adjust the deadline to the holiday calendar",
+    WITHDRAW: "withdraw at the resident's request",
+    REPORTER_ERASED: "record a reporter's erasure",
 }
 
 _S = TicketState
@@ -166,8 +172,10 @@ TRANSITIONS: dict[str, tuple[frozenset[TicketState], TicketState | None]] = {
     # Where 派单 and 改派 are possible: waiting in the dispatch centre, or returned.
     RECATEGORISE: (frozenset({_S.RECEIVED, _S.RETURNED}), _S.DISPATCHED),
     ADJUST_DEADLINE: (OPEN_STATES, None),
+    WITHDRAW: (OPEN_STATES, _S.CLOSED),
+    REPORTER_ERASED: (OPEN_STATES, None),
 }
-REASON_REQUIRED = frozenset({RETURN, RESOLVE, EXTEND, REJECT_RETURN, RECATEGORISE})
+REASON_REQUIRED = frozenset({RETURN, RESOLVE, EXTEND, REJECT_RETURN, RECATEGORISE, WITHDRAW, REPORTER_ERASED})
 
 
 class InvalidTransition(Exception):

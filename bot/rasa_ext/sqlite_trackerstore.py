@@ -31,6 +31,7 @@ from rasa.core.tracker_store import TrackerStore
 from rasa.shared.core.events import SessionStarted
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from bot.rasa_ext.erasure import erases
 from bot.rasa_ext.masked_events import masked_event
 from bot.security.private import private_sqlite
 
@@ -138,6 +139,11 @@ class SQLiteTrackerStore(TrackerStore):
                 raise RuntimeError(f"tracker of {tracker.sender_id!r} does not continue the stored one "
                                    f"({len(events)} events from #{first}, {stored} stored)")
             new = events[known:]
+            if erases(new):  # 删除我的信息: the conversation goes, this turn with it
+                conn.execute("DELETE FROM qc_tracker_events WHERE sender_id = ?", (tracker.sender_id,))
+                conn.execute("DELETE FROM qc_conversations WHERE sender_id = ?", (tracker.sender_id,))
+                conn.execute("COMMIT")
+                return
             rows = []
             for i, event in enumerate(new):
                 seq = stored + i

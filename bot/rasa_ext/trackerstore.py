@@ -44,6 +44,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from bot.rasa_ext.erasure import erases
 from bot.rasa_ext.masked_events import masked_event
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,9 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
             except BaseException:
                 conn.close()
                 raise
+            if erases(new):  # 删除我的信息: the conversation goes, this turn with it (one statement)
+                await self._blocking(self._erase_and_close, conn, tracker.sender_id)
+                return
             await self._blocking(self._insert_and_close, conn, rows)
 
         # Once begun, a save runs to its end even if the request is cancelled meanwhile (Sanic
@@ -206,6 +210,13 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         try:
             if rows:
                 conn.execute(self._insert.values(rows))
+        finally:
+            conn.close()
+
+    def _erase_and_close(self, conn: Any, sender_id: str) -> None:
+        try:
+            t = self.SQLEvent.__table__
+            conn.execute(sa.delete(t).where(t.c.sender_id == sender_id))
         finally:
             conn.close()
 

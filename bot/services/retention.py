@@ -129,10 +129,18 @@ class LeaseLost(Exception):
     pass
 
 
-def _mask(text: str | None, address: bool) -> str:
+def mask_text(text: str | None, address: bool) -> str:
+    """How anonymising masks a description (address=False) or an address (True)."""
     from bot.text import mask_personal_data
 
     return mask_personal_data(text or "", public=True, address=address)
+
+
+def remove_files(upload_dir: Path, done: store.Anonymised) -> int:
+    """After the commit, the photo files an anonymising left behind: how many were there."""
+    from bot.uploads import remove_photo
+
+    return sum(remove_photo(upload_dir, n) for n in done.photos + done.attachments)
 
 
 def run_retention(engine: Engine, settings: RetentionSettings, transcripts: Sequence[Transcripts],
@@ -176,7 +184,7 @@ def run_retention(engine: Engine, settings: RetentionSettings, transcripts: Sequ
 def _anonymise_tickets(engine: Engine, settings: RetentionSettings, upload_dir: Path, now: datetime,
                        report: RunReport, renew: Callable[[], None]) -> None:
     from bot.services.tickets import resident_of
-    from bot.uploads import own_photo_name, remove_photo
+    from bot.uploads import own_photo_name
 
     closed_before = now - settings.ticket_months * MONTH
     while True:
@@ -186,11 +194,11 @@ def _anonymise_tickets(engine: Engine, settings: RetentionSettings, upload_dir: 
             return
         for ticket_id in due:
             with engine.begin() as conn:
-                done = store.anonymise_ticket(conn, ticket_id, now, _mask, own_photo_name, resident_of)
+                done = store.anonymise_ticket(conn, ticket_id, now, mask_text, own_photo_name, resident_of)
             if done is None:
                 continue
             # files after the commit: a failed transaction never leaves a ticket pointing nowhere
-            report.photos_deleted += sum(remove_photo(upload_dir, n) for n in done.photos + done.attachments)
+            report.photos_deleted += remove_files(upload_dir, done)
             report.tickets_anonymised += 1
             report.reports_anonymised += done.reports
             report.phones_removed += done.phones

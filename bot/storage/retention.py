@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -144,28 +145,68 @@ def anonymise_ticket(conn: Connection, ticket_id: int, now: datetime, mask: Call
     except IntegrityError:
         return None
     done = Anonymised()
-    description = mask(row.description, False)
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(
-        description=description, location_text=mask(row.location_text, True)))
-    residents: dict[str, str] = {}
+        description=mask(row.description, False), location_text=mask(row.location_text, True)))
     reports = conn.execute(select(ticket_reports).where(ticket_reports.c.ticket_id == ticket_id)
                            .order_by(ticket_reports.c.id)).all()
+    pseudonyms = _pseudonyms(ticket_id, reports, resident)
     for r in reports:
-        who = resident(r.sender_id)
-        pseudonym = residents.setdefault(who, f"anon:{ticket_id}:{len(residents) + 1}")
-        name = photo_name(r.photo)
-        if name:
-            done.photos.append(name)
-        done.phones += r.phone is not None
-        conn.execute(update(ticket_reports).where(ticket_reports.c.id == r.id).values(
-            sender_id=pseudonym, phone=None, photo=None, idempotency_key=f"anon:{r.id}",
-            description=mask(r.description, False), location_text=mask(r.location_text, True)))
-        done.reports += 1
+        _anonymise_report(conn, r, pseudonyms[r.id], mask, photo_name, done)
     index_ticket(conn, ticket_id)  # from the masked texts: no word of the old ones stays findable
     done.attachments = list(conn.execute(select(attachments.c.stored_name)
                                          .where(attachments.c.ticket_id == ticket_id)).scalars())
     done.outbox = conn.execute(delete(outbox).where(outbox.c.ticket_id == ticket_id,
                                                     outbox.c.kind == "resident")).rowcount
+    return done
+
+
+def _pseudonyms(ticket_id: int, reports: Sequence, resident: Callable[[str], str]) -> dict[int, str]:
+    """report id → anon:<ticket>:<n>, n the resident's place in the order they first reported
+    (a resident erased earlier keeps their number when the whole ticket is anonymised later)."""
+    residents: dict[str, str] = {}
+    return {r.id: residents.setdefault(resident(r.sender_id), f"anon:{ticket_id}:{len(residents) + 1}")
+            for r in reports}
+
+
+def _anonymise_report(conn: Connection, r: Any, pseudonym: str, mask: Callable[[str, bool], str],
+                      photo_name: Callable[[str | None], str | None], done: Anonymised) -> None:
+    name = photo_name(r.photo)
+    if name:
+        done.photos.append(name)
+    done.phones += r.phone is not None
+    conn.execute(update(ticket_reports).where(ticket_reports.c.id == r.id).values(
+        sender_id=pseudonym, phone=None, photo=None, idempotency_key=f"anon:{r.id}",
+        description=mask(r.description, False), location_text=mask(r.location_text, True)))
+    done.reports += 1
+
+
+def anonymise_reports(conn: Connection, ticket_id: int, report_ids: Iterable[int],
+                      mask: Callable[[str, bool], str], photo_name: Callable[[str | None], str | None],
+                      resident: Callable[[str], str]) -> Anonymised:
+    """One resident's erasure on a ticket others reported too (bot/services/rights.py): their
+    reports are anonymised as anonymise_ticket does every report (same pseudonyms), the
+    ticket's own description and address too when their report is the first (the ticket's
+    text is that report's), and the resident notices to them go. The ticket stays as it is."""
+    from bot.console.tables import outbox
+
+    wanted = set(report_ids)
+    reports = conn.execute(select(ticket_reports).where(ticket_reports.c.ticket_id == ticket_id)
+                           .order_by(ticket_reports.c.id)).all()
+    pseudonyms = _pseudonyms(ticket_id, reports, resident)
+    done = Anonymised()
+    mine = [r for r in reports if r.id in wanted]
+    if reports and reports[0].id in wanted:
+        row = conn.execute(select(tickets.c.description, tickets.c.location_text)
+                           .where(tickets.c.id == ticket_id)).one()
+        conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(
+            description=mask(row.description, False), location_text=mask(row.location_text, True)))
+    for r in mine:
+        _anonymise_report(conn, r, pseudonyms[r.id], mask, photo_name, done)
+    index_ticket(conn, ticket_id)
+    senders = {r.sender_id for r in mine}
+    if senders:
+        done.outbox = conn.execute(delete(outbox).where(outbox.c.ticket_id == ticket_id, outbox.c.kind == "resident",
+                                                        outbox.c.recipient.in_(senders))).rowcount
     return done
 
 

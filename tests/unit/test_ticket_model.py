@@ -167,7 +167,9 @@ LEGAL = [
                          "dispatch_class": "utilities"}, S.DISPATCHED),
     (S.RETURNED, "改类", {"was": "sanitation", "category": "street_order", "lead": "urban_management",
                          "co": ["traffic_police"], "dispatch_class": "normal"}, S.DISPATCHED),
-] + [(s, k, {}, s) for k in ("并单", "督办") for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)] \
+] + [(s, k, {}, s) for k in ("并单", "督办", "信息删除")
+     for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)] \
+  + [(s, "撤回", {}, S.CLOSED) for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)] \
   + [(s, "时限调整", {"from": NOW.isoformat(), "to": (NOW + timedelta(days=1)).isoformat()}, s)
      for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)]
 

@@ -23,10 +23,12 @@ from bot.domain.model import (
     REDISPATCH,
     REJECT_RETURN,
     REOPEN,
+    REPORTER_ERASED,
     RESOLVE,
     RETURN,
     ROUTING_KINDS,
     SUPERVISE,
+    WITHDRAW,
 )
 
 FEED = "notifications"
@@ -108,6 +110,10 @@ def _notices_for(e: Any, reporters_of: Any) -> list[dict[str, Any]]:
         workers([e.lead_queue, *(e.co_queues or [])], "return_rejected", f"退单被驳回 {number}：{e.reason}")
     elif e.kind == MERGE:
         workers([e.lead_queue, *(e.co_queues or [])], "merged", f"并单 {number}（又有居民反映）")
+    elif e.kind == WITHDRAW:  # the resident erased their data: the units stop, nobody calls them
+        workers([e.lead_queue, *(e.co_queues or []), DISPATCH_CENTER], "withdrawn", f"居民撤回 {number}（工单已关闭）")
+    elif e.kind == REPORTER_ERASED:
+        workers([e.lead_queue, *(e.co_queues or [])], "reporter_erased", f"反映人删除信息 {number}")
     if e.kind in RESIDENT_EVENTS:
         event = RESIDENT_EVENTS[e.kind]
         seen = set()
