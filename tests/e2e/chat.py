@@ -46,6 +46,10 @@ class Chat:
                 assert r.status == 200, await r.text()
                 return (await r.json())["events"]
 
+    def events(self) -> list[dict[str, Any]]:
+        """Every event the Rasa server holds for this conversation now."""
+        return asyncio.run(self._events())
+
     def say(self, message: str) -> dict[str, Any]:
         """Send a message; returns {"messages": REST output, "keys": response keys, "bot": bot events}."""
         async def go():
@@ -54,6 +58,8 @@ class Chat:
             return out, events
 
         out, events = asyncio.run(go())
+        if len(events) < self._seen:
+            self._seen = 0  # the conversation was erased (删除我的信息): it starts again
         new = events[self._seen:]
         self._seen = len(events)
         bot = [e for e in new if e.get("event") == "bot"]
