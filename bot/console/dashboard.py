@@ -38,9 +38,24 @@ async def dashboard_page(request: web.Request) -> web.Response:
         board=board,
         chart_data=chart_data,
         rate_names=stats.RATE_NAMES,
+        handling_names=stats.HANDLING_NAMES,
+        definitions=stats.HANDLING_DEFINITIONS,
         echarts=(STATIC / "vendor" / "echarts.min.js").is_file(),
         title="看板",
     )
+
+
+async def dashboard_csv(request: web.Request) -> web.StreamResponse:
+    """The page's per-street and per-department figures as CSV, for the same month and scope
+    as the page (no personal data: counts and rates only)."""
+    p = principal_of(request)
+    weights = stats.parse_weights(request.query)
+    board = await request.app[CONSOLE].run(stats.dashboard, dashboard_scope(p), request.query.get("month"), weights,
+                                           now_utc())
+    headers = _csv_headers(f"rates-{board.month}")
+    if request.method == "HEAD":
+        return web.Response(headers=headers)
+    return web.Response(body=stats.rates_csv(board), headers=headers)
 
 
 async def export_index(request: web.Request, error: str = "", status: int = 200, reason: str = "") -> web.Response:
@@ -97,6 +112,7 @@ async def export_confidential(request: web.Request) -> web.StreamResponse:
 
 def setup(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/dashboard", dashboard_page)
+    app.router.add_get(f"{PREFIX}/dashboard.csv", dashboard_csv)
     app.router.add_get(f"{PREFIX}/export", export_index)
     app.router.add_get(f"{PREFIX}/export/{{table}}.csv", export_table)
     app.router.add_post(f"{PREFIX}/export", export_confidential)

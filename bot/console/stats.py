@@ -8,6 +8,12 @@ Definitions (shown on the dashboard too):
           limit counts neither way yet)
   解决率  tickets the resident confirmed solved at 回访 / tickets with a 回访 answer
   满意率  满意 + 基本满意 / rated 回访 answers
+and beside them (the handling figures 12345 centres are measured on):
+  按时办结率  tickets whose first 办结 came within the 办结 limit then in force (granted 延期
+          included) / tickets whose 办结 is due (resolved, or open past their 办结 limit)
+  退单率  tickets returned (退单) at least once / tickets dispatched to a unit
+  重办率  tickets re-opened (重办) at least once / tickets resolved at least once
+  平均办理时长  mean clock time from 受理 to the first 办结, over the resolved tickets
 A ticket counts for the month it was filed in (Hohhot time), for its lead department and
 for the street of its location (属地).
 """
@@ -18,7 +24,7 @@ import csv
 import io
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -29,6 +35,7 @@ from bot.console.names import category_label, queue_label, street_label
 from bot.console.repository import TicketFilter
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.clock import SHANGHAI
+from bot.domain.limits import FINISH as FINISH_STEP
 from bot.domain.model import (
     ACCEPT,
     CATEGORIES,
@@ -39,6 +46,8 @@ from bot.domain.model import (
     RECATEGORISE,
     REDISPATCH,
     REOPEN,
+    RESOLVE,
+    RETURN,
     Ticket,
     TicketState,
 )
@@ -49,6 +58,14 @@ from bot.text import mask_personal_data
 
 DEFAULT_WEIGHTS = {"response": 0.3, "solve": 0.4, "satisfy": 0.3}
 RATE_NAMES = {"response": "响应率", "solve": "解决率", "satisfy": "满意率"}
+# The handling figures beside the 三率 (not weighted into the ranking).
+HANDLING_NAMES = {"on_time": "按时办结率", "returned": "退单率", "reopened": "重办率"}
+HANDLING_DEFINITIONS = {
+    "on_time": "首次办结在当时的办结时限内（含批准的延期）的工单 / 应已办结的工单（已办结，或在办且已过办结时限）",
+    "returned": "至少退单一次的工单 / 已派单到承办单位的工单",
+    "reopened": "至少重办一次的工单 / 至少办结一次的工单",
+    "hours": "从受理到首次办结的自然时长（小时）的平均值，只计已办结的工单",
+}
 MAX_TICKETS = 50000
 
 
@@ -91,7 +108,17 @@ class UnitRates:
     solved: int = 0
     rated: int = 0
     satisfied: int = 0
+    # the handling figures: numerators and denominators (see the module docstring)
+    finish_due: int = 0
+    on_time: int = 0
+    routed: int = 0
+    returned: int = 0
+    resolved: int = 0
+    reopened: int = 0
+    handling_seconds: float = 0.0
     rates: dict[str, float | None] = field(default_factory=dict)
+    handling: dict[str, float | None] = field(default_factory=dict)
+    average_hours: float | None = None
     score: float | None = None
     rank: int | None = None
 
@@ -101,6 +128,12 @@ class UnitRates:
             "solve": self.solved / self.answered if self.answered else None,
             "satisfy": self.satisfied / self.rated if self.rated else None,
         }
+        self.handling = {
+            "on_time": self.on_time / self.finish_due if self.finish_due else None,
+            "returned": self.returned / self.routed if self.routed else None,
+            "reopened": self.reopened / self.resolved if self.resolved else None,
+        }
+        self.average_hours = self.handling_seconds / 3600 / self.resolved if self.resolved else None
         known = {k: w for k, w in weights.items() if self.rates.get(k) is not None and w > 0}
         total = sum(known.values())
         # Missing rates (no 回访 yet) are left out and the other weights scaled up.
@@ -112,8 +145,36 @@ def _first(ticket: Ticket, kinds: Iterable[str]) -> Any:
     return next((e for e in ticket.events if e.kind in kinds), None)
 
 
+def _first_resolve_deadline(ticket: Ticket, index: int) -> datetime:
+    """The 办结 limit in force when the ticket was first resolved (events[index]): its limit
+    from 受理 plus the extensions granted before, computed on the events up to then."""
+    before = replace(ticket, events=ticket.events[: index + 1], state=TicketState.RESOLVED)
+    return before.compute_deadline(step=FINISH_STEP)
+
+
+def _count_handling(unit: UnitRates, ticket: Ticket, now: datetime) -> None:
+    kinds = [e.kind for e in ticket.events]
+    if any(k in (DISPATCH, REDISPATCH, RECATEGORISE) for k in kinds):
+        unit.routed += 1
+        if RETURN in kinds:
+            unit.returned += 1
+    if RESOLVE in kinds:
+        index = kinds.index(RESOLVE)
+        first = ticket.events[index]
+        unit.resolved += 1
+        unit.finish_due += 1
+        unit.handling_seconds += (first.at - ticket.created_at).total_seconds()
+        if first.at <= _first_resolve_deadline(ticket, index):
+            unit.on_time += 1
+        if REOPEN in kinds[index:]:
+            unit.reopened += 1
+    elif ticket.is_open and ticket.finish_deadline() < now:
+        unit.finish_due += 1  # late and still not resolved: a miss
+
+
 def _count(unit: UnitRates, ticket: Ticket, now: datetime) -> None:
     unit.tickets += 1
+    _count_handling(unit, ticket, now)
     dispatched = _first(ticket, (DISPATCH, REDISPATCH, RECATEGORISE))
     if dispatched is not None:
         accepted = _first(ticket, (ACCEPT,))
@@ -219,6 +280,35 @@ def dashboard(
         open_vs_overdue=sorted(((k, v[0], v[1]) for k, v in open_units.items()), key=lambda r: -r[1]),
         units=rates_by_unit(in_month, weights, now),
     )
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:.1f}"
+
+
+RATES_CSV_HEADER = [
+    "类型", "单位代码", "单位", "工单", "排名", "综合得分",
+    "响应率%", "解决率%", "满意率%", "按时办结率%", "退单率%", "重办率%", "平均办理时长（小时）",
+    "按时签收", "应已响应", "确认解决", "已回访", "满意", "已评价",
+    "按时办结", "应已办结", "退单工单", "已派单", "重办工单", "已办结",
+]
+
+
+def rates_csv(board: Dashboard) -> bytes:
+    """The dashboard's per-street and per-department figures, with each rate's counts."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(RATES_CSV_HEADER)
+    for kind, label in (("street", "街道"), ("department", "部门")):
+        for u in board.units[kind]:
+            hours = "" if u.average_hours is None else f"{u.average_hours:.1f}"
+            writer.writerow([_cell(v) for v in (
+                label, u.unit, u.name, u.tickets, u.rank or "", _percent(u.score),
+                *(_percent(u.rates[k]) for k in RATE_NAMES), *(_percent(u.handling[k]) for k in HANDLING_NAMES), hours,
+                u.responded, u.dispatched, u.solved, u.answered, u.satisfied, u.rated,
+                u.on_time, u.finish_due, u.returned, u.routed, u.reopened, u.resolved,
+            )])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
 # --- CSV export ----------------------------------------------------------------

@@ -102,6 +102,7 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/console/notices"): console_page(200),
     ("GET", "/console/static"): every(200),  # css/js only
     ("GET", "/console/dashboard"): console_page(200),
+    ("GET", "/console/dashboard.csv"): console_page(200),  # counts and rates of the user's own scope
     ("GET", "/console/export"): console_page(200, denied=NOT_ADMIN),
     ("GET", "/console/export/{table}.csv"): console_page(200, denied=NOT_ADMIN),
     ("POST", "/console/export"): console_page(400, denied=NOT_ADMIN),  # empty form: no table, no reason
