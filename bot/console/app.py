@@ -16,7 +16,8 @@ middleware.py (their order is set in bot/web/app.py).
     GET  /console/notices               worker notices (the badge)
     GET  /console/dashboard, /console/export/… , /console/outbox, /console/users,
          /console/calendar, /console/retraining/…, /console/privacy/views (查看记录), /console/intake (来电登记),
-         /console/handoff/… (转人工, bot/console/handoff.py)
+         /console/handoff/… (转人工, bot/console/handoff.py),
+         /console/phrases (常用语)
     POST /console/export                an export including 保密 tickets, with a reason
 """
 
@@ -29,7 +30,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
-from bot.console import admin, calendar, dashboard, handoff, intake, retraining, viewlog, views
+from bot.console import admin, calendar, dashboard, handoff, intake, phrases, retraining, viewlog, views
 from bot.console import services as svc
 from bot.console.config import ConsoleConfig
 from bot.console.http import (
@@ -124,5 +125,6 @@ def setup_console(app: web.Application, engine: Engine | None = None, config: Co
     viewlog.setup(app)
     intake.setup(app)
     handoff.setup(app)
+    phrases.setup(app)
     app.cleanup_ctx.append(_console_ctx)
     app.on_shutdown.append(_stop_notifier)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from bot.storage.tables import Json, UtcDateTime, metadata
@@ -143,4 +144,23 @@ personal_data_views = Table(
     Column("export_table", String(64)),
     Column("reason", Text),  # an export that includes 保密 tickets: why (required)
     CheckConstraint(f"field IN ({_in(VIEW_FIELDS)})", name="field"),
+)
+
+REPLY_ACTIONS = ("resolve", "return", "extend")
+
+# 常用语: reply templates admins keep per action (办结, 退单, 延期) and category ('' = every
+# category); the body may hold the placeholders of bot/console/services/replies.py.
+reply_templates = Table(
+    "reply_templates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("action", String(16), nullable=False),
+    Column("category", String(32), nullable=False, default=""),
+    Column("title", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint(f"action IN ({_in(REPLY_ACTIONS)})", name="action"),
+    # one title per action and category: a re-sent form cannot add the same template twice
+    UniqueConstraint("action", "category", "title"),
 )

@@ -27,6 +27,7 @@ from bot.console.http import (
     unstorable_values,
 )
 from bot.console.names import department_choices, street_choices
+from bot.console.services import phrases
 from bot.domain.clock import now_utc
 from bot.domain.model import TicketState, parse_ticket_number
 from bot.uploads import CONTENT_TYPES, MAX_PHOTO_BYTES, path_of
@@ -194,6 +195,10 @@ async def ticket_page(request: web.Request, error: str = "", status: int = 200, 
     except svc.NotFound:
         raise web.HTTPNotFound() from None
     done = DONE_MESSAGES.get(request.query.get("done", ""), "") if not error else ""
+    # 常用语 for the actions this user may take; ?phrase=<id> fills its text box without script
+    choices = await console.run(phrases.phrases_for, view.ticket, view.actions)
+    prefill = {action: text for action, found in choices.items() for pid, _, text in found
+               if str(pid) == request.query.get("phrase")}
     return await render(
         request,
         "ticket.html",
@@ -204,6 +209,8 @@ async def ticket_page(request: web.Request, error: str = "", status: int = 200, 
         error=error,
         done=done,
         form=form or {},
+        phrases=choices,
+        prefill=prefill,
         departments=department_choices(),
         streets=street_choices(),
         categories=svc.recategorise_choices() if "recategorise" in view.actions else (),
@@ -227,7 +234,8 @@ async def ticket_action(request: web.Request) -> web.StreamResponse:
     photo = None
     field = form.get("photo")
     if isinstance(field, web.FileField):
-        photo = field.file.read(MAX_PHOTO_BYTES + 1) or None
+        with field.file:  # aiohttp's spooled temporary file: closed here, not by the garbage collector
+            photo = field.file.read(MAX_PHOTO_BYTES + 1) or None
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     try:
         result = await console.run(svc.perform, p, ticket_id, action, fields, now_utc(), photo, console.config.upload_dir)

@@ -95,6 +95,8 @@ MIGRATED_TABLES = frozenset(
         "personal_data_views",
         # 0012 hand-off to a person (users.languages and the agent role too)
         "handoffs", "handoff_events", "handoff_messages",
+        # 0013 reply templates (常用语)
+        "reply_templates",
     }
 )
 # Databases made by create_all before Alembic: the newest revision whose tables are all there.

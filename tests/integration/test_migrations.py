@@ -55,7 +55,7 @@ def schema_diff(eng: Engine) -> list:
 
 def test_init_db_upgrades_to_head_and_matches_the_tables(empty: Engine) -> None:
     init_db(empty)
-    assert version(empty) == head() == "0012_handoff"
+    assert version(empty) == head() == "0013_reply_templates"
     assert schema_diff(empty) == []
     assert set(inspect(empty).get_table_names()) >= MIGRATED_TABLES
     init_db(empty)  # idempotent
@@ -68,7 +68,7 @@ def test_every_ticket_and_console_table_is_migrated() -> None:
             "wechat_inbound", "wechat_nonces", "wechat_residents", "wechat_tokens",
             "review_items", "model_registry", "training_lock", "holiday_days", "holiday_years",
             "job_leases", "anonymised_tickets", "ticket_search",
-            "personal_data_views", "handoffs", "handoff_events", "handoff_messages"}
+            "personal_data_views", "handoffs", "handoff_events", "handoff_messages", "reply_templates"}
     assert ours <= MIGRATED_TABLES <= set(metadata.tables)
 
 

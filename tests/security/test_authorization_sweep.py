@@ -127,6 +127,11 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/console/intake"): console_page(200, denied=("worker", "worker_other_street", "department")),
     ("POST", "/console/intake"): console_page(400, denied=("worker", "worker_other_street", "department")),
     ("GET", "/console/intake/proposal"): console_page(200, denied=("worker", "worker_other_street", "department")),
+    # 常用语: admins only; an empty form is refused (400), ids that do not exist
+    ("GET", "/console/phrases"): console_page(200, denied=NOT_ADMIN),
+    ("POST", "/console/phrases"): console_page(400, denied=NOT_ADMIN),
+    ("POST", "/console/phrases/{template_id}"): console_page(400, denied=NOT_ADMIN),  # empty form: refused first
+    ("POST", "/console/phrases/{template_id}/delete"): console_page(303, denied=NOT_ADMIN),  # nothing there: nothing to do
     # retraining: admins only; ids that do not exist, and a training already running (the world holds the lock)
     ("GET", "/console/retraining"): console_page(200, denied=NOT_ADMIN),
     ("POST", "/console/retraining/items/{item_id}/accept"): console_page(404, denied=NOT_ADMIN),
@@ -176,6 +181,8 @@ class World:
             "/console/outbox/{message_id}/retry": "/console/outbox/999999/retry",
             "/console/users/{username}/password": "/console/users/victim/password",
             "/console/users/{username}/active": "/console/users/victim/active",
+            "/console/phrases/{template_id}": "/console/phrases/999999",
+            "/console/phrases/{template_id}/delete": "/console/phrases/999999/delete",
             "/console/retraining/items/{item_id}/accept": "/console/retraining/items/999999/accept",
             "/console/retraining/items/{item_id}/reject": "/console/retraining/items/999999/reject",
             "/console/retraining/items/{item_id}/undo": "/console/retraining/items/999999/undo",

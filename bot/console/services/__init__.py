@@ -7,6 +7,7 @@ bot.services.tickets) and the current time; nothing here knows about HTTP.
     search    a queue's search and filters from the URL (and back)
     handling  the actions on a ticket, escalation (督办)
     notices   ticket events → the outbox; worker notices
+    phrases   常用语: reply templates, their placeholders, filled for a ticket
     privacy   who sees residents' personal data; the personal-data view log; CSV exports
 
 The names below are the package's API (callers write `svc.perform(...)`)."""
