@@ -1,7 +1,8 @@
 """Ticket news pushed by the work console, and the resident's 回访 answer.
 
 The console's outbox calls the Rasa server's trigger_intent with EXTERNAL_ticket_update
-(entities ticket_number + ticket_event: accepted | resolved | reopened, and result);
+(entities ticket_number + ticket_event: accepted | resolved | reopened | extended | redispatched,
+and result or new_unit — the new lead's public name);
 action_ticket_update tells the resident. After 办结 it asks whether the problem is
 solved and how satisfied they are (buttons → followup_* intents); action_followup
 records the answer as a ticket event: solved → 回访 (closed), not solved → 重办.
@@ -26,7 +27,8 @@ from bot.services.tickets import record_follow_up, ticket_status, tickets_for_se
 # the 回访 question is out (a featurised slot: data/rules/answers.yml sends typed answers
 # like "满意，谢谢你们" here instead of to praise)
 FOLLOWUP_ASKED = "followup_asked"
-RESPONSES = {"accepted": "utter_ticket_accepted", "resolved": "utter_ticket_resolved", "reopened": "utter_ticket_reopened"}
+RESPONSES = {"accepted": "utter_ticket_accepted", "resolved": "utter_ticket_resolved", "reopened": "utter_ticket_reopened",
+             "extended": "utter_ticket_extended", "redispatched": "utter_ticket_redispatched"}
 
 
 def _entity(tracker: Tracker, name: str) -> str | None:
@@ -51,7 +53,8 @@ class ActionTicketUpdate(Action):
         except (asyncio.TimeoutError, Exception) as exc:
             log.error("ticket update lookup failed for %s: %s", safe(tracker.sender_id), type(exc).__name__)
             status = None
-        values: dict[str, Any] = {"ticket_number": number, "result": _entity(tracker, "result") or "已办理完毕", "lead": "承办单位", "deadline": ""}
+        values: dict[str, Any] = {"ticket_number": number, "result": _entity(tracker, "result") or "已办理完毕", "lead": "承办单位",
+                                  "deadline": "", "new_unit": _entity(tracker, "new_unit") or "新的承办单位"}
         if status is not None:
             v = status_variables(status)
             values.update(lead=v["lead"], deadline=v["deadline"])

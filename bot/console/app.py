@@ -13,6 +13,7 @@ middleware.py (their order is set in bot/web/app.py).
                                         a resident's phone or description unmasked (logged)
     GET  /console/attachments/{id}      an after-photo (permission-checked)
     GET  /console/tickets/{id}/photos/{report_id}  a resident's photo (permission-checked)
+    GET  /console/tickets/{id}/additions/{index}/photo  a photo the resident added (补充)
     GET  /console/notices               worker notices (the badge)
     GET  /console/dashboard, /console/export/… , /console/outbox, /console/users,
          /console/calendar, /console/retraining/…, /console/privacy/views (查看记录), /console/intake (来电登记),
@@ -116,6 +117,7 @@ def setup_console(app: web.Application, engine: Engine | None = None, config: Co
     r.add_post(f"{PREFIX}/tickets/{{ticket_id}}/reports/{{report_id}}/reveal/{{field}}", views.reveal)
     r.add_get(f"{PREFIX}/attachments/{{attachment_id}}", views.attachment)
     r.add_get(f"{PREFIX}/tickets/{{ticket_id}}/photos/{{report_id}}", views.report_photo)
+    r.add_get(f"{PREFIX}/tickets/{{ticket_id}}/additions/{{index}}/photo", views.addition_photo)
     r.add_get(f"{PREFIX}/notices", views.notices_page)
     r.add_static(f"{PREFIX}/static/", STATIC, follow_symlinks=False, append_version=False)
     calendar.setup(app)

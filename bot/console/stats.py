@@ -179,7 +179,8 @@ def _count(unit: UnitRates, ticket: Ticket, now: datetime) -> None:
     if dispatched is not None:
         accepted = _first(ticket, (ACCEPT,))
         original = ticket.sign_deadline()  # 按时签收: the 签收 limit (the old single limit for old tickets)
-        if accepted is not None or original < now:
+        withdrawn_unsigned = accepted is None and ticket.state is TicketState.WITHDRAWN  # 撤单: nothing was due
+        if not withdrawn_unsigned and (accepted is not None or original < now):
             unit.dispatched += 1
             if accepted is not None and accepted.at <= original:
                 unit.responded += 1

@@ -313,6 +313,21 @@ async def report_photo(request: web.Request) -> web.StreamResponse:
     return _photo_file(path, CONTENT_TYPES[path.suffix.lstrip(".")])
 
 
+async def addition_photo(request: web.Request) -> web.StreamResponse:
+    """A photo a resident added to their ticket (补充), only to those who may see the ticket."""
+    p = principal_of(request)
+    console = request.app[CONSOLE]
+    raw = request.match_info["index"]
+    if not raw.isdigit() or len(raw) > 6:
+        raise web.HTTPNotFound()
+    try:
+        name = await console.run(svc.addition_photo, p, _ticket_id(request), int(raw), now_utc())
+        path = path_of(name, console.config.upload_dir)
+    except (svc.NotFound, ValueError):
+        raise web.HTTPNotFound() from None
+    return _photo_file(path, CONTENT_TYPES[path.suffix.lstrip(".")])
+
+
 async def notices_page(request: web.Request) -> web.Response:
     p = principal_of(request)
     console = request.app[CONSOLE]

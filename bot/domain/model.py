@@ -99,18 +99,23 @@ class TicketState(str, Enum):
     RETURNED = "退单"
     RESOLVED = "办结"
     CLOSED = "回访"
+    WITHDRAWN = "已撤单"  # the resident withdrew it while it was open (撤单)
 
     @property
     def is_open(self) -> bool:
         return self in OPEN_STATES
 
 
-OPEN_STATES = frozenset(TicketState) - {TicketState.RESOLVED, TicketState.CLOSED}
+OPEN_STATES = frozenset(TicketState) - {TicketState.RESOLVED, TicketState.CLOSED, TicketState.WITHDRAWN}
 CLOSED_STATES = frozenset(TicketState) - OPEN_STATES
 
 # Event kinds (stored as the Chinese word).
 RECEIVE, DISPATCH, ACCEPT, WORK, RETURN, REDISPATCH = "受理", "派单", "签收", "办理", "退单", "改派"
 EXTEND, RESOLVE, FOLLOW_UP, REOPEN, MERGE = "延期", "办结", "回访", "重办", "并单"
+# The resident, while the ticket is open: adds a message or a photo (补充; data: key, photo)
+# or withdraws it (撤单, reason required; data: key). `key` is the resident's message id: a
+# retried message adds nothing twice.
+ADD_BY_RESIDENT, WITHDRAW = "补充", "撤单"
 # Console moves: the dispatcher refuses a return (驳回, back to the worker) or grants an
 # extension (批准延期); escalation rules flag overdue tickets (督办) and tickets returned
 # RETURN_ESCALATION times (提级, the dispatcher must re-dispatch them).
@@ -120,10 +125,11 @@ REJECT_RETURN, APPROVE_EXTENSION, SUPERVISE, ESCALATE = "驳回", "批准延期"
 RECATEGORISE = "改类"
 # 时限调整: the holiday calendar changed and moved the deadline (data: from, to; ISO times).
 ADJUST_DEADLINE = "时限调整"
-# The resident's right to erasure (删除我的信息, bot/services/rights.py): 撤回 closes a ticket
-# only they reported (the units are told; no 回访 answer is recorded, so no 满意 figure);
-# 信息删除 tells the units of a ticket others reported too that one reporter's data is gone.
-WITHDRAW, REPORTER_ERASED = "撤回", "信息删除"
+# The resident's right to erasure (删除我的信息, bot/services/rights.py): an open ticket only
+# they reported is withdrawn (撤单, as when they withdraw it themselves; the units are told, no
+# 回访 answer is recorded, so no 满意 figure); 信息删除 tells the units of a ticket others
+# reported too that one reporter's data is gone.
+REPORTER_ERASED = "信息删除"
 # Events after which the ticket is with (new) units: a new handling round starts.
 ROUTING_KINDS = frozenset({DISPATCH, REDISPATCH, REOPEN, RECATEGORISE})
 RETURN_ESCALATION = 3
@@ -139,13 +145,14 @@ EVENT_KINDS: dict[str, str] = {  # kind → English name, for messages and logs
     FOLLOW_UP: "close after follow-up",
     REOPEN: "reopen",
     MERGE: "merge report",
+    ADD_BY_RESIDENT: "add to the ticket (resident)",
+    WITHDRAW: "withdraw (resident)",
     REJECT_RETURN: "reject the return",
     APPROVE_EXTENSION: "approve an extension",
     SUPERVISE: "flag as overdue",
     ESCALATE: "escalate",
     RECATEGORISE: "recategorise",
     ADJUST_DEADLINE: "adjust the deadline to the holiday calendar",
-    WITHDRAW: "withdraw at the resident's request",
     REPORTER_ERASED: "record a reporter's erasure",
 }
 
@@ -164,6 +171,8 @@ TRANSITIONS: dict[str, tuple[frozenset[TicketState], TicketState | None]] = {
     REOPEN: (frozenset({_S.RESOLVED, _S.CLOSED}), _S.DISPATCHED),
     EXTEND: (frozenset({_S.ACCEPTED, _S.IN_PROGRESS}), None),
     MERGE: (OPEN_STATES, None),
+    ADD_BY_RESIDENT: (OPEN_STATES, None),
+    WITHDRAW: (OPEN_STATES, _S.WITHDRAWN),
     # 驳回 goes back to the state the ticket was returned from (签收 or 办理); 签收 is nominal.
     REJECT_RETURN: (frozenset({_S.RETURNED}), _S.ACCEPTED),
     APPROVE_EXTENSION: (frozenset({_S.ACCEPTED, _S.IN_PROGRESS}), None),
@@ -172,7 +181,6 @@ TRANSITIONS: dict[str, tuple[frozenset[TicketState], TicketState | None]] = {
     # Where 派单 and 改派 are possible: waiting in the dispatch centre, or returned.
     RECATEGORISE: (frozenset({_S.RECEIVED, _S.RETURNED}), _S.DISPATCHED),
     ADJUST_DEADLINE: (OPEN_STATES, None),
-    WITHDRAW: (OPEN_STATES, _S.CLOSED),
     REPORTER_ERASED: (OPEN_STATES, None),
 }
 REASON_REQUIRED = frozenset({RETURN, RESOLVE, EXTEND, REJECT_RETURN, RECATEGORISE, WITHDRAW, REPORTER_ERASED})

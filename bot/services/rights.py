@@ -8,7 +8,7 @@ by an admin who gives a reason (bot/console/services/rights.py). A ticket number
 number typed in the chat opens nothing.
 
 Erasure reuses the retention job's anonymising (bot/storage/retention.py), in one transaction:
-- a ticket only this resident reported: an open one is closed first (撤回, with a note the
+- a ticket only this resident reported: an open one is withdrawn first (撤单, with a note the
   units are sent through the outbox like any ticket news), then anonymised exactly as the
   retention job anonymises a closed ticket;
 - a ticket others reported too: only this resident's reports are anonymised (same pseudonyms,
@@ -70,7 +70,7 @@ class Held:
 @dataclass
 class Erased:
     tickets: int = 0  # tickets whose reports of this resident were anonymised
-    closed: int = 0  # open tickets closed (撤回): the resident was their only reporter
+    closed: int = 0  # open tickets withdrawn (撤单): the resident was their only reporter
     noted: int = 0  # open tickets others reported too, left open with a note (信息删除)
     reports: int = 0
     phones: int = 0

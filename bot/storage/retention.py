@@ -30,7 +30,7 @@ from bot.domain.model import TicketState
 from bot.storage.search import index_ticket
 from bot.storage.tables import UtcDateTime, metadata, ticket_events, ticket_reports, tickets
 
-CLOSED_VALUES = (TicketState.RESOLVED.value, TicketState.CLOSED.value)  # 办结, 回访
+CLOSED_VALUES = (TicketState.RESOLVED.value, TicketState.CLOSED.value, TicketState.WITHDRAWN.value)  # 办结, 回访, 已撤单
 
 # One row per background job: who runs it now (until when), and when it last finished.
 job_leases = Table(

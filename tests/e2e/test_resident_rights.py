@@ -1,7 +1,7 @@
 """查看/导出我的信息 and 删除我的信息 over the REST channel, against the real Rasa server and
 action server (the trained model): the export shows this sender's ticket with the phone
 masked; someone else typing that ticket number and phone number gets nothing; a 不删除 changes
-nothing; a 确认删除 while the ticket is open closes it (撤回) and anonymises it, and the
+nothing; a 确认删除 while the ticket is open withdraws it (撤单) and anonymises it, and the
 conversation's transcript is gone from the tracker store."""
 from __future__ import annotations
 
@@ -73,9 +73,9 @@ def test_export_then_erasure_of_an_open_ticket_over_rest(stack) -> None:
     done = me.say("/affirm")
     assert _texts(done) == "已删除您的个人信息：1 个工单已清除个人信息，1 个未办结的工单已撤回关闭，聊天记录已删除。"
     (ticket_id, state), reports, last = _rows(stack, number)
-    assert state == "回访"
+    assert state == "已撤单"
     assert [(s, p) for s, p, _ in reports] == [(f"anon:{ticket_id}:1", None)]
-    assert last == ("撤回", "回访", "resident:erased", WITHDRAW_NOTE)
+    assert last == ("撤单", "已撤单", "resident:erased", WITHDRAW_NOTE)
 
     # the transcript is gone: the Rasa server holds nothing of the conversation now
     assert [e for e in me.events() if e.get("event") == "user"] == []

@@ -1,6 +1,6 @@
 """A resident's rights over their data (bot/services/rights.py) on SQLite and PostgreSQL:
 what 查看/导出我的信息 shows, and 删除我的信息 with exact rows after — an open ticket only they
-reported closed (撤回) and anonymised as the retention job does, a ticket others reported too
+reported withdrawn (撤单) and anonymised as the retention job does, a ticket others reported too
 left open with a note and only their report anonymised, the held phone gone, the units told
 through the outbox; a second erasure finds nothing; a phone caller's reports by number. And
 the tracker stores drop the conversation when the erasing turn is saved."""
@@ -134,9 +134,9 @@ def test_erasure_closes_anonymises_and_tells_the_units(engine: Engine, world: di
         anonymised = sorted(conn.execute(select(anonymised_tickets.c.ticket_id)).scalars())
         held = conn.execute(select(pending_phones.c.sender_id)).all()
         description = conn.execute(select(tickets.c.description).where(tickets.c.id == t_open)).scalar_one()
-    assert states == {t_open: "回访", t_closed: "办结", t_shared: "派单"}
+    assert states == {t_open: "已撤单", t_closed: "办结", t_shared: "派单"}
     assert last == {
-        t_open: ("撤回", "受理", "回访", "resident:erased", WITHDRAW_NOTE),
+        t_open: ("撤单", "受理", "已撤单", "resident:erased", WITHDRAW_NOTE),
         t_closed: ("办结", "签收", "办结", "user:grid", "已约谈犬主"),
         t_shared: ("信息删除", "派单", None, "resident:erased", ERASED_NOTE),
     }

@@ -99,6 +99,8 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/console/attachments/{attachment_id}"): console_page(200, denied=HANDLERS_ONLY),
     # a resident's photo on the dispatched ticket: exactly who may see that ticket
     ("GET", "/console/tickets/{ticket_id}/photos/{report_id}"): console_page(200, denied=HANDLERS_ONLY),
+    # a photo a resident added (补充): event 0 is 受理, no such photo for anyone (tests/console/test_console_resident_changes.py)
+    ("GET", "/console/tickets/{ticket_id}/additions/{index}/photo"): console_page(404),
     ("GET", "/console/notices"): console_page(200),
     ("GET", "/console/static"): every(200),  # css/js only
     ("GET", "/console/dashboard"): console_page(200),
@@ -174,6 +176,8 @@ class World:
                 f"/console/tickets/{self.values['ticket']}/photos/{self.values['report']}",
             "/console/tickets/{ticket_id}/reports/{report_id}/reveal/{field}":
                 f"/console/tickets/{self.values['ticket']}/reports/{self.values['report']}/reveal/phone",
+            "/console/tickets/{ticket_id}/additions/{index}/photo":
+                f"/console/tickets/{self.values['ticket']}/additions/0/photo",
             "/console/static": "/console/static/console.css",
             "/console/handoff/{handoff_id}": f"/console/handoff/{self.values.get('handoff', '1')}",
             "/console/handoff/{handoff_id}/{action}": f"/console/handoff/{self.values.get('handoff', '1')}/close",

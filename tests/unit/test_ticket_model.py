@@ -69,6 +69,7 @@ def ticket_in(state: TicketState, legacy: bool = False) -> Ticket:
         S.RETURNED: ["签收", "退单"],
         S.RESOLVED: ["签收", "办结"],
         S.CLOSED: ["签收", "办结", "回访"],
+        S.WITHDRAWN: ["撤单"],
     }[state]
     if state is S.RECEIVED:
         t = Ticket.new("QC-261124-0001", draft(), route(DISPATCH_CENTER), NOW)
@@ -167,9 +168,9 @@ LEGAL = [
                          "dispatch_class": "utilities"}, S.DISPATCHED),
     (S.RETURNED, "改类", {"was": "sanitation", "category": "street_order", "lead": "urban_management",
                          "co": ["traffic_police"], "dispatch_class": "normal"}, S.DISPATCHED),
-] + [(s, k, {}, s) for k in ("并单", "督办", "信息删除")
+] + [(s, k, {}, s) for k in ("并单", "督办", "补充", "信息删除")
      for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)] \
-  + [(s, "撤回", {}, S.CLOSED) for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)] \
+  + [(s, "撤单", {"key": "m1"}, S.WITHDRAWN) for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)] \
   + [(s, "时限调整", {"from": NOW.isoformat(), "to": (NOW + timedelta(days=1)).isoformat()}, s)
      for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)]
 

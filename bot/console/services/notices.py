@@ -9,11 +9,14 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from bot.console.names import queue_label
 from bot.console.repository import OutboxMessage
 from bot.console.services.access import Principal
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.model import (
     ACCEPT,
+    ADD_BY_RESIDENT,
+    APPROVE_EXTENSION,
     DISPATCH,
     DISPATCH_CENTER,
     ESCALATE,
@@ -30,6 +33,7 @@ from bot.domain.model import (
     SUPERVISE,
     WITHDRAW,
 )
+from bot.text import mask_personal_data
 
 FEED = "notifications"
 
@@ -41,7 +45,10 @@ NO_PUSH_CHANNELS = frozenset({"open311", "phone"})
 
 # --- notifications: the event feed → the outbox ------------------------------
 
-RESIDENT_EVENTS = {ACCEPT: "accepted", RESOLVE: "resolved", REOPEN: "reopened"}
+# 延期 reaches a resident when it is granted (the new 办结 date: action_ticket_update looks it
+# up); 改派 with the new lead unit's public name only (never a person or an internal code).
+RESIDENT_EVENTS = {ACCEPT: "accepted", RESOLVE: "resolved", REOPEN: "reopened",
+                   APPROVE_EXTENSION: "extended", REDISPATCH: "redispatched"}
 
 
 def process_feed(uow: ConsoleUnitOfWork, now: datetime, batch: int = 500) -> int:
@@ -110,8 +117,10 @@ def _notices_for(e: Any, reporters_of: Any) -> list[dict[str, Any]]:
         workers([e.lead_queue, *(e.co_queues or [])], "return_rejected", f"退单被驳回 {number}：{e.reason}")
     elif e.kind == MERGE:
         workers([e.lead_queue, *(e.co_queues or [])], "merged", f"并单 {number}（又有居民反映）")
-    elif e.kind == WITHDRAW:  # the resident erased their data: the units stop, nobody calls them
-        workers([e.lead_queue, *(e.co_queues or []), DISPATCH_CENTER], "withdrawn", f"居民撤回 {number}（工单已关闭）")
+    elif e.kind == ADD_BY_RESIDENT:
+        workers([e.lead_queue, *(e.co_queues or [])], "resident_added", f"居民补充 {number}：{mask_personal_data(e.reason)}")
+    elif e.kind == WITHDRAW:  # withdrawn by the resident, or closed by their erasure: the units stop
+        workers([e.lead_queue, *(e.co_queues or [])], "withdrawn", f"居民撤单 {number}：{mask_personal_data(e.reason)}")
     elif e.kind == REPORTER_ERASED:
         workers([e.lead_queue, *(e.co_queues or [])], "reporter_erased", f"反映人删除信息 {number}")
     if e.kind in RESIDENT_EVENTS:
@@ -133,6 +142,7 @@ def _notices_for(e: Any, reporters_of: Any) -> list[dict[str, Any]]:
                         "ticket_number": number,
                         "ticket_event": event,
                         "result": e.reason if e.kind == RESOLVE else "",
+                        **({"new_unit": queue_label(data["lead"])} if e.kind == REDISPATCH and data.get("lead") else {}),
                     },
                 }
             )

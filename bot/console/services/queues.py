@@ -112,7 +112,7 @@ def _view_query(p: Principal, view: str, now: datetime) -> dict[str, Any]:
     if view == "open":
         return {"states": open_values, "order": "deadline"}
     if view == "done":
-        return {"states": [TicketState.RESOLVED.value, TicketState.CLOSED.value], "order": "updated"}
+        return {"states": [TicketState.RESOLVED.value, TicketState.CLOSED.value, TicketState.WITHDRAWN.value], "order": "updated"}
     if view == "all":
         return {"order": "updated"}
     if view == "dispatch":
@@ -293,6 +293,23 @@ def report_photo(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, report_id
     name = stored_photo_of(row) if row is not None else None
     if name is None:
         raise NotFound(report_id)
+    return name
+
+
+def addition_photo(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, index: int, now: datetime) -> str:
+    """The stored file name of the photo a resident added (补充) as the ticket's event `index`:
+    only that resident's own upload, only to users who may see the ticket."""
+    from bot.domain.model import ADD_BY_RESIDENT
+
+    with uow:
+        ticket = get_visible(uow, p, ticket_id, now)
+    event = ticket.events[index] if 0 <= index < len(ticket.events) else None
+    if event is None or event.kind != ADD_BY_RESIDENT or not event.actor.startswith("resident:"):
+        raise NotFound(index)
+    name = own_photo_name(event.data.get("photo"))
+    owner = photo_owner(upload_folder(), name) if name else None
+    if name is None or (owner is not None and owner != event.actor.removeprefix("resident:")):
+        raise NotFound(index)
     return name
 
 
