@@ -63,8 +63,10 @@ def conversation_view(uow: ConsoleUnitOfWork, p: svc.Principal, handoff_id: int,
     h = visible(uow, p, handoff_id)
     with uow:
         rows = HandoffRepository(uow.connection()).messages(handoff_id)
+    # resident text is stored masked (with the words as typed beside it for a while: phone roles)
     messages = [{"author": r.author, "outgoing": r.outgoing, "at": r.created_at,
-                 "text": r.text if phones else mask_personal_data(r.text)} for r in rows]
+                 "text": (r.typed or r.text) if phones else mask_personal_data(r.text),
+                 "undelivered": r.delivery_note if r.delivered_at is None else None} for r in rows]
     return {"handoff": h, "messages": messages}
 
 

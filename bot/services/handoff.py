@@ -35,6 +35,7 @@ from bot.domain.handoff import (
 )
 from bot.storage.handoff import HandoffRepository
 from bot.storage.uow import SqlAlchemyUnitOfWork
+from bot.text import mask_personal_data
 
 HOURS_ENV, WAIT_ENV = "QC_HANDOFF_HOURS", "QC_HANDOFF_WAIT_MINUTES"
 MAX_AGENT_MESSAGE = 2000
@@ -120,7 +121,9 @@ def resident_message(uow: SqlAlchemyUnitOfWork, sender_id: str, text: str, now: 
         held = False
         if h is not None and h.held:
             h = _expire(repo, h, now, hours)
-            repo.add_message(h, RESIDENT, False, text, now)
+            # at rest like the tracker: masked; as typed beside it for the phone roles, for a while
+            masked = mask_personal_data(text)
+            repo.add_message(h, RESIDENT, False, masked, now, typed=text if masked != text else None)
             held = True
             if h.state is HandoffState.OFFERED and _offer_seen(repo, h):
                 h = repo.step(h, LEAVE, RESIDENT, now)
@@ -146,6 +149,57 @@ def pickup(uow: SqlAlchemyUnitOfWork, sender_id: str, now: datetime, hours: Serv
         replies = _claim(repo, sender_id, now)
         uow.commit()
         return replies
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    id: int
+    sender_id: str
+    text: str
+
+
+def outgoing_on(uow: SqlAlchemyUnitOfWork, channel: str, limit: int = 200) -> list[Outgoing]:
+    """Messages for residents of `channel` that no channel has delivered and none has given
+    up on yet (no delivery note), oldest first: a channel that pushes (WeChat) sends them."""
+    with uow:
+        rows = _repo(uow).undelivered_on(channel, limit)
+        return [Outgoing(r.id, r.sender_id, r.text) for r in rows]
+
+
+def claim(uow: SqlAlchemyUnitOfWork, message_id: int, now: datetime) -> bool:
+    """This process delivers the message (exactly one claimer)."""
+    with uow:
+        won = _repo(uow).claim(message_id, now)
+        uow.commit()
+        return won
+
+
+def not_delivered(uow: SqlAlchemyUnitOfWork, sender_id: str, from_message_id: int, note: str | None) -> int:
+    """The message could not be delivered: un-claimed; with a `note` (why, for the agent) it
+    and every later undelivered one of the conversation wait, in order, for the resident's
+    next message (how many are noted); without one the pushing channel tries again."""
+    with uow:
+        n = _repo(uow).hold_back(sender_id, from_message_id, note)
+        uow.commit()
+        return n
+
+
+def transferred(uow: SqlAlchemyUnitOfWork, sender_id: str, note: str, now: datetime) -> bool:
+    """The channel handed the conversation to another 客服 system (WeChat's
+    transfer_customer_service): a hand-off opened for it just now is closed, unseen by our
+    agents. False when none was waiting."""
+    with uow:
+        repo = _repo(uow)
+        h = repo.open_for(sender_id)
+        if h is None or h.state not in (HandoffState.WAITING, HandoffState.OFFERED):
+            return False
+        try:
+            repo.step(h, CLOSE, SYSTEM, now, note=note)
+        except InvalidHandoffStep:  # an agent took it meanwhile: ours, then
+            uow.rollback()
+            return False
+        uow.commit()
+        return True
 
 
 def expire_waiting(uow: SqlAlchemyUnitOfWork, now: datetime, hours: ServiceHours) -> int:

@@ -97,6 +97,7 @@ MIGRATED_TABLES = frozenset(
         "handoffs", "handoff_events", "handoff_messages",
         # 0013 reply templates (常用语)
         "reply_templates",
+        # 0014 hand-off messages: delivery_note, typed
     }
 )
 # Databases made by create_all before Alembic: the newest revision whose tables are all there.

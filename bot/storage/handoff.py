@@ -82,6 +82,12 @@ handoff_messages = Table(
     Column("text", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("delivered_at", UtcDateTime),  # outgoing only: picked up by the resident's channel
+    # outgoing, not delivered yet: why (WeChat's 48-hour window closed, an API error), for the agent;
+    # such a message goes out with the reply to the resident's next message
+    Column("delivery_note", Text),
+    # incoming: the words as typed when `text` (masked, like the tracker) differs; for the roles
+    # that may see phones, cleared by the retention job after PENDING_PHONE_HOURS
+    Column("typed", Text),
     Index(None, "sender_id", "outgoing", "delivered_at"),
 )
 
@@ -155,7 +161,8 @@ class HandoffRepository:
         self.conn.execute(insert(handoff_events).values(handoff_id=handoff_id, kind=kind, actor=actor, at=at,
                                                         note=note))
 
-    def step(self, handoff: Handoff, kind: str, actor: str, now: datetime, agent: str | None = None) -> Handoff:
+    def step(self, handoff: Handoff, kind: str, actor: str, now: datetime, agent: str | None = None,
+             note: str = "") -> Handoff:
         """Apply `kind` if the hand-off is still in the state it was read in (compare-and-set);
         InvalidHandoffStep when another step came first."""
         to = next_state(kind, handoff.state)
@@ -167,15 +174,16 @@ class HandoffRepository:
         if changed != 1:
             raise InvalidHandoffStep(f"{kind}: the hand-off changed meanwhile")
         assert handoff.id is not None
-        self.event(handoff.id, kind, actor, now)
+        self.event(handoff.id, kind, actor, now, note)
         found = self.get(handoff.id)
         assert found is not None
         return found
 
-    def add_message(self, handoff: Handoff, author: str, outgoing: bool, text: str, now: datetime) -> int:
+    def add_message(self, handoff: Handoff, author: str, outgoing: bool, text: str, now: datetime,
+                    typed: str | None = None) -> int:
         return self.conn.execute(insert(handoff_messages).values(
             handoff_id=handoff.id, sender_id=handoff.sender_id, author=author, outgoing=outgoing, text=text,
-            created_at=now)).inserted_primary_key[0]
+            typed=typed, created_at=now)).inserted_primary_key[0]
 
     def undelivered(self, sender_id: str) -> list[Row]:
         m = handoff_messages
@@ -188,6 +196,23 @@ class HandoffRepository:
             return []
         return list(self.conn.execute(select(m.c.sender_id).distinct().where(
             m.c.sender_id.in_(sender_ids), m.c.outgoing.is_(True), m.c.delivered_at.is_(None))).scalars())
+
+    def undelivered_on(self, channel: str, limit: int) -> list[Row]:
+        """Outgoing, undelivered, with no delivery note, for hand-offs of `channel`; by id."""
+        m, h = handoff_messages, handoffs
+        return self.conn.execute(select(m).join(h, h.c.id == m.c.handoff_id).where(
+            h.c.channel == channel, m.c.outgoing.is_(True), m.c.delivered_at.is_(None),
+            m.c.delivery_note.is_(None)).order_by(m.c.id).limit(limit)).all()
+
+    def hold_back(self, sender_id: str, from_id: int, note: str | None) -> int:
+        """Un-claim message `from_id`; with a note, say why it and the later undelivered ones wait."""
+        m = handoff_messages
+        self.conn.execute(update(m).where(m.c.id == from_id).values(delivered_at=None))
+        if note is None:
+            return 0
+        return self.conn.execute(update(m).where(
+            m.c.sender_id == sender_id, m.c.id >= from_id, m.c.outgoing.is_(True), m.c.delivered_at.is_(None),
+            m.c.delivery_note.is_(None)).values(delivery_note=note)).rowcount
 
     def claim(self, message_id: int, now: datetime) -> bool:
         m = handoff_messages

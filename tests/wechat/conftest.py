@@ -187,7 +187,7 @@ def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-async def _harness(db_url: str, tmp: Path):
+async def harness_on(db_url: str, tmp: Path):
     standin = WeChatStandIn(APPID, SECRET)
     await standin.start()
     h = Harness(standin, db_url, tmp)
@@ -201,12 +201,12 @@ async def _harness(db_url: str, tmp: Path):
 @pytest_asyncio.fixture
 async def h(sqlite_url: str, tmp_path: Path):
     """SQLite harness (message handling)."""
-    async for x in _harness(sqlite_url, tmp_path):
+    async for x in harness_on(sqlite_url, tmp_path):
         yield x
 
 
 @pytest_asyncio.fixture
 async def hdb(any_db_url: str, tmp_path: Path):
     """Harness on SQLite and on PostgreSQL (dedupe, tokens, rate limits)."""
-    async for x in _harness(any_db_url, tmp_path):
+    async for x in harness_on(any_db_url, tmp_path):
         yield x

@@ -22,6 +22,8 @@ ENV = {
 API_BASE_ENV = "QC_WECHAT_API_BASE"
 TEMPLATE_ENV = "QC_WECHAT_TEMPLATE_ID"
 MODES = ("auto", "plain", "safe", "compatible")
+# 转人工: our console's queue, or WeChat's own 客服 system (bot/channels/wechat/handoff.py)
+HANDOFF_MODES = ("queue", "transfer_customer_service")
 
 
 @dataclass
@@ -50,6 +52,8 @@ class WeChatConfig:
     replay_sweep_interval: float = 5.0
     replay_max_attempts: int = 4  # in all: the first try, takeovers and replays
     replay_max_age_hours: float = 47.0  # the answer must still fit in the 48-hour CS window
+    handoff: str = "queue"
+    handoff_push_interval: float = 1.0  # seconds between pushes of the agents' messages
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @property
@@ -97,6 +101,8 @@ class WeChatConfig:
             replay_sweep_interval=number("replay_sweep_interval", 5.0),
             replay_max_attempts=int(number("replay_max_attempts", 4)),
             replay_max_age_hours=number("replay_max_age_hours", 47.0),
+            handoff=str(creds.get("handoff") or "queue"),
+            handoff_push_interval=number("handoff_push_interval", 1.0),
         )
         cfg.validate()
         return cfg
@@ -112,6 +118,10 @@ class WeChatConfig:
             MessageCrypto(self.encoding_aes_key, self.appid)  # raises on a malformed key
         if not 0 < self.passive_budget < 5:
             raise ValueError("passive_budget must be under WeChat's 5 seconds")
+        if self.handoff not in HANDOFF_MODES:
+            raise ValueError(f"wechat handoff must be one of {HANDOFF_MODES}, not {self.handoff!r}")
+        if self.handoff_push_interval <= 0:
+            raise ValueError("handoff_push_interval must be positive")
         if self.processing_lease < 1:
             raise ValueError("processing_lease must be at least 1 second")
         if self.replay_sweep_interval <= 0 or self.replay_max_attempts < 2 or self.replay_max_age_hours <= 0:

@@ -59,6 +59,7 @@ from typing import Any
 from rasa.core.channels.channel import UserMessage
 
 from bot.channels.wechat import checks
+from bot.channels.wechat import handoff as wh
 from bot.channels.wechat import store as st
 from bot.channels.wechat.api import OUT_OF_WINDOW, WeChatApi, WeChatApiError
 from bot.channels.wechat.checks import OPENID, SUCCESS, HttpReply, Inbound, error, mask, mask_key
@@ -67,7 +68,7 @@ from bot.channels.wechat.crypto import MessageCrypto, sha1_signature
 from bot.channels.wechat.replies import MSG_TOO_FAST, chunks
 from bot.channels.wechat.store import InThread, WeChatStore
 from bot.channels.wechat.turns import Turns, WorkResult
-from bot.channels.wechat.xmlio import encrypted_envelope, text_reply
+from bot.channels.wechat.xmlio import encrypted_envelope, text_reply, transfer_reply
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +101,13 @@ class WeChatGateway:
         self._init_lock = threading.Lock()
         self._tasks: set[asyncio.Future] = set()
         self._sweeper: asyncio.Task | None = None
+        self._pusher: asyncio.Task | None = None
         self._last_prune = 0.0
         # who holds a message's processing lease (wechat_inbound.lease_owner): this instance
         self.owner = f"{socket.gethostname()[:48]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.db = InThread(lambda: self.store)  # typed store calls, each in a worker thread
         self.turns = Turns(config, self.db, lambda: self.api)
+        self.handoff = wh.Pusher(config, self.db, lambda: self.api, self.clock)  # the agents' messages
 
     # --- resources (created on first use: starting Rasa touches neither DB nor network) ---
     @property
@@ -138,12 +141,14 @@ class WeChatGateway:
         if not self.config.enabled or (self._sweeper is not None and not self._sweeper.done()):
             return
         self._sweeper = asyncio.ensure_future(self._sweep_loop(on_new_message))
+        self._pusher = asyncio.ensure_future(self.handoff.run())  # the agents' messages, same lifetime
 
     async def stop_sweeper(self) -> None:
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None and not sweeper.done():
-            sweeper.cancel()
-            await asyncio.gather(sweeper, return_exceptions=True)
+        for task in (self._sweeper, self._pusher):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._sweeper = self._pusher = None
 
     async def _sweep_loop(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
         failing = False
@@ -253,6 +258,11 @@ class WeChatGateway:
         done, _ = await asyncio.wait({work}, timeout=max(0.0, remaining))
         if work in done:
             result: WorkResult = work.result()
+            if result.transfer and await self.db(wh.transferred, inbound.openid):
+                await self.db(WeChatStore.finish, inbound.msg_key, st.PASSIVE, None, inbound.openid, None)
+                log.info("wechat: %s handed to the Official Account's 客服 (transfer_customer_service)",
+                         mask(inbound.openid))
+                return self.reply_xml(inbound, transfer_reply(inbound.openid, inbound.account, int(self.clock())))
             if not result.chunks:
                 await self.db(WeChatStore.finish, inbound.msg_key, st.IGNORED, None, inbound.openid,
                               result.buttons)
@@ -330,8 +340,10 @@ class WeChatGateway:
         return SUCCESS
 
     def passive(self, inbound: Inbound, text: str) -> HttpReply:
+        return self.reply_xml(inbound, text_reply(inbound.openid, inbound.account, int(self.clock()), text))
+
+    def reply_xml(self, inbound: Inbound, xml: str) -> HttpReply:
         now = str(int(self.clock()))
-        xml = text_reply(inbound.openid, inbound.account, int(now), text)
         if not inbound.encrypted:
             return HttpReply(200, xml, "application/xml; charset=utf-8")
         assert self.crypto is not None

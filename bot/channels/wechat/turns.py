@@ -12,6 +12,7 @@ from typing import Any
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 
 from bot.channels.common import MSG_BUSY, MSG_KEPT
+from bot.channels.wechat import handoff as wh
 from bot.channels.wechat import store as st
 from bot.channels.wechat.api import WeChatApi, WeChatApiError
 from bot.channels.wechat.checks import COMMUNITY, MEDIA_ID, Inbound
@@ -28,6 +29,7 @@ from bot.channels.wechat.replies import (
 from bot.channels.wechat.store import InThread, WeChatStore, to_thread
 from bot.rasa_ext.actions_down import ActionServerUnavailable
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
+from bot.services import handoff
 from bot.uploads import SNIFF_BYTES, PhotoUnreadable, save_photo, sniff_image
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,9 @@ class WorkResult:
     chunks: list[str]
     failed: bool = False
     buttons: Any = st.KEEP  # the buttons the bot offered (None: none), or KEEP when it was not asked
+    # the assistant answered under `handoff: transfer_customer_service`: if it opened a hand-off and
+    # the answer is in time for the passive reply, the gateway transfers instead (wechat/handoff.py)
+    transfer: bool = False
 
 
 class Turns:
@@ -55,22 +60,38 @@ class Turns:
         self.api = api  # created on first use (an image): starting Rasa touches no network
 
     async def work(self, inbound: Inbound, on_new_message: OnNewMessage) -> WorkResult:
+        waiting: list[str] = []  # claimed for the resident by the gate: never lost on a failure
         try:
             turn = await self.prepare(inbound)
             if not isinstance(turn, BotTurn):
                 return WorkResult(chunks(turn) if turn else [])
+            gate = await self.gate(inbound, turn)
+            waiting = chunks("\n\n".join(gate.replies))
+            if gate.held:  # a person holds the conversation: kept for them, the assistant is silent
+                return WorkResult(waiting)
             collector = CollectingOutputChannel()
             message = UserMessage(turn.text, collector, inbound.openid, input_channel=CHANNEL_NAME,
                                   metadata=turn.metadata)
             await asyncio.wait_for(on_new_message(message), timeout=self.config.bot_timeout)
             text, buttons = render(collector.messages)
-            return WorkResult(chunks(text), buttons=buttons or None)
+            return WorkResult(waiting + chunks(text), buttons=buttons or None,
+                              transfer=self.config.handoff == wh.TRANSFER)
         except ActionServerUnavailable:  # the message is kept and handled first thing next time
             log.error("wechat: %s kept: the action server is down", inbound.msg_key)
-            return WorkResult([MSG_KEPT], failed=True)
+            return WorkResult(waiting + [MSG_KEPT], failed=True)
         except (Exception, TrackerStoreUnavailable):  # the bot or a store failed: the resident is asked to resend
             log.exception("wechat: %s failed", inbound.msg_key)
-            return WorkResult([MSG_BUSY], failed=True)
+            return WorkResult(waiting + [MSG_BUSY], failed=True)
+
+    async def gate(self, inbound: Inbound, turn: BotTurn) -> handoff.Gate:
+        photo = (turn.metadata.get("wechat") or {}).get("photo")
+        text = wh.for_agent(inbound.msg_type, inbound.fields, turn.text,
+                            f"{self.config.public_url}/widget/photo/{photo['name']}" if photo else None)
+        try:
+            return await self.db(wh.gate, inbound.openid, text)
+        except Exception:  # noqa: BLE001 - fail open: the assistant answers
+            log.exception("wechat: hand-off check for %s failed: the assistant answers", inbound.msg_key)
+            return handoff.Gate(False, [])
 
     async def prepare(self, inbound: Inbound) -> BotTurn | str | None:
         """A turn for the bot, a direct reply (str), or None (nothing to say)."""

@@ -65,6 +65,18 @@ def text_reply(to_user: str, from_user: str, create_time: int, content: str) -> 
     )
 
 
+def transfer_reply(to_user: str, from_user: str, create_time: int) -> str:
+    """WeChat's passive reply that hands the resident to the Official Account's 客服 system."""
+    return (
+        "<xml>"
+        f"<ToUserName>{cdata(to_user)}</ToUserName>"
+        f"<FromUserName>{cdata(from_user)}</FromUserName>"
+        f"<CreateTime>{int(create_time)}</CreateTime>"
+        f"<MsgType>{cdata('transfer_customer_service')}</MsgType>"
+        "</xml>"
+    )
+
+
 def encrypted_envelope(encrypt: str, msg_signature: str, timestamp: str, nonce: str) -> str:
     return (
         "<xml>"
