@@ -14,7 +14,11 @@ many of each, never what:
 3. review inbox rows written before masking existed are masked (new rows are masked
    when written: bot/retraining/inbox.py);
 4. phone numbers a complaint form held for a ticket never filed are deleted
-   PENDING_PHONE_HOURS (48) after they were given (bot/storage/pending_phones.py).
+   PENDING_PHONE_HOURS (48) after they were given (bot/storage/pending_phones.py);
+5. 转人工 (bot/storage/handoff.py): a hand-off handed back or closed N
+   (QC_RETENTION_TRANSCRIPT_DAYS) days ago goes with its steps and messages, like a
+   transcript (an open one never); the resident's words as typed (kept beside the masked
+   text for the roles that may see phones) go PENDING_PHONE_HOURS after they were written.
 
 Settings (environment, read when the web server starts):
   QC_RETENTION                  1 (default) runs the job; 0 turns it off
@@ -43,6 +47,7 @@ from sqlalchemy.engine import Engine
 
 from bot.storage import pending_phones
 from bot.storage import retention as store
+from bot.storage.handoff import HandoffRepository
 from bot.storage.transcripts import Transcripts, transcripts_from
 
 log = logging.getLogger(__name__)
@@ -115,6 +120,9 @@ class RunReport:
     outbox_deleted: int = 0
     review_items_masked: int = 0
     held_phones_deleted: int = 0  # phones of complaint forms never filed (bot/storage/pending_phones.py)
+    handoffs_deleted: int = 0  # ended hand-offs (bot/storage/handoff.py)
+    handoff_messages_deleted: int = 0
+    handoff_typed_cleared: int = 0  # messages whose words as typed went (the masked text stays)
     stopped_early: bool = False  # the lease was lost (took longer than its TTL and was taken over)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -122,7 +130,9 @@ class RunReport:
         return (f"transcripts deleted {self.transcripts_deleted} ({self.transcript_events_deleted} events), "
                 f"tickets anonymised {self.tickets_anonymised} ({self.reports_anonymised} reports, "
                 f"{self.phones_removed} phones, {self.photos_deleted} photo files, {self.outbox_deleted} notices), "
-                f"review items masked {self.review_items_masked}, held phones deleted {self.held_phones_deleted}")
+                f"review items masked {self.review_items_masked}, held phones deleted {self.held_phones_deleted}, "
+                f"hand-offs deleted {self.handoffs_deleted} ({self.handoff_messages_deleted} messages, "
+                f"{self.handoff_typed_cleared} typed cleared)")
 
 
 class LeaseLost(Exception):
@@ -170,6 +180,7 @@ def run_retention(engine: Engine, settings: RetentionSettings, transcripts: Sequ
         with engine.begin() as conn:
             report.held_phones_deleted = pending_phones.forget_phones_kept_before(
                 conn, pending_phones.pending_phone_cutoff(now))
+        _forget_handoffs(engine, settings, now, report, renew)
         finished = True
     except LeaseLost:
         report.stopped_early = True
@@ -229,6 +240,23 @@ def _delete_transcripts(engine: Engine, settings: RetentionSettings, transcripts
                     report.transcripts_deleted += 1
                     report.transcript_events_deleted += n
             renew()
+
+
+def _forget_handoffs(engine: Engine, settings: RetentionSettings, now: datetime, report: RunReport,
+                     renew: Callable[[], None]) -> None:
+    ended_before = now - timedelta(days=settings.transcript_days)
+    while True:
+        with engine.begin() as conn:
+            repo = HandoffRepository(conn)
+            due = repo.ended_before(ended_before, BATCH)
+            report.handoff_messages_deleted += repo.delete(due)
+        report.handoffs_deleted += len(due)
+        if len(due) < BATCH:
+            break
+        renew()
+    with engine.begin() as conn:
+        report.handoff_typed_cleared = HandoffRepository(conn).forget_typed_before(
+            pending_phones.pending_phone_cutoff(now))
 
 
 def _mask_review_items(engine: Engine, report: RunReport, renew: Callable[[], None]) -> None:

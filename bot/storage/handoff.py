@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     func,
     insert,
     select,
@@ -213,6 +214,30 @@ class HandoffRepository:
         return self.conn.execute(update(m).where(
             m.c.sender_id == sender_id, m.c.id >= from_id, m.c.outgoing.is_(True), m.c.delivered_at.is_(None),
             m.c.delivery_note.is_(None)).values(delivery_note=note)).rowcount
+
+    # --- retention (bot/services/retention.py) -----------------------------------
+
+    def forget_typed_before(self, cutoff: datetime) -> int:
+        """The words as typed go; the masked text stays."""
+        m = handoff_messages
+        return self.conn.execute(update(m).where(m.c.typed.is_not(None), m.c.created_at <= cutoff)
+                                 .values(typed=None)).rowcount
+
+    def ended_before(self, cutoff: datetime, limit: int) -> list[int]:
+        """Hand-offs handed back or closed at `cutoff` or before (never an open one)."""
+        ended = [HandoffState.RETURNED.value, HandoffState.CLOSED.value]
+        return list(self.conn.execute(select(handoffs.c.id).where(handoffs.c.state.in_(ended),
+                                                                  handoffs.c.updated_at <= cutoff)
+                                      .order_by(handoffs.c.id).limit(limit)).scalars())
+
+    def delete(self, handoff_ids: list[int]) -> int:
+        """The hand-offs, their steps and their messages; how many messages went."""
+        if not handoff_ids:
+            return 0
+        n = self.conn.execute(delete(handoff_messages).where(handoff_messages.c.handoff_id.in_(handoff_ids))).rowcount
+        self.conn.execute(delete(handoff_events).where(handoff_events.c.handoff_id.in_(handoff_ids)))
+        self.conn.execute(delete(handoffs).where(handoffs.c.id.in_(handoff_ids)))
+        return n
 
     def claim(self, message_id: int, now: datetime) -> bool:
         m = handoff_messages

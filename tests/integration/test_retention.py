@@ -272,7 +272,8 @@ def test_a_run_deletes_and_anonymises_exactly_what_is_due(engine, transcripts, w
     # the log says how many, never what
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retention run")]
     assert line == ("retention run: transcripts deleted 3 (8 events), tickets anonymised 1 (1 reports, 1 phones, "
-                    "2 photo files, 1 notices), review items masked 2, held phones deleted 1")
+                    "2 photo files, 1 notices), review items masked 2, held phones deleted 1, "
+                    "hand-offs deleted 0 (0 messages, 0 typed cleared)")
 
     # not due again before the interval; then due, and there is nothing left to do
     assert not run_retention(engine, SETTINGS, [transcripts], uploads, NOW + timedelta(hours=23), holder="web-2").ran
@@ -285,7 +286,8 @@ def test_a_run_deletes_and_anonymises_exactly_what_is_due(engine, transcripts, w
 
 
 RunReportZero = ("transcripts deleted 0 (0 events), tickets anonymised 0 (0 reports, 0 phones, 0 photo files, "
-                 "0 notices), review items masked 0, held phones deleted 0")
+                 "0 notices), review items masked 0, held phones deleted 0, "
+                 "hand-offs deleted 0 (0 messages, 0 typed cleared)")
 
 
 def test_a_held_lease_stops_a_second_run_until_it_runs_out(engine, transcripts, world):

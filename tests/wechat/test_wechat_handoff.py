@@ -34,7 +34,7 @@ from bot.storage.handoff import handoff_events, handoff_messages, handoffs
 from bot.storage.uow import SqlAlchemyUnitOfWork
 from bot.web.app import init_app
 from bot.web.keys import Settings
-from tests.console.helpers import PASSWORD, login, post
+from tests.console.helpers import PASSWORD, another_client, login, post
 from tests.wechat.conftest import harness_on
 from tests.wechat.standin import JPEG
 from tests.wechat.wxclient import ACCOUNT, image_msg, text_msg
@@ -160,6 +160,10 @@ async def test_a_person_takes_over_on_wechat_and_hands_back(h, engine: Engine, c
                                   custom(me, "您好，请问是哪个小区？")]
     page = await (await console.get(f"/console/handoff/{hid}")).text()
     assert "138****2345" in page and "13847112345" not in page and name.group(1) in page
+    async with another_client(console) as other:  # a role that may see phones reads the words as typed
+        csvc.create_user(ConsoleUnitOfWork(engine), "root", "管理员", PASSWORD, "admin", (), datetime.now(timezone.utc))
+        await login(other, "root")
+        assert "暖气不热，我的电话13847112345" in await (await other.get(f"/console/handoff/{hid}")).text()
 
     # the resident answers: kept, nothing sent twice (the pushed ones are delivered), the bot silent
     answer = await wx.post(text_msg(me, "锦绣小区"), encrypted=True)
