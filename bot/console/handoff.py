@@ -6,6 +6,7 @@
     POST /console/handoff/{id}/say         the holder writes to the resident (delivered on their channel)
     POST /console/handoff/{id}/back        hand the conversation back to the assistant
     POST /console/handoff/{id}/close       end it (a waiting one, a 留言 dealt with, or the holder's)
+    POST /console/handoff/{id}/file        file a ticket for the resident (代登记, services/handoff_filing.py)
 
 An agent sees the hand-offs in their languages (users.languages; "" = any agent), admins all;
 any other hand-off does not exist for them (404). Phone and ID numbers in the messages are
@@ -17,11 +18,15 @@ import logging
 
 from aiohttp import web
 
+from bot.console import auth
 from bot.console import services as svc
 from bot.console.http import CONSOLE, PREFIX, form_text, render, require
+from bot.console.names import street_choices
+from bot.console.services import handoff_filing, intake
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.clock import now_utc
 from bot.domain.handoff import REASONS, Handoff, HandoffState
+from bot.domain.model import parse_ticket_number
 from bot.services import handoff
 from bot.storage.handoff import HandoffRepository
 from bot.text import mask_personal_data
@@ -83,7 +88,14 @@ async def queue_page(request: web.Request) -> web.Response:
     return await render(request, "handoff_queue.html", items=items, reasons=REASONS, title="转人工")
 
 
-async def conversation_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+def _fresh_form(messages: list[dict]) -> dict[str, str]:
+    """A new 代登记 form: a new token (the filing's idempotency key), the resident's words."""
+    words = "；".join(m["text"] for m in messages if m["author"] == "resident")
+    return {"form_token": auth.new_token(), "description": words[:intake.MAX_DESCRIPTION]}
+
+
+async def conversation_page(request: web.Request, error: str = "", status: int = 200,
+                            form: dict[str, str] | None = None) -> web.Response:
     p = require(request, *AGENT_ROLES)
     console = request.app[CONSOLE]
     phones = svc.may_see_phone(p.role, False, console.config.phone_roles)
@@ -92,8 +104,27 @@ async def conversation_page(request: web.Request, error: str = "", status: int =
     except svc.NotFound:
         raise web.HTTPNotFound() from None
     h = view["handoff"]
+    filed = parse_ticket_number(request.query.get("filed", "")) if not error else None
     return await render(request, "handoff.html", status=status, error=error, reasons=REASONS, States=HandoffState,
-                        mine=h.state is HandoffState.TAKEN and h.agent == p.actor, title="转人工会话", **view)
+                        mine=h.state is HandoffState.TAKEN and h.agent == p.actor,
+                        may_file=handoff_filing.may_file(h, p.actor), form=form or _fresh_form(view["messages"]),
+                        filed=filed, categories=intake.category_choices(), streets=street_choices(),
+                        title="转人工会话", **view)
+
+
+async def _file(request: web.Request, p: svc.Principal, handoff_id: int) -> web.StreamResponse:
+    console = request.app[CONSOLE]
+    fields = {k: v for k, v in request["form"].items() if isinstance(v, str) and k != "csrf"}
+    try:
+        call = intake.read_call(fields, phone_required=False)
+        result = await console.run(handoff_filing.file_for_resident, p, handoff_id, call, now_utc())
+    except svc.ConsoleError as exc:
+        return await conversation_page(request, error=exc.message, status=exc.status, form=fields)
+    log.info("hand-off %s: filed %s by %s (merged=%s replay=%s)", handoff_id, result.number, p.username,
+             result.merged, result.replay)
+    if console.notifier is not None:
+        console.notifier.wake.set()
+    raise web.HTTPSeeOther(f"{BASE}/{handoff_id}?filed={result.number}")
 
 
 def _holder(exc: handoff.AlreadyTaken) -> str:
@@ -120,6 +151,8 @@ async def act(request: web.Request) -> web.StreamResponse:
             await console.run(handoff.hand_back, handoff_id, p.actor, now)
         elif action == "close":
             await console.run(handoff.close, handoff_id, p.actor, now)
+        elif action == "file":
+            return await _file(request, p, handoff_id)
         else:
             raise web.HTTPNotFound()
     except handoff.AlreadyTaken as exc:

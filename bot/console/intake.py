@@ -1,7 +1,8 @@
 """来电登记 pages (dispatchers and admins; any other role gets 404, as for every page it may not use).
 
     GET  /console/intake            the form (a fresh form token: the filing's idempotency key)
-    GET  /console/intake/proposal   ?text=…&place=… → the routing explainer's proposal (JSON)
+    GET  /console/intake/proposal   ?text=…&place=… → the routing explainer's proposal (JSON);
+                                    坐席 ask it too (filing for a chat resident, bot/console/handoff.py)
     POST /console/intake            file the ticket (channel 电话); a wrong form is shown again
 
 The console holds no NLU model: the proposal asks the Rasa server's /model/parse (its
@@ -87,7 +88,7 @@ async def page_get(request: web.Request) -> web.Response:
 
 
 async def proposal_get(request: web.Request) -> web.Response:
-    require(request, *intake.INTAKE_ROLES)
+    require(request, *intake.PROPOSAL_ROLES)  # 坐席 too: the form on a 转人工 conversation
     words = " ".join(request.query.get("text", "").split())
     place = " ".join(request.query.get("place", "").split())
     if not words:

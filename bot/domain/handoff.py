@@ -4,6 +4,7 @@
        │                       └──结束──→ closed
        ├──提供留言 (outside service hours, or nobody took it in time)──→ offered
        │        └──留言 (the resident's next message)──→ left ──结束──→ closed
+       │                                                   └──接入──→ taken (to answer it in the chat)
        └──结束──→ closed
 
 While a hand-off is waiting, taken or offered the assistant stays silent: the resident's
@@ -60,9 +61,12 @@ REASON_LANGUAGE = {MONGOLIAN: "mn"}
 
 # Event kinds (stored as the Chinese word).
 REQUEST, TAKE, HAND_BACK, CLOSE, OFFER, LEAVE = "转人工", "接入", "交还", "结束", "提供留言", "留言"
+# Steps that do not change the state (a note in the hand-off's log): a ticket filed for the
+# resident (note: its number).
+FILED = "代登记"
 _H = HandoffState
 TRANSITIONS: dict[str, tuple[frozenset[HandoffState], HandoffState]] = {
-    TAKE: (frozenset({_H.WAITING}), _H.TAKEN),
+    TAKE: (frozenset({_H.WAITING, _H.LEFT}), _H.TAKEN),  # a 留言 is taken to answer it in the chat
     HAND_BACK: (frozenset({_H.TAKEN}), _H.RETURNED),
     CLOSE: (frozenset({_H.WAITING, _H.TAKEN, _H.OFFERED, _H.LEFT}), _H.CLOSED),
     OFFER: (frozenset({_H.WAITING}), _H.OFFERED),
@@ -169,3 +173,6 @@ LEFT_NOTICE = "已收到您的留言，工作人员会尽快答复您。您也�
 TAKEN_NOTICE = "工作人员{name}已接入，请问有什么可以帮您？"
 HANDED_BACK_NOTICE = "人工服务已结束，青城诉求助手继续为您服务。您可以直接描述遇到的问题。"
 CLOSED_NOTICE = "本次人工服务已结束，感谢您的耐心。如有新的问题，可以直接告诉我。"
+FILED_NOTICE = "工作人员已为您登记诉求，工单号 {number}。处理进展会通知您，您也可以随时发送工单号查询进度。"
+MERGED_NOTICE = ("您反映的问题与正在处理的工单 {number} 相同，已并入该工单一起办理。"
+                 "处理进展会同样通知您，您也可以随时发送工单号查询进度。")

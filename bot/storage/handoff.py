@@ -180,6 +180,16 @@ class HandoffRepository:
         assert found is not None
         return found
 
+    def lock(self, handoff_id: int, now: datetime) -> None:
+        """Take the hand-off's row lock (an UPDATE) for the rest of the transaction: a check then
+        write that two requests may run at once (a double submit) happens one after the other."""
+        self.conn.execute(update(handoffs).where(handoffs.c.id == handoff_id).values(updated_at=now))
+
+    def has_event(self, handoff_id: int, kind: str, note: str) -> bool:
+        e = handoff_events
+        return self.conn.execute(select(e.c.id).where(e.c.handoff_id == handoff_id, e.c.kind == kind,
+                                                      e.c.note == note).limit(1)).first() is not None
+
     def add_message(self, handoff: Handoff, author: str, outgoing: bool, text: str, now: datetime,
                     typed: str | None = None) -> int:
         return self.conn.execute(insert(handoff_messages).values(

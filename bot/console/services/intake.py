@@ -27,6 +27,7 @@ from bot.text import find_phone, valid_phone
 
 PHONE_CHANNEL = "phone"  # ticket_reports.channel of a 来电登记 ticket (shown as 电话)
 INTAKE_ROLES = ("dispatcher", "admin")
+PROPOSAL_ROLES = (*INTAKE_ROLES, "agent")  # 坐席 file for a chat resident (bot/console/services/handoff_filing.py)
 MAX_DESCRIPTION = 2000
 MAX_PLACE = 200
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
@@ -65,8 +66,9 @@ def _street(code: str) -> str | None:
     return place.code if place is not None and place.level == "street" else None
 
 
-def read_call(form: Mapping[str, Any]) -> Call:
-    """The form as a Call; ConsoleError (400, in words the operator reads) when it is not one."""
+def read_call(form: Mapping[str, Any], phone_required: bool = True) -> Call:
+    """The form as a Call; ConsoleError (400, in words the operator reads) when it is not one.
+    A chat resident's phone is optional (phone_required False: "" when none is given)."""
     token = str(form.get("form_token") or "")
     if not _TOKEN.fullmatch(token):
         raise ConsoleError("表单已失效，请刷新页面后重新填写。", 400)
@@ -78,8 +80,9 @@ def read_call(form: Mapping[str, Any]) -> Call:
         raise ConsoleError("请填写问题发生的地点。", 400)
     raw_phone = _text(form, "phone", 32, "联系电话")
     phone = find_phone(raw_phone) if raw_phone else None
-    if not phone or not valid_phone(phone) or re.sub(r"[\d\s\-+]", "", raw_phone):
-        raise ConsoleError("请填写正确的联系电话：11 位手机号，或带区号的固定电话（如 0471-6925678）。", 400)
+    if raw_phone or phone_required:
+        if not phone or not valid_phone(phone) or re.sub(r"[\d\s\-+]", "", raw_phone):
+            raise ConsoleError("请填写正确的联系电话：11 位手机号，或带区号的固定电话（如 0471-6925678）。", 400)
     categories = dict(category_choices())
     category = str(form.get("category") or "")
     if category not in categories:
@@ -96,7 +99,7 @@ def read_call(form: Mapping[str, Any]) -> Call:
     return Call(
         description=description,
         place=place,
-        phone=phone,
+        phone=phone or "",
         confidential=form.get("confidential") in ("1", "on"),
         category=category,
         street=street,
@@ -145,26 +148,27 @@ def file_call(uow: ConsoleUnitOfWork, p: Principal, call: Call, now: datetime) -
     except IdempotencyConflict:
         raise ConsoleError("表单已失效，请刷新页面后重新填写。", 400) from None
     if not result.replay:
-        _collect_corrections(uow, call, result.ticket_id, now)
+        collect_corrections(uow, call, result.ticket_id, now)
     return result
 
 
-def _collect_corrections(uow: ConsoleUnitOfWork, call: Call, ticket_id: int, now: datetime) -> None:
-    """The operator chose another category or street than the explainer proposed: the review
-    inbox gets the caller's words (masked when stored) with the operator's answer."""
+def collect_corrections(uow: ConsoleUnitOfWork, call: Call, ticket_id: int, now: datetime,
+                        channel: str = PHONE_CHANNEL, chosen_by: str = "operator") -> None:
+    """The operator (or 坐席) chose another category or street than the explainer proposed: the
+    review inbox gets the resident's words (masked when stored) with the worker's answer."""
     from bot.retraining.inbox import Sample, record
 
     samples = []
     if call.proposed_category and call.proposed_category != call.category:
-        samples.append(Sample("ticket_category", call.description, f"ticket_category:{ticket_id}:{PHONE_CHANNEL}",
+        samples.append(Sample("ticket_category", call.description, f"ticket_category:{ticket_id}:{channel}",
                               predicted_intent=call.proposed_category, ticket_id=ticket_id,
-                              correction={"intent": call.category, "chosen_by": "operator"}))
+                              correction={"intent": call.category, "chosen_by": chosen_by}))
     if call.proposed_street and call.street != call.proposed_street:
         samples.append(Sample("ticket_location", f"{call.place} {call.description}",
-                              f"ticket_location:{ticket_id}:{PHONE_CHANNEL}",
+                              f"ticket_location:{ticket_id}:{channel}",
                               predicted_intent=call.category, ticket_id=ticket_id,
                               correction={"street_code": call.street, "was": call.proposed_street,
-                                          "chosen_by": "operator"}))
+                                          "chosen_by": chosen_by}))
     if not samples:
         return
     with uow:

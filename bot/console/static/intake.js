@@ -1,4 +1,4 @@
-// 来电登记: while the operator types, ask the console for the routing explainer's proposal
+// 来电登记 (and a 坐席's 代登记 on a 转人工 conversation): while the operator types, ask the console for the routing explainer's proposal
 // (GET /console/intake/proposal) and prefill category and street; the operator confirms or
 // changes them. What was proposed goes along in hidden fields (a change is a correction for
 // the review inbox). Text from the server is set with textContent, never as HTML.
@@ -50,6 +50,7 @@
   function later() { clearTimeout(timer); timer = setTimeout(ask, 500); }
   form.elements.description.addEventListener("input", later);
   form.elements.place.addEventListener("input", later);
+  if (form.dataset.askNow && form.elements.description.value.trim()) { ask(); }  // prefilled: the resident's words
   form.addEventListener("submit", function () {
     var button = form.querySelector("button[type=submit]");
     setTimeout(function () { button.disabled = true; }, 0);  // one click, one ticket (the token guards the rest)
