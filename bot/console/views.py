@@ -37,10 +37,15 @@ from bot.web.clientaddr import client_address
 
 
 def _safe_next(target: str | None) -> str:
-    # Only our own pages: never an open redirect.
+    # Only our own pages: never an open redirect. "": the user's home page.
     if target and target.startswith(PREFIX + "/") and not target.startswith("//") and "\\" not in target:
         return target
-    return f"{PREFIX}/queue"
+    return ""
+
+
+def home_of(p: svc.Principal) -> str:
+    """Where a user lands: a 坐席 on the 转人工 queue, everyone else on the ticket queue."""
+    return f"{PREFIX}/handoff" if p.role == "agent" else f"{PREFIX}/queue"
 
 
 async def login_page(request: web.Request) -> web.Response:
@@ -93,7 +98,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         await console.throttle.failed(key, now_utc())
         return await _login_form(request, "用户名或密码错误。", status=401, username=username)
     await console.throttle.succeeded(key)
-    response = web.Response(status=303, headers={"Location": _safe_next(form_text(form, "next"))})
+    response = web.Response(status=303, headers={"Location": _safe_next(form_text(form, "next"))
+                                                     or home_of(session.principal)})
     response.set_cookie(
         SESSION_COOKIE,
         session.token,
@@ -119,7 +125,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def home(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPSeeOther(f"{PREFIX}/queue")
+    raise web.HTTPSeeOther(home_of(principal_of(request)))
 
 
 async def queue(request: web.Request) -> web.Response:

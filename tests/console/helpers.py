@@ -29,6 +29,7 @@ USERS = {
     "dog": ("department", ("police_dog",)),
     "disp": ("dispatcher", ("dispatch_center",)),
     "root": ("admin", ()),
+    "desk": ("agent", ()),  # 坐席: the 转人工 queue (languages zh)
 }
 
 

@@ -113,3 +113,21 @@ async def test_twelve_agents_take_one_conversation_at_once(client: TestClient, e
     for status, body in zip(statuses, bodies):
         if status == 409:
             assert f"该会话已由 {holder[5:]} 接入（人工服务中）。" in body
+
+
+async def test_an_agent_lands_on_the_handoff_queue(client: TestClient, engine: Engine) -> None:
+    """A 坐席's home page is the 转人工 queue (log-in without a next page, and /console/); the
+    other roles still land on the ticket queue; a demo 坐席 is seeded with the other demo accounts."""
+    make_users(engine, ("grid",))
+    agents(engine, 1)
+    for user, home in (("agent0", "/console/handoff"), ("grid", "/console/queue")):
+        async with another_client(client) as browser:
+            page = await browser.get("/console/login")
+            token = re.search(r'name="csrf" value="([^"]+)"', await page.text()).group(1)
+            resp = await browser.post("/console/login", data={"csrf": token, "username": user, "password": PASSWORD},
+                                      allow_redirects=False)
+            assert (resp.status, resp.headers["Location"]) == (303, home)
+            again = await browser.get("/console/", allow_redirects=False)
+            assert (again.status, again.headers["Location"]) == (303, home)
+    created = csvc.seed_demo_accounts(uow(engine), datetime.now(timezone.utc))
+    assert [(name, role) for name, _, role, _ in created if role == "agent"] == [("agent", "agent")]

@@ -37,6 +37,7 @@ PRINCIPALS = {
     "worker_other_street": "other",  # a street that has nothing to do with them
     "department": "dog",  # the lead department of the tickets below
     "dispatcher": "disp",
+    "agent": "desk",  # 坐席: the 转人工 queue only (before admin: see the hand-off action below)
     "admin": "root",
 }
 ROLES = tuple(PRINCIPALS)
@@ -64,8 +65,11 @@ def console_page(ok: Any = 200, *, denied: tuple[str, ...] = (), denied_status: 
     return table
 
 
-NOT_ADMIN = ("worker", "worker_other_street", "department", "dispatcher")
-HANDLERS_ONLY = ("worker_other_street", "dispatcher")  # may not see the (dispatched, on time) ticket
+NOT_ADMIN = ("worker", "worker_other_street", "department", "dispatcher", "agent")
+# may not see the (dispatched, on time) ticket; a 坐席 has no ticket queue
+HANDLERS_ONLY = ("worker_other_street", "dispatcher", "agent")
+NOT_DISPATCH = ("worker", "worker_other_street", "department", "agent")  # 来电登记, the outbox
+NOT_AGENT = ("worker", "worker_other_street", "department", "dispatcher")
 
 # (method, canonical route) → expected status per principal, for a GET/HEAD or a POST
 # *with* the session's CSRF token (POSTs are also checked without one, and cross-origin).
@@ -109,8 +113,8 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/console/export/{table}.csv"): console_page(200, denied=NOT_ADMIN),
     ("POST", "/console/export"): console_page(400, denied=NOT_ADMIN),  # empty form: no table, no reason
     ("GET", "/console/privacy/views"): console_page(200, denied=NOT_ADMIN),
-    ("GET", "/console/outbox"): console_page(200, denied=("worker", "worker_other_street", "department")),
-    ("POST", "/console/outbox/{message_id}/retry"): console_page(303, denied=("worker", "worker_other_street", "department")),
+    ("GET", "/console/outbox"): console_page(200, denied=NOT_DISPATCH),
+    ("POST", "/console/outbox/{message_id}/retry"): console_page(303, denied=NOT_DISPATCH),
     ("GET", "/console/calendar"): console_page(200, denied=NOT_ADMIN),
     ("POST", "/console/calendar/preview"): console_page(400, denied=NOT_ADMIN),  # empty form: no year
     ("POST", "/console/calendar/save"): console_page(400, denied=NOT_ADMIN),  # empty form: nothing saved
@@ -122,12 +126,14 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/console/users/{username}/active"): console_page(303, denied=NOT_ADMIN),
     ("POST", "/console/api-keys"): console_page(400, denied=NOT_ADMIN),  # no name: refused with a message
     # 来电登记: dispatchers and admins; an empty form is shown again (400), the proposal of nothing is {}
-    # 转人工: agents and admins (the agent role's own checks: tests/console/test_console_handoff.py)
-    ("GET", "/console/handoff"): console_page(200, denied=NOT_ADMIN),
-    ("GET", "/console/handoff/{handoff_id}"): console_page(200, denied=NOT_ADMIN),
-    ("POST", "/console/handoff/{handoff_id}/{action}"): console_page(303, denied=NOT_ADMIN),
-    ("GET", "/console/intake"): console_page(200, denied=("worker", "worker_other_street", "department")),
-    ("POST", "/console/intake"): console_page(400, denied=("worker", "worker_other_street", "department")),
+    # 转人工: agents and admins (the agent role's own checks: tests/console/test_console_handoff*.py);
+    # 结束会话 on the waiting conversation: the 坐席 closes it (303), the admin after finds it closed (409)
+    ("GET", "/console/handoff"): console_page(200, denied=NOT_AGENT),
+    ("GET", "/console/handoff/{handoff_id}"): console_page(200, denied=NOT_AGENT),
+    ("POST", "/console/handoff/{handoff_id}/{action}"): console_page(303, denied=NOT_AGENT, admin=409),
+    ("GET", "/console/intake"): console_page(200, denied=NOT_DISPATCH),
+    ("POST", "/console/intake"): console_page(400, denied=NOT_DISPATCH),
+    # the explainer's proposal: 来电登记 and a 坐席's 代登记
     ("GET", "/console/intake/proposal"): console_page(200, denied=("worker", "worker_other_street", "department")),
     # 常用语: admins only; an empty form is refused (400), ids that do not exist
     ("GET", "/console/phrases"): console_page(200, denied=NOT_ADMIN),

@@ -126,6 +126,7 @@ DEMO_ACCOUNTS = (
     ("dept_dog", "市公安局养犬管理（演示）", "department", ("police_dog",)),
     ("dispatcher", "12345派单中心（演示）", "dispatcher", (DISPATCH_CENTER,)),
     ("admin", "系统管理员（演示）", "admin", ()),
+    ("agent", "12345坐席（演示）", "agent", ()),  # 转人工 (languages zh)
 )
 
 
@@ -150,5 +151,5 @@ def print_demo_accounts(created: list[tuple[str, str, str, tuple[str, ...]]]) ->
     print("Console demo accounts (passwords shown once; stored hashed — reset with "
           "`python -m bot console passwd USER`):", flush=True)
     for username, password, role, queues in created:
-        where = ", ".join(queue_label(q) for q in queues) or "全部"
+        where = ", ".join(queue_label(q) for q in queues) or ("转人工" if role == "agent" else "全部")
         print(f"  {username:<11} {password}   {role:<10} {where}", flush=True)
