@@ -19,6 +19,7 @@ import logging
 from aiohttp import web
 
 from bot.console import auth
+from bot.console import intake as intake_views
 from bot.console import services as svc
 from bot.console.http import CONSOLE, PREFIX, form_text, render, require
 from bot.console.names import street_choices
@@ -82,8 +83,26 @@ def _id(request: web.Request) -> int:
     return int(raw)
 
 
+async def settle_messages(request: web.Request) -> int:
+    """Read the 留言 nobody read yet (handoff_filing.settle_left): a complaint with a place is
+    filed for the resident, anything else becomes a 咨询 item; a 留言 the Rasa server cannot
+    read now stays as it is, in the list, for the next time. How many were filed."""
+    console = request.app[CONSOLE]
+    filed = 0
+    for item in await console.run(handoff_filing.unsettled):
+        proposed = await intake_views.propose(request, item.text)
+        if proposed is None:
+            continue
+        if await console.run(handoff_filing.settle_left, item, proposed, now_utc()):
+            filed += 1
+    if filed and console.notifier is not None:
+        console.notifier.wake.set()
+    return filed
+
+
 async def queue_page(request: web.Request) -> web.Response:
     p = require(request, *AGENT_ROLES)
+    await settle_messages(request)
     items = await request.app[CONSOLE].run(queue_view, p)
     return await render(request, "handoff_queue.html", items=items, reasons=REASONS, title="转人工")
 

@@ -93,17 +93,23 @@ async def proposal_get(request: web.Request) -> web.Response:
     place = " ".join(request.query.get("place", "").split())
     if not words:
         return web.json_response({"available": True, "category": None})
-    text = f"{place} {words}".strip()[:MAX_PARSE_CHARS]
+    proposed = await propose(request, f"{place} {words}")
+    return web.json_response(proposed if proposed is not None else intake.UNAVAILABLE)
+
+
+async def propose(request: web.Request, text: str) -> dict[str, Any] | None:
+    """The routing explainer's proposal for text (intake.proposal), or None when the Rasa
+    server does not answer or answers something that is no parse."""
+    text = text.strip()[:MAX_PARSE_CHARS]
     parsed = await parse_remote(request, text)
     if parsed is None:
-        return web.json_response(intake.UNAVAILABLE)
+        return None
     parsed["text"] = text
     try:
-        proposed = await asyncio.to_thread(lambda: intake.proposal(explain(parsed)))
+        return await asyncio.to_thread(lambda: intake.proposal(explain(parsed)))
     except (AttributeError, KeyError, TypeError, ValueError) as exc:  # an answer not shaped like a parse
         log.warning("/model/parse answer unreadable: %s", type(exc).__name__)
-        return web.json_response(intake.UNAVAILABLE)
-    return web.json_response(proposed)
+        return None
 
 
 async def submit(request: web.Request) -> web.StreamResponse:

@@ -49,7 +49,9 @@ OPEN_STATES = HELD_STATES | {HandoffState.LEFT}
 
 # Why a conversation waits for a person.
 ASKED, NOT_UNDERSTOOD, SUMMARY_REFUSED, MONGOLIAN, RULE = "asked", "not_understood", "summary_refused", "mongolian", "rule"
+QUESTION = "question"  # the knowledge base had no answer: a 咨询 item, opened as left (the assistant answers on)
 REASONS = {
+    QUESTION: "知识库无法答复的咨询",
     ASKED: "居民要求人工服务",
     NOT_UNDERSTOOD: "助手连续两次没听懂",
     SUMMARY_REFUSED: "居民两次否认诉求摘要",
@@ -64,6 +66,11 @@ REQUEST, TAKE, HAND_BACK, CLOSE, OFFER, LEAVE = "转人工", "接入", "交还",
 # Steps that do not change the state (a note in the hand-off's log): a ticket filed for the
 # resident (note: its number).
 FILED = "代登记"
+# A 留言 read by the console (bot/console/services/handoff_filing.settle_left): filed as a
+# ticket (代登记, then 结束), or kept for an agent to answer as a 咨询 item (转咨询).
+CONSULT = "转咨询"
+# A question the knowledge base could not answer, kept for an agent (opens a left hand-off).
+ASKED_QUESTION = "咨询"
 _H = HandoffState
 TRANSITIONS: dict[str, tuple[frozenset[HandoffState], HandoffState]] = {
     TAKE: (frozenset({_H.WAITING, _H.LEFT}), _H.TAKEN),  # a 留言 is taken to answer it in the chat
@@ -176,3 +183,4 @@ CLOSED_NOTICE = "本次人工服务已结束，感谢您的耐心。如有新的
 FILED_NOTICE = "工作人员已为您登记诉求，工单号 {number}。处理进展会通知您，您也可以随时发送工单号查询进度。"
 MERGED_NOTICE = ("您反映的问题与正在处理的工单 {number} 相同，已并入该工单一起办理。"
                  "处理进展会同样通知您，您也可以随时发送工单号查询进度。")
+QUESTION_NOTICE = "已为您记下这个问题，工作人员答复后会在这里告诉您。"

@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 
 from bot.domain.handoff import (
+    ASKED_QUESTION,
     CLOSE,
     CLOSED_NOTICE,
     HAND_BACK,
@@ -22,6 +23,7 @@ from bot.domain.handoff import (
     LEAVE,
     LEFT_NOTICE,
     OFFER,
+    QUESTION,
     REASON_LANGUAGE,
     REASONS,
     TAKE,
@@ -91,6 +93,27 @@ def request(uow: SqlAlchemyUnitOfWork, sender_id: str, channel: str, reason: str
             notice = TAKEN_NOTICE.format(name="")
         uow.commit()
         return found, notice
+
+
+def record_question(uow: SqlAlchemyUnitOfWork, sender_id: str, channel: str, text: str, now: datetime) -> int:
+    """A question the knowledge base could not answer becomes a 咨询 item in the agents' list
+    (a hand-off opened as left: the assistant goes on answering), or joins the conversation's
+    open hand-off; its id. An agent answers it in the chat (接入) or files it as a ticket."""
+    text = text.strip()[:MAX_AGENT_MESSAGE]
+    with uow:
+        repo = _repo(uow)
+        found = repo.open_for(sender_id)
+        if found is None:
+            try:
+                found = repo.open(sender_id, channel, QUESTION, "", now, HandoffState.LEFT, ASKED_QUESTION)
+            except IntegrityError:  # the same conversation at once: one item
+                uow.rollback()
+                found = repo.open_for(sender_id)
+                assert found is not None
+        repo.add_message(found, RESIDENT, False, text, now)
+        uow.commit()
+        assert found.id is not None
+        return found.id
 
 
 @dataclass(frozen=True)

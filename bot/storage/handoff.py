@@ -149,11 +149,12 @@ class HandoffRepository:
 
     # --- writing ---------------------------------------------------------------
 
-    def open(self, sender_id: str, channel: str, reason: str, language: str, now: datetime) -> Handoff:
+    def open(self, sender_id: str, channel: str, reason: str, language: str, now: datetime,
+             state: HandoffState = HandoffState.WAITING, kind: str = REQUEST) -> Handoff:
         hid = self.conn.execute(insert(handoffs).values(
             sender_id=sender_id, channel=channel, reason=reason, language=language,
-            state=HandoffState.WAITING.value, requested_at=now, updated_at=now)).inserted_primary_key[0]
-        self.event(hid, REQUEST, "system", now, reason)
+            state=state.value, requested_at=now, updated_at=now)).inserted_primary_key[0]
+        self.event(hid, kind, "system", now, reason)
         found = self.get(hid)
         assert found is not None
         return found

@@ -181,3 +181,60 @@ async def test_only_the_holder_files_and_other_roles_have_no_such_action(client:
             assert (await post(other, f"/console/handoff/{hid}/file", ocsrf, **filing(token))).status == 404
     assert rows(engine, tickets) == []
     assert [m["text"] for m in rows(engine, handoff_messages) if "工单号" in m["text"]] == []
+
+
+async def test_a_message_left_at_night_is_filed_or_kept_as_a_question(
+    client: TestClient, engine: Engine, nlu: tuple[StandIn, str]  # noqa: F811
+) -> None:
+    """Outside the service hours (a controlled clock: 23:00 in Hohhot) the resident is offered a
+    留言. The console reads each 留言 once: a complaint with a place is filed as the resident's
+    ticket and they are told the number; anything else stays in the agents' list as a 咨询 item,
+    which an agent takes and answers in the chat. A question the knowledge base missed is one
+    too. Nothing is dropped."""
+    hours = ServiceHours()  # 08:00–20:00
+    night = datetime(2026, 12, 6, 15, 0, tzinfo=timezone.utc)  # 23:00 Asia/Shanghai
+    ids = {}
+    for sender, words in (("rest:night-1", f"{PLACE} {WORDS}"), ("rest:night-2", WORDS)):
+        h, notice = handoff.request(SqlAlchemyUnitOfWork(engine), sender, "rest", "asked", night, hours)
+        assert (h.state.value, notice.startswith("现在不在人工服务时间（每天 08:00–20:00）")) == ("offered", True)
+        gate = handoff.resident_message(SqlAlchemyUnitOfWork(engine), sender, words, night + timedelta(minutes=1),
+                                        hours)
+        assert gate == handoff.Gate(True, ["已收到您的留言，工作人员会尽快答复您。您也可以继续在这里描述问题，我来帮您登记。"])
+        ids[sender] = h.id
+    question = handoff.record_question(SqlAlchemyUnitOfWork(engine), "rest:night-3", "rest", "公积金贷款利率是多少", night)
+
+    await login(client, "desk")
+    page = await (await client.get("/console/handoff")).text()
+    # the 留言 with a place is a ticket now, out of the list; the other and the question wait for a person
+    assert re.findall(r'data-handoff="(\d+)"', page) == [str(ids["rest:night-2"]), str(question)]
+    assert "知识库无法答复的咨询" in page
+    assert nlu[0].asked == [(f"{PLACE} {WORDS}", "nlu-token-for-tests"), (WORDS, "nlu-token-for-tests")]
+    [ticket] = rows(engine, tickets)
+    [report] = rows(engine, ticket_reports)
+    assert {k: ticket[k] for k in ("category", "street_code", "community_code", "lead_queue", "state")} == {
+        "category": "dog", "street_code": STREET, "community_code": COMMUNITY, "lead_queue": "police_dog",
+        "state": "派单"}
+    first = ids["rest:night-1"]
+    assert {k: report[k] for k in ("sender_id", "channel", "description", "location_text", "idempotency_key")} == {
+        "sender_id": "rest:night-1", "channel": "rest", "description": f"{PLACE} {WORDS}",
+        "location_text": "新城区 公主府社区", "idempotency_key": f"rest:night-1:leave:{first}"}
+    steps = [(e["handoff_id"], e["kind"], e["actor"], e["note"]) for e in rows(engine, handoff_events)]
+    assert [s[1:] for s in steps if s[0] == first] == [
+        ("转人工", "system", "asked"), ("提供留言", "system", ""), ("留言", "resident", ""),
+        ("代登记", "system", ticket["number"]), ("结束", "system", "")]
+    assert [s[1:] for s in steps if s[0] == ids["rest:night-2"]][-1] == ("转咨询", "system", "")
+    assert handoff.pickup(SqlAlchemyUnitOfWork(engine), "rest:night-1", night, hours) == [
+        f"工作人员已为您登记诉求，工单号 {ticket['number']}。处理进展会通知您，您也可以随时发送工单号查询进度。"]
+
+    # read once: the next look files nothing and asks nothing
+    again = await (await client.get("/console/handoff")).text()
+    assert re.findall(r'data-handoff="(\d+)"', again) == [str(ids["rest:night-2"]), str(question)]
+    assert (len(rows(engine, tickets)), len(nlu[0].asked)) == (1, 2)
+
+    # an agent takes the 咨询 item and answers in the chat
+    csrf = csrf_of(again)
+    second = ids["rest:night-2"]
+    assert (await post(client, f"/console/handoff/{second}/take", csrf)).status == 303
+    assert (await post(client, f"/console/handoff/{second}/say", csrf, text="请问是哪个小区？")).status == 303
+    assert handoff.pickup(SqlAlchemyUnitOfWork(engine), "rest:night-2", night, hours) == [
+        "工作人员坐席desk已接入，请问有什么可以帮您？", "请问是哪个小区？"]

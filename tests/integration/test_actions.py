@@ -934,6 +934,27 @@ def test_consult_answers_from_the_knowledge_base(domain: dict) -> None:
     assert variables["answer"].strip()
 
 
+def test_a_question_the_knowledge_base_cannot_answer_is_kept_for_the_agents(domain: dict, db: Store) -> None:
+    """The fallback promises 留下问题由工作人员答复: the question becomes a 咨询 item (a hand-off
+    left, reason question) with the resident's words, and the resident is told it was kept."""
+    from bot.domain.handoff import QUESTION_NOTICE
+    from bot.reference.knowledge import default_knowledge
+    from bot.storage.handoff import handoff_events, handoff_messages, handoffs
+
+    state = tracker_state("consult_dog_licence")
+    state["latest_message"]["text"] = "公积金贷款利率是多少"
+    events, messages = run(ActionConsult(), Tracker.from_dict(state), domain)
+    assert (events, said(messages)) == ([], [("utter_consult_answer", {
+        "answer": f"{default_knowledge().fallback}\n{QUESTION_NOTICE}", "topic": None})])
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(handoffs.c.sender_id, handoffs.c.reason, handoffs.c.state, handoffs.c.channel)).all()
+        steps = conn.execute(select(handoff_events.c.kind, handoff_events.c.actor, handoff_events.c.note)).all()
+        kept = conn.execute(select(handoff_messages.c.author, handoff_messages.c.outgoing, handoff_messages.c.text)).all()
+    assert [tuple(r) for r in rows] == [(state["sender_id"], "question", "left", "rest")]
+    assert [tuple(r) for r in steps] == [("咨询", "system", "question")]
+    assert [tuple(r) for r in kept] == [("resident", False, "公积金贷款利率是多少")]
+
+
 # --- a photo before the complaint ------------------------------------------------------
 
 

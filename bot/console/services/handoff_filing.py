@@ -6,20 +6,40 @@ asks its status in the same chat.
 
 Exactly once: the form's token is the idempotency key (a double submit or a retry files
 nothing more), and the resident is told the number once (a 代登记 step with the number,
-checked and written under the hand-off's row lock)."""
+checked and written under the hand-off's row lock).
+
+A resident's 留言 (a hand-off left) is read the same way without a person (settle_left):
+when the explainer finds a category and a street in it, it is filed as the resident's
+ticket and the resident is told the number; otherwise it stays in the agents' list as a
+咨询 item (转咨询) for a person to answer. Nothing is dropped: until it is read (the Rasa
+server may be down) it simply stays in the list."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from bot.console.services.access import ConsoleError, Principal
-from bot.console.services.intake import Call, collect_corrections, route_of
+from bot.console.services.intake import MAX_DESCRIPTION, MAX_PLACE, Call, collect_corrections, route_of
 from bot.console.uow import ConsoleUnitOfWork
-from bot.domain.handoff import FILED, FILED_NOTICE, MERGED_NOTICE, Handoff, HandoffState
+from bot.domain.handoff import (
+    CLOSE,
+    CONSULT,
+    FILED,
+    FILED_NOTICE,
+    MERGED_NOTICE,
+    QUESTION,
+    Handoff,
+    HandoffState,
+    InvalidHandoffStep,
+)
 from bot.domain.model import ComplaintDraft
 from bot.services.handoff import AlreadyTaken
 from bot.services.tickets import FilingResult, IdempotencyConflict, file_complaint
 from bot.storage.handoff import HandoffRepository
+from bot.text import find_phone, valid_phone
 
 FILING_ROLES = ("agent", "admin")
 HANDOFF_CHANNEL = "handoff"  # the review inbox's dedupe keys of a 坐席's corrections
@@ -79,3 +99,75 @@ def tell_resident(uow: ConsoleUnitOfWork, h: Handoff, actor: str, result: Filing
         repo.add_message(h, actor, True, notice.format(number=result.number), now)
         uow.commit()
         return True
+
+
+# --- 留言 without a person -------------------------------------------------------------
+
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Unsettled:
+    handoff_id: int
+    text: str  # what the resident wrote to the person, in order
+
+
+def _read(h: Handoff) -> bool:
+    return any(e.kind in (FILED, CONSULT) for e in h.events)
+
+
+def unsettled(uow: ConsoleUnitOfWork) -> list[Unsettled]:
+    """The 留言 nobody has read yet (questions the knowledge base missed are 咨询 already)."""
+    out = []
+    with uow:
+        repo = HandoffRepository(uow.connection())
+        for listed in repo.queue(None):
+            if listed.state is not HandoffState.LEFT or listed.reason == QUESTION or listed.id is None:
+                continue
+            h = repo.get(listed.id)
+            if h is None or _read(h):
+                continue
+            words = "；".join(r.text for r in repo.messages(listed.id) if r.author == "resident")
+            if words.strip():
+                out.append(Unsettled(listed.id, words[:MAX_DESCRIPTION]))
+    return out
+
+
+def settle_left(uow: ConsoleUnitOfWork, item: Unsettled, proposed: Mapping[str, Any], now: datetime) -> str:
+    """File the 留言 as the resident's ticket when the explainer's proposal (intake.proposal)
+    reads a complaint with a street (the number, told to the resident, is returned; the
+    hand-off ends), else mark it a 咨询 item ("")."""
+    with uow:
+        h = HandoffRepository(uow.connection()).get(item.handoff_id)
+    if h is None or h.state is not HandoffState.LEFT or _read(h):
+        return ""
+    category, street = proposed.get("category"), proposed.get("street")
+    if not category or category == "other" or not street:
+        with uow:
+            repo = HandoffRepository(uow.connection())
+            repo.lock(item.handoff_id, now)
+            if not repo.has_event(item.handoff_id, CONSULT, ""):
+                repo.event(item.handoff_id, CONSULT, SYSTEM, now)
+            uow.commit()
+        return ""
+    phone = find_phone(item.text)
+    places = " ".join(str(p) for p in proposed.get("places") or [] if p)
+    call = Call(description=item.text, place=(places or item.text)[:MAX_PLACE],
+                phone=phone if phone and valid_phone(phone) else "", confidential=False, category=category,
+                street=street, community=proposed.get("community"), proposed_category=None,
+                proposed_street=None, token=f"leave-{item.handoff_id}")
+    draft = ComplaintDraft(sender_id=h.sender_id, channel=h.channel, category=category, description=item.text,
+                           location_text=call.place, photo=None, phone=call.phone or None, confidential=False,
+                           idempotency_key=f"{h.sender_id}:leave:{item.handoff_id}")
+    result = file_complaint(uow, draft, route_of(call), now)
+    tell_resident(uow, h, SYSTEM, result, now)
+    with uow:
+        repo = HandoffRepository(uow.connection())
+        current = repo.get(item.handoff_id)
+        try:
+            if current is not None and current.state is HandoffState.LEFT:
+                repo.step(current, CLOSE, SYSTEM, now)
+                uow.commit()
+        except InvalidHandoffStep:  # an agent closed or took it meanwhile: theirs now
+            uow.rollback()
+    return result.number
