@@ -2,8 +2,9 @@
 
 The console's outbox calls the Rasa server's trigger_intent with EXTERNAL_ticket_update
 (entities ticket_number + ticket_event: accepted | resolved | reopened | extended | redispatched,
-and result or new_unit — the new lead's public name);
-action_ticket_update tells the resident. After 办结 it asks whether the problem is
+and result or new_unit — the new lead's public name; or question with the handler's question);
+action_ticket_update tells the resident — a question only inside WeChat's 48-hour window
+(qc_window_only: never a template message). After 办结 it asks whether the problem is
 solved and how satisfied they are (buttons → followup_* intents); action_followup
 records the answer as a ticket event: solved → 回访 (closed), not solved → 重办.
 """
@@ -22,11 +23,14 @@ from actions.status import status_variables
 from bot.domain.model import TicketState, parse_ticket_number
 from bot.nlu.answers import followup_answer
 from bot.ops import runtime
+from bot.services.questions import question_message
 from bot.services.tickets import record_follow_up, ticket_status, tickets_for_sender
 
 # the 回访 question is out (a featurised slot: data/rules/answers.yml sends typed answers
 # like "满意，谢谢你们" here instead of to praise)
 FOLLOWUP_ASKED = "followup_asked"
+QUESTION = "question"  # a handler's question (bot/console/services/notices.py)
+WINDOW_ONLY = "qc_window_only"  # bot/channels/wechat/channel.py (not imported: no Rasa core here)
 RESPONSES = {"accepted": "utter_ticket_accepted", "resolved": "utter_ticket_resolved", "reopened": "utter_ticket_reopened",
              "extended": "utter_ticket_extended", "redispatched": "utter_ticket_redispatched"}
 
@@ -45,6 +49,14 @@ class ActionTicketUpdate(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         number = parse_ticket_number(_entity(tracker, "ticket_number") or "")
         event = _entity(tracker, "ticket_event")
+        if event == QUESTION:
+            question = _entity(tracker, "question")
+            if number is None or not question:
+                log.warning("a question without a ticket number or its text")
+                return []
+            # WINDOW_ONLY: the WeChat output channel sends it only as a customer-service message
+            dispatcher.utter_message(text=question_message(number, question), **{WINDOW_ONLY: True})
+            return []
         if number is None or event not in RESPONSES:
             log.warning("ticket update without a ticket number or a known event: %s", event)
             return []

@@ -22,6 +22,11 @@ POST /webhooks/rest/webhook {"sender": "...", "message": "..."} → [bot message
 - while a person holds the conversation (bot/channels/handoff_gate.py) the message is kept for
   them and the assistant stays silent; what the person (or the hand-off) says comes back with
   the reply, or from GET /webhooks/rest/messages?sender=… (a poll), once.
+
+GET /webhooks/rest/pushed?sender=…&after=<timestamp> → what the assistant was made to say
+outside the resident's own requests since `after` (a handler's question, ticket news: the
+console's outbox through Rasa's trigger_intent, which a REST client never hears in a response
+of its own), each with its timestamp for the next poll. Same bearer token as the webhook.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.channels import handoff_gate
+from bot.channels.answers import AnswerDesk, default_desk
 from bot.channels.common import MSG_BUSY, MSG_KEPT, TOO_FAST, TOO_LONG, admit, text_for_rasa
 from bot.ops.production import is_production
 from bot.rasa_ext.actions_down import ActionServerUnavailable
@@ -58,6 +64,20 @@ _SENDER = re.compile(r"^[\w\-:.@]{1,128}$")
 TOKEN_ENV = "QC_REST_TOKEN"
 
 
+def pushed_messages(events: list[Any], after: float) -> list[dict[str, Any]]:
+    """The assistant's messages that followed a trigger_intent (not an answer to the resident's
+    own message), newer than `after`: (text, timestamp)."""
+    out: list[dict[str, Any]] = []
+    pushed = False
+    for e in events:
+        kind = getattr(e, "type_name", None)
+        if kind == "user":
+            pushed = str(getattr(e, "text", "") or "").startswith("EXTERNAL: ")
+        elif kind == "bot" and pushed and (e.timestamp or 0) > after and e.text:
+            out.append({"text": e.text, "timestamp": e.timestamp})
+    return out
+
+
 def error(status: int, code: str, message: str):
     return response.json({"error": code, "message": message}, status=status)
 
@@ -73,7 +93,8 @@ class RestInput(RasaRestInput):
         return cls(int(creds.get("rate_limit") or env_int(LIMIT_ENV, 20)), float(creds.get("rate_window") or 60))
 
     def __init__(self, rate_limit: int | None = None, rate_window: float = 60.0,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | None = None, answers: AnswerDesk | None = None) -> None:
+        self.answers = answers or default_desk()  # answers to handlers' questions, before the assistant
         self.limiter = limiter or RateLimiter(rate_limit or env_int(LIMIT_ENV, 20), rate_window, "rest")
         # per client address, whatever the sender ids (QC_CLIENT_RATE_LIMIT; behind QC_TRUSTED_PROXIES)
         self.client_limiter = client_limiter()  # the one counter REST and Socket.IO share
@@ -84,6 +105,7 @@ class RestInput(RasaRestInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("qingcheng_rest_webhook", __name__)
+        on_new_message = self.answers.wrap(on_new_message)
 
         @bp.route("/", methods=["GET"])
         async def health(_: Request):
@@ -105,6 +127,31 @@ class RestInput(RasaRestInput):
                 log.exception("poll for %s failed", mask_personal_data(sender))
                 return error(503, "unavailable", MSG_BUSY)
             return response.json([{"recipient_id": sender, "text": t} for t in texts])
+
+        @bp.route("/pushed", methods=["GET"])
+        async def pushed(request: Request):
+            if self.token and not bearer_ok(request.headers.get("Authorization"), self.token):
+                return error(401, "unauthorized", "REST 通道仅供受信任的前端使用：需要 Authorization: Bearer 令牌")
+            sender = request.args.get("sender")
+            if not isinstance(sender, str) or not _SENDER.match(sender):
+                return error(400, "bad_sender", "sender 必填：1-128 位字母、数字或 - _ : . @")
+            try:
+                after = float(request.args.get("after") or 0)
+            except ValueError:
+                return error(400, "bad_after", "after 须为上次取到的 timestamp（数字）")
+            client = client_address(request.ip, request.headers.get("X-Forwarded-For", ""), self.trusted_proxies)
+            if not await self.client_limiter.hit(client):
+                return error(TOO_FAST.status, TOO_FAST.code, TOO_FAST.message)
+            agent = getattr(request.app.ctx, "agent", None)
+            if agent is None or getattr(agent, "tracker_store", None) is None:
+                return error(503, "unavailable", MSG_BUSY)
+            try:
+                tracker = await agent.tracker_store.retrieve(rest_sender(sender))
+            except (Exception, TrackerStoreUnavailable):
+                log.exception("pushed messages for %s failed", mask_personal_data(sender))
+                return error(503, "unavailable", MSG_BUSY)
+            events = list(tracker.events) if tracker is not None else []
+            return response.json([{"recipient_id": sender, **m} for m in pushed_messages(events, after)])
 
         @bp.route("/webhook", methods=["POST"])
         async def receive(request: Request):

@@ -37,6 +37,7 @@ from sanic.request import Request
 from socketio import AsyncServer
 
 from bot.channels import handoff_gate
+from bot.channels.answers import default_desk
 from bot.channels.common import MSG_BUSY, MSG_KEPT, admit, text_for_rasa
 from bot.rasa_ext.actions_down import ActionServerUnavailable
 from bot.rasa_ext.trackerstore import TrackerStoreUnavailable
@@ -65,6 +66,9 @@ class SocketIOInput(RasaSocketIOInput):
         bp = SocketBlueprint(sio, self.socketio_path, "qingcheng_socketio_webhook", __name__)
         self.sio = sio
         namespace = self.namespace
+        if getattr(self, "answers", None) is None:
+            self.answers = default_desk()  # answers to handlers' questions, before the assistant
+        on_new_message = self.answers.wrap(on_new_message)
         if getattr(self, "limiter", None) is None:
             self.limiter = RateLimiter.from_env("socketio", 20)
         if getattr(self, "client_limiter", None) is None:

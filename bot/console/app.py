@@ -9,6 +9,8 @@ middleware.py (their order is set in bot/web/app.py).
     GET  /console/tickets/{id}          timeline + the actions this user may take
     POST /console/tickets/{id}/{action} accept|work|return|extend|resolve|dispatch|redispatch|
                                         recategorise|reject_return|approve_extension|reopen
+    POST /console/tickets/{id}/ask      询问居民: a question to the resident's chat (outbox)
+    GET  /console/tickets/{id}/answers/{question_id}/photo  a resident's photo answer
     POST /console/tickets/{id}/reports/{report_id}/reveal/{phone|description}
                                         a resident's phone or description unmasked (logged)
     GET  /console/attachments/{id}      an after-photo (permission-checked)
@@ -113,11 +115,13 @@ def setup_console(app: web.Application, engine: Engine | None = None, config: Co
     r.add_post(f"{PREFIX}/logout", views.logout)
     r.add_get(f"{PREFIX}/queue", views.queue)
     r.add_get(f"{PREFIX}/tickets/{{ticket_id}}", views.ticket_get)
+    r.add_post(f"{PREFIX}/tickets/{{ticket_id}}/ask", views.ask)  # before the generic action route
     r.add_post(f"{PREFIX}/tickets/{{ticket_id}}/{{action}}", views.ticket_action)
     r.add_post(f"{PREFIX}/tickets/{{ticket_id}}/reports/{{report_id}}/reveal/{{field}}", views.reveal)
     r.add_get(f"{PREFIX}/attachments/{{attachment_id}}", views.attachment)
     r.add_get(f"{PREFIX}/tickets/{{ticket_id}}/photos/{{report_id}}", views.report_photo)
     r.add_get(f"{PREFIX}/tickets/{{ticket_id}}/additions/{{index}}/photo", views.addition_photo)
+    r.add_get(f"{PREFIX}/tickets/{{ticket_id}}/answers/{{question_id}}/photo", views.answer_photo)
     r.add_get(f"{PREFIX}/notices", views.notices_page)
     r.add_static(f"{PREFIX}/static/", STATIC, follow_symlinks=False, append_version=False)
     calendar.setup(app)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.console.tables import ROLES
+from bot.storage.transcripts import Transcripts, transcripts_from
 from bot.uploads import upload_folder
 from bot.web.clientaddr import trusted_proxies_from_env
 
@@ -48,6 +49,11 @@ class ConsoleConfig:
     # QC_TRUSTED_PROXIES: behind them the log-in throttle counts the forwarded client, not the proxy
     trusted_proxies: tuple[str, ...] = ()
     phone_roles: frozenset[str] = DEFAULT_PHONE_ROLES  # QC_PHONE_ROLES: who may reveal phones
+    # where the conversations behind tickets are (the retention job's settings: QC_TRACKER_DB_URL,
+    # QC_TRACKER_DB_SCHEMA, else the embedded files QC_RETENTION_TRACKER_FILES)
+    tracker_url: str | None = None
+    tracker_schema: str | None = None
+    tracker_files: str | None = None
 
     @classmethod
     def from_env(cls) -> ConsoleConfig:
@@ -61,4 +67,15 @@ class ConsoleConfig:
             seed_demo=_flag("QC_SEED_DEMO"),
             trusted_proxies=trusted_proxies_from_env(),
             phone_roles=phone_roles_from(os.environ.get("QC_PHONE_ROLES")),
+            **_trackers(),
         )
+
+    def transcript_stores(self) -> list[Transcripts]:
+        return transcripts_from(self.tracker_url, self.tracker_schema, self.tracker_files)
+
+
+def _trackers() -> dict[str, str | None]:
+    from bot.services.retention import RetentionSettings
+
+    s = RetentionSettings.from_env()
+    return {"tracker_url": s.tracker_url, "tracker_schema": s.tracker_schema, "tracker_files": s.tracker_files}

@@ -189,6 +189,7 @@ DONE_MESSAGES = {
     "reject_return": "已驳回退单，工单退回原办理人。",
     "approve_extension": "已批准延期，处理时限已顺延。",
     "reopen": "已重办，工单重新派给原承办单位。",
+    "ask": "问题已提交，将发到居民的对话中；居民的回复会记在处理过程里。",
 }
 
 
@@ -198,6 +199,8 @@ async def ticket_page(request: web.Request, error: str = "", status: int = 200, 
     console = request.app[CONSOLE]
     try:
         view = await console.run(svc.ticket_view, p, _ticket_id(request), now_utc(), console.config.phone_roles, revealed)
+        conversation = await console.run(svc.conversation_view, p, _ticket_id(request), now_utc(),
+                                         console.config.transcript_stores)
     except svc.NotFound:
         raise web.HTTPNotFound() from None
     done = DONE_MESSAGES.get(request.query.get("done", ""), "") if not error else ""
@@ -210,6 +213,7 @@ async def ticket_page(request: web.Request, error: str = "", status: int = 200, 
         "ticket.html",
         status=status,
         v=view,
+        c=conversation,
         t=view.ticket,
         now=now_utc(),
         error=error,
@@ -254,6 +258,38 @@ async def ticket_action(request: web.Request) -> web.StreamResponse:
     if not result.visible:  # e.g. 派单: the ticket left the dispatcher's queue; its page would be a 404
         raise web.HTTPSeeOther(f"{PREFIX}/queue?done={action}&ticket={quote(result.number)}")
     raise web.HTTPSeeOther(f"{PREFIX}/tickets/{ticket_id}?done={action}")
+
+
+async def ask(request: web.Request) -> web.StreamResponse:
+    """POST 询问居民: the question goes to the resident's chat through the outbox."""
+    p = principal_of(request)
+    console = request.app[CONSOLE]
+    ticket_id = _ticket_id(request)
+    fields = {k: v for k, v in request["form"].items() if isinstance(v, str)}
+    try:
+        await console.run(svc.ask, p, ticket_id, fields, now_utc())
+    except svc.NotFound:
+        raise web.HTTPNotFound() from None
+    except svc.ConsoleError as exc:
+        return await ticket_page(request, error=exc.message, status=exc.status, form=fields)
+    if console.notifier is not None:
+        console.notifier.wake.set()
+    raise web.HTTPSeeOther(f"{PREFIX}/tickets/{ticket_id}?done=ask")
+
+
+async def answer_photo(request: web.Request) -> web.StreamResponse:
+    """A resident's photo answer (居民补充), only to those who may see the ticket."""
+    p = principal_of(request)
+    console = request.app[CONSOLE]
+    raw = request.match_info["question_id"]
+    if not raw.isdigit() or len(raw) > 12:
+        raise web.HTTPNotFound()
+    try:
+        name = await console.run(svc.answer_photo, p, _ticket_id(request), int(raw), now_utc())
+        path = path_of(name, console.config.upload_dir)
+    except (svc.NotFound, ValueError):
+        raise web.HTTPNotFound() from None
+    return _photo_file(path, CONTENT_TYPES[path.suffix.lstrip(".")])
 
 
 async def reveal(request: web.Request) -> web.Response:

@@ -130,6 +130,10 @@ ADJUST_DEADLINE = "时限调整"
 # 回访 answer is recorded, so no 满意 figure); 信息删除 tells the units of a ticket others
 # reported too that one reporter's data is gone.
 REPORTER_ERASED = "信息删除"
+# 询问居民: a handler asks the ticket's resident a question in their chat (data: question_id);
+# 居民补充: the resident's answer, text or photo, attached (data: question_id, photo). Neither
+# changes the state; an answer is kept whatever the ticket's state by then (nothing lost).
+ASK, ANSWER = "询问居民", "居民补充"
 # Events after which the ticket is with (new) units: a new handling round starts.
 ROUTING_KINDS = frozenset({DISPATCH, REDISPATCH, REOPEN, RECATEGORISE})
 RETURN_ESCALATION = 3
@@ -154,6 +158,8 @@ EVENT_KINDS: dict[str, str] = {  # kind → English name, for messages and logs
     RECATEGORISE: "recategorise",
     ADJUST_DEADLINE: "adjust the deadline to the holiday calendar",
     REPORTER_ERASED: "record a reporter's erasure",
+    ASK: "ask the resident",
+    ANSWER: "resident answered",
 }
 
 _S = TicketState
@@ -182,6 +188,8 @@ TRANSITIONS: dict[str, tuple[frozenset[TicketState], TicketState | None]] = {
     RECATEGORISE: (frozenset({_S.RECEIVED, _S.RETURNED}), _S.DISPATCHED),
     ADJUST_DEADLINE: (OPEN_STATES, None),
     REPORTER_ERASED: (OPEN_STATES, None),
+    ASK: (OPEN_STATES, None),
+    ANSWER: (frozenset(TicketState), None),
 }
 REASON_REQUIRED = frozenset({RETURN, RESOLVE, EXTEND, REJECT_RETURN, RECATEGORISE, WITHDRAW, REPORTER_ERASED})
 

@@ -6,6 +6,7 @@ from bot.retraining import tables as retraining_tables  # noqa: F401  review inb
 from bot.storage import (
     handoff,  # noqa: F401  conversations handed to a person (转人工)
     pending_phones,  # noqa: F401  the phone a complaint form holds until filing
+    questions,  # noqa: F401  handlers' questions to residents and the answers
     retention,  # noqa: F401  the background jobs' lease, anonymised tickets
     tables,  # noqa: F401  tickets, reports, events, queues, routing rules
 )

@@ -98,6 +98,8 @@ MIGRATED_TABLES = frozenset(
         # 0013 reply templates (常用语)
         "reply_templates",
         # 0014 hand-off messages: delivery_note, typed
+        # 0015 a handler's questions to residents (询问居民)
+        "ticket_questions",
     }
 )
 # Databases made by create_all before Alembic: the newest revision whose tables are all there.

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from bot.domain.model import TicketState
+from bot.domain.model import ANSWER, TicketState
 from bot.storage.search import index_ticket
 from bot.storage.tables import UtcDateTime, metadata, ticket_events, ticket_reports, tickets
 
@@ -155,6 +155,7 @@ def anonymise_ticket(conn: Connection, ticket_id: int, now: datetime, mask: Call
     index_ticket(conn, ticket_id)  # from the masked texts: no word of the old ones stays findable
     done.attachments = list(conn.execute(select(attachments.c.stored_name)
                                          .where(attachments.c.ticket_id == ticket_id)).scalars())
+    _drop_questions(conn, ticket_id, None, photo_name, done)
     done.outbox = conn.execute(delete(outbox).where(outbox.c.ticket_id == ticket_id,
                                                     outbox.c.kind == "resident")).rowcount
     return done
@@ -205,9 +206,26 @@ def anonymise_reports(conn: Connection, ticket_id: int, report_ids: Iterable[int
     index_ticket(conn, ticket_id)
     senders = {r.sender_id for r in mine}
     if senders:
+        _drop_questions(conn, ticket_id, senders, photo_name, done)
         done.outbox = conn.execute(delete(outbox).where(outbox.c.ticket_id == ticket_id, outbox.c.kind == "resident",
                                                         outbox.c.recipient.in_(senders))).rowcount
     return done
+
+
+def _drop_questions(conn: Connection, ticket_id: int, senders: set[str] | None,
+                    photo_name: Callable[[str | None], str | None], done: Anonymised) -> None:
+    """Handlers' questions to these residents (None: all) go — their conversation id and the
+    question (the events stay) — and the photos they answered with go like the reports' photos."""
+    from bot.storage.questions import questions
+
+    which = [questions.c.ticket_id == ticket_id]
+    answers = [ticket_events.c.ticket_id == ticket_id, ticket_events.c.kind == ANSWER]
+    if senders is not None:
+        which.append(questions.c.sender_id.in_(senders))
+        answers.append(ticket_events.c.actor.in_([f"resident:{s}" for s in senders]))
+    conn.execute(delete(questions).where(*which))
+    done.photos += [n for n in (photo_name((d or {}).get("photo"))
+                                for d in conn.execute(select(ticket_events.c.data).where(*answers)).scalars()) if n]
 
 
 # --- conversations ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Conversation transcripts (Rasa's tracker events) as the retention job sees them: which
-conversations have been quiet since a time, and deleting one whole conversation.
+conversations have been quiet since a time, and deleting one whole conversation; and one
+conversation's events as the console's ticket page shows them (stored masked).
 
 Two stores hold them:
 - the embedded profile's SQLite files (bot/sqlite_trackerstore.py: qc_tracker_events and
@@ -13,6 +14,7 @@ resident who writes again meanwhile keeps the conversation.
 from __future__ import annotations
 
 import glob
+import json
 import sqlite3
 from typing import Protocol
 
@@ -30,7 +32,22 @@ class Transcripts(Protocol):
         """Delete the conversation's events when its last one is still at or before
         `cutoff`; how many events went."""
 
+    def events_of(self, sender_id: str) -> list[dict]:
+        """The conversation's events as stored (dicts, oldest first); [] when there are none."""
+
     def close(self) -> None: ...
+
+
+def _parsed(rows: list) -> list[dict]:
+    out = []
+    for (data,) in rows:
+        try:
+            event = json.loads(data)
+        except (TypeError, ValueError):
+            continue  # a row no reader could use: skipped, never a broken page
+        if isinstance(event, dict):
+            out.append(event)
+    return out
 
 
 class SQLiteTranscripts:
@@ -56,6 +73,12 @@ class SQLiteTranscripts:
             "GROUP BY sender_id HAVING MAX(timestamp) <= ? ORDER BY sender_id LIMIT ?",
             (after, cutoff, limit)).fetchall()
         return [(r[0], float(r[1])) for r in rows]
+
+    def events_of(self, sender_id: str) -> list[dict]:
+        if not self._has_tables():
+            return []
+        return _parsed(self._conn.execute("SELECT data FROM qc_tracker_events WHERE sender_id = ? ORDER BY seq",
+                                          (sender_id,)).fetchall())
 
     def delete(self, sender_id: str, cutoff: float) -> int:
         conn = self._conn
@@ -87,7 +110,7 @@ class SQLTranscripts:
         self.engine = sa.create_engine(url, future=True, pool_pre_ping=True)
         self.events = sa.Table("events", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
                                sa.Column("sender_id", sa.String(255)), sa.Column("timestamp", sa.Float),
-                               schema=schema)
+                               sa.Column("data", sa.Text), schema=schema)
 
     def quiet_since(self, cutoff: float, after: str, limit: int) -> list[tuple[str, float]]:
         t = self.events
@@ -99,6 +122,14 @@ class SQLTranscripts:
                                 .group_by(t.c.sender_id).having(last <= cutoff)
                                 .order_by(t.c.sender_id).limit(limit)).all()
         return [(r[0], float(r[1])) for r in rows]
+
+    def events_of(self, sender_id: str) -> list[dict]:
+        t = self.events
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("events", schema=t.schema):
+                return []
+            rows = conn.execute(sa.select(t.c.data).where(t.c.sender_id == sender_id).order_by(t.c.id)).all()
+        return _parsed([tuple(r) for r in rows])
 
     def delete(self, sender_id: str, cutoff: float) -> int:
         t = self.events

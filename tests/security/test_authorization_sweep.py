@@ -98,6 +98,10 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/console/tickets/{ticket_id}"): console_page(200, denied=HANDLERS_ONLY),
     # "reopen" on a ticket that is not resolved: refused (409) for whoever sees it
     ("POST", "/console/tickets/{ticket_id}/{action}"): console_page(409, denied=HANDLERS_ONLY),
+    # 询问居民 with no question: refused (400) for whoever may act on the ticket
+    ("POST", "/console/tickets/{ticket_id}/ask"): console_page(400, denied=HANDLERS_ONLY),
+    # a resident's photo answer: none on this ticket (tests/console/test_console_conversation.py serves one)
+    ("GET", "/console/tickets/{ticket_id}/answers/{question_id}/photo"): console_page(404),
     # a resident's phone unmasked (not 保密; every role may by default): exactly who may see the ticket
     ("POST", "/console/tickets/{ticket_id}/reports/{report_id}/reveal/{field}"): console_page(200, denied=HANDLERS_ONLY),
     ("GET", "/console/attachments/{attachment_id}"): console_page(200, denied=HANDLERS_ONLY),
@@ -177,6 +181,9 @@ class World:
             "/open311/v2/requests/{request_id}.json": f"/open311/v2/requests/{self.values['number']}.json",
             "/console/tickets/{ticket_id}": f"/console/tickets/{self.values['ticket']}",
             "/console/tickets/{ticket_id}/{action}": f"/console/tickets/{self.values['ticket']}/reopen",
+            "/console/tickets/{ticket_id}/ask": f"/console/tickets/{self.values['ticket']}/ask",
+            "/console/tickets/{ticket_id}/answers/{question_id}/photo":
+                f"/console/tickets/{self.values['ticket']}/answers/999999/photo",
             "/console/attachments/{attachment_id}": f"/console/attachments/{self.values['attachment']}",
             "/console/tickets/{ticket_id}/photos/{report_id}":
                 f"/console/tickets/{self.values['ticket']}/photos/{self.values['report']}",

@@ -172,7 +172,9 @@ LEGAL = [
      for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)] \
   + [(s, "撤单", {"key": "m1"}, S.WITHDRAWN) for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)] \
   + [(s, "时限调整", {"from": NOW.isoformat(), "to": (NOW + timedelta(days=1)).isoformat()}, s)
-     for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)]
+     for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)] \
+  + [(s, "询问居民", {"question_id": 1}, s) for s in (S.RECEIVED, S.DISPATCHED, S.ACCEPTED, S.IN_PROGRESS, S.RETURNED)] \
+  + [(s, "居民补充", {"question_id": 1}, s) for s in S]  # an answer is kept whatever the state by then
 
 
 @pytest.mark.parametrize(("start", "kind", "data", "end"), LEGAL, ids=[f"{s.value}-{k}" for s, k, _, _ in LEGAL])

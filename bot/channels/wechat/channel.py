@@ -11,6 +11,7 @@ from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 
+from bot.channels.answers import AnswerDesk
 from bot.channels.wechat.checks import HttpReply, error
 from bot.channels.wechat.config import CHANNEL_NAME, ENV, WeChatConfig
 from bot.channels.wechat.gateway import SendResult, WeChatGateway
@@ -18,6 +19,9 @@ from bot.channels.wechat.replies import render
 from bot.channels.wechat.store import WeChatStore
 
 log = logging.getLogger(__name__)
+# A bot message's metadata key (utter_message(..., qc_window_only=True)): only inside the
+# 48-hour customer-service window, never as a template message.
+WINDOW_ONLY = "qc_window_only"
 
 
 class WeChatDeliveryError(RuntimeError):
@@ -35,6 +39,9 @@ class WeChatOutput(OutputChannel):
         return CHANNEL_NAME
 
     async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
+        if kwargs.get(WINDOW_ONLY):  # a handler's question (actions/followup.py): no template
+            self._check(await self.gateway.send_in_window(recipient_id, text))
+            return
         self._check(await self.gateway.send_to_resident(recipient_id, text))
 
     async def send_text_with_buttons(self, recipient_id: str, text: str, buttons: list[dict[str, Any]],
@@ -74,6 +81,8 @@ class WeChatInput(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint(f"qingcheng_wechat_webhook_{id(self):x}", __name__)
         gateway = self.gateway
+        # answers to handlers' questions, before the assistant (the replay sweep's too)
+        on_new_message = AnswerDesk(engine_of=lambda: gateway.store.engine).wrap(on_new_message)
 
         def reply(r: HttpReply) -> Any:
             return response.text(r.body, status=r.status, content_type=r.content_type)

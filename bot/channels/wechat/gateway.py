@@ -73,6 +73,8 @@ from bot.channels.wechat.xmlio import encrypted_envelope, text_reply, transfer_r
 log = logging.getLogger(__name__)
 
 NOT_CONFIGURED = -3
+WINDOW_CLOSED = 45015  # WeChat's errcode for a customer-service message outside the 48 hours
+WINDOW_CLOSED_MESSAGE = "customer-service window closed: the resident has not written for 48 hours"
 # What of a message is kept for a replay: nothing else the XML carried.
 REPLAY_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType", "MsgId", "Content", "Recognition",
                  "MediaId", "Location_X", "Location_Y", "Scale", "Label", "Event", "EventKey")
@@ -391,6 +393,27 @@ class WeChatGateway:
                 log.info("wechat: %s outside the customer-service window (%s): template", mask(openid), exc.errcode)
                 text = "\n".join(pieces[sent:])
         return await self._send_template(openid, text)
+
+    async def send_in_window(self, openid: str, text: str) -> SendResult:
+        """Customer-service messages only (a handler's question, which wants an answer in the
+        chat): outside the 48-hour window nothing is sent and the result says why (45015,
+        WeChat's own code for it), so the outbox reports it and tries again later — after the
+        resident writes again the window is open."""
+        if not self.config.enabled:
+            return SendResult(False, None, NOT_CONFIGURED, "wechat channel not configured")
+        if not OPENID.match(openid or ""):
+            return SendResult(False, None, NOT_CONFIGURED, "not a WeChat openid")
+        resident = await self.db(WeChatStore.resident, openid)
+        last = (resident or {}).get("last_inbound_at")
+        window = self.config.cs_window_hours * 3600 - 60
+        if last is None or self.clock() - last.timestamp() >= window:
+            return SendResult(False, "custom", WINDOW_CLOSED, WINDOW_CLOSED_MESSAGE)
+        try:
+            for piece in chunks(text):
+                await self.api.send_custom_text(openid, piece)
+        except WeChatApiError as exc:
+            return SendResult(False, "custom", exc.errcode, exc.errmsg)
+        return SendResult(True, "custom")
 
     async def _send_template(self, openid: str, text: str) -> SendResult:
         if not self.config.template_id:

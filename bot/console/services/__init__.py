@@ -6,6 +6,7 @@ bot.services.tickets) and the current time; nothing here knows about HTTP.
     queues    the queues and one ticket's page
     search    a queue's search and filters from the URL (and back)
     handling  the actions on a ticket, escalation (督办)
+    conversation  the chat behind a ticket, questions to its residents
     notices   ticket events → the outbox; worker notices
     phrases   常用语: reply templates, their placeholders, filled for a ticket
     privacy   who sees residents' personal data; the personal-data view log; CSV exports
@@ -38,6 +39,13 @@ from bot.console.services.accounts import (
     session_principal,
     set_password,
     validate_username,
+)
+from bot.console.services.conversation import (
+    ConversationView,
+    answer_photo,
+    ask,
+    conversation_view,
+    may_ask,
 )
 from bot.console.services.handling import (
     ACTIONS,
@@ -98,6 +106,11 @@ from bot.console.services.search import parse_search, query_string, search_param
 from bot.services.tickets import SATISFACTION, FollowUpResult, record_follow_up
 
 __all__ = [
+    "ConversationView",
+    "answer_photo",
+    "ask",
+    "conversation_view",
+    "may_ask",
     "ConsoleError",
     "NotFound",
     "SessionExpired",

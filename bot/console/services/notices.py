@@ -17,6 +17,7 @@ from bot.domain.model import (
     ACCEPT,
     ADD_BY_RESIDENT,
     APPROVE_EXTENSION,
+    ASK,
     DISPATCH,
     DISPATCH_CENTER,
     ESCALATE,
@@ -33,6 +34,7 @@ from bot.domain.model import (
     SUPERVISE,
     WITHDRAW,
 )
+from bot.storage import questions as qs
 from bot.text import mask_personal_data
 
 FEED = "notifications"
@@ -63,8 +65,14 @@ def process_feed(uow: ConsoleUnitOfWork, now: datetime, batch: int = 500) -> int
         events = uow.console.events_after(last, batch)
         reporters: dict[int, list[Any]] = {}
         for e in events:
-            for message in _notices_for(e, lambda tid: reporters.setdefault(tid, uow.console.reporters(tid))):
-                uow.console.enqueue(now=now, ticket_id=e.ticket_id, **message)
+            asked = qs.get(uow.connection(), int(e.data["question_id"])) \
+                if e.kind == ASK and (e.data or {}).get("question_id") else None
+            for message in _notices_for(e, lambda tid: reporters.setdefault(tid, uow.console.reporters(tid)),
+                                        asked.sender_id if asked is not None else None):
+                question_id = message.pop("question_id", None)
+                message_id = uow.console.enqueue(now=now, ticket_id=e.ticket_id, **message)
+                if question_id is not None:  # the question is open once this message is sent
+                    qs.link_outbox(uow.connection(), question_id, message_id)
                 queued += 1
             last = e.id
         if events:
@@ -83,7 +91,8 @@ def ensure_feed(uow: ConsoleUnitOfWork, now: datetime) -> None:
                 pass  # another process created it first
 
 
-def _notices_for(e: Any, reporters_of: Any) -> list[dict[str, Any]]:
+def _notices_for(e: Any, reporters_of: Any, asked: str | None = None) -> list[dict[str, Any]]:
+    """`asked`: for a 询问居民 event, the conversation of the resident asked (its question row)."""
     number = e.number
     out: list[dict[str, Any]] = []
     data = dict(e.data or {})
@@ -123,6 +132,18 @@ def _notices_for(e: Any, reporters_of: Any) -> list[dict[str, Any]]:
         workers([e.lead_queue, *(e.co_queues or [])], "withdrawn", f"居民撤单 {number}：{mask_personal_data(e.reason)}")
     elif e.kind == REPORTER_ERASED:
         workers([e.lead_queue, *(e.co_queues or [])], "reporter_erased", f"反映人删除信息 {number}")
+    if e.kind == ASK and asked:
+        # a handler's question, to the one resident it was asked of (services/questions.py)
+        out.append(
+            {
+                "kind": "resident",
+                "channel": "rasa",
+                "recipient": asked,
+                "event": "question",
+                "payload": {"ticket_number": number, "ticket_event": "question", "question": e.reason},
+                "question_id": data.get("question_id"),
+            }
+        )
     if e.kind in RESIDENT_EVENTS:
         event = RESIDENT_EVENTS[e.kind]
         seen = set()
