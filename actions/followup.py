@@ -20,7 +20,8 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import latest_turn, log, safe
 from actions.status import status_variables
-from bot.domain.model import TicketState, parse_ticket_number
+from bot.domain.model import TicketState
+from bot.domain.numbers import parse_ticket_number
 from bot.nlu.answers import followup_answer
 from bot.ops import runtime
 from bot.services.questions import question_message

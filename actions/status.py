@@ -15,7 +15,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import log, safe
 from bot.domain.clock import SHANGHAI
-from bot.domain.model import parse_phone_tail, parse_ticket_number
+from bot.domain.numbers import parse_phone_tail, parse_ticket_number
 from bot.ops import runtime
 from bot.security.guesses import GuessThrottle
 from bot.services.tickets import TicketStatus, ticket_status, tickets_for_sender

@@ -27,7 +27,7 @@ from bot.console.services import handoff_filing, intake
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.clock import now_utc
 from bot.domain.handoff import REASONS, Handoff, HandoffState
-from bot.domain.model import parse_ticket_number
+from bot.domain.numbers import parse_ticket_number
 from bot.services import handoff
 from bot.storage.handoff import HandoffRepository
 from bot.text import mask_personal_data

@@ -27,7 +27,7 @@ from bot.console.http import CONSOLE, PREFIX, render, require
 from bot.console.names import street_choices
 from bot.console.services import intake
 from bot.domain.clock import now_utc
-from bot.domain.model import parse_ticket_number
+from bot.domain.numbers import parse_ticket_number
 from bot.nlu.explain import explain
 from bot.web.keys import SETTINGS
 

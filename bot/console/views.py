@@ -29,7 +29,8 @@ from bot.console.http import (
 from bot.console.names import department_choices, street_choices
 from bot.console.services import phrases
 from bot.domain.clock import now_utc
-from bot.domain.model import TicketState, parse_ticket_number
+from bot.domain.model import TicketState
+from bot.domain.numbers import parse_ticket_number
 from bot.uploads import CONTENT_TYPES, MAX_PHOTO_BYTES, path_of
 from bot.web.clientaddr import client_address
 

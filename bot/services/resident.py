@@ -11,7 +11,8 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.domain.model import ADD_BY_RESIDENT, OPEN_STATES, WITHDRAW, Ticket, TicketState, parse_ticket_number
+from bot.domain.model import ADD_BY_RESIDENT, OPEN_STATES, WITHDRAW, Ticket, TicketState
+from bot.domain.numbers import parse_ticket_number
 from bot.services.tickets import TicketStatus, retry_on_stale, tickets_for_sender
 from bot.storage.uow import AbstractUnitOfWork
 

@@ -21,9 +21,8 @@ from bot.domain.model import (
     Route,
     Ticket,
     TicketState,
-    parse_ticket_number,
-    phone_tail,
 )
+from bot.domain.numbers import parse_ticket_number, phone_tail
 from bot.storage.repository import DuplicateReport, StaleTicket
 from bot.storage.uow import AbstractUnitOfWork
 

@@ -12,15 +12,8 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from bot.domain.limits import StepLimits
-from bot.domain.model import (
-    OPEN_STATES,
-    DispatchClass,
-    Report,
-    Ticket,
-    TicketEvent,
-    TicketState,
-    format_ticket_number,
-)
+from bot.domain.model import OPEN_STATES, DispatchClass, Report, Ticket, TicketEvent, TicketState
+from bot.domain.numbers import format_ticket_number
 from bot.security.identity import REST_CHANNEL, legacy_rest_sender
 from bot.storage.search import index_ticket
 from bot.storage.tables import (

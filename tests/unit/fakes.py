@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from bot.domain.model import DispatchClass, Report, Ticket, format_ticket_number
+from bot.domain.model import DispatchClass, Report, Ticket
+from bot.domain.numbers import format_ticket_number
 from bot.storage.repository import AbstractTicketRepository, DuplicateReport, StaleTicket
 from bot.storage.uow import AbstractUnitOfWork
 

@@ -28,5 +28,5 @@ def test_every_intent_has_one_block_in_one_file() -> None:
 def test_the_themes() -> None:
     assert sorted(p.name for p in NLU_DIR.glob("*.yml")) == [
         "chitchat.yml", "emergency.yml", "environment.yml", "followup.yml", "housing.yml", "inform.yml",
-        "livelihood.yml", "other.yml", "service.yml", "streets.yml", "utilities.yml"]
+        "livelihood.yml", "other.yml", "resident.yml", "service.yml", "streets.yml", "utilities.yml"]
     assert blocks_by_name()[("intent", "emergency")] == ["emergency.yml"]

@@ -16,11 +16,8 @@ from bot.domain.model import (
     TicketEvent,
     TicketState,
     deadline_for,
-    format_ticket_number,
-    parse_phone_tail,
-    parse_ticket_number,
-    phone_tail,
 )
+from bot.domain.numbers import format_ticket_number, parse_phone_tail, parse_ticket_number, phone_tail
 
 S = TicketState
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)

@@ -20,7 +20,8 @@ from bot.console.names import is_known_queue
 from bot.console.repository import TicketSearch
 from bot.console.services.access import ConsoleError, Principal, may_see_phone
 from bot.domain.clock import SHANGHAI
-from bot.domain.model import CATEGORIES, DISPATCH_CENTER, TicketState, parse_ticket_number
+from bot.domain.model import CATEGORIES, DISPATCH_CENTER, TicketState
+from bot.domain.numbers import parse_ticket_number
 from bot.storage.search import MAX_QUERY_CHARS, query_words
 from bot.text import unstorable
 
