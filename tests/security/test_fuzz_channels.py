@@ -30,7 +30,7 @@ from bot.security.ratelimit import RateLimiter
 from bot.text import clean_message
 from tests.security.conftest import NASTY_TEXT, hostile_text
 from tests.security.test_rate_limits import RecordingBot, close, serve
-from tests.wechat.conftest import _harness, any_db_url  # noqa: F401 - fixtures of the WeChat tests
+from tests.wechat.conftest import any_db_url, harness_on  # noqa: F401 - fixtures of the WeChat tests
 from tests.wechat.wxclient import ACCOUNT, next_msg_id, xml_message
 
 pytestmark = pytest.mark.asyncio
@@ -43,7 +43,7 @@ FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
 async def wx(any_db_url: str, tmp_path: Any):  # noqa: F811, ANN201
     """One WeChat channel (compatible mode: plain and encrypted), its client and its database
     (SQLite and PostgreSQL)."""
-    async for h in _harness(any_db_url, tmp_path):
+    async for h in harness_on(any_db_url, tmp_path):
         server = await h.channel(mode="compatible", rate_limit=10**6)
         yield h, h.wechat(server), h.engine()
 
