@@ -13,7 +13,8 @@ Erasure reuses the retention job's anonymising (bot/storage/retention.py), in on
   retention job anonymises a closed ticket;
 - a ticket others reported too: only this resident's reports are anonymised (same pseudonyms,
   photos, notices to them); an open one gets a 信息删除 note for its units and goes on;
-- the phone an unfinished complaint form held for the conversation is deleted.
+- the phone an unfinished complaint form held for the conversation is deleted, and so are
+  its messages with a person (转人工, handoff_messages, kept as typed).
 Photo files go after the commit. The conversation's transcript is deleted by the tracker
 store when the erasing action's turn is saved (bot/rasa_ext/erasure.py)."""
 
@@ -57,6 +58,7 @@ class HeldReport:
 class Held:
     reports: list[HeldReport]
     held_phone: str  # masked number an unfinished complaint form holds, "" when none
+    handoff_messages: int = 0  # the live chat's messages with a person (转人工), both ways
 
     @property
     def tickets(self) -> int:
@@ -76,9 +78,10 @@ class Erased:
     phones: int = 0
     photos_deleted: int = 0
     held_phone: int = 0
+    handoff_messages: int = 0
 
 
-def _held(rows: list[Any], held_phone: str | None) -> Held:
+def _held(rows: list[Any], held_phone: str | None, handoff_messages: int = 0) -> Held:
     return Held(
         reports=[HeldReport(
             number=r.number, category_name=CATEGORIES.get(r.category, r.category), state=r.state,
@@ -86,6 +89,7 @@ def _held(rows: list[Any], held_phone: str | None) -> Held:
             phone=mask_phone(r.phone), photo=bool(r.photo), confidential=bool(r.confidential),
         ) for r in rows],
         held_phone=mask_phone(held_phone),
+        handoff_messages=handoff_messages,
     )
 
 
@@ -94,7 +98,7 @@ def held_for_sender(uow: SqlAlchemyUnitOfWork, sender_id: str, now: datetime) ->
     with uow:
         conn = uow.connection()
         return _held(store.reports(conn, store.of_sender(sender_id)),
-                     pending_phones.held_phone(conn, sender_id, now))
+                     pending_phones.held_phone(conn, sender_id, now), store.handoff_message_count(conn, sender_id))
 
 
 def held_for_caller(uow: SqlAlchemyUnitOfWork, phone: str) -> Held:
@@ -105,16 +109,18 @@ def held_for_caller(uow: SqlAlchemyUnitOfWork, phone: str) -> Held:
 
 def erase_for_sender(uow: SqlAlchemyUnitOfWork, sender_id: str, upload_dir: Path, now: datetime) -> Erased:
     # the timeline is append-only: its actor must not be the identity being erased
-    return _erase(uow, store.of_sender(sender_id), "resident:erased", upload_dir, now,
-                  forget=lambda conn: pending_phones.forget_phone(conn, sender_id))
+    def forget(conn: Any) -> tuple[int, int]:
+        return pending_phones.forget_phone(conn, sender_id), store.erase_handoffs(conn, sender_id)
+
+    return _erase(uow, store.of_sender(sender_id), "resident:erased", upload_dir, now, forget=forget)
 
 
 def erase_for_caller(uow: SqlAlchemyUnitOfWork, phone: str, actor: str, upload_dir: Path, now: datetime) -> Erased:
-    return _erase(uow, store.of_caller(phone), actor, upload_dir, now, forget=lambda conn: 0)
+    return _erase(uow, store.of_caller(phone), actor, upload_dir, now, forget=lambda conn: (0, 0))
 
 
 def _erase(uow: SqlAlchemyUnitOfWork, which: Any, actor: str, upload_dir: Path, now: datetime,
-           forget: Callable[[Any], int]) -> Erased:
+           forget: Callable[[Any], tuple[int, int]]) -> Erased:
     from bot.uploads import own_photo_name
 
     def once() -> tuple[Erased, list[retention_store.Anonymised]]:
@@ -146,7 +152,7 @@ def _erase(uow: SqlAlchemyUnitOfWork, which: Any, actor: str, upload_dir: Path, 
                 result.tickets += 1
                 result.reports += anonymised.reports
                 result.phones += anonymised.phones
-            result.held_phone = forget(conn)
+            result.held_phone, result.handoff_messages = forget(conn)
             uow.commit()
         return result, done
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import String, and_, cast, delete, func, literal, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
+from bot.domain.handoff import OPEN_STATES
 from bot.security.identity import REST_CHANNEL, legacy_rest_sender
+from bot.storage.handoff import handoff_messages, handoffs
 from bot.storage.tables import ticket_reports, tickets
 
 PHONE_CHANNEL = "phone"  # as bot/console/services/intake.py files a caller's report
@@ -44,3 +46,20 @@ def reports(conn: Connection, which: Any) -> list[Row]:
 def report_ids_of_ticket(conn: Connection, ticket_id: int) -> list[int]:
     return list(conn.execute(select(ticket_reports.c.id).where(ticket_reports.c.ticket_id == ticket_id)
                              .order_by(ticket_reports.c.id)).scalars())
+
+
+def handoff_message_count(conn: Connection, sender_id: str) -> int:
+    """The live chat's messages with a person (转人工) of this conversation, both ways."""
+    m = handoff_messages
+    return int(conn.execute(select(func.count()).select_from(m).where(m.c.sender_id == sender_id)).scalar_one())
+
+
+def erase_handoffs(conn: Connection, sender_id: str) -> int:
+    """Delete the conversation's hand-off messages (kept as typed), and take its sender id off
+    its ended hand-offs (an open one still needs it to deliver); the hand-offs' times and
+    states stay for the figures. The number of messages deleted."""
+    deleted = conn.execute(delete(handoff_messages).where(handoff_messages.c.sender_id == sender_id)).rowcount
+    ended = and_(handoffs.c.sender_id == sender_id, handoffs.c.state.not_in(sorted(s.value for s in OPEN_STATES)))
+    anonymous = literal("anon:handoff:", String) + cast(handoffs.c.id, String)
+    conn.execute(update(handoffs).where(ended).values(sender_id=anonymous))
+    return int(deleted)

@@ -20,7 +20,9 @@ from sqlalchemy.engine import Engine
 from bot.console.services.notices import process_feed
 from bot.console.tables import outbox
 from bot.console.uow import ConsoleUnitOfWork
+from bot.domain.handoff import ServiceHours
 from bot.domain.model import ACCEPT, RESOLVE, ComplaintDraft, Route
+from bot.services import handoff as handoff_svc
 from bot.services.rights import (
     ERASED_NOTE,
     WITHDRAW_NOTE,
@@ -32,6 +34,7 @@ from bot.services.rights import (
     held_for_sender,
 )
 from bot.services.tickets import file_complaint
+from bot.storage.handoff import handoff_messages, handoffs
 from bot.storage.pending_phones import keep_phone, pending_phones
 from bot.storage.retention import anonymised_tickets
 from bot.storage.tables import ticket_events, ticket_reports, tickets
@@ -87,8 +90,27 @@ def world(engine: Engine, tmp_path: Path) -> dict:
     assert _file(engine, ALICE, "3", NOW - timedelta(hours=5), how="shared", phone="13847112345") == t_shared
     with engine.begin() as conn:
         keep_phone(conn, ALICE, "13811112222", NOW - timedelta(hours=1))
+    # hand-offs to a person: Alice's ended (her messages kept as typed), Bob's still waiting
+    hours, t = ServiceHours(), NOW - timedelta(hours=3)
+    h, _ = handoff_svc.request(SqlAlchemyUnitOfWork(engine), ALICE, "rest", "asked", t, hours)
+    handoff_svc.resident_message(SqlAlchemyUnitOfWork(engine), ALICE, "我电话13847112345，住502室", t, hours)
+    handoff_svc.take(SqlAlchemyUnitOfWork(engine), h.id, "user:agent1", "小王", t)
+    handoff_svc.say(SqlAlchemyUnitOfWork(engine), h.id, "user:agent1", "好的王先生", t)
+    handoff_svc.hand_back(SqlAlchemyUnitOfWork(engine), h.id, "user:agent1", t)
+    b, _ = handoff_svc.request(SqlAlchemyUnitOfWork(engine), BOB, "wechat", "asked", t, hours)
+    handoff_svc.resident_message(SqlAlchemyUnitOfWork(engine), BOB, "我是老李", t, hours)
     process_feed(ConsoleUnitOfWork(engine), NOW)  # the feed starts here: only the erasure's notices follow
-    return {"open": t_open, "closed": t_closed, "shared": t_shared, "uploads": uploads}
+    return {"open": t_open, "closed": t_closed, "shared": t_shared, "uploads": uploads, "handoff": h.id,
+            "bob_handoff": b.id}
+
+
+def _handoffs(engine: Engine) -> tuple[list[tuple], list[tuple]]:
+    with engine.connect() as conn:
+        return ([tuple(r) for r in conn.execute(select(handoffs.c.id, handoffs.c.sender_id, handoffs.c.state)
+                                                .order_by(handoffs.c.id))],
+                [tuple(r) for r in conn.execute(select(handoff_messages.c.handoff_id, handoff_messages.c.sender_id,
+                                                       handoff_messages.c.author, handoff_messages.c.text)
+                                                .order_by(handoff_messages.c.id))])
 
 
 def _reports(engine: Engine) -> list[tuple]:
@@ -107,6 +129,9 @@ def test_export_shows_this_identity_only(engine: Engine, world: dict) -> None:
     ]
     assert isinstance(held.reports[0], HeldReport) and held.reports[0].category_name == "文明养犬"
     assert (held.tickets, held.open_tickets, held.held_phone) == (3, 2, "138****2222")
+    # 我电话…, 工作人员小王已接入…, 好的王先生, 人工服务已结束…
+    assert held.handoff_messages == 4
+    assert held_for_sender(SqlAlchemyUnitOfWork(engine), BOB, NOW).handoff_messages == 1
     # the bare REST id, a phone number or a ticket number is nobody's identity
     for claim in ("alice", "13847112345", held.reports[0].number):
         assert held_for_sender(SqlAlchemyUnitOfWork(engine), claim, NOW).reports == []
@@ -115,7 +140,12 @@ def test_export_shows_this_identity_only(engine: Engine, world: dict) -> None:
 def test_erasure_closes_anonymises_and_tells_the_units(engine: Engine, world: dict) -> None:
     before_bob = [r for r in _reports(engine) if r[1] == BOB]
     erased = erase_for_sender(SqlAlchemyUnitOfWork(engine), ALICE, world["uploads"], NOW)
-    assert erased == Erased(tickets=3, closed=1, noted=1, reports=3, phones=2, photos_deleted=1, held_phone=1)
+    assert erased == Erased(tickets=3, closed=1, noted=1, reports=3, phones=2, photos_deleted=1, held_phone=1,
+                            handoff_messages=4)
+    # her hand-off's messages are gone and it no longer names her; Bob's waiting one is untouched
+    h, b = world["handoff"], world["bob_handoff"]
+    assert _handoffs(engine) == ([(h, f"anon:handoff:{h}", "returned"), (b, BOB, "waiting")],
+                                 [(b, BOB, "resident", "我是老李")])
 
     t_open, t_closed, t_shared = world["open"], world["closed"], world["shared"]
     assert _reports(engine) == [
