@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from bot.storage.tables import Json, UtcDateTime, metadata
@@ -124,7 +125,8 @@ feed_cursors = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
-VIEW_FIELDS = ("phone", "description", "export")
+# caller_export / caller_erasure: an admin's look-up / erasure of a phone caller's data (0015)
+VIEW_FIELDS = ("phone", "description", "export", "caller_export", "caller_erasure")
 
 # Who saw a resident's personal data (个人信息查看记录): a revealed phone number or unmasked
 # description, or a CSV export. Append-only (triggers in migration 0011); the user's name and
@@ -142,7 +144,9 @@ personal_data_views = Table(
     Column("report_id", Integer),
     Column("field", String(16), nullable=False),
     Column("export_table", String(64)),
-    Column("reason", Text),  # an export that includes 保密 tickets: why (required)
+    Column("reason", Text),  # an export that includes 保密 tickets, a caller's data: why (required)
+    Column("denied", Boolean, nullable=False, default=False, server_default=false()),  # a refused reveal
+    Column("caller", String(32)),  # a phone caller's number, masked (caller_export, caller_erasure)
     CheckConstraint(f"field IN ({_in(VIEW_FIELDS)})", name="field"),
 )
 

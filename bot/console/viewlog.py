@@ -8,7 +8,8 @@ from aiohttp import web
 from bot.console import services as svc
 from bot.console.http import CONSOLE, PREFIX, render, require
 
-FIELD_LABELS = {"phone": "电话", "description": "描述原文", "export": "导出 CSV"}
+FIELD_LABELS = {"phone": "电话", "description": "描述原文", "export": "导出 CSV",
+                "caller_export": "来电人信息查询", "caller_erasure": "来电人信息删除"}
 
 
 async def view_log_page(request: web.Request) -> web.Response:

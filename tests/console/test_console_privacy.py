@@ -1,7 +1,7 @@
 """Who sees residents' personal data in the console (issue 19, "who saw what"): phone numbers
 and descriptions masked until a permitted user reveals them with a POST, each reveal a row of
 the append-only personal-data view log; 保密 tickets never show the phone or the name to a unit;
-QC_PHONE_ROLES decides who may reveal; CSV exports leave 保密 tickets out unless an admin
+QC_PHONE_ROLES decides who may reveal, and a refused reveal is logged (denied); CSV exports leave 保密 tickets out unless an admin
 gives a reason, which is logged. Every test runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def log_rows(engine: Engine) -> list[tuple]:
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(
             select(v.c.username, v.c.display_name, v.c.role, v.c.ticket_id, v.c.report_id, v.c.field,
-                   v.c.export_table, v.c.reason).order_by(v.c.id))]
+                   v.c.export_table, v.c.reason, v.c.denied).order_by(v.c.id))]
 
 
 def log_times(engine: Engine) -> list[datetime]:
@@ -93,14 +93,14 @@ async def test_phone_and_description_are_masked_until_revealed_and_each_reveal_i
     body = await resp.text()
     assert f"电话 {PHONE}" in body and "13900001111" not in body  # only what was asked for
     assert resp.headers["Cache-Control"] == "no-store"
-    assert log_rows(engine) == [("grid", "grid的名字", "worker", filed.ticket_id, rid, "phone", None, None)]
+    assert log_rows(engine) == [("grid", "grid的名字", "worker", filed.ticket_id, rid, "phone", None, None, False)]
     [at] = log_times(engine)
     assert before <= at <= now()
 
     resp = await post(client, reveal_path(filed.ticket_id, rid, "description"), csrf)
     body = await resp.text()
     assert resp.status == 200 and SAID in body and PHONE not in body
-    assert log_rows(engine)[1:] == [("grid", "grid的名字", "worker", filed.ticket_id, rid, "description", None, None)]
+    assert log_rows(engine)[1:] == [("grid", "grid的名字", "worker", filed.ticket_id, rid, "description", None, None, False)]
 
     # no CSRF token, or a GET: refused, nothing logged
     assert (await post(client, reveal_path(filed.ticket_id, rid, "phone"), "")).status == 403
@@ -143,7 +143,13 @@ async def test_a_unit_never_sees_the_phone_or_name_on_a_confidential_ticket(clie
             assert resp.status == 403, (user, field)
             body = await resp.text()
             assert "无权查看" in body and PHONE not in body and "王小明" not in body
-    assert log_rows(engine) == []
+    # each refused attempt is a row: who tried to see what, denied
+    assert log_rows(engine) == [
+        ("grid", "grid的名字", "worker", filed.ticket_id, rid, "phone", None, None, True),
+        ("grid", "grid的名字", "worker", filed.ticket_id, rid, "description", None, None, True),
+        ("dog", "dog的名字", "department", filed.ticket_id, rid, "phone", None, None, True),
+        ("dog", "dog的名字", "department", filed.ticket_id, rid, "description", None, None, True),
+    ]
 
     client.session.cookie_jar.clear()
     csrf = await login(client, "root")
@@ -151,7 +157,9 @@ async def test_a_unit_never_sees_the_phone_or_name_on_a_confidential_ticket(clie
     assert f"电话 {MASKED}" in page and PHONE not in page and "王小明" in page  # the admin reads the name
     resp = await post(client, reveal_path(filed.ticket_id, rid, "phone"), csrf)
     assert resp.status == 200 and f"电话 {PHONE}" in await resp.text()
-    assert log_rows(engine) == [("root", "root的名字", "admin", filed.ticket_id, rid, "phone", None, None)]
+    assert log_rows(engine)[4:] == [("root", "root的名字", "admin", filed.ticket_id, rid, "phone", None, None, False)]
+    log = await (await client.get("/console/privacy/views")).text()
+    assert log.count("已拒绝") == 4 and "dog的名字（dog）" in log and PHONE not in log and "王小明" not in log
 
 
 async def test_the_dispatch_centre_may_reveal_a_confidential_phone(client: TestClient, engine: Engine) -> None:
@@ -161,7 +169,7 @@ async def test_the_dispatch_centre_may_reveal_a_confidential_phone(client: TestC
     csrf = await login(client, "disp")
     resp = await post(client, reveal_path(filed.ticket_id, rid, "phone"), csrf)
     assert resp.status == 200 and f"电话 {PHONE}" in await resp.text()
-    assert log_rows(engine) == [("disp", "disp的名字", "dispatcher", filed.ticket_id, rid, "phone", None, None)]
+    assert log_rows(engine) == [("disp", "disp的名字", "dispatcher", filed.ticket_id, rid, "phone", None, None, False)]
 
 
 # --- the setting -----------------------------------------------------------------
@@ -177,11 +185,12 @@ async def test_the_setting_decides_who_may_reveal(client: TestClient, engine: En
     assert f"电话 {MASKED}" in page and PHONE not in page and "/reveal/" not in page
     for field in ("phone", "description"):
         assert (await post(client, reveal_path(filed.ticket_id, rid, field), csrf)).status == 403
-    assert log_rows(engine) == []
+    assert log_rows(engine) == [("grid", "grid的名字", "worker", filed.ticket_id, rid, field, None, None, True)
+                                for field in ("phone", "description")]
     async with another_client(client) as c:
         root_csrf = await login(c, "root")
         assert (await post(c, reveal_path(filed.ticket_id, rid, "phone"), root_csrf)).status == 200
-    assert log_rows(engine) == [("root", "root的名字", "admin", filed.ticket_id, rid, "phone", None, None)]
+    assert log_rows(engine)[2:] == [("root", "root的名字", "admin", filed.ticket_id, rid, "phone", None, None, False)]
 
 
 async def test_qc_phone_roles_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -225,6 +234,15 @@ async def test_the_view_log_page_is_for_admins_newest_first_and_paged(client: Te
         assert (await c.get("/console/privacy/views?page=x")).status == 400
 
 
+async def test_a_refused_export_is_logged_denied(engine: Engine) -> None:
+    """The route lets only admins export (404 otherwise); the service refuses anyone else too,
+    and logs the attempt."""
+    make_users(engine, ("grid",))
+    with pytest.raises(svc.NotPermitted):
+        svc.export(uow(engine), svc.Principal(1, "grid", "grid的名字", "worker", frozenset()), "tickets", None, now())
+    assert log_rows(engine) == [("grid", "grid的名字", "worker", None, None, "export", "tickets", None, True)]
+
+
 async def test_the_view_log_is_append_only(engine: Engine) -> None:
     make_users(engine, ("root",))
     filed = file(engine, "k1")
@@ -261,9 +279,9 @@ async def test_exports_leave_confidential_tickets_out_unless_an_admin_gives_a_re
     events = rows(await (await client.get("/console/export/ticket_events.csv")).read())
     assert events and {r["ticket_id"] for r in events} == {str(open_.ticket_id)}
     assert log_rows(engine) == [
-        ("root", "root的名字", "admin", None, None, "export", "ticket_reports", None),
-        ("root", "root的名字", "admin", None, None, "export", "tickets", None),
-        ("root", "root的名字", "admin", None, None, "export", "ticket_events", None),
+        ("root", "root的名字", "admin", None, None, "export", "ticket_reports", None, False),
+        ("root", "root的名字", "admin", None, None, "export", "tickets", None, False),
+        ("root", "root的名字", "admin", None, None, "export", "ticket_events", None, False),
     ]
 
     # a reason: trimmed, required, bounded; refused ones export and log nothing
@@ -283,7 +301,7 @@ async def test_exports_leave_confidential_tickets_out_unless_an_admin_gives_a_re
         (str(open_.ticket_id), PHONE, "楼下狗叫，回电13933334444"),
     ]
     assert log_rows(engine)[3:] == [
-        ("root", "root的名字", "admin", None, None, "export", "ticket_reports", "市纪委调阅 11 月工单"),
+        ("root", "root的名字", "admin", None, None, "export", "ticket_reports", "市纪委调阅 11 月工单", False),
     ]
     async with another_client(client) as c:
         grid_csrf = await login(c, "grid")

@@ -55,7 +55,7 @@ def schema_diff(eng: Engine) -> list:
 
 def test_init_db_upgrades_to_head_and_matches_the_tables(empty: Engine) -> None:
     init_db(empty)
-    assert version(empty) == head() == "0015_ticket_questions"
+    assert version(empty) == head() == "0016_view_log_callers"
     assert schema_diff(empty) == []
     assert set(inspect(empty).get_table_names()) >= MIGRATED_TABLES
     init_db(empty)  # idempotent
@@ -165,3 +165,45 @@ def test_0012_keeps_accounts_sessions_and_queues_and_admits_the_agent_role(empty
     with empty.connect() as conn:
         assert conn.execute(select(old_users.c.username)).scalars().all() == ["w1"]
         assert conn.execute(select(sessions.c.user_id)).scalars().all() == [7]
+
+
+def test_0015_keeps_the_view_log_append_only_and_admits_callers_and_refusals(empty: Engine) -> None:
+    """0015 widens personal_data_views' CHECK and adds `denied` and `caller`: the rows logged
+    before stay (not denied), the new kinds fit, and the log still refuses edits and deletes."""
+    from sqlalchemy import delete, update
+    from sqlalchemy.exc import DatabaseError
+
+    from bot.console.tables import personal_data_views as v
+    from bot.console.tables import users
+
+    now = datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc)
+    old_log = Table("personal_data_views", MetaData(), *(Column(c.name, c.type) for c in v.c
+                                                         if c.name not in ("denied", "caller")))
+    who = {"user_id": 1, "username": "admin", "display_name": "管理员", "role": "admin"}
+    with empty.begin() as conn:
+        command.upgrade(alembic_config(conn), "0015_ticket_questions")
+        conn.execute(insert(users).values(id=1, username="admin", display_name="管理员", password_hash="x",
+                                          role="admin", active=True, created_at=now, languages="zh"))
+        conn.execute(insert(old_log).values(at=now, field="export", export_table="tickets", **who))
+    init_db(empty)
+    assert version(empty) == head() and schema_diff(empty) == []
+    with empty.begin() as conn:
+        conn.execute(insert(v).values(at=now, field="caller_erasure", caller="047****5678", reason="本人来电要求",
+                                      **who))
+        conn.execute(insert(v).values(at=now, field="phone", denied=True, **who))
+    with empty.connect() as conn:
+        assert [tuple(r) for r in conn.execute(select(v.c.field, v.c.denied, v.c.caller, v.c.reason)
+                                               .order_by(v.c.id))] == [
+            ("export", False, None, None), ("caller_erasure", False, "047****5678", "本人来电要求"),
+            ("phone", True, None, None)]
+    for statement in (update(v).values(reason="改"), delete(v)):
+        with pytest.raises(DatabaseError, match="append-only"), empty.begin() as conn:
+            conn.execute(statement)
+    with pytest.raises(DatabaseError), empty.begin() as conn:
+        conn.execute(insert(v).values(at=now, field="caller_note", **who))
+    with empty.begin() as conn:
+        command.downgrade(alembic_config(conn), "0015_ticket_questions")
+    with empty.connect() as conn:
+        assert [tuple(r) for r in conn.execute(select(old_log.c.field))] == [("export",)]
+    with pytest.raises(DatabaseError, match="append-only"), empty.begin() as conn:
+        conn.execute(delete(old_log))

@@ -2,7 +2,7 @@
 
 A report's phone number and description are shown masked (bot.text); a user whose role may
 see personal data (QC_PHONE_ROLES) reveals one with a POST, and each reveal is a row of the
-personal-data view log (personal_data_views, append-only). A 保密 ticket's phone number and
+personal-data view log (personal_data_views, append-only); so is a refused one (denied). A 保密 ticket's phone number and
 the resident's name are never shown to a unit (worker, department), whatever the setting:
 only the dispatch centre and admins may reveal them. CSV exports leave 保密 tickets out unless
 an admin gives a reason; every export is logged, with that reason."""
@@ -32,7 +32,7 @@ LOG_PAGE_SIZE = 50
 
 
 class NotPermitted(Exception):
-    """This role may not see that personal data (→ 403; nothing is logged)."""
+    """This role may not see that personal data (→ 403; the attempt is logged, denied)."""
 
 
 def may_reveal(role: str, confidential: bool, phone_roles: frozenset[str]) -> bool:
@@ -99,10 +99,12 @@ def reveal(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, report_id: int,
         row = next((r for r in uow.console.reports(ticket_id) if r.id == report_id), None)
         if row is None or (field == "phone" and not row.phone):
             raise NotFound(report_id)
-        if not may_reveal(p.role, bool(row.confidential), phone_roles):
-            raise NotPermitted(p.role)
-        _log(uow, p, now, field, ticket_id=ticket_id, report_id=report_id)
+        allowed = may_reveal(p.role, bool(row.confidential), phone_roles)
+        # a refused attempt is logged too (who tried to see what), then refused
+        _log(uow, p, now, field, ticket_id=ticket_id, report_id=report_id, denied=not allowed)
         uow.commit()
+    if not allowed:
+        raise NotPermitted(p.role)
 
 
 def export_reason(raw: str) -> str:
@@ -119,10 +121,13 @@ def export(uow: ConsoleUnitOfWork, p: Principal, table: str, reason: str | None,
            ticket_ids: Iterable[int] | None = None) -> bytes:
     """A table as CSV (stats.table_csv), logged; 保密 tickets only with a reason (an admin's).
     KeyError: no such table."""
-    if not p.is_admin:
-        raise NotPermitted(p.role)
     if table not in stats.exportable_tables():
         raise KeyError(table)
+    if not p.is_admin:
+        with uow:
+            _log(uow, p, now, "export", export_table=table, reason=reason, denied=True)
+            uow.commit()
+        raise NotPermitted(p.role)
     with uow:
         _log(uow, p, now, "export", export_table=table, reason=reason)
         body = stats.table_csv(uow.connection(), table, include_confidential=reason is not None,
