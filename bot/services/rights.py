@@ -115,8 +115,15 @@ def erase_for_sender(uow: SqlAlchemyUnitOfWork, sender_id: str, upload_dir: Path
     return _erase(uow, store.of_sender(sender_id), "resident:erased", upload_dir, now, forget=forget)
 
 
-def erase_for_caller(uow: SqlAlchemyUnitOfWork, phone: str, actor: str, upload_dir: Path, now: datetime) -> Erased:
-    return _erase(uow, store.of_caller(phone), actor, upload_dir, now, forget=lambda conn: (0, 0))
+def erase_for_caller(uow: SqlAlchemyUnitOfWork, phone: str, actor: str, upload_dir: Path, now: datetime,
+                     record: Callable[[Any], None] | None = None) -> Erased:
+    """`record(conn)`: written in the erasure's transaction (the console's log of who erased)."""
+    def forget(conn: Any) -> tuple[int, int]:
+        if record is not None:
+            record(conn)
+        return 0, 0
+
+    return _erase(uow, store.of_caller(phone), actor, upload_dir, now, forget=forget)
 
 
 def _erase(uow: SqlAlchemyUnitOfWork, which: Any, actor: str, upload_dir: Path, now: datetime,

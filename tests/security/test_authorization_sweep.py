@@ -117,6 +117,10 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/console/export/{table}.csv"): console_page(200, denied=NOT_ADMIN),
     ("POST", "/console/export"): console_page(400, denied=NOT_ADMIN),  # empty form: no table, no reason
     ("GET", "/console/privacy/views"): console_page(200, denied=NOT_ADMIN),
+    # a phone caller's data: admins only; an empty form (no number, no reason) is shown again (400)
+    ("GET", "/console/privacy/callers"): console_page(200, denied=NOT_ADMIN),
+    ("POST", "/console/privacy/callers"): console_page(400, denied=NOT_ADMIN),
+    ("POST", "/console/privacy/callers/erase"): console_page(400, denied=NOT_ADMIN),
     ("GET", "/console/outbox"): console_page(200, denied=NOT_DISPATCH),
     ("POST", "/console/outbox/{message_id}/retry"): console_page(303, denied=NOT_DISPATCH),
     ("GET", "/console/calendar"): console_page(200, denied=NOT_ADMIN),

@@ -5,16 +5,23 @@ see personal data (QC_PHONE_ROLES) reveals one with a POST, and each reveal is a
 personal-data view log (personal_data_views, append-only); so is a refused one (denied). A 保密 ticket's phone number and
 the resident's name are never shown to a unit (worker, department), whatever the setting:
 only the dispatch centre and admins may reveal them. CSV exports leave 保密 tickets out unless
-an admin gives a reason; every export is logged, with that reason."""
+an admin gives a reason; every export is logged, with that reason. A phone caller (来电登记)
+has no chat identity: an admin looks up and erases their data by their full number, with a
+reason, each logged with the number masked."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from bot.console import stats
+from bot.console.repository import ConsoleRepository
 from bot.console.services.access import (
     CONFIDENTIAL_ROLES,
     ConsoleError,
@@ -24,7 +31,8 @@ from bot.console.services.access import (
     may_see_phone,
 )
 from bot.console.uow import ConsoleUnitOfWork
-from bot.text import mask_personal_data, mask_phone
+from bot.services import rights
+from bot.text import find_phone, mask_personal_data, mask_phone, valid_phone
 
 REVEALABLE = ("phone", "description")
 MAX_REASON = 500
@@ -81,11 +89,13 @@ def masked_description(text: str, role: str, confidential: bool) -> str:
     return mask_personal_data(text, public=hides_resident(role, confidential))
 
 
+def _row(p: Principal, now: datetime, field: str, **values: Any) -> dict[str, Any]:
+    return {"at": now, "user_id": p.id, "username": p.username, "display_name": p.display_name, "role": p.role,
+            "field": field, **values}
+
+
 def _log(uow: ConsoleUnitOfWork, p: Principal, now: datetime, field: str, **values: Any) -> None:
-    uow.console.log_view({
-        "at": now, "user_id": p.id, "username": p.username, "display_name": p.display_name, "role": p.role,
-        "field": field, **values,
-    })
+    uow.console.log_view(_row(p, now, field, **values))
 
 
 def reveal(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, report_id: int, field: str,
@@ -107,14 +117,51 @@ def reveal(uow: ConsoleUnitOfWork, p: Principal, ticket_id: int, report_id: int,
         raise NotPermitted(p.role)
 
 
-def export_reason(raw: str) -> str:
-    """The reason an admin gives for exporting 保密 tickets: required, trimmed, bounded."""
+def export_reason(raw: str, missing: str = "导出保密工单须填写理由。") -> str:
+    """The reason an admin gives for exporting 保密 tickets (or for a caller's data): required,
+    trimmed, bounded."""
     reason = " ".join(raw.split())
     if not reason:
-        raise ConsoleError("导出保密工单须填写理由。", 400)
+        raise ConsoleError(missing, 400)
     if len(reason) > MAX_REASON:
         raise ConsoleError(f"理由不能超过 {MAX_REASON} 字。", 400)
     return reason
+
+
+# --- a phone caller's data (来电登记 reports), for admins, with a reason ------------------
+
+def caller_phone(raw: str) -> str:
+    """The caller's full number as 来电登记 stores it (services/intake.py): a mobile, or a
+    landline with its area code."""
+    phone = find_phone(raw) if raw and len(raw) <= 32 else None
+    if not phone or not valid_phone(phone) or re.sub(r"[\d\s\-+]", "", raw):
+        raise ConsoleError("请输入来电人完整的电话号码：11 位手机号，或带区号的固定电话（如 0471-6925678）。", 400)
+    return phone
+
+
+def caller_data(uow: ConsoleUnitOfWork, p: Principal, phone: str, reason: str, now: datetime) -> rights.Held:
+    """What the ticket store holds about a phone caller; the look-up is logged (caller_export,
+    the number masked, the reason) before anything is shown."""
+    if not p.is_admin:
+        raise NotPermitted(p.role)
+    held = rights.held_for_caller(uow, phone)
+    with uow:
+        _log(uow, p, now, "caller_export", caller=mask_phone(phone), reason=reason)
+        uow.commit()
+    return held
+
+
+def erase_caller(uow: ConsoleUnitOfWork, p: Principal, phone: str, reason: str, upload_dir: Path,
+                 now: datetime) -> rights.Erased:
+    """Erase a phone caller's data as a resident's own erasure does (bot/services/rights.py);
+    the log row (caller_erasure, the number masked, the reason) is in the same transaction."""
+    if not p.is_admin:
+        raise NotPermitted(p.role)
+
+    def record(conn: Connection) -> None:
+        ConsoleRepository(conn).log_view(_row(p, now, "caller_erasure", caller=mask_phone(phone), reason=reason))
+
+    return rights.erase_for_caller(uow, phone, p.actor, upload_dir, now, record=record)
 
 
 def export(uow: ConsoleUnitOfWork, p: Principal, table: str, reason: str | None, now: datetime,
