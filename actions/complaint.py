@@ -15,6 +15,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.common import intent_ranking, latest_turn, log, safe
 from bot.conversation import (
     AUX_SLOTS,
+    ERASE_ASKED_SLOT,
     FORM_SLOTS,
     KEPT_PHOTO_SLOT,
     NO_VALUE,
@@ -61,7 +62,7 @@ def _form() -> ComplaintForm:
 
 
 def _slots(tracker: Tracker) -> dict[str, Any]:
-    return {name: tracker.get_slot(name) for name in FORM_SLOTS + AUX_SLOTS + (KEPT_PHOTO_SLOT,)}
+    return {name: tracker.get_slot(name) for name in FORM_SLOTS + AUX_SLOTS + (KEPT_PHOTO_SLOT, ERASE_ASKED_SLOT)}
 
 
 class ActionInformOutsideForm(Action):
@@ -83,6 +84,19 @@ class ActionInformOutsideForm(Action):
         return []
 
 
+FORM_ACTIONS = {"action_listen", "complaint_form", "validate_complaint_form"}
+
+
+def _answered_by_another_action(tracker: Tracker) -> bool:
+    """An action other than the form ran since the resident's latest message."""
+    for e in reversed(tracker.events):
+        if e.get("event") == "user":
+            return False
+        if e.get("event") == "action" and e.get("name") not in FORM_ACTIONS:
+            return True
+    return False
+
+
 class ValidateComplaintForm(FormValidationAction):
     def name(self) -> str:
         return "validate_complaint_form"
@@ -90,6 +104,10 @@ class ValidateComplaintForm(FormValidationAction):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         slots = _slots(tracker)
         requested = tracker.get_slot(REQUESTED_SLOT)
+        if requested is not None and _answered_by_another_action(tracker):
+            # back after an interruption (status, 不删除 …): the turn was answered by that action,
+            # it is no answer to the form, which asks its question again
+            return []
         turn = latest_turn(tracker)
         if requested is None and turn.from_button and turn.intent in CATEGORIES and slots.get("pending_description"):
             # a category button of action_clarify: the resident's label for the unsure message

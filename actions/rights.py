@@ -3,7 +3,12 @@ sender id, whatever the message says (a typed ticket or phone number opens nothi
 
 Erasure asks first (utter_erase_confirm, buttons 确认删除 /affirm, 不删除 /deny; the slot
 erase_asked sends a typed yes/no here: data/rules/answers.yml). Only a yes to that question,
-asked in the turn just before, erases; a no, or a yes to anything else, changes nothing."""
+asked in the turn just before, erases; a no, or a yes to anything else, changes nothing.
+
+Asked in the middle of the complaint form, the question waits for its answer (the form
+rejects a yes/no while erase_asked is set: bot/conversation.py); after a no the form asks
+its question again, after a yes the unfinished complaint goes with the rest (its phone is
+erased too) and the form ends (action_deactivate_loop, data/rules/answers.yml)."""
 from __future__ import annotations
 
 import asyncio
@@ -11,11 +16,12 @@ import time
 from datetime import datetime, timezone
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import latest_turn, log, safe
 from actions.status import fmt_time
+from bot.conversation import AUX_SLOTS, FORM_SLOTS
 from bot.ops import runtime
 from bot.rasa_ext.erasure import ERASED_SLOT
 from bot.services.rights import erase_for_sender, held_for_sender
@@ -23,6 +29,7 @@ from bot.uploads import upload_folder
 
 ASKED = "erase_asked"
 CONFIRM = "utter_erase_confirm"
+FORM = "complaint_form"
 CHANNELS = {"wechat": "微信", "rest": "网页", "socketio": "网页对话", "qc_widget": "网页对话"}
 
 
@@ -52,6 +59,8 @@ class ActionMyData(Action):
                     phone=r.phone or "未留", photo="有" if r.photo else "无", confidential="是" if r.confidential else "否")
         else:
             dispatcher.utter_message(response="utter_my_data_none", channel=channel)
+        if held.handoff_messages:
+            dispatcher.utter_message(response="utter_my_data_handoff", messages=held.handoff_messages)
         messages = sum(1 for e in tracker.events if e.get("event") == "user")
         dispatcher.utter_message(response="utter_my_data_footer", messages=messages)
         return []
@@ -92,7 +101,9 @@ class ActionEraseMyData(Action):
         return "action_erase_my_data"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
-        done: list[EventType] = [SlotSet(ASKED, None)]
+        in_form = tracker.active_loop_name == FORM
+        # nothing erased during the form: it asks its question again (data/rules/answers.yml)
+        done: list[EventType] = [SlotSet(ASKED, None), *([FollowupAction(FORM)] if in_form else [])]
         turn = latest_turn(tracker)
         if turn.intent != "affirm" or not _asked_just_before(tracker):
             dispatcher.utter_message(response="utter_erase_kept")
@@ -108,5 +119,11 @@ class ActionEraseMyData(Action):
         log.info("erasure: %d tickets (%d closed, %d noted), %d photo files", erased.tickets, erased.closed,
                  erased.noted, erased.photos_deleted)
         closed_line = f"，{erased.closed} 个未办结的工单已撤回关闭" if erased.closed else ""
-        dispatcher.utter_message(response="utter_erase_done", tickets=erased.tickets, closed_line=closed_line)
-        return [*done, SlotSet(ERASED_SLOT, time.time())]  # the tracker store drops the transcript
+        form_line = "，您正在填写、尚未提交的诉求已一并取消" if in_form else ""
+        dispatcher.utter_message(response="utter_erase_done", tickets=erased.tickets, closed_line=closed_line,
+                                 form_line=form_line)
+        # the tracker store drops the transcript; the unfinished form ends with it (the rule
+        # deactivates it next, so that it does not ask its question again)
+        ended = [SlotSet("requested_slot", None), *(SlotSet(name, None) for name in FORM_SLOTS + AUX_SLOTS)] \
+            if in_form else []
+        return [SlotSet(ASKED, None), *ended, SlotSet(ERASED_SLOT, time.time())]

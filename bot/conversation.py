@@ -42,7 +42,10 @@ NO_VALUE = "none"  # a skipped optional answer (photo, phone): asked, declined
 KEPT_PHOTO_SLOT = "kept_photo"
 KEPT_PHOTO_SECONDS = 24 * 3600
 
-INTERRUPTIONS = {"emergency", "ask_status", "consult", "human_handoff"}
+# 删除我的信息 asked to confirm (actions/rights.py): its yes/no is not an answer to the form
+ERASE_ASKED_SLOT = "erase_asked"
+
+INTERRUPTIONS = {"emergency", "ask_status", "consult", "human_handoff", "my_data", "erase_my_data"}
 CHITCHAT = {"greet", "goodbye", "praise", "out_of_scope"}
 MAX_CHOICES = 8
 
@@ -138,6 +141,15 @@ class ComplaintForm:
 
     # --- entry ---------------------------------------------------------
     def step(self, slots: Mapping[str, Any], requested: str | None, turn: Turn) -> FormStep:
+        if slots.get(ERASE_ASKED_SLOT) and requested is not None and turn.intent in ("affirm", "deny"):
+            return FormStep(reject=True)  # 确认删除 / 不删除: the rules give it to action_erase_my_data
+        step = self._step(slots, requested, turn)
+        if slots.get(ERASE_ASKED_SLOT) and not step.reject:
+            # the erasure question went unanswered: a later yes (确认提交) must not erase
+            step.slots[ERASE_ASKED_SLOT] = None
+        return step
+
+    def _step(self, slots: Mapping[str, Any], requested: str | None, turn: Turn) -> FormStep:
         if requested is None:
             return self.start(slots, turn)
         if self._is_interruption(requested, turn):

@@ -10,6 +10,7 @@ import re
 from sqlalchemy import select
 
 from bot.services.rights import WITHDRAW_NOTE
+from bot.storage.pending_phones import pending_phones
 from bot.storage.tables import ticket_events, ticket_reports, tickets
 from tests.e2e.chat import Chat
 
@@ -80,3 +81,33 @@ def test_export_then_erasure_of_an_open_ticket_over_rest(stack) -> None:
     # the transcript is gone: the Rasa server holds nothing of the conversation now
     assert [e for e in me.events() if e.get("event") == "user"] == []
     assert me.say("查看我的信息")["keys"] == ["utter_my_data_none", "utter_my_data_footer"]
+
+
+def test_export_and_erasure_asked_in_the_middle_of_a_complaint(stack) -> None:
+    """Mid-form, 查看我的信息 is answered and the form asks its question again; 删除我的信息 asks
+    first, a no lets the form go on, a yes erases the phone the form held and ends the form:
+    nothing is filed by a later 确认提交."""
+    me = Chat(stack)
+    assert me.say(COMPLAINT)["keys"] == ["utter_ask_photo"]
+    shown = me.say("导出我的信息")
+    assert shown["keys"] == ["utter_my_data_none", "utter_my_data_footer", "utter_ask_photo"]
+    assert me.say("没有")["keys"] == ["utter_ask_phone"]
+    assert me.say(PHONE)["keys"] == ["utter_ask_confidential"]
+    with stack.engine().connect() as conn:
+        assert conn.execute(select(pending_phones.c.phone)
+                            .where(pending_phones.c.sender_id == me.conversation_id)).scalars().all() == [PHONE]
+
+    assert me.say("删除我的信息")["keys"] == ["utter_erase_confirm"]
+    assert me.say("/deny")["keys"] == ["utter_erase_kept", "utter_ask_confidential"]
+    assert me.say("删除我的信息")["keys"] == ["utter_erase_confirm"]
+    done = me.say("/affirm")
+    assert _texts(done) == ("已删除您的个人信息：0 个工单已清除个人信息，您正在填写、尚未提交的诉求已一并取消，"
+                            "聊天记录已删除。")
+    with stack.engine().connect() as conn:
+        assert conn.execute(select(pending_phones).where(pending_phones.c.sender_id == me.conversation_id)).all() == []
+    assert [e for e in me.events() if e.get("event") == "user"] == []
+    # the form is gone with the transcript: a 确认提交 now files nothing
+    assert "utter_complaint_summary" not in me.say("不需要")["keys"]
+    me.say("确认提交")
+    with stack.engine().connect() as conn:
+        assert conn.execute(select(ticket_reports).where(ticket_reports.c.sender_id == me.conversation_id)).all() == []

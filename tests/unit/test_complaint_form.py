@@ -601,3 +601,22 @@ def test_cannot_say_where_is_an_answer_even_when_read_as_a_question(form: Compla
 def test_dont_know_alone_is_still_no_place(form: ComplaintForm, text: str) -> None:
     step = form.step({**BASE, "location": None}, "location", turn(text, "deny", 0.9))
     assert step.slots["location"] == "未提供具体地点"
+
+
+# --- the resident's rights asked mid-form (actions/rights.py) ------------------------------
+
+
+@pytest.mark.parametrize("intent", ["my_data", "erase_my_data"])
+def test_my_data_and_erasure_interrupt_the_form(form: ComplaintForm, intent: str) -> None:
+    assert form.step(BASE, "photo", turn("删除我的信息", intent)).reject is True
+
+
+def test_the_answer_to_the_erasure_question_is_not_an_answer_to_the_form(form: ComplaintForm) -> None:
+    asked = {**BASE, "erase_asked": True}
+    for answer in (turn("/affirm", "affirm", 1.0, from_button=True), turn("/deny", "deny", 1.0, from_button=True),
+                   turn("好的", "affirm")):
+        assert form.step(asked, "photo", answer) == FormStep(reject=True)
+    # the question left unanswered: the form takes the answer, and a later yes (确认提交) cannot erase
+    step = form.step(asked, "photo", turn("没有照片", "inform"))
+    assert step.slots == {"photo": NO_VALUE, "erase_asked": None}
+    assert form.step(BASE, "photo", turn("不了吧谢谢你", "deny")).slots == {"photo": NO_VALUE}  # not asked: as before
