@@ -211,3 +211,46 @@ def test_a_cancelled_save_stores_its_turn_before_the_cancellation_goes_on(schema
 
     assert asyncio.run(run()) == 12
     store.engine.dispose()
+
+
+def test_an_erasing_turn_deletes_the_conversation_and_only_it(schemas, monkeypatch, domain):
+    """删除我的信息 on the production store (bot/rasa_ext/erasure.py): a turn that sets erased_at
+    deletes every stored event of that conversation (the erasing turn is not written), on the
+    real PostgreSQL; another conversation's rows stay exactly as they were."""
+    from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.rasa_ext.trackerstore import ResilientSQLTrackerStore
+
+    broker = RecordingBroker()
+    store = _store(ResilientSQLTrackerStore, schemas[0], monkeypatch, domain, broker)
+    events = _conversation()[:30]
+
+    async def run():
+        for sender in ("resident-a", "resident-b"):
+            await store.save(DialogueStateTracker.from_dict(sender, events, domain.slots))
+        before_b = [r for r in _rows(store) if r[0] == "resident-b"]
+        tracker = await store.retrieve("resident-a")
+        tracker.update(UserUttered("删除我的信息"))
+        tracker.update(ActionExecuted("action_erase_my_data"))
+        await store.save(tracker)  # asked, not yet erased: kept
+        assert len([r for r in _rows(store) if r[0] == "resident-a"]) == len(events) + 2
+        tracker = await store.retrieve("resident-a")
+        tracker.update(UserUttered("/affirm"))
+        tracker.update(ActionExecuted("action_erase_my_data"))
+        tracker.update(SlotSet("erased_at", 1_800_000_000.0))
+        tracker.update(ActionExecuted("action_listen"))
+        await store.save(tracker)
+        assert await store.retrieve("resident-a") is None
+        assert await store.retrieve_full_tracker("resident-a") is None
+        assert [r for r in _rows(store) if r[0] == "resident-a"] == []
+        assert [r for r in _rows(store) if r[0] == "resident-b"] == before_b
+        assert sorted(await store.keys()) == ["resident-b"]
+        # a retried save of the erasing turn (the conversation already gone) writes nothing back
+        await store.save(tracker)
+        assert [r for r in _rows(store) if r[0] == "resident-a"] == []
+
+    try:
+        asyncio.run(run())
+    finally:
+        store.engine.dispose()
