@@ -195,7 +195,7 @@ async def test_the_setting_decides_who_may_reveal(client: TestClient, engine: En
 
 async def test_qc_phone_roles_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QC_PHONE_ROLES", raising=False)
-    assert ConsoleConfig.from_env().phone_roles == DEFAULT_PHONE_ROLES == {"worker", "department", "dispatcher", "admin"}
+    assert ConsoleConfig.from_env().phone_roles == DEFAULT_PHONE_ROLES == {"worker", "department", "dispatcher", "admin", "agent"}
     monkeypatch.setenv("QC_PHONE_ROLES", " Dispatcher , admin ")
     assert ConsoleConfig.from_env().phone_roles == {"dispatcher", "admin"}
     assert phone_roles_from("none") == frozenset()
