@@ -13,12 +13,15 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import intent_ranking, latest_turn, log, safe
+from actions.handoff import hand_over
 from bot.conversation import (
     AUX_SLOTS,
     ERASE_ASKED_SLOT,
     FORM_SLOTS,
+    HANDED_OVER,
     KEPT_PHOTO_SLOT,
     NO_VALUE,
+    REFUSALS,
     ComplaintForm,
     next_slot,
     own_photo,
@@ -32,9 +35,10 @@ from bot.reference.locations import CONFLICT, Mention, Resolution
 from bot.retraining.collect import collect_choice, collect_turn
 from bot.services.tickets import file_complaint
 from bot.storage import pending_phones
-from bot.text import mask_phone, valid_phone
+from bot.text import mask_personal_data, mask_phone, valid_phone
 
 REQUESTED_SLOT = "requested_slot"
+WHAT_WRONG = "utter_confirm_what_wrong"  # the assistant's answer to a no at the summary
 
 
 def category_matcher() -> CategoryMatcher:
@@ -63,6 +67,35 @@ def _form() -> ComplaintForm:
 
 def _slots(tracker: Tracker) -> dict[str, Any]:
     return {name: tracker.get_slot(name) for name in FORM_SLOTS + AUX_SLOTS + (KEPT_PHOTO_SLOT, ERASE_ASKED_SLOT)}
+
+
+def summary_refusals(tracker: Tracker) -> int:
+    """How many times the resident said no to the summary since this form run started (its
+    draft_id was set): the assistant's 哪里不对 answers after it. From the tracker, so no slot
+    (and no retraining) is needed, and an interrupted form still counts."""
+    count = 0
+    for event in reversed(tracker.events):
+        if event.get("event") == "slot" and event.get("name") == "draft_id" and event.get("value"):
+            break
+        if event.get("event") == "bot" and (event.get("metadata") or {}).get("utter_action") == WHAT_WRONG:
+            count += 1
+    return count
+
+
+def kept_answers(slots: dict[str, Any]) -> dict[str, Any]:
+    """The form's answers as a hand-off keeps them for the agent (the 代登记 form's fields;
+    the phone as the slot has it: masked, the held number stays server-side)."""
+    phone, photo = slots.get("phone"), slots.get("photo")
+    return {
+        "category": slots.get("category") or "",
+        "location": slots.get("location") or "",
+        "street": slots.get("street_code") or "",
+        "community": slots.get("community_code") or "",
+        "description": mask_personal_data(slots.get("description") or ""),
+        "photo": photo if photo and photo != NO_VALUE else "",
+        "phone": mask_phone(phone) if phone and phone != NO_VALUE else "",
+        "confidential": bool(slots.get("confidential")),
+    }
 
 
 class ActionInformOutsideForm(Action):
@@ -112,9 +145,17 @@ class ValidateComplaintForm(FormValidationAction):
         if requested is None and turn.from_button and turn.intent in CATEGORIES and slots.get("pending_description"):
             # a category button of action_clarify: the resident's label for the unsure message
             collect_choice(tracker.sender_id, turn.intent, slots["pending_description"])
-        step = _form().step(slots, requested, turn)
+        form = _form()
+        step = form.step({**slots, REFUSALS: summary_refusals(tracker)}, requested, turn)
         if step.reject:
             return []  # not an answer: the rules handle it, then the form asks again
+        if step.handoff:
+            # the second no to the summary: a person takes over with the answers so far (the
+            # form ends unfiled); with the store down, the 12345 advice and the form goes on
+            if await hand_over(dispatcher, tracker, step.handoff, kept=kept_answers(slots)):
+                step = form.handed_over()
+            else:
+                step.say(WHAT_WRONG)
         _to_inbox(step.inbox, tracker)
         phone = step.slots.get("phone")
         if phone and phone != NO_VALUE:
@@ -237,6 +278,10 @@ class ActionSubmitComplaint(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[EventType]:
         slots = _slots(tracker)
+        if slots.get("category") == HANDED_OVER:
+            # a person took over with the form's answers (ValidateComplaintForm): nothing to say,
+            # and the held phone stays for the agent's 代登记 until the retention job clears it
+            return _reset_events() + [SlotSet("submit_failed", False)]
         if slots.get("confirm") is not True or slots.get("category") not in CATEGORIES:
             dispatcher.utter_message(response="utter_complaint_cancelled")
             try:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.domain.handoff import SUMMARY_REFUSED
 from bot.domain.model import CATEGORIES
 from bot.nlu.answers import MIN_DESCRIPTION_CHARS, CategoryMatcher, meaningful_chars, strip_personal_details
 from bot.reference.locations import (
@@ -36,6 +37,12 @@ LOCATION_SLOTS = (
 # (a featurised slot: data/rules/complaint.yml starts the form on a typed answer to them)
 AUX_SLOTS = LOCATION_SLOTS + ("draft_id", "pending_description", "prefilled", "category_offered")
 NO_VALUE = "none"  # a skipped optional answer (photo, phone): asked, declined
+# Not a slot: how many times the resident already said no to the summary in this form run
+# (the action counts them in the tracker, actions/complaint.summary_refusals). The second no
+# hands the conversation to a person (FormStep.handoff).
+REFUSALS = "summary_refusals"
+# The category slot of a form ended by a hand-off: the answers went to the agent, nothing is filed.
+HANDED_OVER = "handed_over"
 # A photo sent before any complaint: kept with the conversation (slot kept_photo, one per
 # resident, {"photo": ref, "at": epoch seconds}) for this long, then the next complaint
 # starts with it; filing a ticket uses it up.
@@ -101,6 +108,8 @@ class FormStep:
     # for the review inbox (the action writes it): {"choice": code, "text": …} the category the
     # resident picked after an unsure turn; {"denied": old, "intent": new, "text": …} a correction
     inbox: dict[str, Any] | None = None
+    # a hand-off reason (bot/domain/handoff.py): the action fetches a person with the form's answers
+    handoff: str | None = None
 
     def say(self, key: str, **variables: Any) -> FormStep:
         self.responses.append((key, variables))
@@ -180,6 +189,11 @@ class ComplaintForm:
         if turn.intent in CHITCHAT and turn.confidence >= 0.7 and meaningful_chars(turn.text) <= 6:
             return requested != "category"  # "不知道啊" to the category question is an answer (其他)
         return False
+
+    def handed_over(self) -> FormStep:
+        """End the form without filing: its answers are with the agent (the hand-off's
+        kept form), who can file them (代登记); the held phone stays for them (its retention)."""
+        return FormStep(slots={"confirm": False, "category": HANDED_OVER}, done=True)
 
     def cancel(self) -> FormStep:
         step = FormStep(slots={name: None for name in FORM_SLOTS + AUX_SLOTS}, done=True)
@@ -510,6 +524,8 @@ class ComplaintForm:
             step.inbox = {"denied": current, "intent": chosen, "text": slots.get("description")}
             return step
         if turn.intent == "deny" or _CORRECTION_CUE.search(text):
+            if int(slots.get(REFUSALS) or 0) >= 1:  # the second no: a person takes over
+                return FormStep(slots={"confirm": None}, handoff=SUMMARY_REFUSED)
             return FormStep(slots={"confirm": None}).say("utter_confirm_what_wrong")
         if turn.intent == "affirm" or re.search(r"确认|提交|没问题|对的|是的", text):
             return FormStep(slots={"confirm": True})

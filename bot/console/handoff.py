@@ -29,8 +29,9 @@ from bot.domain.clock import now_utc
 from bot.domain.handoff import REASONS, Handoff, HandoffState
 from bot.domain.numbers import parse_ticket_number
 from bot.services import handoff
+from bot.storage import pending_phones
 from bot.storage.handoff import HandoffRepository
-from bot.text import mask_personal_data
+from bot.text import mask_personal_data, mask_phone
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +68,18 @@ def visible(uow: ConsoleUnitOfWork, p: svc.Principal, handoff_id: int) -> Handof
 
 def conversation_view(uow: ConsoleUnitOfWork, p: svc.Principal, handoff_id: int, phones: bool) -> dict:
     h = visible(uow, p, handoff_id)
+    kept = handoff.kept_form(h)
     with uow:
         rows = HandoffRepository(uow.connection()).messages(handoff_id)
+        # the form's phone is masked; a role that may see phones gets the number it stands for
+        held = pending_phones.held_phone(uow.connection(), h.sender_id, now_utc()) if phones and kept else None
+    if kept:
+        kept["held_phone"] = held if held and mask_phone(held) == kept.get("phone") else ""
     # resident text is stored masked (with the words as typed beside it for a while: phone roles)
     messages = [{"author": r.author, "outgoing": r.outgoing, "at": r.created_at,
                  "text": (r.typed or r.text) if phones else mask_personal_data(r.text),
                  "undelivered": r.delivery_note if r.delivered_at is None else None} for r in rows]
-    return {"handoff": h, "messages": messages}
+    return {"handoff": h, "messages": messages, "kept": kept}
 
 
 def _id(request: web.Request) -> int:
@@ -107,10 +113,18 @@ async def queue_page(request: web.Request) -> web.Response:
     return await render(request, "handoff_queue.html", items=items, reasons=REASONS, title="转人工")
 
 
-def _fresh_form(messages: list[dict]) -> dict[str, str]:
-    """A new 代登记 form: a new token (the filing's idempotency key), the resident's words."""
+def _fresh_form(messages: list[dict], kept: dict) -> dict[str, str]:
+    """A new 代登记 form: a new token (the filing's idempotency key), the resident's words; or
+    the complaint form's answers the resident did not confirm (诉求表单), with their words after."""
     words = "；".join(m["text"] for m in messages if m["author"] == "resident")
-    return {"form_token": auth.new_token(), "description": words[:intake.MAX_DESCRIPTION]}
+    form = {"form_token": auth.new_token(), "description": words[:intake.MAX_DESCRIPTION]}
+    if kept:
+        said = "；".join(w for w in (str(kept.get("description") or ""), words) if w)
+        form.update(description=said[:intake.MAX_DESCRIPTION], place=str(kept.get("location") or "")[:intake.MAX_PLACE],
+                    category=str(kept.get("category") or ""), street=str(kept.get("street") or ""),
+                    community=str(kept.get("community") or ""), phone=str(kept.get("held_phone") or ""),
+                    confidential="1" if kept.get("confidential") else "")
+    return form
 
 
 async def conversation_page(request: web.Request, error: str = "", status: int = 200,
@@ -126,8 +140,8 @@ async def conversation_page(request: web.Request, error: str = "", status: int =
     filed = parse_ticket_number(request.query.get("filed", "")) if not error else None
     return await render(request, "handoff.html", status=status, error=error, reasons=REASONS, States=HandoffState,
                         mine=h.state is HandoffState.TAKEN and h.agent == p.actor,
-                        may_file=handoff_filing.may_file(h, p.actor), form=form or _fresh_form(view["messages"]),
-                        filed=filed, categories=intake.category_choices(), streets=street_choices(),
+                        may_file=handoff_filing.may_file(h, p.actor), form=form or _fresh_form(view["messages"], view["kept"]),
+                        filed=filed, categories=intake.category_choices(), category_names=dict(intake.category_choices()), streets=street_choices(),
                         title="转人工会话", **view)
 
 

@@ -69,6 +69,9 @@ FILED = "代登记"
 # A 留言 read by the console (bot/console/services/handoff_filing.settle_left): filed as a
 # ticket (代登记, then 结束), or kept for an agent to answer as a 咨询 item (转咨询).
 CONSULT = "转咨询"
+# The complaint form's answers when the resident said no to its summary twice (note: JSON),
+# kept for the agent's 代登记 (bot/conversation.kept_answers).
+FORM_KEPT = "诉求表单"
 # A question the knowledge base could not answer, kept for an agent (opens a left hand-off).
 ASKED_QUESTION = "咨询"
 _H = HandoffState

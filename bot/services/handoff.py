@@ -8,7 +8,9 @@ an agent's message is delivered once and in order on whatever channel picks it u
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +20,7 @@ from bot.domain.handoff import (
     ASKED_QUESTION,
     CLOSE,
     CLOSED_NOTICE,
+    FORM_KEPT,
     HAND_BACK,
     HANDED_BACK_NOTICE,
     LEAVE,
@@ -65,8 +68,9 @@ def _repo(uow: SqlAlchemyUnitOfWork) -> HandoffRepository:
 
 
 def request(uow: SqlAlchemyUnitOfWork, sender_id: str, channel: str, reason: str, now: datetime,
-            hours: ServiceHours, language: str = "") -> tuple[Handoff, str]:
-    """Open a hand-off (or find the one already open) and what the resident is told now."""
+            hours: ServiceHours, language: str = "", kept: Mapping[str, object] | None = None) -> tuple[Handoff, str]:
+    """Open a hand-off (or find the one already open) and what the resident is told now;
+    `kept`: the complaint form's answers, a step (诉求表单) the agent files them from."""
     if reason not in REASONS:
         raise ValueError(f"unknown hand-off reason {reason!r}")
     language = language or REASON_LANGUAGE.get(reason, "")
@@ -80,6 +84,9 @@ def request(uow: SqlAlchemyUnitOfWork, sender_id: str, channel: str, reason: str
                 uow.rollback()
                 found = repo.open_for(sender_id)
                 assert found is not None
+        if kept:
+            assert found.id is not None
+            repo.event(found.id, FORM_KEPT, RESIDENT, now, json.dumps(dict(kept), ensure_ascii=False, sort_keys=True))
         if found.state is HandoffState.WAITING and not hours.open_at(now):
             found = repo.step(found, OFFER, SYSTEM, now)
             notice = offer_notice(hours, outside_hours=True, language=found.language)
@@ -93,6 +100,18 @@ def request(uow: SqlAlchemyUnitOfWork, sender_id: str, channel: str, reason: str
             notice = TAKEN_NOTICE.format(name="")
         uow.commit()
         return found, notice
+
+
+def kept_form(h: Handoff) -> dict[str, object]:
+    """The latest complaint form answers kept with the hand-off ({} when none)."""
+    for e in reversed(h.events):
+        if e.kind == FORM_KEPT:
+            try:
+                value = json.loads(e.note)
+            except ValueError:
+                return {}
+            return value if isinstance(value, dict) else {}
+    return {}
 
 
 def record_question(uow: SqlAlchemyUnitOfWork, sender_id: str, channel: str, text: str, now: datetime) -> int:

@@ -238,3 +238,40 @@ async def test_a_message_left_at_night_is_filed_or_kept_as_a_question(
     assert (await post(client, f"/console/handoff/{second}/say", csrf, text="请问是哪个小区？")).status == 303
     assert handoff.pickup(SqlAlchemyUnitOfWork(engine), "rest:night-2", night, hours) == [
         "工作人员坐席desk已接入，请问有什么可以帮您？", "请问是哪个小区？"]
+
+
+async def test_a_summary_refused_twice_comes_with_the_form_the_agent_files(
+    client: TestClient, engine: Engine, nlu: tuple[StandIn, str]  # noqa: F811
+) -> None:
+    """The complaint form's answers kept with the hand-off (actions/complaint.py, 诉求表单) are
+    shown and prefill 代登记: the held number for a role that may see phones, 保密 checked."""
+    from bot.storage.pending_phones import keep_phone
+
+    now = datetime.now(timezone.utc)
+    kept = {"category": "dog", "location": f"{PLACE}居委会 3号楼", "street": STREET, "community": COMMUNITY,
+            "description": f"{WORDS}<b>", "photo": "", "phone": "138****5678", "confidential": True}
+    h, _ = handoff.request(SqlAlchemyUnitOfWork(engine), SENDER, "rest", "summary_refused", now, ALWAYS, kept=kept)
+    assert h.id is not None
+    with engine.begin() as conn:
+        keep_phone(conn, SENDER, "13812345678", now)
+    handoff.resident_message(SqlAlchemyUnitOfWork(engine), SENDER, "地点不对", now, ALWAYS)
+    handoff.take(SqlAlchemyUnitOfWork(engine), h.id, "user:desk", "坐席desk", now)
+    await login(client, "desk")
+    csrf, token, page = await form_of(client, h.id)
+    assert "原因 居民两次否认诉求摘要" in page and "居民未确认的诉求表单" in page
+    assert f">{WORDS}&lt;b&gt;；地点不对</textarea>" in page  # escaped, then what the resident said since
+    assert f'name="place" maxlength="200" required value="{PLACE}居委会 3号楼"' in page
+    assert '<option value="dog" selected>' in page and f'<option value="{STREET}" selected>' in page
+    assert f'name="community" value="{COMMUNITY}"' in page
+    assert 'name="phone" maxlength="32" inputmode="tel" value="13812345678"' in page
+    assert 'name="confidential" value="1" checked' in page
+
+    form = filing(token, description=f"{WORDS}；地点不对", place=f"{PLACE}居委会 3号楼", phone="13812345678",
+                  confidential="1")
+    assert (await post(client, f"/console/handoff/{h.id}/file", csrf, **form)).status == 303
+    [ticket] = rows(engine, tickets)
+    [report] = rows(engine, ticket_reports)
+    assert (ticket["category"], ticket["street_code"], report["phone"], report["confidential"]) == (
+        "dog", STREET, "13812345678", True)
+    assert [(e["kind"], e["actor"]) for e in rows(engine, handoff_events)] == [
+        ("转人工", "system"), ("诉求表单", "resident"), ("接入", "user:desk"), ("代登记", "user:desk")]
