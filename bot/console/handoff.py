@@ -7,6 +7,8 @@
     POST /console/handoff/{id}/back        hand the conversation back to the assistant
     POST /console/handoff/{id}/close       end it (a waiting one, a 留言 dealt with, or the holder's)
     POST /console/handoff/{id}/file        file a ticket for the resident (代登记, services/handoff_filing.py)
+    POST /console/handoff/{id}/knowledge   add the answer to a 咨询 item to the knowledge base
+                                           (加入知识库, services/handoff_knowledge.py)
 
 An agent sees the hand-offs in their languages (users.languages; "" = any agent), admins all;
 any other hand-off does not exist for them (404). Phone and ID numbers in the messages are
@@ -14,6 +16,7 @@ masked unless the role may see phones (access.may_see_phone, QC_PHONE_ROLES).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -23,11 +26,13 @@ from bot.console import intake as intake_views
 from bot.console import services as svc
 from bot.console.http import CONSOLE, PREFIX, form_text, render, require
 from bot.console.names import street_choices
-from bot.console.services import handoff_filing, intake
+from bot.console.retraining import settings_of
+from bot.console.services import handoff_filing, handoff_knowledge, intake
 from bot.console.uow import ConsoleUnitOfWork
 from bot.domain.clock import now_utc
 from bot.domain.handoff import REASONS, Handoff, HandoffState
 from bot.domain.numbers import parse_ticket_number
+from bot.retraining import knowledge
 from bot.services import handoff
 from bot.storage import pending_phones
 from bot.storage.handoff import HandoffRepository
@@ -128,7 +133,8 @@ def _fresh_form(messages: list[dict], kept: dict) -> dict[str, str]:
 
 
 async def conversation_page(request: web.Request, error: str = "", status: int = 200,
-                            form: dict[str, str] | None = None) -> web.Response:
+                            form: dict[str, str] | None = None,
+                            knowledge_form: dict[str, str] | None = None) -> web.Response:
     p = require(request, *AGENT_ROLES)
     console = request.app[CONSOLE]
     phones = svc.may_see_phone(p.role, False, console.config.phone_roles)
@@ -138,11 +144,16 @@ async def conversation_page(request: web.Request, error: str = "", status: int =
         raise web.HTTPNotFound() from None
     h = view["handoff"]
     filed = parse_ticket_number(request.query.get("filed", "")) if not error else None
+    consult = handoff_knowledge.is_consult(h)
+    if consult and knowledge_form is None:
+        knowledge_form = await asyncio.to_thread(handoff_knowledge.fresh_form, h, view["messages"])
+    added = request.query.get("topic", "") if not error else ""
     return await render(request, "handoff.html", status=status, error=error, reasons=REASONS, States=HandoffState,
                         mine=h.state is HandoffState.TAKEN and h.agent == p.actor,
                         may_file=handoff_filing.may_file(h, p.actor), form=form or _fresh_form(view["messages"], view["kept"]),
                         filed=filed, categories=intake.category_choices(), category_names=dict(intake.category_choices()), streets=street_choices(),
-                        title="转人工会话", **view)
+                        consult=consult, knowledge_form=knowledge_form or {},
+                        added=added if knowledge.TOPIC_ID.fullmatch(added) else "", title="转人工会话", **view)
 
 
 async def _file(request: web.Request, p: svc.Principal, handoff_id: int) -> web.StreamResponse:
@@ -158,6 +169,31 @@ async def _file(request: web.Request, p: svc.Principal, handoff_id: int) -> web.
     if console.notifier is not None:
         console.notifier.wake.set()
     raise web.HTTPSeeOther(f"{BASE}/{handoff_id}?filed={result.number}")
+
+
+async def add_knowledge(request: web.Request) -> web.StreamResponse:
+    p = require(request, *AGENT_ROLES)
+    console = request.app[CONSOLE]
+    handoff_id = _id(request)
+    try:
+        h = await console.run(visible, p, handoff_id)
+    except svc.NotFound:
+        raise web.HTTPNotFound() from None
+    if not handoff_knowledge.is_consult(h):
+        return await conversation_page(request, error="只有居民的咨询问题可以加入知识库。", status=409)
+    form = {k: v for k, v in request["form"].items() if isinstance(v, str) and k.startswith("kb_")}
+    try:
+        topic = knowledge.checked(form.get("kb_id", ""), form.get("kb_title", ""),
+                                  knowledge.split_keywords(form.get("kb_keywords", "")), form.get("kb_answer", ""))
+        await asyncio.to_thread(knowledge.add_topic, settings_of(request).data_dir, topic)
+    except knowledge.KnowledgeError as exc:
+        return await conversation_page(request, error=str(exc), status=400, knowledge_form=form)
+    # the question as stored (masked), never the words as typed
+    view = await console.run(conversation_view, p, handoff_id, False)
+    question = next((m["text"] for m in view["messages"] if m["author"] == "resident"), "")
+    await console.run(handoff_knowledge.recorded, p, handoff_id, topic.id, question, now_utc())
+    log.info("hand-off %s: topic %s added to the knowledge base by %s", handoff_id, topic.id, p.username)
+    raise web.HTTPSeeOther(f"{BASE}/{handoff_id}?topic={topic.id}")
 
 
 def _holder(exc: handoff.AlreadyTaken) -> str:
@@ -200,4 +236,5 @@ def setup(app: web.Application) -> None:
     r = app.router
     r.add_get(BASE, queue_page)
     r.add_get(f"{BASE}/{{handoff_id}}", conversation_page)
+    r.add_post(f"{BASE}/{{handoff_id}}/knowledge", add_knowledge)  # before the {action} route: matched first
     r.add_post(f"{BASE}/{{handoff_id}}/{{action}}", act)

@@ -32,7 +32,7 @@ from bot.web.keys import SETTINGS
 RETRAIN_SETTINGS = web.AppKey("retrain_settings", RetrainSettings)  # set before start to override (tests)
 BASE = f"{PREFIX}/retraining"
 SOURCE_LABELS = {"fallback": "没把握", "unsure": "两类相近", "deny": "居民否认", "ticket_category": "派单纠正类别",
-                 "ticket_location": "派单纠正地点"}
+                 "ticket_location": "派单纠正地点", "knowledge": "坐席加入知识库"}
 STATUS_LABELS = {"queued": "排队", "validating": "校验数据", "training": "训练中", "evaluating": "评测中",
                  "candidate": "候选", "failed": "失败", "active": "使用中", "retired": "已停用"}
 

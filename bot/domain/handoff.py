@@ -72,6 +72,8 @@ CONSULT = "转咨询"
 # The complaint form's answers when the resident said no to its summary twice (note: JSON),
 # kept for the agent's 代登记 (bot/conversation.kept_answers).
 FORM_KEPT = "诉求表单"
+# An agent added their answer to a 咨询 item to the knowledge base (note: the topic id).
+KNOWLEDGE_ADDED = "加入知识库"
 # A question the knowledge base could not answer, kept for an agent (opens a left hand-off).
 ASKED_QUESTION = "咨询"
 _H = HandoffState

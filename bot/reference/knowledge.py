@@ -6,9 +6,9 @@ inventing a rule.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -61,6 +61,19 @@ class KnowledgeBase:
         return Answer(best.id, best.answer)
 
 
-@lru_cache(maxsize=1)
-def default_knowledge() -> KnowledgeBase:
-    return KnowledgeBase.load()
+_cache: dict[Path, tuple[tuple[int, int, int], KnowledgeBase]] = {}
+_cache_lock = threading.Lock()
+
+
+def default_knowledge(path: Path | None = None) -> KnowledgeBase:
+    """The knowledge base, read again when the file changed (a topic an agent added from the
+    console answers at once, without a restart); the same object while it has not."""
+    path = path or KNOWLEDGE_PATH
+    st = path.stat()
+    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)  # os.replace gives a new inode
+    with _cache_lock:
+        cached = _cache.get(path)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, KnowledgeBase.load(path))
+            _cache[path] = cached
+        return cached[1]

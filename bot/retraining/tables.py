@@ -7,7 +7,7 @@ from sqlalchemy import CheckConstraint, Column, Float, ForeignKey, Index, Intege
 
 from bot.storage.tables import Json, UtcDateTime, metadata
 
-REVIEW_SOURCES = ("fallback", "unsure", "deny", "ticket_category", "ticket_location")
+REVIEW_SOURCES = ("fallback", "unsure", "deny", "ticket_category", "ticket_location", "knowledge")
 REVIEW_STATUSES = ("new", "accepted", "rejected")
 MODEL_STATUSES = ("queued", "validating", "training", "evaluating", "candidate", "failed", "active", "retired")
 

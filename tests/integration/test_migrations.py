@@ -55,7 +55,7 @@ def schema_diff(eng: Engine) -> list:
 
 def test_init_db_upgrades_to_head_and_matches_the_tables(empty: Engine) -> None:
     init_db(empty)
-    assert version(empty) == head() == "0016_view_log_callers"
+    assert version(empty) == head() == "0017_knowledge_source"
     assert schema_diff(empty) == []
     assert set(inspect(empty).get_table_names()) >= MIGRATED_TABLES
     init_db(empty)  # idempotent

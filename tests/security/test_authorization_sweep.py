@@ -139,6 +139,8 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/console/handoff"): console_page(200, denied=NOT_AGENT),
     ("GET", "/console/handoff/{handoff_id}"): console_page(200, denied=NOT_AGENT),
     ("POST", "/console/handoff/{handoff_id}/{action}"): console_page(303, denied=NOT_AGENT, admin=409),
+    # 加入知识库: only for a 咨询 item; the sweep's conversation asked for a person (409)
+    ("POST", "/console/handoff/{handoff_id}/knowledge"): console_page(409, denied=NOT_AGENT),
     ("GET", "/console/intake"): console_page(200, denied=NOT_DISPATCH),
     ("POST", "/console/intake"): console_page(400, denied=NOT_DISPATCH),
     # the explainer's proposal: 来电登记 and a 坐席's 代登记
@@ -198,6 +200,7 @@ class World:
             "/console/static": "/console/static/console.css",
             "/console/handoff/{handoff_id}": f"/console/handoff/{self.values.get('handoff', '1')}",
             "/console/handoff/{handoff_id}/{action}": f"/console/handoff/{self.values.get('handoff', '1')}/close",
+            "/console/handoff/{handoff_id}/knowledge": f"/console/handoff/{self.values.get('handoff', '1')}/knowledge",
             "/console/export/{table}.csv": "/console/export/tickets.csv",
             "/console/outbox/{message_id}/retry": "/console/outbox/999999/retry",
             "/console/users/{username}/password": "/console/users/victim/password",

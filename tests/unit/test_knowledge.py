@@ -85,3 +85,35 @@ def test_default_fallback_when_the_file_has_none(tmp_path: Path) -> None:
     path.write_text("topics: []\n", encoding="utf-8")
     kb = KnowledgeBase.load(path)
     assert kb.answer("养狗").text == "请拨打 12345 市民服务热线咨询。"
+
+
+def test_a_changed_file_is_read_again_and_an_unchanged_one_is_not(tmp_path: Path) -> None:
+    """A topic an agent adds from the console answers without a restart (bot/retraining/knowledge.py
+    replaces the file: a new inode)."""
+    path = tmp_path / "consult.yml"
+    path.write_text("topics:\n  - {id: a, keywords: [狗证], answer: 请拨打 12345}\n", encoding="utf-8")
+    first = default_knowledge(path)
+    assert default_knowledge(path) is first
+    replaced = tmp_path / "new.yml"
+    replaced.write_text("topics:\n  - {id: b, keywords: [犬证], answer: 请拨打 12345。}\n", encoding="utf-8")
+    replaced.replace(path)
+    assert [t.id for t in default_knowledge(path).topics] == ["b"]
+    assert default_knowledge(path).answer("犬证").text == "请拨打 12345。"
+
+
+@pytest.mark.parametrize(
+    ("topic_id", "title", "keywords", "answer", "error"),
+    [
+        ("Bad-Id", "标题", ["公积金"], "请拨打 12345。", "编号只能用小写字母"),
+        ("ok_id", "", ["公积金"], "请拨打 12345。", "请填写标题"),
+        ("ok_id", "标题", [], "请拨打 12345。", "请填写关键词"),
+        ("ok_id", "标题", ["公积金贷款额度怎么计算的"], "请拨打 12345。", "不要写长句"),
+        ("ok_id", "标题", ["钱"], "请拨打 12345。", "至少要有一个两字以上的关键词"),
+        ("ok_id", "标题", ["公积金"], "额度由公积金中心核定。", "答复要引导居民拨打 12345"),
+    ],
+)
+def test_a_new_topic_follows_the_rules_of_the_file(topic_id, title, keywords, answer, error) -> None:
+    from bot.retraining.knowledge import KnowledgeError, checked
+
+    with pytest.raises(KnowledgeError, match=error):
+        checked(topic_id, title, keywords, answer)
