@@ -80,6 +80,7 @@ def production_env() -> Iterator[dict[str, str]]:
         # the per-client backstops are tested in tests/security, not here
         "QC_CLIENT_RATE_LIMIT": "1000000",
         "QC_LOGIN_CLIENT_LIMIT": "1000000",
+        "QC_HANDOFF_HOURS": "00:00-23:59",  # 坐席 answer whatever the wall clock says (else 留言 at night)
     }
     # A city system subscribed before the first ticket: a queue bound to our exchange.
     env_queue = f"qc_test_ticket_events_{tag}"
