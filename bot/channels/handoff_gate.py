@@ -12,6 +12,11 @@ picked up exactly once: with the reply to the resident's next message, by a REST
 
 When the store cannot be reached the message goes to the assistant (logged): a resident is
 never left without an answer because the hand-off table is down.
+
+The channels check before Rasa takes the conversation's lock (a held conversation never waits
+for it), and `install()` checks again inside the lock: a message sent while 我要找人工客服 was
+still being answered (on another Rasa server, say) passed the first check before the hand-off
+existed, and would otherwise be answered by the assistant once the lock came free.
 """
 from __future__ import annotations
 
@@ -29,6 +34,43 @@ from bot.text import mask_personal_data
 log = logging.getLogger(__name__)
 PUSH_INTERVAL_ENV = "QC_HANDOFF_PUSH_INTERVAL"  # seconds between widget pushes (default 1)
 PASS = handoff.Gate(False, [])
+
+
+GATE_KEY = "qc_handoff_gate"  # metadata: the resident's words for the check inside the lock
+_INSTALLED_FLAG = "_qc_handoff_gate"
+
+
+def gated(metadata: dict | None, text: str) -> dict:
+    """Metadata asking Agent.handle_message (as installed) to check the hand-off again under the
+    lock; the key is removed before Rasa reads the message (never stored in the tracker)."""
+    return {**(metadata or {}), GATE_KEY: {"text": text, "had_metadata": metadata is not None}}
+
+
+def install() -> None:
+    """Idempotent: Agent.handle_message checks the hand-off inside the conversation's lock for a
+    message a channel marked with `gated` (Rasa 3.6's body: lock, then the processor)."""
+    from rasa.core.agent import Agent
+
+    if getattr(Agent.handle_message, _INSTALLED_FLAG, False):
+        return
+    original = Agent.handle_message
+
+    async def handle_message(self, message):  # noqa: ANN001, ANN202 - Rasa's signature
+        mark = message.metadata.pop(GATE_KEY, None) if isinstance(message.metadata, dict) else None
+        if mark is None or not self.is_ready():
+            return await original(self, message)
+        if not mark["had_metadata"] and not message.metadata:
+            message.metadata = None
+        async with self.lock_store.lock(message.sender_id):
+            gate = await on_message(message.sender_id, mark["text"])
+            for reply in gate.replies:
+                await message.output_channel.send_text_message(message.sender_id, reply)
+            if gate.held:  # the hand-off opened while this message waited for the lock
+                return None
+            return await self.processor.handle_message(message)
+
+    setattr(handle_message, _INSTALLED_FLAG, True)
+    Agent.handle_message = handle_message
 
 
 def _now() -> datetime:

@@ -104,6 +104,7 @@ class RestInput(RasaRestInput):
             log.warning("REST channel without %s: anyone who reaches Rasa can talk as any REST sender", TOKEN_ENV)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        handoff_gate.install()  # the hand-off checked again inside the conversation lock
         bp = Blueprint("qingcheng_rest_webhook", __name__)
         on_new_message = self.answers.wrap(on_new_message)
 
@@ -183,9 +184,8 @@ class RestInput(RasaRestInput):
                 return response.json(waiting)
             collector = CollectingOutputChannel()
             try:
-                await on_new_message(
-                    UserMessage(text, collector, conversation, input_channel=self.name(), metadata=metadata)
-                )
+                await on_new_message(UserMessage(text, collector, conversation, input_channel=self.name(),
+                                                 metadata=handoff_gate.gated(metadata, clean_message(message))))
             except asyncio.CancelledError:
                 log.error("message from %s timed out", mask_personal_data(sender))
             except ActionServerUnavailable:

@@ -61,6 +61,7 @@ class SocketIOInput(RasaSocketIOInput):
         return "socketio"
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        handoff_gate.install()  # the hand-off checked again inside the conversation lock
         # cors_allowed_origins=[]: engine.io leaves CORS to Sanic (`rasa run --cors`), as Rasa does.
         sio = AsyncServer(async_mode="sanic", cors_allowed_origins=[])
         bp = SocketBlueprint(sio, self.socketio_path, "qingcheng_socketio_webhook", __name__)
@@ -156,7 +157,7 @@ class SocketIOInput(RasaSocketIOInput):
                 metadata = {}
             try:
                 await on_new_message(UserMessage(text, output, sender_id, input_channel=self.name(),
-                                                 metadata=metadata))
+                                                 metadata=handoff_gate.gated(metadata, clean_message(message))))
             except ActionServerUnavailable:
                 log.error("socket.io message from %s kept: the action server is down", mask_personal_data(sender_id))
                 await output.send_text_message(sender_id, MSG_KEPT)

@@ -189,3 +189,53 @@ def test_a_person_holds_the_conversation_on_both_rasa_servers_across_restarts(cl
         assert [tuple(s) for s in steps] == [("转人工", "system"), ("接入", actor), ("交还", actor)]
     finally:
         engine.dispose()
+
+
+def test_a_message_queued_behind_the_request_for_a_person_is_kept_for_the_person(cluster, production_env):
+    """The resident writes again while 我要找人工客服 is still being answered (the two messages on
+    the two Rasa servers): the second one passed the hand-off check before the hand-off existed
+    and waited for the conversation's lock. Made deterministic by holding the lock (the Redis
+    lock store's ticket) until both messages queue behind it. Checked: the second message is
+    kept for the person, the assistant silent; the tracker store holds only the first."""
+    from urllib.parse import urlsplit
+
+    from bot.rasa_ext.lockstore import AtomicRedisLockStore
+
+    tag = uuid.uuid4().hex[:8]
+    sender = f"cluster-handoff-queued-{tag}"
+    conversation = "rest:" + sender
+    u = urlsplit(production_env["QC_REDIS_URL"])
+    store = AtomicRedisLockStore(host=u.hostname, port=u.port or 6379, db=int(u.path.lstrip("/") or 1),
+                                 key_prefix=production_env["QC_LOCK_PREFIX"])
+    engine = make_engine(production_env["QC_DATABASE_URL"])
+    rasa1, rasa2 = cluster.rasa_urls
+
+    async def queued(n: int) -> None:
+        while len(store.get_or_create_lock(conversation).tickets) < n:
+            await asyncio.sleep(0.05)
+
+    async def go():
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
+            resident = Resident(s, sender)
+            ticket = store.issue_ticket(conversation, 60)
+            try:
+                first = asyncio.ensure_future(resident.say(rasa1, "我要找人工客服"))
+                await asyncio.wait_for(queued(2), 60)
+                second = asyncio.ensure_future(resident.say(rasa2, f"快点来人-{tag}"))
+                await asyncio.wait_for(queued(3), 60)
+            finally:
+                store.finish_serving(conversation, ticket)
+            return await first, await second
+
+    try:
+        asked, then = asyncio.run(go())
+        assert asked[0]["text"].startswith("正在为您转接人工客服"), asked
+        assert then == [], then
+        assert _user_texts(production_env, sender) == ["我要找人工客服"]
+        with engine.connect() as conn:
+            kept = conn.execute(select(handoff_messages.c.text).where(
+                handoff_messages.c.sender_id == conversation, handoff_messages.c.outgoing.is_(False))
+                .order_by(handoff_messages.c.id)).scalars().all()
+        assert kept == [f"快点来人-{tag}"]
+    finally:
+        engine.dispose()
