@@ -14,7 +14,8 @@ Erasure reuses the retention job's anonymising (bot/storage/retention.py), in on
 - a ticket others reported too: only this resident's reports are anonymised (same pseudonyms,
   photos, notices to them); an open one gets a 信息删除 note for its units and goes on;
 - the phone an unfinished complaint form held for the conversation is deleted, and so are
-  its messages with a person (转人工, handoff_messages, kept as typed).
+  its messages with a person (转人工, handoff_messages, kept as typed), and the WeChat
+  channel's answers kept for retries (wechat_inbound.reply: they quote the resident).
 Photo files go after the commit. The conversation's transcript is deleted by the tracker
 store when the erasing action's turn is saved (bot/rasa_ext/erasure.py)."""
 
@@ -26,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bot.channels.wechat import store as wechat_store
 from bot.domain.model import CATEGORIES, REPORTER_ERASED, WITHDRAW, TicketState
 from bot.services import retention
 from bot.services.tickets import resident_of, retry_on_stale
@@ -110,6 +112,7 @@ def held_for_caller(uow: SqlAlchemyUnitOfWork, phone: str) -> Held:
 def erase_for_sender(uow: SqlAlchemyUnitOfWork, sender_id: str, upload_dir: Path, now: datetime) -> Erased:
     # the timeline is append-only: its actor must not be the identity being erased
     def forget(conn: Any) -> tuple[int, int]:
+        wechat_store.forget_resident(conn, sender_id)  # a WeChat sender id is the openid; others match nothing
         return pending_phones.forget_phone(conn, sender_id), store.erase_handoffs(conn, sender_id)
 
     return _erase(uow, store.of_sender(sender_id), "resident:erased", upload_dir, now, forget=forget)

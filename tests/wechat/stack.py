@@ -20,6 +20,7 @@ bot.channels.wechat.WeChatInput:
   appid: ${QC_WECHAT_APPID}
   secret: ${QC_WECHAT_SECRET}
   mode: %(mode)s
+  passive_budget: %(passive_budget)s
 """
 
 
@@ -35,12 +36,15 @@ class WeChatStack:
 
 def start_wechat_stack(tmp: Path, rasa_port: int, actions_port: int, model: str, env: dict[str, str],
                        mode: str = "safe", log_name: str | None = None,
-                       api_token: str | None = None) -> WeChatStack:
+                       api_token: str | None = None, passive_budget: float = 4.0,
+                       tracker_store: str = "") -> WeChatStack:
+    """`tracker_store`: the endpoints file's tracker_store block (YAML), else Rasa's in-memory one."""
     tmp.mkdir(parents=True, exist_ok=True)
     credentials = tmp / "credentials.yml"
-    credentials.write_text(CREDENTIALS % {"mode": mode}, encoding="utf-8")
+    credentials.write_text(CREDENTIALS % {"mode": mode, "passive_budget": passive_budget}, encoding="utf-8")
     endpoints = tmp / "endpoints.yml"
-    endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n', encoding="utf-8")
+    endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n{tracker_store}',
+                         encoding="utf-8")
     full_env = {**os.environ, **env, "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT)}
     rasa = str(VENV_BIN / "rasa")
     cmds = {

@@ -419,3 +419,18 @@ class InThread:
             return method(store, *args, **kwargs)
 
         return await to_thread(call)
+
+
+def forget_resident(conn: Connection, openid: str) -> int:
+    """删除我的信息 (bot/services/rights.py, in the erasure's transaction): the answers kept for
+    WeChat's retries (they quote the complaint, the summary, the export), the messages kept
+    for a replay and the QR code's community go; the rows stay for the dedupe and the rate
+    limit, the time of the last message for the 48-hour window. → answers cleared."""
+    mine = wechat_inbound.c.openid == openid
+    cleared = conn.execute(update(wechat_inbound).where(mine, or_(wechat_inbound.c.reply.isnot(None),
+                                                                  wechat_inbound.c.replay_body.isnot(None)))
+                           .values(reply=None, replay_body=None)).rowcount
+    conn.execute(update(wechat_residents).where(wechat_residents.c.openid == openid,
+                                                wechat_residents.c.scene_community.isnot(None))
+                 .values(scene_community=None, scene_at=None))
+    return cleared
