@@ -129,5 +129,11 @@ async def test_an_agent_lands_on_the_handoff_queue(client: TestClient, engine: E
             assert (resp.status, resp.headers["Location"]) == (303, home)
             again = await browser.get("/console/", allow_redirects=False)
             assert (again.status, again.headers["Location"]) == (303, home)
+            # the header leads only to pages the role has something on: a 坐席 has no ticket queue,
+            # no ticket notices and no dashboard of its own (those pages would be empty)
+            header = (await (await browser.get(home)).text()).split("</nav>", 1)[0]
+            assert re.findall(r'<a (?:class="brand" )?href="([^"]+)"', header) == (
+                ["/console/handoff", "/console/handoff"] if user == "agent0"
+                else ["/console/queue", "/console/queue", "/console/notices", "/console/dashboard"])
     created = csvc.seed_demo_accounts(uow(engine), datetime.now(timezone.utc))
     assert [(name, role) for name, _, role, _ in created if role == "agent"] == [("agent", "agent")]
