@@ -12,9 +12,11 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import log, safe
-from bot.domain.handoff import ASKED
+from bot.domain.handoff import ASKED, MONGOLIAN, NOT_UNDERSTOOD
 from bot.ops import runtime
 from bot.services import handoff
+
+UNREAD_REASONS = frozenset({MONGOLIAN, NOT_UNDERSTOOD})
 
 
 def channel_of(tracker: Tracker) -> str:
@@ -25,11 +27,13 @@ async def hand_over(dispatcher: CollectingDispatcher, tracker: Tracker, reason: 
                     kept: Mapping[str, object] | None = None) -> bool:
     """Open (or find) the hand-off and tell the resident; False, with the old advice to call
     12345, when the store cannot be reached (the resident is never left without an answer).
-    `kept`: the complaint form's answers, for the agent."""
+    `kept`: the complaint form's answers, for the agent. The message the assistant could not
+    read (Mongolian script, twice not understood) goes to the person with the hand-off."""
+    unread = (tracker.latest_message or {}).get("text") if reason in UNREAD_REASONS else None
     try:
         _, notice = await runtime.run_store(lambda: handoff.request(
             runtime.uow(), tracker.sender_id, channel_of(tracker), reason, datetime.now(timezone.utc),
-            handoff.hours_from_env(), kept=kept))
+            handoff.hours_from_env(), kept=kept, first_message=unread))
     except Exception:  # noqa: BLE001 - store down: the 12345 advice instead
         log.exception("hand-off for %s not opened", safe(tracker.sender_id))
         dispatcher.utter_message(response="utter_human_handoff")

@@ -68,9 +68,12 @@ def _repo(uow: SqlAlchemyUnitOfWork) -> HandoffRepository:
 
 
 def request(uow: SqlAlchemyUnitOfWork, sender_id: str, channel: str, reason: str, now: datetime,
-            hours: ServiceHours, language: str = "", kept: Mapping[str, object] | None = None) -> tuple[Handoff, str]:
+            hours: ServiceHours, language: str = "", kept: Mapping[str, object] | None = None,
+            first_message: str | None = None) -> tuple[Handoff, str]:
     """Open a hand-off (or find the one already open) and what the resident is told now;
-    `kept`: the complaint form's answers, a step (诉求表单) the agent files them from."""
+    `kept`: the complaint form's answers, a step (诉求表单) the agent files them from;
+    `first_message`: what the resident wrote that the assistant could not read (Mongolian
+    script, twice not understood), kept for the person like every later message."""
     if reason not in REASONS:
         raise ValueError(f"unknown hand-off reason {reason!r}")
     language = language or REASON_LANGUAGE.get(reason, "")
@@ -80,6 +83,10 @@ def request(uow: SqlAlchemyUnitOfWork, sender_id: str, channel: str, reason: str
         if found is None:
             try:
                 found = repo.open(sender_id, channel, reason, language, now)
+                if first_message:
+                    masked = mask_personal_data(first_message)
+                    repo.add_message(found, RESIDENT, False, masked, now,
+                                     typed=first_message if masked != first_message else None)
             except IntegrityError:  # the same conversation asked twice at once: one hand-off
                 uow.rollback()
                 found = repo.open_for(sender_id)

@@ -921,6 +921,12 @@ def test_mongolian_script_waits_for_a_person_who_reads_it(domain: dict, db: Stor
     with db.engine.connect() as conn:
         rows = conn.execute(select(handoffs.c.sender_id, handoffs.c.reason, handoffs.c.language, handoffs.c.state)).all()
     assert [tuple(r) for r in rows] == [(state["sender_id"], "mongolian", "mn", "waiting")]
+    # the message nobody here could read is the one the person must see (the outside tester: lost)
+    from bot.storage.handoff import handoff_messages
+    with db.engine.connect() as conn:
+        kept = conn.execute(select(handoff_messages.c.author, handoff_messages.c.outgoing,
+                                   handoff_messages.c.text)).all()
+    assert [tuple(r) for r in kept] == [("resident", False, "ᠰᠠᠢᠨ ᠪᠠᠢᠨ᠎ᠠ ᠤᠤ")]
 
 
 def test_consult_answers_from_the_knowledge_base(domain: dict) -> None:
