@@ -187,7 +187,10 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # isolates (U+202A–202E, U+2066–2069), marks (U+200E/200F, U+061C), zero-width characters
 # and the BOM, line/paragraph separators, and CR/LF/tab (a message is one line: a CR/LF
 # could print a fake second line such as 伪造行：已办结 under a ticket's description).
-_INVISIBLE = "\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+_INVISIBLE = "\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+# U+180E, the Mongolian vowel separator, is part of Mongolian spelling (ᠪᠠᠢᠨ᠎ᠠ): kept between
+# Mongolian letters, treated as invisible formatting anywhere else.
+_STRAY_MVS = re.compile("(?<![\u1820-\u18af])\u180e|\u180e(?![\u1820-\u18af])")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f" + _INVISIBLE + "]")
 _DISPLAY_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f" + _INVISIBLE.replace("\u2028-\u202e", "\u202a-\u202e") + "]")
 _DISPLAY_BREAK = re.compile("\r\n|[\r\n\u2028\u2029\x85]")
@@ -205,14 +208,14 @@ def clean_message(text: str) -> str:
     input cleaning): control characters (NUL, CR/LF, tab included) and invisible formatting
     characters (bidi overrides, zero-width, BOM) become spaces, lone surrogates U+FFFD; same
     length, nothing else touched."""
-    return _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", text))
+    return _SURROGATE.sub("\ufffd", _STRAY_MVS.sub(" ", _CONTROL.sub(" ", text)))
 
 
 def display_text(text: str, one_line: bool = False) -> str:
     """Text as a page may show it: invisible formatting characters stored before input
     cleaning are shown as their code point (‹U+202E›) instead of reordering what follows;
     one_line=True shows line breaks as ⏎ so stored text cannot start a line of its own."""
-    text = _DISPLAY_INVISIBLE.sub(lambda m: f"‹U+{ord(m.group(0)):04X}›", text)
+    text = _STRAY_MVS.sub("‹U+180E›", _DISPLAY_INVISIBLE.sub(lambda m: f"‹U+{ord(m.group(0)):04X}›", text))
     return _DISPLAY_BREAK.sub(" ⏎ ", text) if one_line else text
 
 
