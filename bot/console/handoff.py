@@ -36,7 +36,7 @@ from bot.retraining import knowledge
 from bot.services import handoff
 from bot.storage import pending_phones
 from bot.storage.handoff import HandoffRepository
-from bot.text import mask_personal_data, mask_phone
+from bot.text import find_phone, mask_personal_data, mask_phone, valid_phone
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +80,15 @@ def conversation_view(uow: ConsoleUnitOfWork, p: svc.Principal, handoff_id: int,
         held = pending_phones.held_phone(uow.connection(), h.sender_id, now_utc()) if phones and kept else None
     if kept:
         kept["held_phone"] = held if held and mask_phone(held) == kept.get("phone") else ""
-    # resident text is stored masked (with the words as typed beside it for a while: phone roles)
+    # resident text is stored masked and shown masked to every role (the outside tester: agents
+    # read full phone and ID numbers, unlogged); the words as typed serve only the 代登记 form's
+    # phone field, for a role that may see phones — the number goes where a ticket keeps it
     messages = [{"author": r.author, "outgoing": r.outgoing, "at": r.created_at,
-                 "text": (r.typed or r.text) if phones else mask_personal_data(r.text),
+                 "text": mask_personal_data(r.text),
                  "undelivered": r.delivery_note if r.delivered_at is None else None} for r in rows]
-    return {"handoff": h, "messages": messages, "kept": kept}
+    typed = [find_phone(r.typed) for r in rows if phones and r.typed and not r.outgoing]
+    said_phone = next((n for n in reversed(typed) if n and valid_phone(n)), "")
+    return {"handoff": h, "messages": messages, "kept": kept, "said_phone": said_phone}
 
 
 def _id(request: web.Request) -> int:
@@ -118,16 +122,16 @@ async def queue_page(request: web.Request) -> web.Response:
     return await render(request, "handoff_queue.html", items=items, reasons=REASONS, title="转人工")
 
 
-def _fresh_form(messages: list[dict], kept: dict) -> dict[str, str]:
+def _fresh_form(messages: list[dict], kept: dict, said_phone: str = "") -> dict[str, str]:
     """A new 代登记 form: a new token (the filing's idempotency key), the resident's words; or
     the complaint form's answers the resident did not confirm (诉求表单), with their words after."""
     words = "；".join(m["text"] for m in messages if m["author"] == "resident")
-    form = {"form_token": auth.new_token(), "description": words[:intake.MAX_DESCRIPTION]}
+    form = {"form_token": auth.new_token(), "description": words[:intake.MAX_DESCRIPTION], "phone": said_phone}
     if kept:
         said = "；".join(w for w in (str(kept.get("description") or ""), words) if w)
         form.update(description=said[:intake.MAX_DESCRIPTION], place=str(kept.get("location") or "")[:intake.MAX_PLACE],
                     category=str(kept.get("category") or ""), street=str(kept.get("street") or ""),
-                    community=str(kept.get("community") or ""), phone=str(kept.get("held_phone") or ""),
+                    community=str(kept.get("community") or ""), phone=str(kept.get("held_phone") or said_phone),
                     confidential="1" if kept.get("confidential") else "")
     return form
 
@@ -150,7 +154,7 @@ async def conversation_page(request: web.Request, error: str = "", status: int =
     added = request.query.get("topic", "") if not error else ""
     return await render(request, "handoff.html", status=status, error=error, reasons=REASONS, States=HandoffState,
                         mine=h.state is HandoffState.TAKEN and h.agent == p.actor,
-                        may_file=handoff_filing.may_file(h, p.actor), form=form or _fresh_form(view["messages"], view["kept"]),
+                        may_file=handoff_filing.may_file(h, p.actor), form=form or _fresh_form(view["messages"], view["kept"], view["said_phone"]),
                         filed=filed, categories=intake.category_choices(), category_names=dict(intake.category_choices()), streets=street_choices(),
                         consult=consult, knowledge_form=knowledge_form or {},
                         added=added if knowledge.TOPIC_ID.fullmatch(added) else "", title="转人工会话", **view)

@@ -137,3 +137,26 @@ async def test_an_agent_lands_on_the_handoff_queue(client: TestClient, engine: E
                 else ["/console/queue", "/console/queue", "/console/notices", "/console/dashboard"])
     created = csvc.seed_demo_accounts(uow(engine), datetime.now(timezone.utc))
     assert [(name, role) for name, _, role, _ in created if role == "agent"] == [("agent", "agent")]
+
+
+async def test_a_phone_role_reads_the_transcript_masked_and_gets_the_number_only_in_the_filing_form(
+    client: TestClient, engine: Engine
+) -> None:
+    """The outside tester: an agent whose role may see phones read the resident's phone and ID
+    number in full, with no reveal and no log. The transcript is masked for every role; the
+    number the resident gave fills the 代登记 form's phone field (where the ticket keeps it)."""
+    [name] = agents(engine, 1)
+    with engine.begin() as conn:  # this console lets admins see phones: make the agent an admin
+        from bot.console.tables import users
+        conn.execute(users.update().where(users.c.username == name).values(role="admin"))
+    hid = ask(engine, "rest:r-erin", "asked", datetime.now(timezone.utc))
+    resident(engine, "rest:r-erin", "我的电话是13700002222，身份证110101199003071234")
+    csrf = await login(client, name)
+    assert (await post(client, f"/console/handoff/{hid}/take", csrf)).status == 303
+    page = await (await client.get(f"/console/handoff/{hid}")).text()
+    assert "13700002222" not in page.replace('name="phone" maxlength="32" inputmode="tel" value="13700002222"', "")
+    assert "110101199003071234" not in page
+    assert "我的电话是137****2222，身份证110***********1234" in page
+    assert 'name="phone" maxlength="32" inputmode="tel" value="13700002222"' in page
+    description = re.search(r'<textarea name="description"[^>]*>([^<]*)</textarea>', page)
+    assert description and "137****2222" in description.group(1) and "13700002222" not in description.group(1)
