@@ -15,7 +15,8 @@ from bot.storage.tables import ticket_events, ticket_reports, tickets
 from tests.e2e.chat import Chat
 
 PHONE = "13847119876"
-COMPLAINT = "河边有人偷偷倒化工废液 河水都变色了 新城区海拉尔东路街道公主府社区"
+# a community no other test of the shared stack files in: no 并单 into someone else's ticket
+COMPLAINT = "河边有人偷偷倒化工废液 河水都变色了 新城区海拉尔东路街道气象局东巷社区"
 
 
 def _texts(turn: dict) -> str:
