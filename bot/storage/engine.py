@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,24 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     return create_engine(url, future=True, **kwargs)
 
 
+def _switch_to_wal(cursor: Any, tries: int = 40) -> None:
+    """WAL, when the file is not in it yet. The switch needs the file to itself and fails at once
+    with "database is locked" (no busy wait) while another connection is in a transaction — a
+    reader connecting beside the WeChat channel's loops failed 1 run in 3. It is retried briefly,
+    then left to the next connection: the mode is stored in the file, and this connection works
+    in the file's current mode meanwhile."""
+    for _ in range(tries):
+        if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            time.sleep(0.05)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -58,7 +78,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA busy_timeout = 5000")  # first: switching to WAL may wait for a lock
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor)
         cursor.close()
 
     @event.listens_for(engine, "begin")
