@@ -203,7 +203,9 @@ async def test_socketio_flood_one_session_refused_others_unaffected() -> None:
         await close(server)
     assert bot.by_sender() == {flooder: 4, neighbour: 3}
     assert sorted(answers[flooder]) == sorted([f"收到：刷屏{i}" for i in range(4)] + [MSG_TOO_FAST] * 8)
-    assert answers[neighbour] == [f"收到：正常{i}" for i in range(3)]
+    # each message is its own task on the server: their replies may cross (the flooder's are compared
+    # the same way); what matters here is that none of the neighbour's is refused
+    assert sorted(answers[neighbour]) == [f"收到：正常{i}" for i in range(3)]
 
 
 async def test_widget_upload_flood_refused_per_client(engine: Any, tmp_path: Path, widget_config: Any) -> None:
